@@ -1,0 +1,71 @@
+# Everything a newcomer needs: `make local` runs the pipeline on this machine, `make test` checks it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+BIN         := $(VENV)/bin
+PY          := $(BIN)/python
+RUNTIME     := 3.13
+export AWS_DEFAULT_REGION ?= us-east-1
+# sam build looks for python$(RUNTIME) on PATH: the venv provides it.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+# Find a python$(RUNTIME) wherever this machine keeps it: PATH, pyenv, uv, asdf/mise, /usr/local.
+define find_python
+for candidate in "$$PYTHON" "$$(command -v python$(RUNTIME) 2>/dev/null)" \
+	$$(pyenv root 2>/dev/null | sed 's#$$#/versions#' | xargs -I{} sh -c 'ls -d {}/$(RUNTIME)*/bin/python$(RUNTIME) 2>/dev/null' | sort -rV) \
+	"$$(uv python find $(RUNTIME) 2>/dev/null)" \
+	$$(ls -d $$HOME/.local/share/mise/installs/python/$(RUNTIME)*/bin/python$(RUNTIME) $$HOME/.asdf/installs/python/$(RUNTIME)*/bin/python$(RUNTIME) 2>/dev/null) \
+	/usr/local/bin/python$(RUNTIME) /usr/bin/python$(RUNTIME) /opt/homebrew/bin/python$(RUNTIME); do \
+	if [ -n "$$candidate" ] && "$$candidate" -c 'import sys; assert sys.version_info[:2] == tuple(map(int, "$(RUNTIME)".split(".")))' 2>/dev/null; then \
+		echo "$$candidate"; exit 0; fi; \
+done; echo "Python $(RUNTIME) (the Lambda runtime) was not found: install it (pyenv install $(RUNTIME), uv python install $(RUNTIME), or your OS package) or set PYTHON=/path/to/python$(RUNTIME)" >&2; exit 1
+endef
+
+.PHONY: help
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.lock pyproject.toml
+	@python_bin="$$($(find_python))" && echo "using $$python_bin" && \
+	{ [ -x $(PY) ] && $(PY) -c 'import sys; assert sys.version_info[:2] == ($(subst .,$(comma),$(RUNTIME)))' 2>/dev/null || "$$python_bin" -m venv --clear $(VENV); }
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+comma := ,
+
+.PHONY: install
+install: $(VENV)/.installed  ## create .venv with the pinned tools (Python $(RUNTIME))
+
+.PHONY: test
+test: install  ## run every test: unit, SAM build, local stack end to end
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install  ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+.PHONY: build
+build: install  ## sam validate --lint and sam build
+	$(BIN)/sam validate --lint
+	$(BIN)/sam build
+
+.PHONY: local
+local: install  ## run the whole pipeline on this machine (no AWS, no Docker)
+	$(PY) -m devstack
+
+.PHONY: lock
+lock:  ## re-pin requirements-dev.lock from pyproject.toml and the layer's requirements
+	uv pip compile pyproject.toml layers/shared/requirements.txt --extra dev --python-version $(RUNTIME) \
+		--python-platform linux --generate-hashes -o requirements-dev.lock
+
+.PHONY: deploy
+deploy: build  ## sam deploy --guided (needs AWS credentials)
+	$(BIN)/sam deploy --guided
+
+.PHONY: clean
+clean:  ## remove the venv and build output
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

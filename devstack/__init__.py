@@ -1,0 +1,1 @@
+"""The upstream emulator and the docker-free local stack."""

@@ -1,0 +1,1 @@
+"""Shared code of the three functions: models, settings, adapters and domain logic."""
