@@ -1,0 +1,117 @@
+"""Creates the table, queues and bucket that template.yaml declares, in moto or any AWS endpoint.
+
+Idempotent: what exists already is left as it is, so it can point at a long-lived local endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from devstack.template import load_template, resources_of_type
+
+
+@dataclass(frozen=True)
+class StackResources:
+    tasks_table: str
+    download_queue_url: str
+    download_queue_arn: str
+    dead_letter_queue_url: str
+    images_bucket: str
+    max_receive_count: int
+    visibility_timeout: int
+
+
+def _logical(resource_type: str, template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    found = resources_of_type(resource_type, template)
+    if not found:
+        raise LookupError(f"template.yaml declares no {resource_type}")
+    return next(iter(found.items()))
+
+
+def create_table(dynamodb: Any, name: str, properties: dict[str, Any]) -> None:
+    arguments: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": properties["AttributeDefinitions"],
+        "KeySchema": properties["KeySchema"],
+        "BillingMode": properties.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if properties.get("GlobalSecondaryIndexes"):
+        arguments["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+    try:
+        dynamodb.create_table(**arguments)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+        return
+    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+    ttl = properties.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]}
+        )
+
+
+def create_stack_resources(session: Any, *, prefix: str = "imagegen-local") -> StackResources:
+    template = load_template()
+    dynamodb = session.client("dynamodb")
+    sqs = session.client("sqs")
+    s3 = session.client("s3")
+
+    table_id, table = _logical("AWS::DynamoDB::Table", template)
+    table_name = f"{prefix}-{table_id}"
+    create_table(dynamodb, table_name, table)
+
+    queues = resources_of_type("AWS::SQS::Queue", template)
+    main_id = next(name for name, queue in queues.items() if "RedrivePolicy" in queue)
+    main = queues[main_id]
+    dead_id = main["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    dead_url = sqs.create_queue(
+        QueueName=f"{prefix}-{dead_id}",
+        Attributes={"MessageRetentionPeriod": str(queues[dead_id].get("MessageRetentionPeriod", 345600))},
+    )["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    max_receive = int(main["RedrivePolicy"]["maxReceiveCount"])
+    visibility = int(main["VisibilityTimeout"])
+    main_url = sqs.create_queue(
+        QueueName=f"{prefix}-{main_id}",
+        Attributes={
+            "VisibilityTimeout": str(visibility),
+            "MessageRetentionPeriod": str(main.get("MessageRetentionPeriod", 345600)),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": max_receive}),
+        },
+    )["QueueUrl"]
+    main_arn = sqs.get_queue_attributes(QueueUrl=main_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    bucket_id, _bucket = _logical("AWS::S3::Bucket", template)
+    bucket = f"{prefix}-{bucket_id}".lower()
+    try:
+        region = session.region_name or "us-east-1"
+        if region == "us-east-1":
+            s3.create_bucket(Bucket=bucket)
+        else:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    return StackResources(
+        tasks_table=table_name,
+        download_queue_url=main_url,
+        download_queue_arn=main_arn,
+        dead_letter_queue_url=dead_url,
+        images_bucket=bucket,
+        max_receive_count=max_receive,
+        visibility_timeout=visibility,
+    )

@@ -1,0 +1,122 @@
+"""Client API: POST /tasks submits a generation, GET /tasks/{taskId} reports it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
+
+from image_pipeline import wiring
+from image_pipeline.errors import (
+    InsufficientCredits,
+    RateLimited,
+    TaskNotFound,
+    UpstreamBadRequest,
+    UpstreamError,
+    UpstreamUnauthorized,
+)
+from image_pipeline.logic.status import task_status
+from image_pipeline.logic.submission import submit_task
+from image_pipeline.observability import logger_for, metrics_for
+from image_pipeline.settings import ApiSettings, api_settings
+from image_pipeline.upstream_models import GenerationOptions
+
+logger = logger_for("api")
+metrics = metrics_for("api")
+app = APIGatewayRestResolver(enable_validation=True)
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+
+
+def callback_base(settings: ApiSettings) -> str:
+    """This API's public URL plus the callback path: PublicBaseUrl when set, else the request's domain and stage."""
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/") + settings.callback_path
+    context = app.current_event.request_context
+    return f"https://{context.domain_name}/{context.stage}{settings.callback_path}"
+
+
+@app.post("/tasks")
+def create_task(options: GenerationOptions) -> Response[Any]:
+    settings = api_settings()
+    task_id = submit_task(
+        options,
+        callback_base=callback_base(settings),
+        store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
+        upstream=wiring.upstream_client(settings),
+    )
+    logger.info("task submitted", extra={"task_id": task_id, "variants": options.nVariants})
+    metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
+    return _json(202, {"taskId": task_id, "status": "submitted"})
+
+
+@app.get("/tasks/<taskId>")
+def get_task(taskId: str) -> Response[Any]:  # noqa: N803 - the route's path parameter name is the API's
+    settings = api_settings()
+    return _json(
+        200,
+        task_status(
+            taskId,
+            store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
+            images=wiring.image_store(settings.images_bucket),
+            presign_seconds=settings.presign_seconds,
+            upstream=wiring.upstream_client(settings, timeout_seconds=settings.progress_timeout_seconds),
+        ),
+    )
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(error: RequestValidationError) -> Response[Any]:
+    problems = []
+    for problem in error.errors():
+        location = [str(part) for part in problem.get("loc", ()) if part != "body"]
+        problems.append({"field": ".".join(location) or "body", "message": problem.get("msg", "invalid")})
+    fields = ", ".join(problem["field"] for problem in problems)
+    return _json(422, {"message": f"invalid request: check {fields}", "errors": problems})
+
+
+@app.exception_handler(TaskNotFound)
+def task_not_found(error: TaskNotFound) -> Response[Any]:
+    return _json(404, {"message": str(error)})
+
+
+@app.exception_handler(UpstreamError)
+def upstream_failed(error: UpstreamError) -> Response[Any]:
+    """Map upstream failures onto what the client can act on."""
+    logger.warning("upstream refused", extra={"upstream_code": error.code, "upstream_message": error.message})
+    if isinstance(error, InsufficientCredits):
+        return _json(402, {"message": f"the image service account is out of credits: {error.message}"})
+    if isinstance(error, RateLimited):
+        return _json(
+            429,
+            {"message": f"too many generation requests; retry in {error.retry_after} s"},
+            {"Retry-After": str(error.retry_after)},
+        )
+    if isinstance(error, UpstreamUnauthorized):
+        return _json(502, {"message": "the image service rejected this deployment's API key (not your request)"})
+    if isinstance(error, UpstreamBadRequest):
+        return _json(422, {"message": f"the image service refused the request: {error.message}", "errors": []})
+    return _json(
+        503,
+        {"message": f"the image service is unavailable ({error.message}); try again shortly"},
+        {"Retry-After": "30"},
+    )
+
+
+@app.exception_handler([ClientError, BotoCoreError])
+def aws_fault(error: Exception) -> Response[Any]:
+    logger.exception("AWS call failed")
+    return _json(503, {"message": "storage is temporarily unavailable; try again shortly"}, {"Retry-After": "5"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

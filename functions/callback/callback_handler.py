@@ -1,0 +1,75 @@
+"""Callback receiver: POST /callbacks/{submissionId}?token=... from the upstream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
+
+from image_pipeline import wiring
+from image_pipeline.adapters.download_queue import EnqueueError
+from image_pipeline.adapters.secrets import resolve_secret
+from image_pipeline.errors import CallbackRejected
+from image_pipeline.logic.callbacks import authenticate, handle_callback, parse_callback
+from image_pipeline.observability import logger_for, metrics_for
+from image_pipeline.settings import callback_settings
+
+logger = logger_for("callback")
+metrics = metrics_for("callback")
+app = APIGatewayRestResolver()
+
+
+def _json(status: int, body: dict[str, Any]) -> Response[Any]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@app.post("/callbacks/<submissionId>")
+def receive_callback(submissionId: str) -> Response[Any]:  # noqa: N803 - the route's path parameter name
+    settings = callback_settings()
+    event = app.current_event
+    payload = parse_callback(event.decoded_body if event.body is not None else None, settings.max_body_bytes)
+    store = wiring.tasks_table(settings.tasks_table)
+    bound_task_id = authenticate(
+        payload,
+        submission_id=submissionId,
+        token=(event.query_string_parameters or {}).get("token"),
+        headers=event.headers or {},
+        store=store,
+        hmac_key=resolve_secret(settings.hmac_key, settings.hmac_key_parameter),
+        hmac_window_seconds=settings.hmac_window_seconds,
+    )
+    result = handle_callback(
+        payload,
+        submission_id=submissionId,
+        bound_task_id=bound_task_id,
+        store=store,
+        queue=wiring.download_queue(settings.download_queue_url),
+    )
+    logger.info("callback handled", extra={"task_id": payload.task_id, "code": payload.code, "result": result})
+    metrics.add_metric(name=f"Callback{result.value.title()}", unit=MetricUnit.Count, value=1)
+    return _json(200, {"status": result.value})
+
+
+@app.exception_handler(CallbackRejected)
+def rejected(error: CallbackRejected) -> Response[Any]:
+    # The token is never logged: the message names what failed, not the value.
+    logger.warning("callback rejected", extra={"status": error.status_code, "reason": error.message})
+    metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
+    return _json(error.status_code, {"message": error.message})
+
+
+@app.exception_handler([EnqueueError, ClientError, BotoCoreError])
+def not_recorded(error: Exception) -> Response[Any]:
+    # A 5xx makes the upstream deliver again; the task state lets that delivery finish the work.
+    logger.exception("callback could not be fully processed; the upstream will retry")
+    return _json(503, {"message": "temporarily unable to record the callback; please retry"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

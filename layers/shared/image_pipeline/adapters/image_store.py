@@ -1,0 +1,35 @@
+"""S3 adapter: stored images and the short-lived links clients download them from."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from image_pipeline.adapters.aws import client
+
+
+def image_key(task_id: str, index: int, extension: str) -> str:
+    return f"images/{task_id}/{index}.{extension}"
+
+
+class ImageStore:
+    def __init__(self, bucket: str, *, s3: Any = None) -> None:
+        self.bucket = bucket
+        self._s3 = s3 or client("s3")
+
+    def put(self, key: str, body: bytes, *, content_type: str, sha256_hex: str, metadata: dict[str, str]) -> None:
+        # S3 checks ChecksumSHA256 against what it received: a corrupted upload fails instead of being stored.
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType=content_type,
+            ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256_hex)).decode(),
+            Metadata={"sha256": sha256_hex, **metadata},
+        )
+
+    def presigned_url(self, key: str, expires_seconds: int) -> str:
+        url: str = self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_seconds
+        )
+        return url

@@ -1,0 +1,278 @@
+"""DynamoDB adapter of the tasks table: every state change is one conditional write.
+
+Items (pk only):
+- "sub#<submissionId>": a callback capability minted before the upstream call: the token's hash and,
+  once known, the taskId it belongs to. It exists before the upstream can possibly call back.
+- "task#<taskId>": the task record (image_pipeline.task_models.TaskRecord).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from image_pipeline.adapters.aws import client
+from image_pipeline.task_models import StoredImage, TaskError, TaskRecord, TaskStatus, iso
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+STATUS_INDEX = "status-updatedAt"
+
+
+def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in values.items()}
+
+
+def _values(**named: Any) -> dict[str, Any]:
+    return {f":{name}": _serializer.serialize(value) for name, value in named.items()}
+
+
+def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return _plain({name: _deserializer.deserialize(value) for name, value in item.items()})
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal: turn them back into ints for pydantic and JSON."""
+    if isinstance(value, dict):
+        return {key: _plain(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_plain(inner) for inner in value]
+    if type(value).__name__ == "Decimal":
+        return int(value) if value == int(value) else float(value)
+    return value
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def task_key(task_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"task#{task_id}"}}
+
+
+def submission_key(submission_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"sub#{submission_id}"}}
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+class TasksTable:
+    def __init__(self, table_name: str, *, ttl_days: int = 30, dynamodb: Any = None) -> None:
+        self.table_name = table_name
+        self.ttl = timedelta(days=ttl_days)
+        self._db = dynamodb or client("dynamodb")
+
+    # -- submissions (callback capabilities) ---------------------------------------------------
+
+    def put_submission(self, submission_id: str, token_hash: str, now: datetime) -> None:
+        self._db.put_item(
+            TableName=self.table_name,
+            Item=_to_item(
+                {
+                    "pk": f"sub#{submission_id}",
+                    "tokenHash": token_hash,
+                    "createdAt": iso(now),
+                    "expiresAt": _epoch(now + self.ttl),
+                }
+            ),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def get_submission(self, submission_id: str) -> dict[str, Any] | None:
+        found = self._db.get_item(TableName=self.table_name, Key=submission_key(submission_id), ConsistentRead=True)
+        return _from_item(found["Item"]) if "Item" in found else None
+
+    def bind_submission(self, submission_id: str, task_id: str) -> bool:
+        """Tie the capability to one taskId forever; False when it already belongs to another task."""
+        try:
+            self._db.update_item(
+                TableName=self.table_name,
+                Key=submission_key(submission_id),
+                UpdateExpression="SET taskId = :task",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(taskId) OR taskId = :task)",
+                ExpressionAttributeValues=_values(task=task_id),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def delete_submission(self, submission_id: str) -> None:
+        self._db.delete_item(TableName=self.table_name, Key=submission_key(submission_id))
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        found = self._db.get_item(TableName=self.table_name, Key=task_key(task_id), ConsistentRead=True)
+        return TaskRecord.model_validate(_from_item(found["Item"])) if "Item" in found else None
+
+    def record_submitted(self, task_id: str, submission_id: str, options: dict[str, Any], now: datetime) -> None:
+        """Create the task, or fill in the submit's fields if its callback got here first (never moves it back)."""
+        self._db.update_item(
+            TableName=self.table_name,
+            Key=task_key(task_id),
+            UpdateExpression=(
+                "SET taskId = :task, submissionId = :sub, options = :options, "
+                "#status = if_not_exists(#status, :submitted), createdAt = if_not_exists(createdAt, :now), "
+                "updatedAt = if_not_exists(updatedAt, :now), expiresAt = if_not_exists(expiresAt, :expires), "
+                "images = if_not_exists(images, :empty)"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=_values(
+                task=task_id,
+                sub=submission_id,
+                options=options,
+                submitted=TaskStatus.SUBMITTED.value,
+                now=iso(now),
+                expires=_epoch(now + self.ttl),
+                empty={},
+            ),
+        )
+
+    def _first_outcome(
+        self, task_id: str, submission_id: str, now: datetime, sets: str, names: dict[str, str], **values: Any
+    ) -> bool:
+        """The one conditional write that deduplicates callbacks: only a task with no outcome yet moves on."""
+        try:
+            self._db.update_item(
+                TableName=self.table_name,
+                Key=task_key(task_id),
+                UpdateExpression=(
+                    f"SET {sets}, callbackAt = :now, updatedAt = :now, taskId = :task, "
+                    "submissionId = if_not_exists(submissionId, :sub), createdAt = if_not_exists(createdAt, :now), "
+                    "expiresAt = if_not_exists(expiresAt, :expires), images = if_not_exists(images, :empty)"
+                ),
+                ConditionExpression="attribute_not_exists(callbackAt) AND (attribute_not_exists(#status) OR #status = :submitted)",
+                ExpressionAttributeNames={"#status": "status", **names},
+                ExpressionAttributeValues=_values(
+                    now=iso(now),
+                    task=task_id,
+                    sub=submission_id,
+                    expires=_epoch(now + self.ttl),
+                    empty={},
+                    submitted=TaskStatus.SUBMITTED.value,
+                    **values,
+                ),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def start_downloading(self, task_id: str, submission_id: str, urls: list[str], now: datetime) -> bool:
+        return self._first_outcome(
+            task_id,
+            submission_id,
+            now,
+            "#status = :downloading, imagesExpected = :count, resultUrls = :urls, jobsEnqueued = :false",
+            {},
+            downloading=TaskStatus.DOWNLOADING.value,
+            count=len(urls),
+            urls=urls,
+            false=False,
+        )
+
+    def fail_from_callback(self, task_id: str, submission_id: str, error: TaskError, now: datetime) -> bool:
+        return self._first_outcome(
+            task_id,
+            submission_id,
+            now,
+            "#status = :failed, #error = :error",
+            {"#error": "error"},
+            failed=TaskStatus.FAILED.value,
+            error=error.model_dump(),
+        )
+
+    def mark_jobs_enqueued(self, task_id: str, now: datetime) -> None:
+        self._db.update_item(
+            TableName=self.table_name,
+            Key=task_key(task_id),
+            UpdateExpression="SET jobsEnqueued = :true, updatedAt = :now",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=_values(true=True, now=iso(now)),
+        )
+
+    def add_image(self, task_id: str, image: StoredImage, now: datetime) -> TaskRecord | None:
+        """Record one stored image exactly once; the updated task, or None if it was already recorded."""
+        try:
+            found = self._db.update_item(
+                TableName=self.table_name,
+                Key=task_key(task_id),
+                UpdateExpression="SET images.#index = :image, updatedAt = :now ADD storedCount :one",
+                ConditionExpression="attribute_not_exists(images.#index) AND #status = :downloading",
+                ExpressionAttributeNames={"#index": str(image.index), "#status": "status"},
+                ExpressionAttributeValues=_values(
+                    image=image.model_dump(), now=iso(now), one=1, downloading=TaskStatus.DOWNLOADING.value
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None
+            raise
+        return TaskRecord.model_validate(_from_item(found["Attributes"]))
+
+    def mark_stored(self, task_id: str, now: datetime) -> bool:
+        try:
+            self._db.update_item(
+                TableName=self.table_name,
+                Key=task_key(task_id),
+                UpdateExpression="SET #status = :stored, updatedAt = :now",
+                ConditionExpression="#status = :downloading AND storedCount >= imagesExpected",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values(
+                    stored=TaskStatus.STORED.value, downloading=TaskStatus.DOWNLOADING.value, now=iso(now)
+                ),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def mark_failed(self, task_id: str, error: TaskError, now: datetime) -> bool:
+        """A download failed for good: the task ends failed unless it already ended."""
+        try:
+            self._db.update_item(
+                TableName=self.table_name,
+                Key=task_key(task_id),
+                UpdateExpression="SET #status = :failed, #error = :error, updatedAt = :now",
+                ConditionExpression="#status IN (:submitted, :downloading)",
+                ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                ExpressionAttributeValues=_values(
+                    failed=TaskStatus.FAILED.value,
+                    error=error.model_dump(),
+                    now=iso(now),
+                    submitted=TaskStatus.SUBMITTED.value,
+                    downloading=TaskStatus.DOWNLOADING.value,
+                ),
+            )
+        except ClientError as failure:
+            if _is_condition_failure(failure):
+                return False
+            raise
+        return True
+
+    def tasks_in_status(self, status: TaskStatus, updated_before: datetime, limit: int = 100) -> Iterator[TaskRecord]:
+        """Tasks stuck in `status` since before a moment (the status index is sparse: only tasks have status)."""
+        paginator = self._db.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table_name,
+            IndexName=STATUS_INDEX,
+            KeyConditionExpression="#status = :status AND updatedAt < :before",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=_values(status=status.value, before=iso(updated_before)),
+            PaginationConfig={"MaxItems": limit, "PageSize": min(limit, 100)},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                yield TaskRecord.model_validate(_from_item(item))

@@ -1,0 +1,110 @@
+"""httpx client of the 4o Image API: envelopes in, typed errors out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from image_pipeline.errors import (
+    InsufficientCredits,
+    RateLimited,
+    UpstreamBadRequest,
+    UpstreamError,
+    UpstreamUnauthorized,
+    UpstreamUnavailable,
+)
+from image_pipeline.upstream_models import Envelope, GenerateRequest, TaskDetails
+
+GENERATE_PATH = "/api/v1/gpt4o-image/generate"
+RECORD_INFO_PATH = "/api/v1/gpt4o-image/record-info"
+DOWNLOAD_URL_PATH = "/api/v1/gpt4o-image/download-url"
+CREDIT_PATH = "/api/v1/chat/credit"
+
+# The platform allows 20 generate calls per 10 s: when it gives no Retry-After, the window is the answer.
+DEFAULT_RETRY_AFTER_SECONDS = 10
+
+
+def _retry_after(response: httpx.Response) -> int:
+    value = response.headers.get("Retry-After", "")
+    return max(1, int(value)) if value.isdigit() else DEFAULT_RETRY_AFTER_SECONDS
+
+
+def error_for(code: int, message: str, response: httpx.Response | None = None) -> UpstreamError:
+    if code == 401:
+        return UpstreamUnauthorized(code, message or "You do not have access permissions")
+    if code == 402:
+        return InsufficientCredits(code, message or "insufficient credits")
+    if code == 429:
+        return RateLimited(code, message or "rate limited", _retry_after(response) if response else 10)
+    if code in (400, 404, 422, 451):
+        return UpstreamBadRequest(code, message)
+    return UpstreamUnavailable(code, message or "upstream unavailable")
+
+
+class UpstreamClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_seconds: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as error:
+            raise UpstreamUnavailable(None, f"timed out calling {path}: {type(error).__name__}") from error
+        except httpx.HTTPError as error:
+            raise UpstreamUnavailable(None, f"could not reach the upstream at {path}: {error}") from error
+        try:
+            envelope = Envelope.model_validate(response.json())
+        except ValueError:
+            # No envelope: judge by the HTTP status alone (a proxy's 502 page, a 429 from an edge).
+            if response.is_success:
+                raise UpstreamUnavailable(response.status_code, f"{path} answered without a JSON envelope") from None
+            raise error_for(response.status_code, f"HTTP {response.status_code} from {path}", response) from None
+        if response.status_code == 429 or envelope.code == 429:
+            raise error_for(429, envelope.msg, response)
+        if envelope.code != 200:
+            raise error_for(envelope.code, envelope.msg, response)
+        if not response.is_success:
+            raise error_for(response.status_code, envelope.msg, response)
+        return envelope.data
+
+    def generate(self, request: GenerateRequest) -> str:
+        data = self._call("POST", GENERATE_PATH, json=request.to_upstream_json())
+        task_id = data.get("taskId") if isinstance(data, dict) else None
+        if not isinstance(task_id, str) or not task_id:
+            raise UpstreamUnavailable(200, "generate answered success without a taskId")
+        return task_id
+
+    def task_details(self, task_id: str) -> TaskDetails:
+        data = self._call("GET", RECORD_INFO_PATH, params={"taskId": task_id})
+        if not isinstance(data, dict):
+            raise UpstreamUnavailable(200, "record-info answered success without task details")
+        return TaskDetails.model_validate(data)
+
+    def download_url(self, task_id: str, url: str) -> str:
+        """A fresh 20-minute link for a result URL (the reference form; the quick start's form is read too)."""
+        data = self._call("POST", DOWNLOAD_URL_PATH, json={"taskId": task_id, "url": url})
+        if isinstance(data, dict):
+            data = data.get("downloadUrl") or data.get("url")
+        if not isinstance(data, str) or not data:
+            raise UpstreamUnavailable(200, "download-url answered success without a link")
+        return data
+
+    def credit(self) -> float:
+        return float(self._call("GET", CREDIT_PATH))

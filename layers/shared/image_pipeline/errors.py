@@ -1,0 +1,51 @@
+"""Typed errors: what went wrong upstream or in our own rules, each carrying what a caller can act on."""
+
+from __future__ import annotations
+
+
+class UpstreamError(Exception):
+    """The upstream answered with an error envelope (or not at all)."""
+
+    def __init__(self, code: int | None, message: str) -> None:
+        super().__init__(f"upstream error {code}: {message}" if code is not None else f"upstream error: {message}")
+        self.code = code
+        self.message = message
+
+
+class UpstreamBadRequest(UpstreamError):
+    """400 / 404 / 422: the upstream refused the request's content."""
+
+
+class UpstreamUnauthorized(UpstreamError):
+    """401: the upstream rejected our API key (the operator's problem, never the client's)."""
+
+
+class InsufficientCredits(UpstreamError):
+    """402: the account has run out of credits."""
+
+
+class RateLimited(UpstreamError):
+    """429: over the upstream's rate limit; `retry_after` seconds until it is worth trying again."""
+
+    def __init__(self, code: int | None, message: str, retry_after: int) -> None:
+        super().__init__(code, message)
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailable(UpstreamError):
+    """455 maintenance, 5xx, 505 feature disabled, 550 queue full, timeouts and network errors."""
+
+
+class TaskNotFound(Exception):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id} not found")
+        self.task_id = task_id
+
+
+class CallbackRejected(Exception):
+    """A callback that cannot be authenticated or parsed; nothing was changed."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message

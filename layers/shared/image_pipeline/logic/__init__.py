@@ -1,0 +1,1 @@
+"""Domain logic: plain Python on models; adapters come in as arguments."""

@@ -1,0 +1,152 @@
+"""Receiving a callback: authenticate, deduplicate by taskId with one conditional write, enqueue downloads.
+
+Nothing is lost between DynamoDB and SQS: the task's first outcome is written with jobsEnqueued=false
+and flipped to true only after every job is on the queue. If the send fails, the callback answers 5xx
+so the upstream delivers again, and a later delivery (or the reconciler's sweep) finds the task
+downloading with jobsEnqueued=false and sends the jobs again. We chose this over a DynamoDB Streams
+outbox because it needs no extra moving part and the downloader is idempotent, so a job sent twice
+costs one extra GET and no duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+from image_pipeline.errors import CallbackRejected
+from image_pipeline.logic.ports import JobQueue, TaskStore
+from image_pipeline.task_models import DownloadJob, TaskError, TaskRecord, TaskStatus, utc_now
+from image_pipeline.tokens import check_webhook_signature, token_matches
+from image_pipeline.upstream_models import CallbackPayload
+
+MAX_IMAGES_PER_TASK = 16
+DEFAULT_FAILURE_MESSAGES = {
+    400: "the prompt or an input image was refused (content policy, size or format)",
+    451: "an input image in filesUrl could not be downloaded",
+    500: "the upstream failed internally; try again later",
+    501: "image generation failed",
+}
+
+
+class CallbackResult(StrEnum):
+    ACCEPTED = "accepted"  # first delivery: the task moved on
+    DUPLICATE = "duplicate"  # a later delivery: answered 200, nothing done
+    RESUMED = "resumed"  # a later delivery that found jobs not yet enqueued and enqueued them
+
+
+def parse_callback(body: str | bytes | None, max_body_bytes: int) -> CallbackPayload:
+    raw = body.encode() if isinstance(body, str) else (body or b"")
+    if len(raw) > max_body_bytes:
+        raise CallbackRejected(413, f"callback body is {len(raw)} bytes; the limit is {max_body_bytes}")
+    try:
+        document = json.loads(raw)
+    except ValueError as error:
+        raise CallbackRejected(400, f"callback body is not JSON: {error}") from None
+    try:
+        payload = CallbackPayload.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or 'body'}: {e['msg']}" for e in error.errors(include_url=False)
+        )
+        raise CallbackRejected(400, f"callback body does not match the callback format: {problems}") from None
+    if len(payload.result_urls()) > MAX_IMAGES_PER_TASK:
+        raise CallbackRejected(400, f"callback lists more than {MAX_IMAGES_PER_TASK} images")
+    return payload
+
+
+def authenticate(
+    payload: CallbackPayload,
+    *,
+    submission_id: str,
+    token: str | None,
+    headers: Mapping[str, str],
+    store: TaskStore,
+    hmac_key: str = "",
+    hmac_window_seconds: int = 300,
+) -> str | None:
+    """Raise CallbackRejected unless the callback proves it is the one we asked for. Changes nothing.
+
+    Returns the taskId the capability is already bound to (None when the callback beat the submit).
+    """
+    if hmac_key:
+        lowered = {name.lower(): value for name, value in headers.items()}
+        problem = check_webhook_signature(
+            hmac_key,
+            payload.task_id,
+            lowered.get("x-webhook-timestamp"),
+            lowered.get("x-webhook-signature"),
+            window_seconds=hmac_window_seconds,
+        )
+        if problem:
+            raise CallbackRejected(401, f"callback signature rejected: {problem}")
+    if not token:
+        raise CallbackRejected(401, "callback URL carries no token")
+    submission = store.get_submission(submission_id)
+    if submission is None:
+        raise CallbackRejected(404, "unknown callback URL")
+    if not token_matches(token, submission.get("tokenHash", "")):
+        raise CallbackRejected(403, "callback token does not match")
+    bound_task = submission.get("taskId")
+    if bound_task is not None and bound_task != payload.task_id:
+        raise CallbackRejected(403, "this callback URL belongs to another task")
+    return str(bound_task) if bound_task is not None else None
+
+
+def handle_callback(
+    payload: CallbackPayload,
+    *,
+    submission_id: str,
+    bound_task_id: str | None,
+    store: TaskStore,
+    queue: JobQueue,
+    clock: Callable[[], datetime] = utc_now,
+) -> CallbackResult:
+    """Apply an authenticated callback. Only the first delivery for a taskId has an effect."""
+    task_id = payload.task_id
+    # The callback may beat the submit's own record: binding here makes the capability single-task.
+    if bound_task_id is None and not store.bind_submission(submission_id, task_id):
+        raise CallbackRejected(403, "this callback URL belongs to another task")
+    urls = payload.result_urls()
+    if payload.succeeded and urls:
+        if store.start_downloading(task_id, submission_id, urls, clock()):
+            _enqueue(task_id, urls, store=store, queue=queue, clock=clock)
+            return CallbackResult.ACCEPTED
+        return _resume_if_stranded(store.get_task(task_id), store=store, queue=queue, clock=clock)
+    error = TaskError(
+        code=payload.code if not payload.succeeded else "no_images",
+        message=payload.msg if not payload.succeeded and payload.msg else _failure_message(payload),
+    )
+    if store.fail_from_callback(task_id, submission_id, error, clock()):
+        return CallbackResult.ACCEPTED
+    return CallbackResult.DUPLICATE
+
+
+def _failure_message(payload: CallbackPayload) -> str:
+    if payload.succeeded:
+        return "the upstream reported success but listed no images"
+    return DEFAULT_FAILURE_MESSAGES.get(payload.code, f"the upstream reported failure code {payload.code}")
+
+
+def _enqueue(
+    task_id: str, urls: list[str], *, store: TaskStore, queue: JobQueue, clock: Callable[[], datetime]
+) -> None:
+    queue.send([DownloadJob(taskId=task_id, index=index, url=url) for index, url in enumerate(urls)])
+    store.mark_jobs_enqueued(task_id, clock())
+
+
+def _resume_if_stranded(
+    task: TaskRecord | None, *, store: TaskStore, queue: JobQueue, clock: Callable[[], datetime]
+) -> CallbackResult:
+    if task is not None and task.status is TaskStatus.DOWNLOADING and not task.jobsEnqueued:
+        _enqueue(task.taskId, task.resultUrls, store=store, queue=queue, clock=clock)
+        return CallbackResult.RESUMED
+    return CallbackResult.DUPLICATE
+
+
+def resume_stranded_task(task: TaskRecord, *, store: TaskStore, queue: JobQueue) -> bool:
+    """The reconciler's sweep: re-send the jobs of a task whose enqueue never completed."""
+    return _resume_if_stranded(task, store=store, queue=queue, clock=utc_now) is CallbackResult.RESUMED

@@ -1,0 +1,105 @@
+"""Settings parsed once per cold start from the environment; a bad value fails at start, not mid-request."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_UPSTREAM = "https://api.kie.ai"
+DEFAULT_RESULT_HOSTS = "tempfile.aiquickdraw.com,*.aiquickdraw.com"
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+class AwsResources(BaseModel):
+    model_config = ConfigDict(frozen=True)  # hashable: settings key the per-process caches
+    tasks_table: str = Field(alias="TASKS_TABLE", min_length=1)
+
+
+class UpstreamSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    base_url: str = Field(alias="KIE_API_BASE_URL", default=DEFAULT_UPSTREAM)
+    # Deployed stacks name an SSM SecureString / Secrets Manager secret; the plain value is for local runs only.
+    api_key_parameter: str = Field(alias="KIE_API_KEY_PARAMETER", default="")
+    api_key: str = Field(alias="KIE_API_KEY", default="", repr=False)
+    timeout_seconds: float = Field(alias="KIE_API_TIMEOUT_SECONDS", default=10.0, gt=0, le=60)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class ApiSettings(AwsResources, UpstreamSettings):
+    images_bucket: str = Field(alias="IMAGES_BUCKET", min_length=1)
+    public_base_url: str = Field(alias="PUBLIC_BASE_URL", default="")
+    callback_path: str = Field(alias="CALLBACK_PATH", default="/callbacks")
+    presign_seconds: int = Field(alias="PRESIGNED_URL_SECONDS", default=900, ge=60, le=43200)
+    progress_timeout_seconds: float = Field(alias="PROGRESS_TIMEOUT_SECONDS", default=2.0, gt=0)
+    record_ttl_days: int = Field(alias="RECORD_TTL_DAYS", default=30, ge=1)
+
+
+class CallbackSettings(AwsResources):
+    download_queue_url: str = Field(alias="DOWNLOAD_QUEUE_URL", min_length=1)
+    hmac_key_parameter: str = Field(alias="KIE_WEBHOOK_HMAC_KEY_PARAMETER", default="")
+    hmac_key: str = Field(alias="KIE_WEBHOOK_HMAC_KEY", default="", repr=False)
+    hmac_window_seconds: int = Field(alias="WEBHOOK_TIMESTAMP_WINDOW_SECONDS", default=300, ge=1)
+    max_body_bytes: int = Field(alias="CALLBACK_MAX_BODY_BYTES", default=64 * 1024, ge=1024)
+
+
+class DownloaderSettings(AwsResources, UpstreamSettings):
+    images_bucket: str = Field(alias="IMAGES_BUCKET", min_length=1)
+    download_queue_url: str = Field(alias="DOWNLOAD_QUEUE_URL", min_length=1)
+    allowed_hosts: Annotated[str, Field(alias="DOWNLOAD_ALLOWED_HOSTS")] = DEFAULT_RESULT_HOSTS
+    trusted_origins: Annotated[str, Field(alias="DOWNLOAD_TRUSTED_ORIGINS")] = ""
+    max_image_bytes: int = Field(alias="DOWNLOAD_MAX_BYTES", default=30 * 1024 * 1024, ge=1024)
+    deadline_seconds: float = Field(alias="DOWNLOAD_DEADLINE_SECONDS", default=60.0, gt=0)
+    max_pixels: int = Field(alias="DOWNLOAD_MAX_PIXELS", default=50_000_000, ge=1)
+
+    @property
+    def allowed_host_list(self) -> tuple[str, ...]:
+        return _split(self.allowed_hosts)
+
+    @property
+    def trusted_origin_list(self) -> tuple[str, ...]:
+        return _split(self.trusted_origins)
+
+
+def _load[SettingsT: BaseModel](model: type[SettingsT]) -> SettingsT:
+    try:
+        return model.model_validate(dict(os.environ))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid {model.__name__} environment: {problems}") from None
+
+
+@cache
+def api_settings() -> ApiSettings:
+    return _load(ApiSettings)
+
+
+@cache
+def callback_settings() -> CallbackSettings:
+    return _load(CallbackSettings)
+
+
+@cache
+def downloader_settings() -> DownloaderSettings:
+    return _load(DownloaderSettings)
+
+
+def reset_settings_cache() -> None:
+    """Tests change the environment between cases."""
+    for getter in (api_settings, callback_settings, downloader_settings):
+        getter.cache_clear()

@@ -1,0 +1,171 @@
+"""Pydantic models of the 4o Image API (../shared/UPSTREAM.md): requests, envelopes, task details, callbacks.
+
+Where the platform's own pages disagree ([conflict] in UPSTREAM.md) the models accept both forms.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ImageSize = Literal["1:1", "3:2", "2:3"]
+FallbackModel = Literal["GPT_IMAGE_1", "FLUX_MAX"]
+VariantCount = Literal[1, 2, 4]
+
+INPUT_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".pjpeg", ".pjp", ".png", ".webp")
+MAX_INPUT_IMAGES = 5
+MAX_PROMPT_CHARS = 5000  # the platform does not document a limit; ours keeps records and logs bounded
+
+HttpsUrl = Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?://[^\s]+$")]
+
+
+def _check_image_url(url: str) -> str:
+    path = url.split("?", 1)[0].split("#", 1)[0].lower()
+    if not path.endswith(INPUT_IMAGE_EXTENSIONS):
+        raise ValueError(f"must point at an image file ending in one of {', '.join(INPUT_IMAGE_EXTENSIONS)}")
+    return url
+
+
+class GenerationOptions(BaseModel):
+    """The generate fields a client may set: every field and rule of the upstream's generate request."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)] | None = None
+    size: ImageSize
+    filesUrl: Annotated[list[HttpsUrl], Field(max_length=MAX_INPUT_IMAGES)] | None = None
+    maskUrl: HttpsUrl | None = None
+    nVariants: VariantCount = 1
+    isEnhance: bool = False
+    enableFallback: bool = False
+    fallbackModel: FallbackModel | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, prompt: str | None) -> str | None:
+        if prompt is not None and not prompt.strip():
+            raise ValueError("must not be blank")
+        return prompt
+
+    @field_validator("filesUrl")
+    @classmethod
+    def _files_are_images(cls, urls: list[str] | None) -> list[str] | None:
+        for url in urls or ():
+            _check_image_url(url)
+        return urls
+
+    @field_validator("maskUrl")
+    @classmethod
+    def _mask_is_image(cls, url: str | None) -> str | None:
+        return _check_image_url(url) if url is not None else None
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> GenerationOptions:
+        if not self.prompt and not self.filesUrl:
+            raise ValueError("give a prompt, filesUrl, or both")
+        if self.maskUrl and not self.filesUrl:
+            raise ValueError("maskUrl edits an image: give the source image in filesUrl")
+        if self.fallbackModel and not self.enableFallback:
+            raise ValueError("fallbackModel only applies with enableFallback: true")
+        return self
+
+
+class GenerateRequest(GenerationOptions):
+    """What we send to POST /api/v1/gpt4o-image/generate."""
+
+    callBackUrl: HttpsUrl | None = None
+
+    def to_upstream_json(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class Envelope(BaseModel):
+    """Every upstream answer: the body `code` is the real status, whatever the HTTP status says."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: int
+    msg: str = ""
+    data: Any = None
+
+
+class ResultInfo(BaseModel):
+    """The result part of a callback or of task details, in any of the shapes the platform uses."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    result_urls: list[str] | None = Field(default=None, validation_alias=AliasChoices("result_urls", "resultUrls"))
+    resultImageUrl: str | None = None
+    originImageUrl: str | None = None
+
+    def urls(self) -> list[str]:
+        if self.result_urls is not None:
+            return [url for url in self.result_urls if url]
+        return [self.resultImageUrl] if self.resultImageUrl else []
+
+
+class TaskDetails(BaseModel):
+    """data of GET /api/v1/gpt4o-image/record-info."""
+
+    model_config = ConfigDict(extra="allow")
+
+    taskId: str
+    successFlag: int | None = None
+    status: str | None = None
+    progress: str | float | None = None
+    response: ResultInfo | None = None
+    errorCode: int | str | None = None
+    errorMessage: str | None = None
+    createTime: int | str | None = None  # [conflict] epoch ms or "YYYY-MM-DD HH:mm:ss"
+    completeTime: int | str | None = None
+
+    @property
+    def is_success(self) -> bool:
+        return self.successFlag == 1 or self.status == "SUCCESS"
+
+    @property
+    def is_failure(self) -> bool:
+        # 3 has been seen for failures too; treat 2 and 3 alike.
+        return self.successFlag in (2, 3) or self.status in ("CREATE_TASK_FAILED", "GENERATE_FAILED")
+
+    @property
+    def progress_fraction(self) -> float | None:
+        try:
+            return min(1.0, max(0.0, float(self.progress))) if self.progress is not None else None
+        except ValueError:
+            return None
+
+
+CALLBACK_TASK_ID_MAX = 128
+
+
+class CallbackData(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    # The 4o body says taskId; the platform's signing sample reads task_id: take whichever is present.
+    taskId: Annotated[str, Field(min_length=1, max_length=CALLBACK_TASK_ID_MAX, pattern=r"^[A-Za-z0-9_-]+$")] = (
+        Field(validation_alias=AliasChoices("taskId", "task_id"))
+    )
+    info: ResultInfo | None = None
+
+
+class CallbackPayload(BaseModel):
+    """The body the upstream POSTs to callBackUrl: the 4o list shape or the single-image shape."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: int
+    msg: str = ""
+    data: CallbackData
+
+    @property
+    def task_id(self) -> str:
+        return self.data.taskId
+
+    @property
+    def succeeded(self) -> bool:
+        return self.code == 200
+
+    def result_urls(self) -> list[str]:
+        return self.data.info.urls() if self.data.info else []

@@ -1,0 +1,43 @@
+"""Builds the real adapters from settings, once per process (the handlers' only factory)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from image_pipeline.adapters.download_queue import DownloadQueue
+from image_pipeline.adapters.image_store import ImageStore
+from image_pipeline.adapters.secrets import resolve_secret
+from image_pipeline.adapters.tasks_table import TasksTable
+from image_pipeline.adapters.upstream import UpstreamClient
+from image_pipeline.settings import UpstreamSettings
+
+
+@cache
+def tasks_table(table_name: str, ttl_days: int = 30) -> TasksTable:
+    return TasksTable(table_name, ttl_days=ttl_days)
+
+
+@cache
+def download_queue(queue_url: str) -> DownloadQueue:
+    return DownloadQueue(queue_url)
+
+
+@cache
+def image_store(bucket: str) -> ImageStore:
+    return ImageStore(bucket)
+
+
+@cache
+def _upstream_for_key(base_url: str, api_key: str, timeout_seconds: float) -> UpstreamClient:
+    return UpstreamClient(base_url, api_key, timeout_seconds=timeout_seconds)
+
+
+def upstream_client(settings: UpstreamSettings, *, timeout_seconds: float | None = None) -> UpstreamClient:
+    # The key is re-read through the parameter cache, so a rotated key is picked up within minutes.
+    api_key = resolve_secret(settings.api_key, settings.api_key_parameter)
+    return _upstream_for_key(settings.base_url, api_key, timeout_seconds or settings.timeout_seconds)
+
+
+def reset() -> None:
+    for factory in (tasks_table, download_queue, image_store, _upstream_for_key):
+        factory.cache_clear()

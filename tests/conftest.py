@@ -1,0 +1,81 @@
+"""Shared fixtures: AWS is moto (in-process), events come from events/, never a real AWS call."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+
+# Never reach real AWS from tests, whatever the developer's shell holds.
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_NAMESPACE": "ImagePipelineTests",
+        "POWERTOOLS_DEV": "false",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "SAM_CLI_TELEMETRY": "0",
+    }
+)
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    return event
+
+
+@pytest.fixture
+def lambda_context() -> Any:
+    class Context:
+        function_name = "test-function"
+        memory_limit_in_mb = 256
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+        aws_request_id = "11111111-2222-3333-4444-555555555555"
+
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 30_000
+
+    return Context()
+
+
+@pytest.fixture
+def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto with the table, queues and bucket created as template.yaml declares them, env pointing at them."""
+    import boto3
+    from moto import mock_aws
+
+    from devstack.aws_resources import create_stack_resources
+    from image_pipeline import wiring
+    from image_pipeline.adapters import aws
+    from image_pipeline.settings import reset_settings_cache
+
+    with mock_aws():
+        resources = create_stack_resources(boto3.Session(region_name="us-east-1"), prefix="test")
+        monkeypatch.setenv("TASKS_TABLE", resources.tasks_table)
+        monkeypatch.setenv("DOWNLOAD_QUEUE_URL", resources.download_queue_url)
+        monkeypatch.setenv("IMAGES_BUCKET", resources.images_bucket)
+        monkeypatch.setenv("KIE_API_BASE_URL", "https://api.kie.ai")
+        monkeypatch.setenv("KIE_API_KEY", "upstream-test-key")
+        monkeypatch.setenv("KIE_API_KEY_PARAMETER", "")
+        monkeypatch.setenv("KIE_WEBHOOK_HMAC_KEY", "")
+        monkeypatch.setenv("KIE_WEBHOOK_HMAC_KEY_PARAMETER", "")
+        monkeypatch.setenv("PUBLIC_BASE_URL", "")
+        reset_settings_cache()
+        aws.reset_clients()
+        wiring.reset()
+        yield resources
+        reset_settings_cache()
+        aws.reset_clients()
+        wiring.reset()

@@ -1,0 +1,220 @@
+"""The client API, driven with the events/ files under moto; the upstream through respx."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import respx
+
+from tests.conftest import load_event
+
+UPSTREAM = "https://api.kie.ai"
+GENERATE = f"{UPSTREAM}/api/v1/gpt4o-image/generate"
+RECORD_INFO = f"{UPSTREAM}/api/v1/gpt4o-image/record-info"
+TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
+
+
+def invoke(event: dict[str, Any], context: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+    from api_handler import lambda_handler
+
+    response = lambda_handler(event, context)
+    headers = {name: values[-1] for name, values in (response.get("multiValueHeaders") or {}).items()}
+    headers.update(response.get("headers") or {})
+    return response["statusCode"], json.loads(response["body"]), headers
+
+
+def with_body(event: dict[str, Any], body: Any) -> dict[str, Any]:
+    return {**event, "body": body if isinstance(body, str) else json.dumps(body)}
+
+
+def submit_ok(task_id: str = TASK_ID) -> httpx.Response:
+    return httpx.Response(200, json={"code": 200, "msg": "success", "data": {"taskId": task_id}})
+
+
+def details(progress: str = "0.10") -> httpx.Response:
+    data = {"taskId": TASK_ID, "successFlag": 0, "status": "GENERATING", "progress": progress}
+    return httpx.Response(200, json={"code": 200, "msg": "success", "data": data})
+
+
+@pytest.fixture
+def upstream() -> Any:
+    with respx.mock(assert_all_called=False) as router:
+        yield router
+
+
+def test_submit_records_the_task_and_answers_202(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    # Given an upstream that accepts the generation
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    upstream.get(RECORD_INFO).mock(return_value=details())
+    # When a client submits
+    status, body, _ = invoke(load_event("api_submit_task"), lambda_context)
+    # Then it gets the upstream's taskId, and the task is recorded as submitted
+    assert (status, body) == (202, {"taskId": TASK_ID, "status": "submitted"})
+    sent = json.loads(route.calls.last.request.content)
+    assert sent["prompt"] == "a red fox in snow, watercolor"
+    assert sent["size"] == "3:2" and sent["nVariants"] == 2
+    assert route.calls.last.request.headers["Authorization"] == "Bearer upstream-test-key"
+    status, task, _ = invoke(load_event("api_get_task"), lambda_context)
+    assert status == 200 and task["status"] == "submitted" and task["images"] == [] and task["error"] is None
+
+
+def test_callback_url_is_this_api_with_an_unguessable_token(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.tokens import token_matches
+
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    invoke(load_event("api_submit_task"), lambda_context)
+    callback_url = json.loads(route.calls.last.request.content)["callBackUrl"]
+    parts = urlsplit(callback_url)
+    # The request's domain and stage make the public URL.
+    assert f"{parts.scheme}://{parts.netloc}" == "https://abc123.execute-api.us-east-1.amazonaws.com"
+    assert parts.path.startswith("/Prod/callbacks/")
+    submission_id = parts.path.rsplit("/", 1)[1]
+    token = parse_qs(parts.query)["token"][0]
+    assert len(token) >= 43  # 256 random bits, url-safe base64
+    stored = TasksTable(aws_stack.tasks_table).get_submission(submission_id)
+    assert stored is not None and stored["taskId"] == TASK_ID
+    assert token not in json.dumps(stored)  # only the hash is stored
+    assert token_matches(token, stored["tokenHash"])
+
+
+def test_public_base_url_overrides_the_request_domain(
+    aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://images.example.com/")
+    reset_settings_cache()
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    invoke(load_event("api_submit_task"), lambda_context)
+    assert json.loads(route.calls.last.request.content)["callBackUrl"].startswith(
+        "https://images.example.com/callbacks/"
+    )
+
+
+def test_edit_with_mask_is_passed_through(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    status, _, _ = invoke(load_event("api_submit_task_edit"), lambda_context)
+    sent = json.loads(route.calls.last.request.content)
+    assert status == 202
+    assert sent["filesUrl"] == ["https://example.com/original-image.png"]
+    assert sent["maskUrl"] == "https://example.com/mask-image.png"
+
+
+def test_invalid_body_names_each_bad_field_and_calls_nothing(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    status, body, _ = invoke(load_event("api_submit_task_invalid"), lambda_context)
+    assert status == 422
+    fields = {problem["field"] for problem in body["errors"]}
+    assert {"size", "nVariants", "colour"} <= fields
+    assert "size" in body["message"]
+    assert not route.called
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "needle"),
+    [
+        ({"size": "1:1"}, "body", "prompt"),
+        ({"prompt": "x", "size": "1:1", "filesUrl": ["https://e.com/a.gif"]}, "filesUrl", ".png"),
+        ({"prompt": "x", "size": "1:1", "filesUrl": [f"https://e.com/{i}.png" for i in range(6)]}, "filesUrl", "5"),
+        ({"prompt": "x", "size": "1:1", "fallbackModel": "FLUX_MAX"}, "body", "enableFallback"),
+        ({"prompt": "x", "size": "1:1", "enableFallback": True, "fallbackModel": "DALL_E"}, "fallbackModel", ""),
+        ({"prompt": "x", "size": "1:1", "maskUrl": "https://e.com/m.png"}, "body", "filesUrl"),
+        ({"prompt": "   ", "size": "1:1"}, "prompt", "blank"),
+        ({"prompt": "x", "size": "1:1", "callBackUrl": "https://evil.example/cb"}, "callBackUrl", ""),
+    ],
+)
+def test_each_generate_rule_is_enforced(
+    aws_stack: Any, upstream: Any, lambda_context: Any, body: dict[str, Any], field: str, needle: str
+) -> None:
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    status, answer, _ = invoke(with_body(load_event("api_submit_task"), body), lambda_context)
+    assert status == 422, answer
+    problems = {problem["field"]: problem["message"] for problem in answer["errors"]}
+    assert field in problems, problems
+    assert needle in problems[field]
+    assert not route.called
+
+
+def test_body_that_is_not_json_is_a_clear_422(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    status, body, _ = invoke(with_body(load_event("api_submit_task"), "{not json"), lambda_context)
+    assert status == 422
+    assert body["errors"] and "json" in json.dumps(body).lower()
+
+
+@pytest.mark.parametrize(
+    ("upstream_answer", "status", "needle", "retry_after"),
+    [
+        (httpx.Response(200, json={"code": 402, "msg": "Credits insufficient"}), 402, "Credits insufficient", None),
+        (httpx.Response(429, json={"code": 429, "msg": "rate limited"}, headers={"Retry-After": "7"}), 429, "7", "7"),
+        (httpx.Response(200, json={"code": 429, "msg": "rate limited"}), 429, "retry", "10"),
+        (httpx.Response(200, json={"code": 401, "msg": "You do not have access permissions"}), 502, "API key", None),
+        (httpx.Response(200, json={"code": 455, "msg": "maintenance"}), 503, "maintenance", "30"),
+        (httpx.Response(200, json={"code": 500, "msg": "server error"}), 503, "unavailable", "30"),
+        (httpx.Response(502, text="<html>bad gateway</html>"), 503, "unavailable", "30"),
+        (httpx.Response(200, json={"code": 422, "msg": "filesUrl is not reachable"}), 422, "filesUrl", None),
+    ],
+)
+def test_upstream_errors_map_to_what_a_client_can_act_on(
+    aws_stack: Any,
+    upstream: Any,
+    lambda_context: Any,
+    upstream_answer: httpx.Response,
+    status: int,
+    needle: str,
+    retry_after: str | None,
+) -> None:
+    upstream.post(GENERATE).mock(return_value=upstream_answer)
+    got_status, body, headers = invoke(load_event("api_submit_task"), lambda_context)
+    assert got_status == status
+    assert needle in body["message"]
+    assert headers.get("Retry-After") == retry_after
+    # No task is recorded for a refused submission.
+    assert invoke(load_event("api_get_task"), lambda_context)[0] == 404
+
+
+def test_upstream_timeout_is_503(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    upstream.post(GENERATE).mock(side_effect=httpx.ReadTimeout("slow"))
+    status, body, _ = invoke(load_event("api_submit_task"), lambda_context)
+    assert status == 503 and "timed out" in body["message"]
+
+
+def test_unknown_task_is_404(aws_stack: Any, lambda_context: Any) -> None:
+    status, body, _ = invoke(load_event("api_get_task_unknown"), lambda_context)
+    assert status == 404
+    assert "not found" in body["message"]
+
+
+def test_status_reports_live_progress_while_generating(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    upstream.post(GENERATE).mock(return_value=submit_ok())
+    upstream.get(RECORD_INFO).mock(return_value=details("0.48"))
+    invoke(load_event("api_submit_task"), lambda_context)
+    status, body, _ = invoke(load_event("api_get_task"), lambda_context)
+    assert status == 200 and body["progress"] == pytest.approx(0.48)
+
+
+def test_status_survives_an_upstream_outage(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    upstream.post(GENERATE).mock(return_value=submit_ok())
+    upstream.get(RECORD_INFO).mock(side_effect=httpx.ConnectError("down"))
+    invoke(load_event("api_submit_task"), lambda_context)
+    status, body, _ = invoke(load_event("api_get_task"), lambda_context)
+    assert status == 200 and body["status"] == "submitted" and body["progress"] is None
+
+
+def test_dynamodb_fault_is_a_clear_503(
+    aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("TASKS_TABLE", "no-such-table")
+    reset_settings_cache()
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    status, body, headers = invoke(load_event("api_submit_task"), lambda_context)
+    assert status == 503 and "try again" in body["message"] and headers["Retry-After"]
+    assert not route.called  # the capability could not be minted, so nothing was paid for
