@@ -1,0 +1,496 @@
+"""``imagegen``: generate images through the bundle's API and download them.
+
+    imagegen generate "a red fox in snow" --size 3:2 --variants 2 --out ./images
+    imagegen status TASK_ID [--json]
+
+Exit codes: 0 ok, 1 the task failed, 2 usage or validation error, 3 API or network error,
+4 timed out waiting for the task (130 when interrupted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import mimetypes
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from imagegen import __version__
+from imagegen.api import (
+    DEFAULT_API_URL,
+    FALLBACK_MODELS,
+    MAX_FILES,
+    SIZES,
+    VARIANTS,
+    ApiConnectionError,
+    ApiError,
+    ChecksumMismatchError,
+    DownloadError,
+    ForbiddenError,
+    ImageApiClient,
+    InsufficientCreditsError,
+    RateLimitedError,
+    RequestValidationError,
+    RetryNotice,
+    ServiceUnavailableError,
+    Task,
+    TaskImage,
+    TaskNotFoundError,
+    TaskRequest,
+    UpstreamAuthError,
+    is_http_url,
+    normalize_base_url,
+)
+from imagegen.progress import ProgressReporter
+
+__all__ = ["ExitCode", "build_parser", "image_filename", "main"]
+
+ENV_API_URL = "IMAGEGEN_API_URL"
+ENV_API_KEY = "IMAGEGEN_API_KEY"
+TICK = 0.25  # seconds between redraws of the bar while waiting (TTY only)
+
+EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/jpg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
+}
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    TASK_FAILED = 1
+    USAGE = 2
+    API = 3
+    TIMEOUT = 4
+    INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A problem with the command line, reported with exit code 2."""
+
+
+class TaskTimeout(Exception):
+    def __init__(self, task_id: str, timeout: float, last_status: str | None) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+        self.timeout = timeout
+        self.last_status = last_status
+
+
+@dataclass
+class Runtime:
+    """What :func:`main` can be handed by tests: an httpx transport and the clock."""
+
+    transport: httpx.BaseTransport | None
+    sleep: Callable[[float], None]
+    monotonic: Callable[[], float]
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _http_url(text: str) -> str:
+    if not is_http_url(text):
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
+    return text
+
+
+def _global_options(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: the options may come before or after the command without one hiding the other.
+    group = parser.add_argument_group("API options")
+    group.add_argument(
+        "--api-url",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help=f"the bundle's API, e.g. https://abc.execute-api.us-east-1.amazonaws.com/Prod "
+        f"(env {ENV_API_URL}; default {DEFAULT_API_URL}, the local stack of `make local`)",
+    )
+    group.add_argument(
+        "--api-key",
+        default=argparse.SUPPRESS,
+        metavar="KEY",
+        help=f"sent as x-api-key when the API requires one (env {ENV_API_KEY})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagegen",
+        description="Generate images with the 4o Image API through the image pipeline bundle.",
+        epilog="exit codes: 0 ok, 1 task failed, 2 usage/validation error, 3 API/network error, 4 timeout",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _global_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    gen = commands.add_parser(
+        "generate",
+        help="submit a prompt, wait for the images and download them",
+        description="Submit a generation, follow it with a progress bar, download and verify the images.",
+    )
+    gen.add_argument("prompt", help="what to draw")
+    gen.add_argument("--size", choices=SIZES, default="1:1", help="aspect ratio (default 1:1)")
+    gen.add_argument("--variants", type=int, choices=VARIANTS, default=1, help="number of images (default 1)")
+    gen.add_argument(
+        "--out", type=Path, default=Path("images"), metavar="DIR", help="where to save (default ./images)"
+    )
+    gen.add_argument(
+        "--files",
+        nargs="+",
+        action="extend",
+        type=_http_url,
+        default=[],
+        metavar="URL",
+        help=f"reference image URLs (at most {MAX_FILES})",
+    )
+    gen.add_argument("--mask", type=_http_url, metavar="URL", help="mask image URL")
+    gen.add_argument("--enhance", action="store_true", help="let the service enhance the prompt")
+    gen.add_argument("--fallback", action="store_true", help="fall back to another model if 4o fails")
+    gen.add_argument("--fallback-model", choices=FALLBACK_MODELS, help="model for --fallback")
+    gen.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="give up waiting after this long (default 600)",
+    )
+    gen.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        default=2.0,
+        metavar="S",
+        help="seconds between status checks (default 2)",
+    )
+    gen.add_argument(
+        "--no-download", action="store_true", help="print the image links instead of downloading"
+    )
+    _global_options(gen)
+    gen.set_defaults(handler=cmd_generate)
+
+    status = commands.add_parser(
+        "status", help="show a task's status", description="Show a task's status, progress, error and images."
+    )
+    status.add_argument("task_id", metavar="TASK_ID")
+    status.add_argument("--json", action="store_true", help="print the API's JSON answer as is")
+    _global_options(status)
+    status.set_defaults(handler=cmd_status)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> int:
+    """Run the CLI and return its exit code (the console script passes it to ``sys.exit``)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
+        if isinstance(exc.code, int):
+            return exc.code
+        return ExitCode.OK if exc.code is None else ExitCode.USAGE
+    runtime = Runtime(transport=transport, sleep=sleep, monotonic=monotonic)
+    try:
+        return int(args.handler(args, runtime))
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        _err(f"imagegen: error: {exc}")
+        return ExitCode.USAGE
+    except ApiError as exc:
+        code = _report_api_error(exc, args)
+        _resume_hint(args)
+        return code
+    except KeyboardInterrupt:
+        _err("\ninterrupted")
+        _resume_hint(args)
+        return ExitCode.INTERRUPTED
+
+
+def _resume_hint(args: argparse.Namespace) -> None:
+    if args.command == "generate" and getattr(args, "task_id", None):
+        _err(f"the task {args.task_id} was submitted: check it later with `imagegen status {args.task_id}`")
+
+
+def _client(args: argparse.Namespace, runtime: Runtime, notify: Callable[[str], None]) -> ImageApiClient:
+    api_url = getattr(args, "api_url", None) or os.environ.get(ENV_API_URL) or DEFAULT_API_URL
+    api_key = getattr(args, "api_key", None) or os.environ.get(ENV_API_KEY) or None
+    try:
+        base_url = normalize_base_url(api_url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    args.resolved_api_url, args.resolved_api_key = base_url, api_key
+
+    def on_retry(notice: RetryNotice) -> None:
+        notify(
+            f"warning: {notice.reason} on {notice.method} {_short(notice.url)}; retrying in "
+            f"{notice.delay:g}s (attempt {notice.attempt + 1} of {notice.max_attempts})"
+        )
+
+    return ImageApiClient(
+        base_url, api_key, transport=runtime.transport, sleep=runtime.sleep, on_retry=on_retry
+    )
+
+
+# ---------------------------------------------------------------------------------------------- generate
+
+
+def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:
+    request = TaskRequest(
+        prompt=args.prompt,
+        size=args.size,
+        files=tuple(args.files),
+        mask=args.mask,
+        variants=args.variants,
+        enhance=args.enhance,
+        fallback=args.fallback,
+        fallback_model=args.fallback_model,
+    )
+    if args.fallback_model and not args.fallback:
+        raise UsageError("--fallback-model needs --fallback")
+    if len(request.files) > MAX_FILES:
+        raise UsageError(f"--files takes at most {MAX_FILES} URLs (got {len(request.files)})")
+    if problems := request.problems():
+        raise UsageError("; ".join(f"{p.field}: {p.message}" for p in problems))
+    out: Path = args.out
+    if not args.no_download:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise UsageError(f"cannot use {str(out)!r} as the output directory: {reason}") from None
+
+    reporter = ProgressReporter(sys.stderr, monotonic=runtime.monotonic)
+    with _client(args, runtime, reporter.note) as client:
+        submission = client.submit_task(request, idempotency_key=str(uuid.uuid4()))
+        task_id = submission.task_id
+        print(f"taskId: {task_id}", flush=True)
+        args.task_id = task_id  # for the error messages
+        try:
+            task = _wait_for_task(client, task_id, args.timeout, args.poll_interval, reporter, runtime)
+        except TaskTimeout as exc:
+            _err(
+                f"error: timed out after {exc.timeout:g}s waiting for task {task_id} (last status: "
+                f"{exc.last_status or 'unknown'}); it may still finish: "
+                f"check with `imagegen status {task_id}`"
+            )
+            return ExitCode.TIMEOUT
+        finally:
+            reporter.finish()
+
+        if task.status == "failed":
+            error = str(task.error) if task.error else "no error details"
+            _err(f"error: task {task_id} failed: {error}")
+            return ExitCode.TASK_FAILED
+        if not task.images:
+            _err(f"error: task {task_id} is stored but the API listed no images")
+            return ExitCode.API
+        if len(task.images) < request.variants:
+            _err(f"warning: asked for {request.variants} images, the task has {len(task.images)}")
+        if args.no_download:
+            for image in task.images:
+                print(f"image {image.index}: {image.url}")
+            return ExitCode.OK
+        return _download_all(client, task, out)
+
+
+def _wait_for_task(
+    client: ImageApiClient,
+    task_id: str,
+    timeout: float,
+    interval: float,
+    reporter: ProgressReporter,
+    runtime: Runtime,
+) -> Task:
+    """Poll until the task is stored/failed. Bounded twice: by the clock and by a number of polls."""
+    deadline = runtime.monotonic() + timeout
+    reporter.update("submitted")
+    for _ in range(math.ceil(timeout / interval) + 1):
+        remaining = deadline - runtime.monotonic()
+        if remaining <= 0:
+            break
+        _wait(min(interval, remaining), reporter, runtime)
+        task = client.get_task(task_id)
+        reporter.update(task.status, task.progress)
+        if task.terminal:
+            return task
+    raise TaskTimeout(task_id, timeout, reporter.status)
+
+
+def _wait(seconds: float, reporter: ProgressReporter, runtime: Runtime) -> None:
+    if not reporter.tty:
+        runtime.sleep(seconds)
+        return
+    end = runtime.monotonic() + seconds
+    while (left := end - runtime.monotonic()) > 0:
+        runtime.sleep(min(TICK, left))
+        reporter.tick()
+
+
+def _download_all(client: ImageApiClient, task: Task, out: Path) -> int:
+    failures = 0
+    for image in task.images:
+        dest = out / image_filename(task.task_id, image)
+        try:
+            saved = client.download_image(image.url, dest, expected_sha256=image.sha256)
+        except ChecksumMismatchError as exc:
+            failures += 1
+            _err(f"error: image {image.index}: {exc.message}; the file was not kept")
+            continue
+        except DownloadError as exc:
+            failures += 1
+            _err(f"error: image {image.index}: {exc.message}")
+            continue
+        except ApiConnectionError as exc:
+            failures += 1
+            _err(f"error: image {image.index}: cannot download ({exc.message})")
+            continue
+        except OSError as exc:
+            failures += 1
+            _err(f"error: image {image.index}: cannot write {dest}: {exc.strerror or exc}")
+            continue
+        if image.sha256 is None:
+            _err(f"warning: image {image.index}: the API gave no sha256, {dest} was not verified")
+        print(saved.path)
+    if failures:
+        _err(f"error: {failures} of {len(task.images)} images could not be saved")
+        return ExitCode.API
+    return ExitCode.OK
+
+
+def image_filename(task_id: str, image: TaskImage) -> str:
+    """``{taskId}_{index}.{ext}``, the extension from the content type; the task id is made safe
+    for a file name (it comes from the network)."""
+    safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", task_id).lstrip(".") or "task"
+    content_type = image.content_type.split(";", 1)[0].strip().lower()
+    ext = EXTENSIONS.get(content_type)
+    if ext is None:
+        guessed = mimetypes.guess_extension(content_type)
+        ext = guessed.lstrip(".") if guessed else "bin"
+    return f"{safe_id}_{image.index}.{ext}"
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+
+def cmd_status(args: argparse.Namespace, runtime: Runtime) -> int:
+    with _client(args, runtime, _err) as client:
+        task = client.get_task(args.task_id)
+    if args.json:
+        print(json.dumps(task.raw, indent=2, sort_keys=False))
+        return ExitCode.OK
+    rows: list[tuple[str, Any]] = [("task", task.task_id), ("status", task.status)]
+    rows.append(("progress", "-" if task.progress is None else f"{round(task.progress * 100)}%"))
+    if task.created_at:
+        rows.append(("created", task.created_at))
+    if task.updated_at:
+        rows.append(("updated", task.updated_at))
+    if task.error:
+        rows.append(("error", str(task.error)))
+    rows.append(("images", len(task.images)))
+    for name, value in rows:
+        print(f"{name + ':':<10}{value}")
+    for image in task.images:
+        size = f"{image.bytes} bytes" if image.bytes is not None else "? bytes"
+        print(f"  [{image.index}] {image.content_type}, {size}, sha256 {image.sha256 or '?'}")
+        print(f"      {image.url}")
+    return ExitCode.OK
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+def _report_api_error(exc: ApiError, args: argparse.Namespace) -> int:
+    api_url = getattr(args, "resolved_api_url", DEFAULT_API_URL)
+    status = f"HTTP {exc.status}" if exc.status is not None else ""
+    match exc:
+        case RequestValidationError():
+            _err(f"error: the API rejected the request ({status}): {exc.message}")
+            for field_error in exc.field_errors:
+                _err(f"  - {field_error.field}: {field_error.message}")
+            return ExitCode.USAGE
+        case InsufficientCreditsError():
+            _err(f"error: insufficient credits on the image service account ({status}): {exc.message}")
+        case ForbiddenError():
+            hint = (
+                "the API key was rejected: check --api-key / " + ENV_API_KEY
+                if getattr(args, "resolved_api_key", None)
+                else f"this API needs a key: pass --api-key KEY or set {ENV_API_KEY}"
+            )
+            _err(f"error: forbidden ({status}): {hint}")
+        case TaskNotFoundError():
+            task_id = getattr(args, "task_id", "?")
+            _err(f"error: task {task_id} not found ({status}): {exc.message}")
+        case RateLimitedError():
+            _err(f"error: still rate limited after several tries ({status}): {exc.message}; try again later")
+        case UpstreamAuthError():
+            _err(
+                f"error: the image service rejected the server's own key ({status}): {exc.message}. "
+                "Not your fault: the operator of the API must fix its upstream key."
+            )
+        case ServiceUnavailableError():
+            _err(
+                f"error: the image service is unavailable, maybe in maintenance ({status}): {exc.message}; "
+                "try again later"
+            )
+        case ApiConnectionError() if exc.refused:
+            local = "start the local stack with `make local`, or " if _is_local(api_url) else ""
+            _err(
+                f"error: cannot connect to {api_url} (connection refused): "
+                f"{local}check --api-url / {ENV_API_URL}"
+            )
+        case ApiConnectionError():
+            _err(f"error: network error talking to {api_url}: {exc.message}")
+        case _:
+            where = f" from {exc.method} {_short(exc.url)}" if exc.method and exc.url else ""
+            body = exc.body if isinstance(exc.body, str) else json.dumps(exc.body)
+            detail = f"{status}{where}" if status else f"bad answer{where}"
+            _err(f"error: unexpected API answer ({detail}): {_one_line(body or exc.message)}")
+    return ExitCode.API
+
+
+def _is_local(url: str) -> bool:
+    host = httpx.URL(url).host
+    return host in ("127.0.0.1", "localhost", "::1", "0.0.0.0")  # noqa: S104
+
+
+def _short(url: str | None) -> str:
+    """A URL without its query string (presigned links carry credentials there)."""
+    return (url or "").split("?", 1)[0]
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

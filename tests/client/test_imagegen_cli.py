@@ -1,0 +1,519 @@
+"""imagegen's command line, driven through main(argv) against the emulated API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from imagegen.cli import ExitCode, main
+from imagegen_fakes import API_KEY, API_URL, JPEG, PNG, FakeApi, json_response, sha256
+
+
+def stored_task(api: FakeApi, *images: tuple[bytes, str]) -> str:
+    """submitted -> submitted (40%) -> downloading -> stored, over four polls."""
+    listed = [api.image(i, data, ctype) for i, (data, ctype) in enumerate(images)]
+    return api.add_task(
+        {"status": "submitted"},
+        {"status": "submitted", "progress": 0.4},
+        {"status": "downloading", "progress": 1.0},
+        {"status": "stored", "progress": 1.0, "images": listed},
+    )
+
+
+# ---------------------------------------------------------------------------------------------- generate
+
+
+def test_generate_follows_the_task_and_writes_verified_files(run, api, clock, tmp_path):
+    task_id = stored_task(api, (PNG, "image/png"), (JPEG, "image/jpeg"))
+    out = tmp_path / "images"
+
+    result = run("generate", "a red fox in snow", "--size", "3:2", "--variants", "2", "--out", str(out))
+
+    assert result.code == ExitCode.OK, result.err
+    png, jpg = out / f"{task_id}_0.png", out / f"{task_id}_1.jpg"
+    assert png.read_bytes() == PNG
+    assert jpg.read_bytes() == JPEG
+    assert result.out.splitlines() == [f"taskId: {task_id}", str(png), str(jpg)]
+    assert sorted(p.name for p in out.iterdir()) == [png.name, jpg.name]  # no temp files left
+
+    (post,) = api.posts()
+    assert post.url == f"{API_URL}/tasks"
+    assert json.loads(post.content) == {
+        "prompt": "a red fox in snow",
+        "size": "3:2",
+        "nVariants": 2,
+        "isEnhance": False,
+        "enableFallback": False,
+    }
+    assert post.headers["x-api-key"] == API_KEY
+    assert uuid.UUID(post.headers["Idempotency-Key"]).version == 4
+    assert len(api.gets()) == 4
+    assert all(r.url == f"{API_URL}/tasks/{task_id}" for r in api.gets())
+    assert clock.sleeps == [2.0] * 4  # the default poll interval, before each poll
+    # the presigned links are fetched as they are, without our API key
+    assert [r.url.params["X-Amz-Signature"] for r in api.downloads()] == ["secret0", "secret1"]
+    assert all("x-api-key" not in r.headers for r in api.downloads())
+    # stderr is not a TTY here: one line per status change, not per poll
+    status_lines = [line for line in result.err.splitlines() if "status:" in line]
+    assert [line.split("status: ")[1].split()[0] for line in status_lines] == [
+        "submitted",
+        "downloading",
+        "stored",
+    ]
+
+
+def test_generate_sends_every_option(run, api, tmp_path):
+    stored_task(api, (PNG, "image/png"))
+    files = [f"https://example.com/ref{i}.png" for i in range(3)]
+
+    result = run(
+        "generate",
+        "edit this",
+        "--files",
+        *files[:2],
+        "--files",
+        files[2],
+        "--mask",
+        "https://example.com/mask.png",
+        "--enhance",
+        "--fallback",
+        "--fallback-model",
+        "FLUX_MAX",
+        "--poll-interval",
+        "0.5",
+        "--out",
+        str(tmp_path),
+    )
+
+    assert result.code == ExitCode.OK, result.err
+    assert json.loads(api.posts()[0].content) == {
+        "prompt": "edit this",
+        "size": "1:1",
+        "nVariants": 1,
+        "isEnhance": True,
+        "enableFallback": True,
+        "filesUrl": files,
+        "maskUrl": "https://example.com/mask.png",
+        "fallbackModel": "FLUX_MAX",
+    }
+
+
+def test_generate_no_download_prints_the_links(run, api, tmp_path):
+    task_id = stored_task(api, (PNG, "image/png"))
+    out = tmp_path / "never"
+
+    result = run("generate", "a fox", "--no-download", "--out", str(out))
+
+    assert result.code == ExitCode.OK, result.err
+    assert result.out.splitlines()[0] == f"taskId: {task_id}"
+    assert result.out.splitlines()[1].startswith(f"image 0: https://bucket.s3.test/images/{task_id}/0?")
+    assert api.downloads() == []
+    assert not out.exists()
+
+
+def test_generate_failed_task_exits_1_with_code_and_message(run, api, tmp_path):
+    api.add_task(
+        {"status": "submitted", "progress": 0.2},
+        {"status": "failed", "error": {"code": 400, "message": "prompt flagged by content policy"}},
+    )
+
+    result = run("generate", "something", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.TASK_FAILED == 1
+    assert "task task-123 failed: [400] prompt flagged by content policy" in result.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_times_out_with_exit_4_after_a_bounded_number_of_polls(run, api, clock, tmp_path):
+    api.add_task({"status": "submitted", "progress": 0.1})
+
+    result = run("generate", "slow", "--timeout", "10", "--poll-interval", "3", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.TIMEOUT == 4
+    assert "timed out after 10s" in result.err
+    assert "last status: submitted" in result.err
+    assert "imagegen status task-123" in result.err
+    assert len(api.gets()) == 4  # at 3, 6, 9 and 10 seconds
+    assert sum(clock.sleeps) == pytest.approx(10)
+
+
+def test_generate_sha256_mismatch_is_an_error_and_keeps_no_file(run, api, tmp_path):
+    good = api.image(0, PNG, "image/png")
+    bad = api.image(1, JPEG, "image/jpeg", sha="0" * 64)
+    api.add_task({"status": "stored", "images": [good, bad]})
+
+    result = run("generate", "a fox", "--variants", "2", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.API == 3
+    assert "sha256 mismatch for task-123_1.jpg" in result.err
+    assert f"got {sha256(JPEG)}" in result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task-123_0.png"]
+    assert (tmp_path / "task-123_0.png").read_bytes() == PNG
+
+
+def test_generate_expired_download_link(run, api, tmp_path):
+    image = api.image(0, PNG, "image/png")
+    api.blobs.clear()  # the storage answers 403 AccessDenied, as S3 does for an expired link
+    api.add_task({"status": "stored", "images": [image]})
+
+    result = run("generate", "a fox", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.API
+    assert "HTTP 403" in result.err and "expired" in result.err
+    assert "X-Amz-Signature" not in result.err  # presigned credentials are not echoed
+
+
+def test_generate_429_waits_for_retry_after_and_reuses_the_idempotency_key(run, api, clock, tmp_path):
+    stored_task(api, (PNG, "image/png"))
+    api.post_script = [json_response(429, {"message": "Too Many Requests"}, {"Retry-After": "7"})]
+
+    result = run("generate", "a fox", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.OK, result.err
+    first, second = api.posts()
+    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
+    assert first.content == second.content
+    assert clock.sleeps[0] == 7.0
+    assert "rate limited (HTTP 429)" in result.err
+    assert "retrying in 7s (attempt 2 of 3)" in result.err
+
+
+def test_generate_429_gives_up_after_three_tries(run, api, clock, tmp_path):
+    api.post_script = [
+        json_response(429, {"message": "Too Many Requests"}, {"Retry-After": "2"}) for _ in range(5)
+    ]
+
+    result = run("generate", "a fox", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.API
+    assert len(api.posts()) == 3
+    assert len({r.headers["Idempotency-Key"] for r in api.posts()}) == 1
+    assert clock.sleeps == [2.0, 2.0]
+    assert "still rate limited" in result.err
+
+
+def test_generate_retry_after_is_capped(run, api, clock, tmp_path):
+    stored_task(api, (PNG, "image/png"))
+    api.post_script = [json_response(429, {"message": "slow down"}, {"Retry-After": "86400"})]
+
+    result = run("generate", "a fox", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.OK
+    assert clock.sleeps[0] == 60.0
+
+
+def test_generate_network_error_and_5xx_retries_reuse_the_idempotency_key(run, api, clock, tmp_path):
+    stored_task(api, (PNG, "image/png"))
+    api.post_script = [
+        httpx.ReadTimeout("timed out"),
+        json_response(500, {"message": "Internal server error"}),
+    ]
+
+    result = run("generate", "a fox", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.OK, result.err
+    keys = [r.headers["Idempotency-Key"] for r in api.posts()]
+    assert len(keys) == 3 and len(set(keys)) == 1
+    assert clock.sleeps[:2] == [1.0, 2.0]  # exponential backoff without Retry-After
+    assert "network error" in result.err and "HTTP 500" in result.err
+
+
+def test_each_generate_invocation_uses_a_fresh_idempotency_key(run, api, tmp_path):
+    stored_task(api, (PNG, "image/png"))
+    run("generate", "a fox", "--out", str(tmp_path))
+    stored_task(api, (PNG, "image/png"))
+    run("generate", "a fox", "--out", str(tmp_path))
+
+    first, second = api.posts()
+    assert first.headers["Idempotency-Key"] != second.headers["Idempotency-Key"]
+
+
+def test_a_transient_poll_error_is_retried(run, api, tmp_path):
+    stored_task(api, (PNG, "image/png"))
+    api.get_script = [json_response(503, {"message": "busy"})]
+
+    result = run("generate", "a fox", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.OK, result.err
+    assert "HTTP 503 on GET" in result.err
+
+
+def test_a_lasting_poll_error_tells_how_to_resume(run, api, tmp_path):
+    api.get_script = [httpx.ConnectTimeout("timed out") for _ in range(3)]
+
+    result = run("generate", "a fox", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.API
+    assert "network error" in result.err
+    assert "imagegen status task-123" in result.err
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+def test_422_prints_each_bad_field_and_exits_2(run, api, tmp_path):
+    api.post_script = [
+        json_response(
+            422,
+            {
+                "message": "invalid request",
+                "errors": [
+                    {"field": "size", "message": "must be one of 1:1, 3:2, 2:3"},
+                    {"field": "filesUrl.0", "message": "unreachable URL"},
+                ],
+            },
+        )
+    ]
+
+    result = run("generate", "a fox", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.USAGE == 2
+    assert "the API rejected the request (HTTP 422): invalid request" in result.err
+    assert "  - size: must be one of 1:1, 3:2, 2:3" in result.err
+    assert "  - filesUrl.0: unreachable URL" in result.err
+    assert len(api.posts()) == 1  # not retried
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "expected"),
+    [
+        (402, "insufficient credits (need 4, have 1)", "insufficient credits"),
+        (502, "upstream rejected the key", "Not your fault"),
+        (503, "upstream under maintenance", "unavailable, maybe in maintenance"),
+        (418, "I'm a teapot", "unexpected API answer (HTTP 418 from POST"),
+    ],
+)
+def test_error_statuses_exit_3_with_a_clear_message(run, api, clock, tmp_path, status, message, expected):
+    api.post_script = [json_response(status, {"message": message}) for _ in range(3)]
+
+    result = run("generate", "a fox", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.API
+    last_line = result.err.strip().splitlines()[-1]
+    assert expected in last_line
+    assert message in last_line
+    assert f"HTTP {status}" in last_line
+
+
+def test_402_is_not_retried(run, api, tmp_path):
+    api.post_script = [json_response(402, {"message": "insufficient credits"})]
+    assert run("generate", "a fox", "--out", str(tmp_path)).code == ExitCode.API
+    assert len(api.posts()) == 1
+
+
+def test_502_and_503_are_retried_with_the_same_key(run, api, clock, tmp_path):
+    api.post_script = [json_response(502, {"message": "bad key"}) for _ in range(3)]
+
+    result = run("generate", "a fox", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.API
+    assert len({r.headers["Idempotency-Key"] for r in api.posts()}) == 1
+    assert len(api.posts()) == 3
+
+
+def test_403_without_a_key_says_how_to_pass_one(run, api, tmp_path):
+    result = run("--api-url", API_URL, "generate", "a fox", "--out", str(tmp_path), auth=False)
+
+    assert result.code == ExitCode.API
+    assert "forbidden (HTTP 403)" in result.err
+    assert "--api-key" in result.err and "IMAGEGEN_API_KEY" in result.err
+    assert "x-api-key" not in api.posts()[0].headers
+
+
+def test_403_with_a_wrong_key_says_it_was_rejected(run, api, tmp_path):
+    result = run("--api-url", API_URL, "--api-key", "wrong", "status", "task-123", auth=False)
+
+    assert result.code == ExitCode.API
+    assert "the API key was rejected" in result.err
+
+
+def test_connection_refused_suggests_make_local(clock, capsys, tmp_path):
+    posts: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        posts.append(request)
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    code = main(
+        ["generate", "a fox", "--out", str(tmp_path)],
+        transport=httpx.MockTransport(refuse),
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+    )
+
+    err = capsys.readouterr().err
+    assert code == ExitCode.API
+    assert "cannot connect to http://127.0.0.1:3000 (connection refused)" in err
+    assert "make local" in err
+    assert len(posts) == 1 and clock.sleeps == []  # nothing listens: no point retrying
+
+
+def test_malformed_success_answer(run, api, tmp_path):
+    api.post_script = [httpx.Response(202, text="<html>oops</html>")]
+
+    result = run("generate", "a fox", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.API
+    assert "unexpected API answer" in result.err
+
+
+# ---------------------------------------------------------------------------------------------- usage
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["generate"],
+        ["generate", "a fox", "--size", "4:3"],
+        ["generate", "a fox", "--variants", "3"],
+        ["generate", "a fox", "--files", "not-a-url"],
+        ["generate", "a fox", "--files", *[f"https://e.com/{i}.png" for i in range(6)]],
+        ["generate", "a fox", "--mask", "ftp://e.com/m.png"],
+        ["generate", "a fox", "--fallback-model", "GPT_IMAGE_1"],
+        ["generate", "a fox", "--fallback", "--fallback-model", "DALL_E"],
+        ["generate", "a fox", "--timeout", "0"],
+        ["generate", "a fox", "--poll-interval", "-1"],
+        ["generate", "   "],
+        ["--api-url", "abc.execute-api.us-east-1.amazonaws.com", "status", "t"],
+        ["status"],
+    ],
+)
+def test_usage_errors_exit_2_before_any_request(run, api, tmp_path, argv):
+    result = run(*argv, "--out", str(tmp_path)) if argv[:1] == ["generate"] and len(argv) > 1 else run(*argv)
+
+    assert result.code == ExitCode.USAGE == 2
+    assert "error" in result.err
+    assert api.requests == []
+
+
+def test_out_must_be_a_directory(run, api, tmp_path):
+    not_a_dir = tmp_path / "file.txt"
+    not_a_dir.write_text("x")
+
+    result = run("generate", "a fox", "--out", str(not_a_dir))
+
+    assert result.code == ExitCode.USAGE
+    assert "output directory" in result.err
+    assert api.requests == []
+
+
+def test_help_exits_0(run, capsys):
+    assert run("--help").code == 0
+    assert run("generate", "--help").code == 0
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+
+def test_status_prints_status_progress_and_images(run, api):
+    image = api.image(0, PNG, "image/png")
+    api.add_task({"status": "stored", "progress": 1.0, "images": [image]})
+
+    result = run("status", "task-123")
+
+    assert result.code == ExitCode.OK
+    assert "status:   stored" in result.out
+    assert "progress: 100%" in result.out
+    assert f"[0] image/png, {len(PNG)} bytes, sha256 {sha256(PNG)}" in result.out
+    assert image["url"] in result.out
+
+
+def test_status_of_a_failed_task_shows_the_error(run, api):
+    api.add_task({"status": "failed", "error": {"code": "GENERATION_FAILED", "message": "upstream failed"}})
+
+    result = run("status", "task-123")
+
+    assert result.code == ExitCode.OK
+    assert "status:   failed" in result.out
+    assert "error:    [GENERATION_FAILED] upstream failed" in result.out
+    assert "progress: -" in result.out
+
+
+def test_status_json_prints_the_raw_answer(run, api):
+    api.add_task({"status": "downloading", "progress": 0.5})
+
+    result = run("status", "task-123", "--json")
+
+    assert result.code == ExitCode.OK
+    assert json.loads(result.out) == {
+        "taskId": "task-123",
+        "status": "downloading",
+        "progress": 0.5,
+        "images": [],
+        "error": None,
+        "createdAt": "2025-01-01T00:00:00Z",
+        "updatedAt": "2025-01-01T00:00:10Z",
+    }
+
+
+def test_status_404(run, api):
+    result = run("status", "nope")
+
+    assert result.code == ExitCode.API
+    assert "task nope not found (HTTP 404)" in result.err
+
+
+def test_status_task_id_is_escaped_in_the_path(run, api):
+    run("status", "../admin?x=1")
+    assert api.gets()[0].url.raw_path == b"/Prod/tasks/..%2Fadmin%3Fx%3D1"
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def test_global_options_may_follow_the_command(api, clock, capsys):
+    api.add_task({"status": "submitted"})
+    code = main(
+        ["status", "task-123", "--api-url", API_URL + "///", "--api-key", API_KEY],
+        transport=httpx.MockTransport(api.handler),
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+    )
+    assert code == ExitCode.OK
+    assert api.gets()[0].url == f"{API_URL}/tasks/task-123"
+
+
+def test_environment_variables(api, clock, capsys, monkeypatch):
+    monkeypatch.setenv("IMAGEGEN_API_URL", API_URL + "/")
+    monkeypatch.setenv("IMAGEGEN_API_KEY", API_KEY)
+    api.add_task({"status": "submitted"})
+
+    code = main(["status", "task-123"], transport=httpx.MockTransport(api.handler), sleep=clock.sleep)
+
+    assert code == ExitCode.OK
+    assert api.gets()[0].headers["x-api-key"] == API_KEY
+
+
+def test_default_api_url_is_the_local_stack(clock, capsys):
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return json_response(404, {"message": "task t not found"})
+
+    assert main(["status", "t"], transport=httpx.MockTransport(handler), sleep=clock.sleep) == ExitCode.API
+    assert str(seen[0].url) == "http://127.0.0.1:3000/tasks/t"
+
+
+def test_python_dash_m_imagegen():
+    client_dir = Path(__file__).resolve().parents[2] / "client"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(client_dir), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "imagegen", "--version"], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("imagegen ")
+
+
+def test_fake_clock_is_used_for_polling_not_real_time(run, api, tmp_path):
+    # guard: a 600 s default timeout must not make the suite wait
+    api.add_task({"status": "submitted"})
+    assert run("generate", "a fox", "--out", str(tmp_path)).code == ExitCode.TIMEOUT
+    assert len(api.gets()) == 300
