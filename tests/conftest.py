@@ -57,10 +57,12 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from moto import mock_aws
 
     from devstack.aws_resources import create_stack_resources
+    from devstack.moto_atomic import serialize_in_process_requests
     from image_pipeline import wiring
     from image_pipeline.adapters import aws
     from image_pipeline.settings import reset_settings_cache
 
+    serialize_in_process_requests()
     with mock_aws():
         resources = create_stack_resources(boto3.Session(region_name="us-east-1"), prefix="test")
         monkeypatch.setenv("TASKS_TABLE", resources.tasks_table)

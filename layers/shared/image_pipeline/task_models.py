@@ -51,6 +51,7 @@ class TaskRecord(BaseModel):
     images: dict[str, StoredImage] = Field(default_factory=dict)
     resultUrls: list[str] = Field(default_factory=list)
     jobsEnqueued: bool = False
+    enqueueFailed: bool = False
     error: TaskError | None = None
     createdAt: str
     updatedAt: str

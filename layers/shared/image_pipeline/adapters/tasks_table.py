@@ -196,9 +196,18 @@ class TasksTable:
         self._db.update_item(
             TableName=self.table_name,
             Key=task_key(task_id),
-            UpdateExpression="SET jobsEnqueued = :true, updatedAt = :now",
+            UpdateExpression="SET jobsEnqueued = :true, enqueueFailed = :false, updatedAt = :now",
             ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues=_values(true=True, now=iso(now)),
+            ExpressionAttributeValues=_values(true=True, false=False, now=iso(now)),
+        )
+
+    def mark_enqueue_failed(self, task_id: str, now: datetime) -> None:
+        self._db.update_item(
+            TableName=self.table_name,
+            Key=task_key(task_id),
+            UpdateExpression="SET enqueueFailed = :true, updatedAt = :now",
+            ConditionExpression="attribute_exists(pk) AND jobsEnqueued = :false",
+            ExpressionAttributeValues=_values(true=True, false=False, now=iso(now)),
         )
 
     def add_image(self, task_id: str, image: StoredImage, now: datetime) -> TaskRecord | None:

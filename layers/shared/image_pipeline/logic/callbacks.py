@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import ValidationError
@@ -24,6 +24,10 @@ from image_pipeline.tokens import check_webhook_signature, token_matches
 from image_pipeline.upstream_models import CallbackPayload
 
 MAX_IMAGES_PER_TASK = 16
+# A delivery that finds jobs not yet enqueued re-sends them only if the first attempt said it failed,
+# or if it started longer ago than any callback invocation can run (it crashed): never while a
+# concurrent first delivery is still sending.
+IN_FLIGHT_GRACE = timedelta(seconds=30)
 DEFAULT_FAILURE_MESSAGES = {
     400: "the prompt or an input image was refused (content policy, size or format)",
     451: "an input image in filesUrl could not be downloaded",
@@ -115,7 +119,7 @@ def handle_callback(
         if store.start_downloading(task_id, submission_id, urls, clock()):
             _enqueue(task_id, urls, store=store, queue=queue, clock=clock)
             return CallbackResult.ACCEPTED
-        return _resume_if_stranded(store.get_task(task_id), store=store, queue=queue, clock=clock)
+        return _resume_if_stranded(store.get_task(task_id), store=store, queue=queue, clock=clock, grace=IN_FLIGHT_GRACE)
     error = TaskError(
         code=payload.code if not payload.succeeded else "no_images",
         message=payload.msg if not payload.succeeded and payload.msg else _failure_message(payload),
@@ -134,19 +138,39 @@ def _failure_message(payload: CallbackPayload) -> str:
 def _enqueue(
     task_id: str, urls: list[str], *, store: TaskStore, queue: JobQueue, clock: Callable[[], datetime]
 ) -> None:
-    queue.send([DownloadJob(taskId=task_id, index=index, url=url) for index, url in enumerate(urls)])
+    try:
+        queue.send([DownloadJob(taskId=task_id, index=index, url=url) for index, url in enumerate(urls)])
+    except Exception:
+        store.mark_enqueue_failed(task_id, clock())  # lets the next delivery resume at once
+        raise
     store.mark_jobs_enqueued(task_id, clock())
 
 
+def is_stranded(task: TaskRecord, now: datetime, grace: timedelta) -> bool:
+    """Downloading, but its jobs never made it onto the queue."""
+    if task.status is not TaskStatus.DOWNLOADING or task.jobsEnqueued:
+        return False
+    started = datetime.fromisoformat(task.callbackAt or task.updatedAt)
+    return task.enqueueFailed or now - started >= grace
+
+
 def _resume_if_stranded(
-    task: TaskRecord | None, *, store: TaskStore, queue: JobQueue, clock: Callable[[], datetime]
+    task: TaskRecord | None,
+    *,
+    store: TaskStore,
+    queue: JobQueue,
+    clock: Callable[[], datetime],
+    grace: timedelta,
 ) -> CallbackResult:
-    if task is not None and task.status is TaskStatus.DOWNLOADING and not task.jobsEnqueued:
+    if task is not None and is_stranded(task, clock(), grace):
         _enqueue(task.taskId, task.resultUrls, store=store, queue=queue, clock=clock)
         return CallbackResult.RESUMED
     return CallbackResult.DUPLICATE
 
 
-def resume_stranded_task(task: TaskRecord, *, store: TaskStore, queue: JobQueue) -> bool:
+def resume_stranded_task(
+    task: TaskRecord, *, store: TaskStore, queue: JobQueue, clock: Callable[[], datetime] = utc_now
+) -> bool:
     """The reconciler's sweep: re-send the jobs of a task whose enqueue never completed."""
-    return _resume_if_stranded(task, store=store, queue=queue, clock=utc_now) is CallbackResult.RESUMED
+    resumed = _resume_if_stranded(task, store=store, queue=queue, clock=clock, grace=IN_FLIGHT_GRACE)
+    return resumed is CallbackResult.RESUMED

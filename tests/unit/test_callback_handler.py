@@ -1,0 +1,260 @@
+"""The callback receiver, driven with the events/ files under moto."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import load_event
+
+TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
+SUBMISSION_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"
+TOKEN = "example-callback-token-0123456789abcdefABCDEF_-xyz"
+
+
+def invoke(event: dict[str, Any], context: Any) -> tuple[int, dict[str, Any]]:
+    from callback_handler import lambda_handler
+
+    response = lambda_handler(event, context)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def table(resources: Any) -> Any:
+    from image_pipeline.adapters.tasks_table import TasksTable
+
+    return TasksTable(resources.tasks_table)
+
+
+def mint_submission(resources: Any, *, bound_to: str | None = TASK_ID, submission_id: str = SUBMISSION_ID) -> None:
+    """What POST /tasks leaves behind: the capability, and (unless the callback wins the race) the task."""
+    from image_pipeline.task_models import utc_now
+    from image_pipeline.tokens import hash_token
+
+    store = table(resources)
+    store.put_submission(submission_id, hash_token(TOKEN), utc_now())
+    if bound_to:
+        store.bind_submission(submission_id, bound_to)
+        store.record_submitted(bound_to, submission_id, {"prompt": "x", "size": "1:1"}, utc_now())
+
+
+def queued_jobs(resources: Any) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    jobs: list[dict[str, Any]] = []
+    for _ in range(5):
+        got = sqs.receive_message(QueueUrl=resources.download_queue_url, MaxNumberOfMessages=10)
+        jobs += [json.loads(message["Body"]) for message in got.get("Messages", [])]
+        if not got.get("Messages"):
+            break
+    return sorted(jobs, key=lambda job: job["index"])
+
+
+def table_items(resources: Any) -> list[dict[str, Any]]:
+    return boto3.client("dynamodb", region_name="us-east-1").scan(TableName=resources.tasks_table)["Items"]
+
+
+@pytest.mark.parametrize(("success", "duplicate", "urls"), [("callback_4o_success", "callback_4o_duplicate", 2),
+                                                           ("callback_single_success", "callback_single_duplicate", 1)])
+def test_first_success_enqueues_one_job_per_image_and_duplicates_do_nothing(
+    aws_stack: Any, lambda_context: Any, success: str, duplicate: str, urls: int
+) -> None:
+    mint_submission(aws_stack)
+    assert invoke(load_event(success), lambda_context) == (200, {"status": "accepted"})
+    task = table(aws_stack).get_task(TASK_ID)
+    assert task is not None and task.status == "downloading" and task.imagesExpected == urls and task.jobsEnqueued
+    before = table_items(aws_stack)
+    # A later delivery of the same taskId: 200, no new side effect.
+    assert invoke(load_event(duplicate), lambda_context) == (200, {"status": "duplicate"})
+    assert invoke(load_event(success), lambda_context) == (200, {"status": "duplicate"})
+    assert table_items(aws_stack) == before
+    jobs = queued_jobs(aws_stack)
+    assert [job["index"] for job in jobs] == list(range(urls))
+    assert all(job["taskId"] == TASK_ID and job["url"].startswith("https://tempfile.aiquickdraw.com/") for job in jobs)
+
+
+@pytest.mark.parametrize(("event", "code"), [("callback_4o_failure", 400), ("callback_single_failure", 501)])
+def test_failure_code_records_failed_with_code_and_message(
+    aws_stack: Any, lambda_context: Any, event: str, code: int
+) -> None:
+    mint_submission(aws_stack)
+    assert invoke(load_event(event), lambda_context) == (200, {"status": "accepted"})
+    task = table(aws_stack).get_task(TASK_ID)
+    assert task is not None and task.status == "failed"
+    assert task.error is not None and task.error.code == code and task.error.message
+    assert queued_jobs(aws_stack) == []
+    # A success arriving after the failure does not resurrect the task.
+    assert invoke(load_event("callback_4o_success"), lambda_context) == (200, {"status": "duplicate"})
+    assert table(aws_stack).get_task(TASK_ID).status == "failed"  # type: ignore[union-attr]
+
+
+def test_callback_before_the_submit_recorded_its_task_is_not_lost(aws_stack: Any, lambda_context: Any) -> None:
+    from image_pipeline.task_models import utc_now
+
+    # Given the capability minted but the task not yet recorded (the upstream called back first)
+    mint_submission(aws_stack, bound_to=None)
+    # When the callback arrives
+    assert invoke(load_event("callback_4o_success"), lambda_context) == (200, {"status": "accepted"})
+    # Then the task exists and its downloads are queued ...
+    store = table(aws_stack)
+    assert store.get_task(TASK_ID).status == "downloading"  # type: ignore[union-attr]
+    assert len(queued_jobs(aws_stack)) == 2
+    # ... and the submit's own late write fills in its fields without moving the task back.
+    assert store.bind_submission(SUBMISSION_ID, TASK_ID)
+    store.record_submitted(TASK_ID, SUBMISSION_ID, {"prompt": "late", "size": "1:1"}, utc_now())
+    task = store.get_task(TASK_ID)
+    assert task is not None and task.status == "downloading" and task.options["prompt"] == "late"
+
+
+def assert_rejected_without_writes(aws_stack: Any, lambda_context: Any, event: dict[str, Any], status: int) -> str:
+    before = table_items(aws_stack)
+    got_status, body = invoke(event, lambda_context)
+    assert got_status == status, body
+    assert table_items(aws_stack) == before
+    assert queued_jobs(aws_stack) == []
+    return str(body["message"])
+
+
+def test_forged_token_is_403_and_changes_nothing(aws_stack: Any, lambda_context: Any) -> None:
+    mint_submission(aws_stack)
+    message = assert_rejected_without_writes(aws_stack, lambda_context, load_event("callback_forged_token"), 403)
+    assert "token" in message and "forged-token" not in message
+
+
+def test_missing_token_is_401(aws_stack: Any, lambda_context: Any) -> None:
+    mint_submission(aws_stack)
+    event = load_event("callback_4o_success")
+    event["queryStringParameters"] = None
+    event["multiValueQueryStringParameters"] = None
+    assert_rejected_without_writes(aws_stack, lambda_context, event, 401)
+
+
+def test_unknown_callback_url_is_404(aws_stack: Any, lambda_context: Any) -> None:
+    assert_rejected_without_writes(aws_stack, lambda_context, load_event("callback_4o_success"), 404)
+
+
+def test_token_of_another_task_is_403(aws_stack: Any, lambda_context: Any) -> None:
+    mint_submission(aws_stack, bound_to="ffffffffffffffffffffffffffffffff")
+    message = assert_rejected_without_writes(aws_stack, lambda_context, load_event("callback_4o_success"), 403)
+    assert "another task" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("{not json", "not JSON"),
+        ('{"code": 200, "msg": "success"}', "data"),
+        ('{"code": "two hundred", "data": {"taskId": "abc"}}', "code"),
+        ('{"code": 200, "data": {"taskId": "../../etc"}}', "taskId"),
+        ('{"code": 200, "data": {"info": {"result_urls": []}}}', "taskId"),
+        ("[]", "callback format"),
+    ],
+)
+def test_malformed_body_is_400_and_changes_nothing(
+    aws_stack: Any, lambda_context: Any, body: str, needle: str
+) -> None:
+    mint_submission(aws_stack)
+    event = {**load_event("callback_4o_success"), "body": body}
+    assert needle in assert_rejected_without_writes(aws_stack, lambda_context, event, 400)
+
+
+def test_oversized_body_is_413(aws_stack: Any, lambda_context: Any) -> None:
+    mint_submission(aws_stack)
+    event = load_event("callback_4o_success")
+    document = json.loads(event["body"])
+    document["msg"] = "x" * 70_000
+    event["body"] = json.dumps(document)
+    assert "limit" in assert_rejected_without_writes(aws_stack, lambda_context, event, 413)
+
+
+class TestSignedCallbacks:
+    KEY = "webhook-hmac-key-for-tests"
+
+    @pytest.fixture(autouse=True)
+    def _hmac_key(self, aws_stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        from image_pipeline.settings import reset_settings_cache
+
+        monkeypatch.setenv("KIE_WEBHOOK_HMAC_KEY", self.KEY)
+        reset_settings_cache()
+        mint_submission(aws_stack)
+
+    def signed(self, timestamp: int, key: str | None = None, task_id: str = TASK_ID) -> dict[str, Any]:
+        from image_pipeline.tokens import webhook_signature
+
+        event = load_event("callback_4o_success")
+        event["headers"] = {
+            **event["headers"],
+            "X-Webhook-Timestamp": str(timestamp),
+            "X-Webhook-Signature": webhook_signature(key or self.KEY, task_id, str(timestamp)),
+        }
+        return event
+
+    def test_valid_signature_is_accepted(self, lambda_context: Any) -> None:
+        assert invoke(self.signed(int(time.time())), lambda_context) == (200, {"status": "accepted"})
+
+    @pytest.mark.parametrize(
+        ("make_event", "needle"),
+        [
+            (lambda self: load_event("callback_4o_success"), "missing"),
+            (lambda self: self.signed(int(time.time()), key="wrong-key"), "does not match"),
+            (lambda self: self.signed(int(time.time()), task_id="otherTask"), "does not match"),
+            (lambda self: self.signed(int(time.time()) - 360), "window"),
+            (lambda self: self.signed(int(time.time()) + 360), "window"),
+        ],
+    )
+    def test_bad_signature_is_401_and_changes_nothing(
+        self, aws_stack: Any, lambda_context: Any, make_event: Any, needle: str
+    ) -> None:
+        message = assert_rejected_without_writes(aws_stack, lambda_context, make_event(self), 401)
+        assert needle in message
+
+
+def test_sqs_failure_answers_503_and_the_next_delivery_finishes_the_job(
+    aws_stack: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline.settings import reset_settings_cache
+    from image_pipeline import wiring
+
+    mint_submission(aws_stack)
+    # Given SQS refusing the send (the queue URL points at a queue that does not exist)
+    real_queue = aws_stack.download_queue_url
+    monkeypatch.setenv("DOWNLOAD_QUEUE_URL", real_queue + "-missing")
+    reset_settings_cache()
+    wiring.reset()
+    status, body = invoke(load_event("callback_4o_success"), lambda_context)
+    assert status == 503 and "retry" in body["message"]
+    task = table(aws_stack).get_task(TASK_ID)
+    assert task is not None and task.status == "downloading" and not task.jobsEnqueued
+    # When the upstream delivers again with SQS healthy
+    monkeypatch.setenv("DOWNLOAD_QUEUE_URL", real_queue)
+    reset_settings_cache()
+    wiring.reset()
+    assert invoke(load_event("callback_4o_duplicate"), lambda_context) == (200, {"status": "resumed"})
+    # Then the jobs are queued once, and later deliveries are plain duplicates
+    assert len(queued_jobs(aws_stack)) == 2
+    assert table(aws_stack).get_task(TASK_ID).jobsEnqueued  # type: ignore[union-attr]
+    assert invoke(load_event("callback_4o_duplicate"), lambda_context) == (200, {"status": "duplicate"})
+
+
+def test_ten_concurrent_deliveries_enqueue_exactly_once(aws_stack: Any, lambda_context: Any) -> None:
+    mint_submission(aws_stack)
+    results: list[tuple[int, dict[str, Any]]] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        outcome = invoke(load_event("callback_4o_success"), lambda_context)
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=deliver) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    statuses = sorted(body["status"] for _, body in results)
+    assert [code for code, _ in results] == [200] * 10
+    assert statuses.count("accepted") == 1 and statuses.count("duplicate") == 9
+    assert len(queued_jobs(aws_stack)) == 2
