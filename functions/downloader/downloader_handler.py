@@ -20,7 +20,9 @@ from image_pipeline.task_models import DownloadJob
 
 logger = logger_for("downloader")
 metrics = metrics_for("downloader")
-processor = BatchProcessor(event_type=EventType.SQS)
+# Report every failed message individually, even when the whole batch failed: same retry either way,
+# but the backoff below applies per message.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 # Passing failures come back after 10 s, 20 s, 40 s ... (capped), instead of all at once.
 BACKOFF_BASE_SECONDS = 10
@@ -57,7 +59,7 @@ def process_record(record: SQSRecord) -> str:
             fetch=fetch,
             upstream=wiring.upstream_client(settings),
         )
-    except RetryLater as error:
+    except (RetryLater, ClientError, BotoCoreError) as error:  # passing: the message comes back later
         receive_count = int(record.attributes.approximate_receive_count or 1)
         delay = retry_delay(receive_count)
         logger.warning(

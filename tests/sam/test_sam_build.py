@@ -1,0 +1,177 @@
+"""sam validate --lint, sam build, and each built handler importing and running from the build output.
+
+In-tree tests import the layer from layers/shared with the venv's packages beside it; here each
+function runs from .aws-sam/build with only its layer and what the Lambda runtime ships (boto3), so
+a missing requirement, a wrong Handler or a layer laid out in the wrong folder fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import ROOT, load_event
+from tests.http_fixtures import Reply, image_server, png_bytes
+
+pytestmark = pytest.mark.sam
+
+SAM = shutil.which("sam", path=str(Path(sys.executable).parent)) or shutil.which("sam")
+HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
+# What the Lambda Python runtime provides besides the standard library.
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
+TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
+
+
+def sam(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    assert SAM, "the SAM CLI is not installed (make install)"
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
+    # sam build needs python3.13 on PATH: the interpreter running the tests is one.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run([SAM, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_template_passes_sam_validate_lint() -> None:
+    result = sam("validate", "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("sam") / "build"
+    result = sam("build", "--build-dir", str(target), "--parameter-overrides", f"Architecture={HOST_ARCH}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return target
+
+
+@pytest.fixture(scope="session")
+def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Only the packages the Lambda runtime ships, linked from this venv."""
+    target = tmp_path_factory.mktemp("runtime")
+    site = Path(sysconfig.get_paths()["purelib"])
+    for name in RUNTIME_PACKAGES:
+        (target / name).symlink_to(site / name)
+    return target
+
+
+def test_default_build_targets_arm64(tmp_path: Path) -> None:
+    result = sam("build", "SharedLayer", "--build-dir", str(tmp_path / "arm"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    cores = list((tmp_path / "arm").rglob("_pydantic_core*.so"))
+    assert cores and all("aarch64" in core.name for core in cores), cores
+
+
+@pytest.fixture
+def moto_endpoint() -> Iterator[tuple[str, Any]]:
+    from devstack.aws_resources import create_stack_resources
+    from devstack.moto_server import LocalMotoServer
+
+    server = LocalMotoServer().start()
+    try:
+        session = boto3.Session(region_name="us-east-1")
+        os.environ["AWS_ENDPOINT_URL"] = server.endpoint_url
+        try:
+            resources = create_stack_resources(session, prefix="build")
+        finally:
+            del os.environ["AWS_ENDPOINT_URL"]
+        yield server.endpoint_url, resources
+    finally:
+        server.stop()
+
+
+def run_built(
+    build_dir: Path, runtime_dir: Path, function: str, event: dict[str, Any], env: dict[str, str]
+) -> dict[str, Any]:
+    template = (build_dir / "template.yaml").read_text()
+    assert f"{function}:" in template
+    handler = {"ApiFunction": "api_handler", "CallbackFunction": "callback_handler", "DownloaderFunction": "downloader_handler"}[function]
+    # -S: no site-packages, so nothing of the venv leaks in; /opt/python is where Lambda mounts the layer.
+    code = (
+        "import json, sys\n"
+        f"sys.path[:0] = [{str(build_dir / function)!r}, {str(build_dir / 'SharedLayer' / 'python')!r}, {str(runtime_dir)!r}]\n"
+        f"import {handler} as module\n"
+        "class Context:\n"
+        "    function_name='built'; memory_limit_in_mb=256; aws_request_id='req-1'\n"
+        "    invoked_function_arn='arn:aws:lambda:us-east-1:123456789012:function:built'\n"
+        "    def get_remaining_time_in_millis(self): return 30000\n"
+        "print(json.dumps(module.lambda_handler(json.load(sys.stdin), Context())))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        input=json.dumps(event),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ["PATH"], "POWERTOOLS_METRICS_DISABLED": "true", **env},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    answer: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def test_built_functions_import_and_run_with_their_layer(
+    build_dir: Path, runtime_dir: Path, moto_endpoint: tuple[str, Any]
+) -> None:
+    endpoint, resources = moto_endpoint
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "TASKS_TABLE": resources.tasks_table,
+        "DOWNLOAD_QUEUE_URL": resources.download_queue_url,
+        "IMAGES_BUCKET": resources.images_bucket,
+        "KIE_API_KEY": "unused",
+        "KIE_API_BASE_URL": "http://127.0.0.1:9",  # nothing listens: no test here reaches the upstream
+    }
+    # API: validation and a table read.
+    answer = run_built(build_dir, runtime_dir, "ApiFunction", load_event("api_submit_task_invalid"), env)
+    assert answer["statusCode"] == 422 and "size" in answer["body"]
+    answer = run_built(build_dir, runtime_dir, "ApiFunction", load_event("api_get_task_unknown"), env)
+    assert answer["statusCode"] == 404
+
+    # Callback: authenticate against a minted capability, write DynamoDB, send to SQS.
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.task_models import utc_now
+    from image_pipeline.tokens import hash_token
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
+    store = TasksTable(resources.tasks_table, dynamodb=dynamodb)
+    event = load_event("callback_4o_success")
+    submission_id = event["pathParameters"]["submissionId"]
+    store.put_submission(submission_id, hash_token(event["queryStringParameters"]["token"]), utc_now())
+    with image_server() as server:
+        urls = [server.serve(f"/s/{TASK_ID}_{i}.png", Reply(body=png_bytes(32 + i, 32))) for i in range(2)]
+        body = json.loads(event["body"])
+        body["data"]["info"]["result_urls"] = urls
+        event["body"] = json.dumps(body)
+        answer = run_built(build_dir, runtime_dir, "CallbackFunction", event, env)
+        assert (answer["statusCode"], json.loads(answer["body"])) == (200, {"status": "accepted"})
+
+        # Downloader: the queued jobs as an SQS event, fetched from the local origin, stored in S3.
+        sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
+        messages = sqs.receive_message(QueueUrl=resources.download_queue_url, MaxNumberOfMessages=10)["Messages"]
+        records = load_event("sqs_download_batch")["Records"]
+        sqs_event = {
+            "Records": [
+                {**records[0], "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"]}
+                for m in messages
+            ]
+        }
+        answer = run_built(
+            build_dir, runtime_dir, "DownloaderFunction", sqs_event, {**env, "DOWNLOAD_TRUSTED_ORIGINS": server.origin}
+        )
+    assert answer == {"batchItemFailures": []}
+    task = store.get_task(TASK_ID)
+    assert task is not None and task.status == "stored" and task.storedCount == 2

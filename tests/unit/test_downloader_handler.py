@@ -1,0 +1,210 @@
+"""The downloader, driven with events/sqs_download_batch.json under moto, fetching from a real local server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+import respx
+
+from tests.conftest import load_event
+from tests.http_fixtures import ImageServer, Reply, image_server, png_bytes
+
+TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
+DOWNLOAD_URL = "https://api.kie.ai/api/v1/gpt4o-image/download-url"
+
+
+@pytest.fixture
+def server(aws_stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ImageServer]:
+    from image_pipeline.settings import reset_settings_cache
+
+    with image_server() as running:
+        # The local server stands in for the upstream's file host: trusted by exact origin only.
+        monkeypatch.setenv("DOWNLOAD_TRUSTED_ORIGINS", running.origin)
+        monkeypatch.setenv("DOWNLOAD_DEADLINE_SECONDS", "10")
+        reset_settings_cache()
+        yield running
+
+
+@pytest.fixture
+def upstream() -> Iterator[Any]:
+    with respx.mock(assert_all_called=False) as router:
+        router.route(host="127.0.0.1").pass_through()
+        yield router
+
+
+def downloading_task(resources: Any, urls: list[str]) -> None:
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.task_models import utc_now
+
+    store = TasksTable(resources.tasks_table)
+    store.record_submitted(TASK_ID, "sub", {"prompt": "x", "size": "1:1"}, utc_now())
+    assert store.start_downloading(TASK_ID, "sub", urls, utc_now())
+    store.mark_jobs_enqueued(TASK_ID, utc_now())
+
+
+def batch(urls: list[str], receive_count: str = "1") -> dict[str, Any]:
+    event = load_event("sqs_download_batch")
+    records = []
+    for index, url in enumerate(urls):
+        record = json.loads(json.dumps(event["Records"][index % len(event["Records"])]))
+        record["messageId"] = f"message-{index}"
+        record["body"] = json.dumps({"taskId": TASK_ID, "index": index, "url": url})
+        record["attributes"]["ApproximateReceiveCount"] = receive_count
+        records.append(record)
+    return {"Records": records}
+
+
+def run(event: dict[str, Any], context: Any) -> list[str]:
+    from downloader_handler import lambda_handler
+
+    return [failure["itemIdentifier"] for failure in lambda_handler(event, context)["batchItemFailures"]]
+
+
+def task(resources: Any) -> Any:
+    from image_pipeline.adapters.tasks_table import TasksTable
+
+    return TasksTable(resources.tasks_table).get_task(TASK_ID)
+
+
+def test_batch_stores_every_image_and_marks_the_task_stored(
+    aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any
+) -> None:
+    images = [png_bytes(64, 48, (255, 0, 0)), png_bytes(48, 64, (0, 0, 255))]
+    urls = [server.serve(f"/s/{TASK_ID}_{i}.png", Reply(body=body)) for i, body in enumerate(images)]
+    downloading_task(aws_stack, urls)
+
+    assert run(batch(urls), lambda_context) == []
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for index, body in enumerate(images):
+        stored = s3.get_object(Bucket=aws_stack.images_bucket, Key=f"images/{TASK_ID}/{index}.png")
+        assert stored["Body"].read() == body
+        assert stored["ContentType"] == "image/png"
+        assert stored["Metadata"]["sha256"] == hashlib.sha256(body).hexdigest()
+        assert stored["Metadata"]["task-id"] == TASK_ID
+    record = task(aws_stack)
+    assert record.status == "stored" and record.storedCount == 2
+    assert [image.sha256 for image in record.stored_images()] == [hashlib.sha256(b).hexdigest() for b in images]
+
+
+def test_processing_a_job_twice_is_harmless(
+    aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any
+) -> None:
+    urls = [server.serve(f"/s/{TASK_ID}_{i}.png", Reply(body=png_bytes())) for i in range(2)]
+    downloading_task(aws_stack, urls)
+    assert run(batch(urls[:1]), lambda_context) == []
+    assert task(aws_stack).status == "downloading"
+    # The same job again (SQS at-least-once delivery), then the whole batch.
+    assert run(batch(urls[:1]), lambda_context) == []
+    assert run(batch(urls), lambda_context) == []
+    record = task(aws_stack)
+    assert record.status == "stored" and record.storedCount == 2
+    keys = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=aws_stack.images_bucket)["Contents"]
+    assert sorted(item["Key"] for item in keys) == [f"images/{TASK_ID}/0.png", f"images/{TASK_ID}/1.png"]
+
+
+def test_a_passing_failure_fails_only_its_message_and_backs_off(
+    aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any
+) -> None:
+    good = server.serve("/s/good.png", Reply(body=png_bytes()))
+    flaky = server.serve("/s/flaky.png", Reply(503, b"busy", "text/plain"), Reply(body=png_bytes(10, 10)))
+    downloading_task(aws_stack, [good, flaky])
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    sqs.send_message(QueueUrl=aws_stack.download_queue_url, MessageBody="{}")
+    message = sqs.receive_message(QueueUrl=aws_stack.download_queue_url, VisibilityTimeout=0)["Messages"][0]
+    event = batch([good, flaky], receive_count="3")
+    event["Records"][1]["receiptHandle"] = message["ReceiptHandle"]
+
+    assert run(event, lambda_context) == ["message-1"]
+    assert task(aws_stack).storedCount == 1
+    # The failed message is hidden for the backoff (10 s * 2^(3-1)), not retried at once.
+    assert sqs.receive_message(QueueUrl=aws_stack.download_queue_url).get("Messages") is None
+    # Redelivered later, it completes the task.
+    assert run(batch([good, flaky]), lambda_context) == []
+    assert task(aws_stack).status == "stored"
+
+
+def test_expired_link_is_reminted_through_download_url(
+    aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any
+) -> None:
+    expired = server.serve("/s/expired.png", Reply(403, b"<Error>Request has expired</Error>", "application/xml"))
+    fresh = server.serve("/d/fresh.png", Reply(body=png_bytes()))
+    remint = upstream.post(DOWNLOAD_URL).mock(
+        return_value=httpx.Response(200, json={"code": 200, "msg": "success", "data": fresh + "?X-Amz-Expires=1200"})
+    )
+    downloading_task(aws_stack, [expired])
+    assert run(batch([expired]), lambda_context) == []
+    assert json.loads(remint.calls.last.request.content) == {"taskId": TASK_ID, "url": expired}
+    assert task(aws_stack).status == "stored"
+
+
+def test_link_past_retention_fails_the_task_clearly(
+    aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any
+) -> None:
+    expired = server.serve("/s/old.png", Reply(404, b"gone", "text/plain"))
+    upstream.post(DOWNLOAD_URL).mock(
+        return_value=httpx.Response(200, json={"code": 422, "msg": "Temporarily supports records within 14 days"})
+    )
+    downloading_task(aws_stack, [expired])
+    assert run(batch([expired]), lambda_context) == []
+    record = task(aws_stack)
+    assert record.status == "failed" and "14 days" in record.error.message
+
+
+@pytest.mark.parametrize(
+    ("make_url", "needle"),
+    [
+        (lambda server: server.serve("/s/page.png", Reply(body=b"<html>hi</html>", content_type="image/png")), "image"),
+        (lambda server: "https://evil.example.com/x.png", "evil.example.com"),
+        (lambda server: "http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+    ],
+)
+def test_an_image_that_can_never_be_fetched_fails_the_task_without_retries(
+    aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any, make_url: Any, needle: str
+) -> None:
+    url = make_url(server)
+    downloading_task(aws_stack, [url])
+    assert run(batch([url]), lambda_context) == []
+    record = task(aws_stack)
+    assert record.status == "failed" and record.error.code == "download_rejected"
+    assert needle in record.error.message
+    assert "Contents" not in boto3.client("s3", region_name="us-east-1").list_objects_v2(
+        Bucket=aws_stack.images_bucket
+    )
+
+
+def test_malformed_message_fails_alone(
+    aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any
+) -> None:
+    url = server.serve("/s/ok.png", Reply(body=png_bytes()))
+    downloading_task(aws_stack, [url])
+    event = batch([url, url])
+    event["Records"][1]["body"] = '{"taskId": 1}'
+    assert run(event, lambda_context) == ["message-1"]
+    assert task(aws_stack).status == "stored"
+
+
+def test_s3_fault_is_retried_not_lost(
+    aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline import wiring
+    from image_pipeline.settings import reset_settings_cache
+
+    url = server.serve("/s/ok.png", Reply(body=png_bytes()))
+    downloading_task(aws_stack, [url])
+    monkeypatch.setenv("IMAGES_BUCKET", "no-such-bucket")
+    reset_settings_cache()
+    wiring.reset()
+    assert run(batch([url]), lambda_context) == ["message-0"]
+    assert task(aws_stack).status == "downloading"
+    monkeypatch.setenv("IMAGES_BUCKET", aws_stack.images_bucket)
+    reset_settings_cache()
+    wiring.reset()
+    assert run(batch([url]), lambda_context) == []
+    assert task(aws_stack).status == "stored"
