@@ -1,0 +1,86 @@
+"""A local emulator of the 4o Image API (api.kie.ai), faithful to /work/shared/UPSTREAM.md.
+
+Run it alone::
+
+    python -m devstack.emulator --port 8099 --api-key dev-key --generation-seconds 2
+
+or from Python (port 0 picks a free port)::
+
+    from devstack.emulator import EmulatorConfig, EmulatorServer
+    with EmulatorServer(EmulatorConfig(generation_seconds=0.2)) as server:
+        server.base_url  # http://127.0.0.1:<port>
+
+It binds 127.0.0.1 only and, unless ``allow_external_callbacks`` is set, delivers callbacks to
+loopback hosts only (other deliveries are recorded as ``blocked``).
+
+Upstream endpoints (Bearer auth, ``{"code","msg","data"}`` envelopes, errors in the body code)::
+
+    POST /api/v1/gpt4o-image/generate          GET  /api/v1/gpt4o-image/record-info?taskId=
+    POST /api/v1/gpt4o-image/download-url      POST /api/v1/common/download-url
+    GET  /api/v1/chat/credit                   GET  /s/<taskId>_<index>_<unixSec>_<4 digits>.png
+
+Fault switches
+--------------
+Run-wide (``EmulatorConfig(faults=...)``, ``--faults``, ``POST /admin/faults``) or per task, by a
+marker anywhere in the prompt; task markers override run-wide values::
+
+    marker := "[fault:" item ("," item)* "]"      e.g. "a cat [fault:duplicate=3,task_key=task_id]"
+    item   := key | key "=" value                 keys case-insensitive, "-" == "_"; a bare key
+                                                  means true, or the default shown in brackets
+
+    duplicate=N [2]     deliver the callback N times in a row (each copy a full delivery)
+    concurrent=N [2]    N copies of the callback leave at the same moment (1..8)
+    drop                never deliver the callback (recorded as dropped)
+    fail=C [500]        the task fails: 400, 451, 500, or 501 (501 uses the single-image shape)
+    shape=flux|4o       callback body shape; flux = {"info":{"originImageUrl","resultImageUrl"}}
+    submit=C [500]      generate answers code C (400 401 402 404 422 429 455 500 505 550)
+    trickle=S [3]       image bodies dribble out over S seconds
+    truncate            image responses announce a Content-Length twice what is sent
+    oversize=N          image bodies padded (still a valid PNG) to N bytes [25 MiB + 1 MiB]
+    html                image URLs answer 200, Content-Type image/png, with an HTML page
+    expired             result and presigned links answer 403 AccessDenied "Request has expired"
+    result_key=resultUrls|result_urls     record-info response key (default resultUrls)
+    time_format=ms|string                 createTime/completeTime (default epoch ms)
+    download_form=auto|reference|quickstart  download-url answer: data string or data.downloadUrl
+                                          (auto: quickstart when the request sent imageUrl)
+    task_key=taskId|task_id|both          callback data key holding the task id
+    fail_flag=2|3 [3]   successFlag reported for failed tasks
+    stall               the task never finishes by itself (POST /admin/tasks/<id>/complete does)
+    gen=S               this task's generation time in seconds
+    mirror_http         error envelopes also carry the code as HTTP status (429 always does)
+
+An unknown key in a prompt marker makes generate answer 422, so typos do not go unnoticed.
+
+Admin endpoints (no auth, loopback clients only; JSON)::
+
+    GET    /admin/health                      {"ok": true, "baseUrl": ...}
+    GET    /admin/faults                      {"faults": {...}}
+    POST   /admin/faults                      {"duplicate": 3} | {"faults": {...}, "replace": bool}
+                                              | {"spec": "duplicate=3,drop"}  -> {"faults": {...}}
+    PUT    /admin/faults                      the same, replacing instead of merging
+    DELETE /admin/faults  (or POST /admin/faults/clear)                    -> {"faults": {}}
+    GET    /admin/tasks                       {"tasks": [taskId, ...]}
+    GET    /admin/tasks/<taskId>              state, request, faults, images (sha256), deliveries, served
+    POST   /admin/tasks/<taskId>/complete     {} or {"fail": 500, "message": "..."}  (+ "completedNow")
+    POST   /admin/tasks/<taskId>/redeliver    send the callback again now  (+ "redelivered")
+    GET    /admin/deliveries?taskId=<id>      {"taskId", "deliveries": [...]}
+    GET    /admin/images                      {"generated": [...sha256...], "served": [...sha256...]}
+    GET|POST /admin/credits                   {"credits": N}
+    POST   /admin/reset                       forget tasks, faults, links, counters
+"""
+
+from .callbacks import sign
+from .config import EmulatorConfig
+from .faults import FAULT_KEYS, Faults, FaultSpecError, parse_fault_spec, parse_prompt_markers
+from .server import EmulatorServer
+
+__all__ = [
+    "FAULT_KEYS",
+    "EmulatorConfig",
+    "EmulatorServer",
+    "FaultSpecError",
+    "Faults",
+    "parse_fault_spec",
+    "parse_prompt_markers",
+    "sign",
+]

@@ -1,0 +1,184 @@
+"""The local API Gateway: each HTTP request becomes a REST API proxy event for the function that
+template.yaml routes it to (routes are read from the template, never restated here)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from devstack.lambda_runtime import LambdaPool
+from devstack.template import Route, api_routes
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+INTEGRATION_TIMEOUT_SECONDS = 29  # API Gateway's integration timeout
+STAGE = "local"
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    route: Route
+    pattern: re.Pattern[str]
+
+
+def compile_routes(routes: list[Route]) -> list[CompiledRoute]:
+    compiled = []
+    for route in routes:
+        regex = re.sub(r"\\\{([A-Za-z0-9_]+)\\\}", r"(?P<\1>[^/]+)", re.escape(route.path))
+        compiled.append(CompiledRoute(route, re.compile(f"^{regex}$")))
+    return compiled
+
+
+def proxy_event(
+    route: Route,
+    method: str,
+    path: str,
+    query: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    path_parameters: dict[str, str],
+    host: str,
+    source_ip: str,
+) -> dict[str, Any]:
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in headers:
+        single[name] = value
+        multi.setdefault(name, []).append(value)
+    parsed_query = parse_qs(query, keep_blank_values=True)
+    try:
+        text_body: str | None = body.decode() if body else None
+        encoded = False
+    except UnicodeDecodeError:
+        text_body, encoded = base64.b64encode(body).decode(), True
+    now = time.time()
+    return {
+        "resource": route.path,
+        "path": path,
+        "httpMethod": method,
+        "headers": single or None,
+        "multiValueHeaders": multi or None,
+        "queryStringParameters": {k: v[-1] for k, v in parsed_query.items()} or None,
+        "multiValueQueryStringParameters": parsed_query or None,
+        "pathParameters": path_parameters or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": route.path,
+            "httpMethod": method,
+            "path": path,
+            "accountId": "123456789012",
+            "protocol": "HTTP/1.1",
+            "stage": STAGE,
+            "domainName": host,
+            "domainPrefix": host.split(".")[0],
+            "requestId": str(uuid.uuid4()),
+            "requestTimeEpoch": int(now * 1000),
+            "identity": {"sourceIp": source_ip, "userAgent": single.get("User-Agent", "")},
+            "apiId": "local",
+        },
+        "body": text_body,
+        "isBase64Encoded": encoded,
+    }
+
+
+class FrontDoor:
+    def __init__(self, pool: LambdaPool | None = None, *, port: int = 3000, host: str = "127.0.0.1") -> None:
+        self.pool = pool
+        self.routes = compile_routes(api_routes())
+        front_door = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+                sys.stderr.write(f"[api] {self.address_string()} {format % args}\n")
+
+            def _handle(self) -> None:
+                front_door.handle(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle  # noqa: N815
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="front-door", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FrontDoor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for compiled in self.routes:
+            found = compiled.pattern.match(path)
+            if found and compiled.route.method == method:
+                return compiled.route, found.groupdict()
+        return None
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(request.path)
+        length = int(request.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            return _send(request, 413, {"message": "Request Too Long"})
+        body = request.rfile.read(length) if length else b""
+        matched = self.match(request.command, parts.path)
+        if matched is None:
+            # What API Gateway answers for a route it does not have.
+            return _send(request, 403, {"message": "Missing Authentication Token"})
+        route, path_parameters = matched
+        event = proxy_event(
+            route,
+            request.command,
+            parts.path,
+            parts.query,
+            list(request.headers.items()),
+            body,
+            path_parameters,
+            request.headers.get("Host", self.base_url.split("//", 1)[1]),
+            request.client_address[0],
+        )
+        assert self.pool is not None, "FrontDoor.pool is set before start()"
+        try:
+            result = self.pool.submit(route.function, event).result(timeout=INTEGRATION_TIMEOUT_SECONDS)
+        except FutureTimeout:
+            return _send(request, 504, {"message": "Endpoint request timed out"})
+        if "statusCode" not in result:
+            sys.stderr.write(f"[api] {route.function} failed: {result}\n")
+            return _send(request, 502, {"message": "Internal server error"})
+        headers = {name: values[-1] for name, values in (result.get("multiValueHeaders") or {}).items()}
+        headers.update(result.get("headers") or {})
+        raw = result.get("body") or ""
+        payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+        _send_raw(request, int(result["statusCode"]), payload, headers)
+
+
+def _send(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
+    _send_raw(request, status, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+
+def _send_raw(request: BaseHTTPRequestHandler, status: int, payload: bytes, headers: dict[str, str]) -> None:
+    request.send_response(status)
+    for name, value in headers.items():
+        if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+            request.send_header(name, value)
+    request.send_header("Content-Length", str(len(payload)))
+    request.end_headers()
+    if request.command != "HEAD":
+        request.wfile.write(payload)

@@ -1,0 +1,114 @@
+"""Runs the template's handlers the way Lambda does: one event at a time per instance, in worker processes.
+
+Each worker process is one warm "instance" that imports the handler modules on first use. The pool
+gives real concurrency (ten callbacks at once run in parallel, their conditional writes racing in
+DynamoDB) without Docker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import sys
+import traceback
+import uuid
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from devstack.template import ROOT, load_template, resources_of_type
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    module: str
+    function: str
+    code_dir: str
+    timeout_seconds: int
+    environment: dict[str, Any]
+
+
+def function_specs() -> dict[str, FunctionSpec]:
+    template = load_template()
+    globals_ = template.get("Globals", {}).get("Function", {})
+    specs = {}
+    for name, properties in resources_of_type("AWS::Serverless::Function", template).items():
+        module, function = properties["Handler"].rsplit(".", 1)
+        specs[name] = FunctionSpec(
+            logical_id=name,
+            module=module,
+            function=function,
+            code_dir=str(ROOT / properties["CodeUri"]),
+            timeout_seconds=int(properties.get("Timeout", globals_.get("Timeout", 3))),
+            environment=properties.get("Environment", {}).get("Variables", {}),
+        )
+    return specs
+
+
+def layer_dirs() -> list[str]:
+    return [str(ROOT / layer["ContentUri"]) for layer in resources_of_type("AWS::Serverless::LayerVersion").values()]
+
+
+class _Context:
+    def __init__(self, spec_name: str, timeout_seconds: int) -> None:
+        self.function_name = spec_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 256
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{spec_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{spec_name}"
+        self.log_stream_name = "local"
+        self._timeout_ms = timeout_seconds * 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._timeout_ms
+
+
+def _worker_init(paths: list[str]) -> None:
+    sys.path[:0] = [path for path in paths if path not in sys.path]
+
+
+def _import_modules(modules: list[str]) -> None:
+    for module in modules:
+        importlib.import_module(module)
+
+
+def _invoke_in_worker(spec: FunctionSpec, event: dict[str, Any]) -> dict[str, Any]:
+    handler = getattr(importlib.import_module(spec.module), spec.function)
+    try:
+        result: dict[str, Any] = handler(event, _Context(spec.logical_id, spec.timeout_seconds))
+    except Exception as error:  # a Lambda crash: reported to the caller, as Lambda reports it
+        traceback.print_exc()
+        return {"errorType": type(error).__name__, "errorMessage": str(error)}
+    return result
+
+
+class LambdaPool:
+    def __init__(self, workers: int = 4) -> None:
+        specs = function_specs()
+        self.specs = specs
+        paths = [*layer_dirs(), *sorted({spec.code_dir for spec in specs.values()}), str(ROOT)]
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(paths,),
+        )
+
+    def submit(self, logical_id: str, event: dict[str, Any]) -> Future[dict[str, Any]]:
+        return self._executor.submit(_invoke_in_worker, self.specs[logical_id], event)
+
+    def invoke(self, logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        spec = self.specs[logical_id]
+        return self.submit(logical_id, event).result(timeout=spec.timeout_seconds + 30)
+
+    def warm_up(self, workers: int) -> None:
+        """Start the workers and import the handlers now, so the first request does not pay for it."""
+        modules = sorted({spec.module for spec in self.specs.values()})
+        futures = [self._executor.submit(_import_modules, modules) for _ in range(workers)]
+        for future in futures:
+            future.result(timeout=120)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,96 @@
+"""Lambda's SQS event source mapping, locally: long-poll the queue, invoke the downloader with a real
+SQS batch event, delete what succeeded and leave the reported failures to the visibility timeout (and
+so, after maxReceiveCount receives, to the dead-letter queue)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+from devstack.lambda_runtime import LambdaPool
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+class SqsPoller:
+    def __init__(
+        self,
+        pool: LambdaPool,
+        sqs: Any,
+        *,
+        function: str,
+        queue_url: str,
+        queue_arn: str,
+        batch_size: int,
+        region: str,
+        pollers: int = 2,
+    ) -> None:
+        self.pool = pool
+        self.sqs = sqs
+        self.function = function
+        self.queue_url = queue_url
+        self.queue_arn = queue_arn
+        self.batch_size = min(10, batch_size)
+        self.region = region
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"sqs-poller-{i}", daemon=True) for i in range(pollers)
+        ]
+
+    def start(self) -> SqsPoller:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once(wait_seconds=1)
+            except Exception as error:  # keep polling, as the event source mapping does; say why
+                sys.stderr.write(f"[sqs] poll failed: {type(error).__name__}: {error}\n")
+                self._stop.wait(1)
+
+    def poll_once(self, wait_seconds: int = 0) -> int:
+        """One receive and one invoke; returns how many messages were handed to the function."""
+        received = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not received:
+            return 0
+        event = {"Records": [sqs_record(message, self.queue_arn, self.region) for message in received]}
+        spec = self.pool.specs[self.function]
+        result = self.pool.submit(self.function, event).result(timeout=spec.timeout_seconds + 30)
+        if "batchItemFailures" not in result:
+            # The function crashed: like Lambda, every message of the batch comes back later.
+            sys.stderr.write(f"[sqs] {self.function} failed the whole batch: {result}\n")
+            return len(received)
+        failed = {failure["itemIdentifier"] for failure in result["batchItemFailures"]}
+        done = [message for message in received if message["MessageId"] not in failed]
+        if done:
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+        return len(received)

@@ -1,0 +1,259 @@
+"""The whole pipeline on one machine: moto, the upstream emulator, the API front door, the SQS poller.
+
+Configuration (environment):
+  LOCAL_API_PORT            front door port (default 3000)
+  KIE_API_BASE_URL          use this upstream instead of starting the emulator (with KIE_API_KEY,
+                            KIE_WEBHOOK_HMAC_KEY); otherwise the emulator starts on a free port
+  AWS_ENDPOINT_URL          use these AWS endpoints instead of starting moto (resources are created
+                            there if missing)
+  EMULATOR_GENERATION_SECONDS, EMULATOR_CALLBACK_RETRY_SCHEDULE (e.g. "60,300,900")
+  LOCAL_LAMBDA_WORKERS      concurrent function instances (default 4)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+
+from devstack.aws_resources import StackResources, create_stack_resources
+from devstack.front_door import FrontDoor
+from devstack.lambda_runtime import LambdaPool
+from devstack.sqs_poller import SqsPoller
+from devstack.template import resources_of_type
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+REGION = "us-east-1"
+
+
+@dataclass
+class StackConfig:
+    api_port: int = 3000
+    upstream_base_url: str | None = None
+    upstream_api_key: str = "local-dev-key"
+    hmac_key: str = ""
+    aws_endpoint_url: str | None = None
+    generation_seconds: float = 6.0
+    callback_retry_schedule: tuple[float, ...] = (60.0, 300.0, 900.0)
+    workers: int = 4
+    emulator_overrides: dict[str, Any] = field(default_factory=dict)
+    extra_environment: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_environment(cls) -> StackConfig:
+        env = os.environ
+        schedule = env.get("EMULATOR_CALLBACK_RETRY_SCHEDULE")
+        return cls(
+            api_port=int(env.get("LOCAL_API_PORT", "3000")),
+            upstream_base_url=env.get("KIE_API_BASE_URL") or None,
+            upstream_api_key=env.get("KIE_API_KEY", "local-dev-key"),
+            hmac_key=env.get("KIE_WEBHOOK_HMAC_KEY", ""),
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            generation_seconds=float(env.get("EMULATOR_GENERATION_SECONDS", "6")),
+            callback_retry_schedule=tuple(float(s) for s in schedule.split(",")) if schedule else (60.0, 300.0, 900.0),
+            workers=int(env.get("LOCAL_LAMBDA_WORKERS", "4")),
+        )
+
+
+def loopback_origin(url: str) -> str | None:
+    """scheme://host:port of a loopback URL, or None when the URL is not on loopback."""
+    parts = urlsplit(url)
+    if (parts.hostname or "") not in LOOPBACK_HOSTS and parts.hostname != "::1":
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    return f"{parts.scheme}://{host}:{port}"
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.moto: Any = None
+        self.emulator: Any = None
+        self.pool: LambdaPool | None = None
+        self.front_door: FrontDoor | None = None
+        self.poller: SqsPoller | None = None
+        self.resources: StackResources | None = None
+        self.endpoint_url = ""
+        self.upstream_url = ""
+        self._saved_environment: dict[str, str | None] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        config = self.config
+        if config.aws_endpoint_url:
+            self.endpoint_url = config.aws_endpoint_url
+        else:
+            from devstack.moto_server import LocalMotoServer
+
+            self.moto = LocalMotoServer().start()
+            self.endpoint_url = self.moto.endpoint_url
+        self._set_environment(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint_url,
+                "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", REGION),
+                "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+                "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+            }
+        )
+        session = boto3.Session(region_name=os.environ["AWS_DEFAULT_REGION"])
+        self.resources = create_stack_resources(session)
+
+        if config.upstream_base_url:
+            self.upstream_url = config.upstream_base_url.rstrip("/")
+        else:
+            from devstack.emulator import EmulatorConfig, EmulatorServer
+
+            self.emulator = EmulatorServer(
+                EmulatorConfig(
+                    api_key=config.upstream_api_key,
+                    hmac_key=config.hmac_key or None,
+                    generation_seconds=config.generation_seconds,
+                    callback_retry_schedule=config.callback_retry_schedule,
+                    **config.emulator_overrides,
+                )
+            ).start()
+            self.upstream_url = self.emulator.base_url
+
+        # Bind the front door first: the callback URL the functions hand out must name its port.
+        self.front_door = FrontDoor(port=config.api_port)
+        self._set_environment(self._function_environment(self.front_door.base_url))
+        self.pool = LambdaPool(workers=config.workers)  # workers inherit the environment set above
+        self.front_door.pool = self.pool
+        self.front_door.start()
+        self.pool.warm_up(config.workers)
+
+        downloader, batch_size = self._sqs_function()
+        self.poller = SqsPoller(
+            self.pool,
+            session.client("sqs"),
+            function=downloader,
+            queue_url=self.resources.download_queue_url,
+            queue_arn=self.resources.download_queue_arn,
+            batch_size=batch_size,
+            region=session.region_name or REGION,
+        ).start()
+
+    def stop(self) -> None:
+        for part in (self.poller, self.front_door):
+            if part is not None:
+                part.stop()
+        if self.pool is not None:
+            self.pool.shutdown()
+        for part in (self.emulator, self.moto):
+            if part is not None:
+                part.stop()
+        self.poller = self.front_door = self.pool = self.emulator = self.moto = None
+        for name, value in self._saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_environment = {}
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- wiring -----------------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        assert self.front_door is not None
+        return self.front_door.base_url
+
+    def _set_environment(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_environment.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def _function_environment(self, public_base_url: str) -> dict[str, str]:
+        assert self.resources is not None
+        origin = loopback_origin(self.upstream_url)
+        environment = {
+            "TASKS_TABLE": self.resources.tasks_table,
+            "DOWNLOAD_QUEUE_URL": self.resources.download_queue_url,
+            "IMAGES_BUCKET": self.resources.images_bucket,
+            "KIE_API_BASE_URL": self.upstream_url,
+            "KIE_API_KEY": self.config.upstream_api_key,
+            "KIE_API_KEY_PARAMETER": "",
+            "KIE_WEBHOOK_HMAC_KEY": self.config.hmac_key,
+            "KIE_WEBHOOK_HMAC_KEY_PARAMETER": "",
+            "PUBLIC_BASE_URL": public_base_url,
+            # Downloads from exactly the emulator's origin, and from nothing else on loopback.
+            "DOWNLOAD_TRUSTED_ORIGINS": origin or "",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        }
+        environment.update(self.config.extra_environment)
+        return environment
+
+    def _sqs_function(self) -> tuple[str, int]:
+        for name, function in resources_of_type("AWS::Serverless::Function").items():
+            for event in function.get("Events", {}).values():
+                if event["Type"] == "SQS":
+                    return name, int(event["Properties"].get("BatchSize", 10))
+        raise LookupError("template.yaml has no function with an SQS event")
+
+    def describe(self) -> str:
+        assert self.resources is not None
+        upstream = (
+            f"{self.upstream_url}   (emulator; generation takes {self.config.generation_seconds:g} s)"
+            if self.emulator
+            else f"{self.upstream_url}   (KIE_API_BASE_URL)"
+        )
+        aws = f"{self.endpoint_url}   ({'moto' if self.moto else 'AWS_ENDPOINT_URL'})"
+        return "\n".join(
+            [
+                "Local stack is up.",
+                f"  API        {self.api_url}   (POST /tasks, GET /tasks/{{taskId}}; no API key locally)",
+                f"  upstream   {upstream}",
+                f"  AWS        {aws}",
+                f"             table {self.resources.tasks_table}, bucket {self.resources.images_bucket}",
+                f"             queue {self.resources.download_queue_url.rsplit('/', 1)[-1]}"
+                f" (dead letters: {self.resources.dead_letter_queue_url.rsplit('/', 1)[-1]})",
+                "",
+                "Try it, in another terminal:",
+                '  .venv/bin/imagegen generate "a red fox in snow" --size 3:2 --variants 2 --out ./images',
+                "  .venv/bin/imagegen status <taskId>",
+                f"  curl -s -X POST {self.api_url}/tasks -H 'Content-Type: application/json' \\",
+                "       -d '{\"prompt\": \"a lighthouse at dusk\", \"size\": \"1:1\"}'",
+                "",
+                "Ctrl-C stops everything.",
+            ]
+        )
+
+
+def main() -> int:
+    stack = LocalStack(StackConfig.from_environment())
+    try:
+        stack.start()
+    except OSError as error:
+        print(f"could not start the local stack: {error}", file=sys.stderr)
+        return 1
+    print(stack.describe(), flush=True)
+    try:
+        import signal
+
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.pause()
+    except KeyboardInterrupt:
+        print("\nstopping ...", file=sys.stderr)
+    finally:
+        stack.stop()
+    return 0
