@@ -63,6 +63,7 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from image_pipeline.settings import reset_settings_cache
 
     serialize_in_process_requests()
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         resources = create_stack_resources(boto3.Session(region_name="us-east-1"), prefix="test")
         monkeypatch.setenv("TASKS_TABLE", resources.tasks_table)
