@@ -8,6 +8,8 @@ Configuration (environment):
                             there if missing)
   EMULATOR_GENERATION_SECONDS, EMULATOR_CALLBACK_RETRY_SCHEDULE (e.g. "60,300,900")
   LOCAL_LAMBDA_WORKERS      concurrent function instances (default 4)
+  LOCAL_RECONCILE_INTERVAL_SECONDS  how often the scheduled reconciler runs (default 30; 0 = never)
+  RECONCILE_AFTER_SECONDS   how long a task waits for its callback before the reconciler polls (default 60)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import boto3
 from devstack.aws_resources import StackResources, create_stack_resources
 from devstack.front_door import FrontDoor
 from devstack.lambda_runtime import LambdaPool
+from devstack.scheduler import Scheduler
 from devstack.sqs_poller import SqsPoller
 from devstack.template import resources_of_type
 
@@ -40,6 +43,8 @@ class StackConfig:
     generation_seconds: float = 6.0
     callback_retry_schedule: tuple[float, ...] = (60.0, 300.0, 900.0)
     workers: int = 4
+    reconcile_interval_seconds: float = 30.0
+    reconcile_after_seconds: float = 60.0
     emulator_overrides: dict[str, Any] = field(default_factory=dict)
     extra_environment: dict[str, str] = field(default_factory=dict)
 
@@ -56,6 +61,8 @@ class StackConfig:
             generation_seconds=float(env.get("EMULATOR_GENERATION_SECONDS", "6")),
             callback_retry_schedule=tuple(float(s) for s in schedule.split(",")) if schedule else (60.0, 300.0, 900.0),
             workers=int(env.get("LOCAL_LAMBDA_WORKERS", "4")),
+            reconcile_interval_seconds=float(env.get("LOCAL_RECONCILE_INTERVAL_SECONDS", "30")),
+            reconcile_after_seconds=float(env.get("RECONCILE_AFTER_SECONDS", "60")),
         )
 
 
@@ -77,6 +84,7 @@ class LocalStack:
         self.pool: LambdaPool | None = None
         self.front_door: FrontDoor | None = None
         self.poller: SqsPoller | None = None
+        self.scheduler: Scheduler | None = None
         self.resources: StackResources | None = None
         self.endpoint_url = ""
         self.upstream_url = ""
@@ -146,8 +154,13 @@ class LocalStack:
             batch_size=batch_size,
             region=session.region_name or REGION,
         ).start()
+        self.scheduler = Scheduler(self.pool, config.reconcile_interval_seconds)
+        if config.reconcile_interval_seconds > 0:
+            self.scheduler.start()
 
     def stop(self) -> None:
+        if self.scheduler is not None and self.config.reconcile_interval_seconds > 0:
+            self.scheduler.stop()
         for part in (self.poller, self.front_door):
             if part is not None:
                 part.stop()
@@ -156,7 +169,7 @@ class LocalStack:
         for part in (self.emulator, self.moto):
             if part is not None:
                 part.stop()
-        self.poller = self.front_door = self.pool = self.emulator = self.moto = None
+        self.poller = self.front_door = self.pool = self.emulator = self.moto = self.scheduler = None
         for name, value in self._saved_environment.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -197,6 +210,8 @@ class LocalStack:
             "PUBLIC_BASE_URL": public_base_url,
             # Downloads from exactly the emulator's origin, and from nothing else on loopback.
             "DOWNLOAD_TRUSTED_ORIGINS": origin or "",
+            "RECONCILE_AFTER_SECONDS": f"{self.config.reconcile_after_seconds:g}",
+            "RECONCILE_QUERIES_PER_SECOND": "5",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         }
@@ -227,6 +242,10 @@ class LocalStack:
                 f"             table {self.resources.tasks_table}, bucket {self.resources.images_bucket}",
                 f"             queue {self.resources.download_queue_url.rsplit('/', 1)[-1]}"
                 f" (dead letters: {self.resources.dead_letter_queue_url.rsplit('/', 1)[-1]})",
+                f"  reconciler every {self.config.reconcile_interval_seconds:g} s, for tasks waiting over"
+                f" {self.config.reconcile_after_seconds:g} s"
+                if self.config.reconcile_interval_seconds > 0
+                else "  reconciler off",
                 "",
                 "Try it, in another terminal:",
                 '  .venv/bin/imagegen generate "a red fox in snow" --size 3:2 --variants 2 --out ./images',

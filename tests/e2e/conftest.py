@@ -19,6 +19,7 @@ def stack() -> Iterator[LocalStack]:
         generation_seconds=0.5,
         callback_retry_schedule=(1.0, 2.0, 3.0),
         workers=4,
+        reconcile_interval_seconds=0,  # a dropped callback must stay dropped here; see test_recovery.py
     )
     with LocalStack(config) as running:
         yield running

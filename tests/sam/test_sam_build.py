@@ -94,7 +94,12 @@ def run_built(
 ) -> dict[str, Any]:
     template = (build_dir / "template.yaml").read_text()
     assert f"{function}:" in template
-    handler = {"ApiFunction": "api_handler", "CallbackFunction": "callback_handler", "DownloaderFunction": "downloader_handler"}[function]
+    handler = {
+        "ApiFunction": "api_handler",
+        "CallbackFunction": "callback_handler",
+        "DownloaderFunction": "downloader_handler",
+        "ReconcilerFunction": "reconciler_handler",
+    }[function]
     # -S: no site-packages, so nothing of the venv leaks in; /opt/python is where Lambda mounts the layer.
     code = (
         "import json, sys\n"
@@ -175,3 +180,7 @@ def test_built_functions_import_and_run_with_their_layer(
     assert answer == {"batchItemFailures": []}
     task = store.get_task(TASK_ID)
     assert task is not None and task.status == "stored" and task.storedCount == 2
+
+    # Reconciler: a scheduled event, a sweep over the status index (nothing pending here).
+    answer = run_built(build_dir, runtime_dir, "ReconcilerFunction", load_event("reconciler_scheduled"), env)
+    assert answer["checked"] == 0 and answer["errors"] == []

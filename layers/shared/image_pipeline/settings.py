@@ -74,6 +74,14 @@ class DownloaderSettings(AwsResources, UpstreamSettings):
         return _split(self.trusted_origins)
 
 
+class ReconcilerSettings(AwsResources, UpstreamSettings):
+    download_queue_url: str = Field(alias="DOWNLOAD_QUEUE_URL", min_length=1)
+    # Past the upstream's last callback retry (1 + 5 + 15 minutes after a first try) a callback is unlikely.
+    reconcile_after_seconds: float = Field(alias="RECONCILE_AFTER_SECONDS", default=1800, ge=0)
+    queries_per_second: float = Field(alias="RECONCILE_QUERIES_PER_SECOND", default=5, gt=0, le=50)
+    max_tasks: int = Field(alias="RECONCILE_MAX_TASKS", default=500, ge=1)
+
+
 def _load[SettingsT: BaseModel](model: type[SettingsT]) -> SettingsT:
     try:
         return model.model_validate(dict(os.environ))
@@ -99,7 +107,12 @@ def downloader_settings() -> DownloaderSettings:
     return _load(DownloaderSettings)
 
 
+@cache
+def reconciler_settings() -> ReconcilerSettings:
+    return _load(ReconcilerSettings)
+
+
 def reset_settings_cache() -> None:
     """Tests change the environment between cases."""
-    for getter in (api_settings, callback_settings, downloader_settings):
+    for getter in (api_settings, callback_settings, downloader_settings, reconciler_settings):
         getter.cache_clear()

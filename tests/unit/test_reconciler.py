@@ -1,0 +1,173 @@
+"""The sweep for missed callbacks, under moto, with the upstream's task details through respx."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+import respx
+
+from tests.conftest import load_event
+
+RECORD_INFO = "https://api.kie.ai/api/v1/gpt4o-image/record-info"
+TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
+
+
+@pytest.fixture
+def reconciler_env(aws_stack: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("RECONCILE_AFTER_SECONDS", "0")
+    monkeypatch.setenv("RECONCILE_QUERIES_PER_SECOND", "50")
+    reset_settings_cache()
+    return aws_stack
+
+
+def store(resources: Any) -> Any:
+    from image_pipeline.adapters.tasks_table import TasksTable
+
+    return TasksTable(resources.tasks_table)
+
+
+def submitted(resources: Any, task_id: str = TASK_ID, age: timedelta = timedelta(minutes=40)) -> None:
+    from image_pipeline.task_models import utc_now
+
+    store(resources).put_submission(f"sub-{task_id}", "hash", utc_now() - age)
+    store(resources).bind_submission(f"sub-{task_id}", task_id)
+    store(resources).record_submitted(task_id, f"sub-{task_id}", {"prompt": "x", "size": "1:1"}, utc_now() - age)
+
+
+def details(task_id: str = TASK_ID, **fields: Any) -> httpx.Response:
+    return httpx.Response(200, json={"code": 200, "msg": "success", "data": {"taskId": task_id, **fields}})
+
+
+def sweep(context: Any) -> dict[str, Any]:
+    from reconciler_handler import lambda_handler
+
+    return lambda_handler(load_event("reconciler_scheduled"), context)
+
+
+def queued(resources: Any) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    got = sqs.receive_message(QueueUrl=resources.download_queue_url, MaxNumberOfMessages=10)
+    return [json.loads(m["Body"]) for m in got.get("Messages", [])]
+
+
+@pytest.mark.parametrize("key", ["resultUrls", "result_urls"])
+def test_missed_success_is_completed_exactly_as_its_callback_would(
+    reconciler_env: Any, lambda_context: Any, key: str
+) -> None:
+    submitted(reconciler_env)
+    urls = ["https://tempfile.aiquickdraw.com/s/a.png", "https://tempfile.aiquickdraw.com/s/b.png"]
+    with respx.mock:
+        route = respx.get(RECORD_INFO).mock(return_value=details(successFlag=1, status="SUCCESS", response={key: urls}))
+        report = sweep(lambda_context)
+    assert route.call_count == 1
+    assert report["checked"] == 1 and report["completed"] == 1
+    task = store(reconciler_env).get_task(TASK_ID)
+    assert task.status == "downloading" and task.jobsEnqueued and task.imagesExpected == 2
+    assert [job["url"] for job in sorted(queued(reconciler_env), key=lambda j: j["index"])] == urls
+    # A late callback after the sweep is a plain duplicate.
+    from image_pipeline.logic.callbacks import CallbackResult, handle_callback
+    from image_pipeline.upstream_models import CallbackPayload
+    from image_pipeline import wiring
+
+    late = CallbackPayload.model_validate(
+        {"code": 200, "msg": "success", "data": {"taskId": TASK_ID, "info": {"result_urls": urls}}}
+    )
+    result = handle_callback(
+        late,
+        submission_id=f"sub-{TASK_ID}",
+        bound_task_id=TASK_ID,
+        store=store(reconciler_env),
+        queue=wiring.download_queue(reconciler_env.download_queue_url),
+    )
+    assert result is CallbackResult.DUPLICATE
+
+
+@pytest.mark.parametrize("flag", [2, 3])
+def test_missed_failure_records_the_upstream_code(reconciler_env: Any, lambda_context: Any, flag: int) -> None:
+    submitted(reconciler_env)
+    with respx.mock:
+        respx.get(RECORD_INFO).mock(
+            return_value=details(successFlag=flag, errorCode=451, errorMessage="could not download filesUrl")
+        )
+        report = sweep(lambda_context)
+    assert report["failed"] == 1
+    task = store(reconciler_env).get_task(TASK_ID)
+    assert task.status == "failed" and task.error.code == 451 and "filesUrl" in task.error.message
+
+
+def test_still_generating_is_left_alone(reconciler_env: Any, lambda_context: Any) -> None:
+    submitted(reconciler_env)
+    with respx.mock:
+        respx.get(RECORD_INFO).mock(return_value=details(successFlag=0, progress="0.40"))
+        report = sweep(lambda_context)
+    assert report["still_generating"] == 1
+    assert store(reconciler_env).get_task(TASK_ID).status == "submitted"
+
+
+def test_young_tasks_are_not_polled(aws_stack: Any, lambda_context: Any) -> None:
+    submitted(aws_stack, age=timedelta(minutes=1))  # default threshold: 30 minutes
+    with respx.mock:
+        route = respx.get(RECORD_INFO).mock(return_value=details(successFlag=0))
+        report = sweep(lambda_context)
+    assert report["checked"] == 0 and not route.called
+
+
+def test_gives_up_after_the_upstream_retention_with_a_clear_failure(reconciler_env: Any, lambda_context: Any) -> None:
+    submitted(reconciler_env, age=timedelta(days=15))
+    with respx.mock:
+        respx.get(RECORD_INFO).mock(
+            return_value=httpx.Response(200, json={"code": 422, "msg": "Temporarily supports records within 14 days"})
+        )
+        report = sweep(lambda_context)
+    assert report["gave_up"] == 1
+    task = store(reconciler_env).get_task(TASK_ID)
+    assert task.status == "failed" and task.error.code == "expired" and "14-day" in task.error.message
+
+
+def test_stranded_enqueue_is_resumed(reconciler_env: Any, lambda_context: Any) -> None:
+    from image_pipeline.task_models import utc_now
+
+    submitted(reconciler_env)
+    # The callback's DynamoDB write happened, its SQS send did not (crash): a minute ago.
+    store(reconciler_env).start_downloading(
+        TASK_ID, f"sub-{TASK_ID}", ["https://tempfile.aiquickdraw.com/s/a.png"], utc_now() - timedelta(minutes=1)
+    )
+    with respx.mock:
+        report = sweep(lambda_context)
+    assert report["resumed"] == 1
+    assert len(queued(reconciler_env)) == 1
+    assert store(reconciler_env).get_task(TASK_ID).jobsEnqueued
+
+
+def test_rate_limit_stops_the_sweep_without_changes(reconciler_env: Any, lambda_context: Any) -> None:
+    for index in range(3):
+        submitted(reconciler_env, task_id=f"{index:032x}")
+    with respx.mock:
+        route = respx.get(RECORD_INFO).mock(return_value=httpx.Response(429, json={"code": 429, "msg": "slow down"}))
+        report = sweep(lambda_context)
+    assert route.call_count == 1 and report["errors"]
+    assert all(store(reconciler_env).get_task(f"{i:032x}").status == "submitted" for i in range(3))
+
+
+def test_pacer_keeps_queries_under_the_rate() -> None:
+    from image_pipeline.logic.reconcile import Pacer
+
+    now = [100.0]
+    queried_at: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    pacer = Pacer(per_second=3, sleep=sleep, monotonic=lambda: now[0])
+    for _ in range(7):
+        pacer.wait()
+        queried_at.append(now[0])
+    # Never more than 3 queries in any one-second window.
+    assert all(later - earlier >= 1.0 - 1e-9 for earlier, later in zip(queried_at, queried_at[3:], strict=False))
