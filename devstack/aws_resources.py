@@ -17,6 +17,7 @@ from devstack.template import load_template, resources_of_type
 @dataclass(frozen=True)
 class StackResources:
     tasks_table: str
+    idempotency_table: str
     download_queue_url: str
     download_queue_arn: str
     dead_letter_queue_url: str
@@ -61,9 +62,10 @@ def create_stack_resources(session: Any, *, prefix: str = "imagegen-local") -> S
     sqs = session.client("sqs")
     s3 = session.client("s3")
 
-    table_id, table = _logical("AWS::DynamoDB::Table", template)
-    table_name = f"{prefix}-{table_id}"
-    create_table(dynamodb, table_name, table)
+    table_names = {}
+    for table_id, table in resources_of_type("AWS::DynamoDB::Table", template).items():
+        table_names[table_id] = f"{prefix}-{table_id}"
+        create_table(dynamodb, table_names[table_id], table)
 
     queues = resources_of_type("AWS::SQS::Queue", template)
     main_id = next(name for name, queue in queues.items() if "RedrivePolicy" in queue)
@@ -107,7 +109,8 @@ def create_stack_resources(session: Any, *, prefix: str = "imagegen-local") -> S
         },
     )
     return StackResources(
-        tasks_table=table_name,
+        tasks_table=table_names["TasksTable"],
+        idempotency_table=table_names["IdempotencyTable"],
         download_queue_url=main_url,
         download_queue_arn=main_arn,
         dead_letter_queue_url=dead_url,

@@ -200,6 +200,7 @@ class LocalStack:
         origin = loopback_origin(self.upstream_url)
         environment = {
             "TASKS_TABLE": self.resources.tasks_table,
+            "IDEMPOTENCY_TABLE": self.resources.idempotency_table,
             "DOWNLOAD_QUEUE_URL": self.resources.download_queue_url,
             "IMAGES_BUCKET": self.resources.images_bucket,
             "KIE_API_BASE_URL": self.upstream_url,

@@ -67,6 +67,7 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     with mock_aws():
         resources = create_stack_resources(boto3.Session(region_name="us-east-1"), prefix="test")
         monkeypatch.setenv("TASKS_TABLE", resources.tasks_table)
+        monkeypatch.setenv("IDEMPOTENCY_TABLE", resources.idempotency_table)
         monkeypatch.setenv("DOWNLOAD_QUEUE_URL", resources.download_queue_url)
         monkeypatch.setenv("IMAGES_BUCKET", resources.images_bucket)
         monkeypatch.setenv("KIE_API_BASE_URL", "https://api.kie.ai")

@@ -8,10 +8,16 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+    IdempotencyValidationError,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from image_pipeline import wiring
+from image_pipeline.adapters.idempotency import run_once
 from image_pipeline.errors import (
     InsufficientCredits,
     RateLimited,
@@ -43,15 +49,42 @@ def callback_base(settings: ApiSettings) -> str:
     return f"https://{context.domain_name}/{context.stage}{settings.callback_path}"
 
 
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+
+class InvalidIdempotencyKey(ValueError):
+    pass
+
+
 @app.post("/tasks")
 def create_task(options: GenerationOptions) -> Response[Any]:
     settings = api_settings()
-    task_id = submit_task(
-        options,
-        callback_base=callback_base(settings),
-        store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
-        upstream=wiring.upstream_client(settings),
-    )
+
+    def submit() -> str:
+        if settings.submit_rate_limit:
+            wiring.submit_guard(
+                settings.tasks_table, settings.submit_rate_limit, settings.submit_rate_window_seconds
+            ).acquire()
+        return submit_task(
+            options,
+            callback_base=callback_base(settings),
+            store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
+            upstream=wiring.upstream_client(settings),
+        )
+
+    key = app.current_event.headers.get("Idempotency-Key")  # case-insensitive
+    if key is None or not settings.idempotency_table:
+        task_id = submit()
+    else:
+        if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
+            raise InvalidIdempotencyKey(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters")
+        task_id = run_once(
+            key,
+            options.model_dump(mode="json"),
+            submit,
+            table_name=settings.idempotency_table,
+            lambda_context=app.lambda_context,
+        )
     logger.info("task submitted", extra={"task_id": task_id, "variants": options.nVariants})
     metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
     return _json(202, {"taskId": task_id, "status": "submitted"})
@@ -82,6 +115,24 @@ def invalid_request(error: RequestValidationError) -> Response[Any]:
     return _json(422, {"message": f"invalid request: check {fields}", "errors": problems})
 
 
+@app.exception_handler(InvalidIdempotencyKey)
+def invalid_idempotency_key(error: InvalidIdempotencyKey) -> Response[Any]:
+    return _json(422, {"message": str(error), "errors": [{"field": "Idempotency-Key", "message": str(error)}]})
+
+
+@app.exception_handler(IdempotencyValidationError)
+def idempotency_key_reused(error: IdempotencyValidationError) -> Response[Any]:
+    message = "this Idempotency-Key was already used with a different request body"
+    return _json(422, {"message": message, "errors": [{"field": "Idempotency-Key", "message": message}]})
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)
+def idempotency_in_progress(error: IdempotencyAlreadyInProgressError) -> Response[Any]:
+    return _json(
+        409, {"message": "a request with this Idempotency-Key is still being processed; retry shortly"}, {"Retry-After": "1"}
+    )
+
+
 @app.exception_handler(TaskNotFound)
 def task_not_found(error: TaskNotFound) -> Response[Any]:
     return _json(404, {"message": str(error)})
@@ -110,7 +161,7 @@ def upstream_failed(error: UpstreamError) -> Response[Any]:
     )
 
 
-@app.exception_handler([ClientError, BotoCoreError])
+@app.exception_handler([ClientError, BotoCoreError, IdempotencyPersistenceLayerError])
 def aws_fault(error: Exception) -> Response[Any]:
     logger.exception("AWS call failed")
     return _json(503, {"message": "storage is temporarily unavailable; try again shortly"}, {"Retry-After": "5"})

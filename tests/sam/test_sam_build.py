@@ -135,6 +135,7 @@ def test_built_functions_import_and_run_with_their_layer(
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "TASKS_TABLE": resources.tasks_table,
+        "IDEMPOTENCY_TABLE": resources.idempotency_table,
         "DOWNLOAD_QUEUE_URL": resources.download_queue_url,
         "IMAGES_BUCKET": resources.images_bucket,
         "KIE_API_KEY": "unused",

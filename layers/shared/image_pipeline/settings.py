@@ -46,6 +46,10 @@ class ApiSettings(AwsResources, UpstreamSettings):
     presign_seconds: int = Field(alias="PRESIGNED_URL_SECONDS", default=900, ge=60, le=43200)
     progress_timeout_seconds: float = Field(alias="PROGRESS_TIMEOUT_SECONDS", default=2.0, gt=0)
     record_ttl_days: int = Field(alias="RECORD_TTL_DAYS", default=30, ge=1)
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", default="")
+    # The upstream allows 20 generate calls per 10 s per account; 0 turns the guard off.
+    submit_rate_limit: int = Field(alias="SUBMIT_RATE_LIMIT", default=20, ge=0, le=1000)
+    submit_rate_window_seconds: float = Field(alias="SUBMIT_RATE_WINDOW_SECONDS", default=10.0, gt=0)
 
 
 class CallbackSettings(AwsResources):

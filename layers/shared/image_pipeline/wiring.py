@@ -7,6 +7,7 @@ from functools import cache
 from image_pipeline.adapters.download_queue import DownloadQueue
 from image_pipeline.adapters.image_store import ImageStore
 from image_pipeline.adapters.secrets import resolve_secret
+from image_pipeline.adapters.submit_guard import SubmitGuard
 from image_pipeline.adapters.tasks_table import TasksTable
 from image_pipeline.adapters.upstream import UpstreamClient
 from image_pipeline.settings import UpstreamSettings
@@ -28,6 +29,11 @@ def image_store(bucket: str) -> ImageStore:
 
 
 @cache
+def submit_guard(table_name: str, limit: int, window_seconds: float) -> SubmitGuard:
+    return SubmitGuard(table_name, limit=limit, window_seconds=window_seconds)
+
+
+@cache
 def _upstream_for_key(base_url: str, api_key: str, timeout_seconds: float) -> UpstreamClient:
     return UpstreamClient(base_url, api_key, timeout_seconds=timeout_seconds)
 
@@ -39,5 +45,5 @@ def upstream_client(settings: UpstreamSettings, *, timeout_seconds: float | None
 
 
 def reset() -> None:
-    for factory in (tasks_table, download_queue, image_store, _upstream_for_key):
+    for factory in (tasks_table, download_queue, image_store, submit_guard, _upstream_for_key):
         factory.cache_clear()

@@ -1,0 +1,142 @@
+"""Idempotency-Key on POST /tasks and the account-wide submit guard, under moto."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from tests.unit.test_api_handler import GENERATE, invoke, submit_ok
+from tests.conftest import load_event
+
+
+def with_key(key: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    event = load_event("api_submit_task")
+    event["headers"] = {**event["headers"], "Idempotency-Key": key}
+    event["multiValueHeaders"] = {**event["multiValueHeaders"], "Idempotency-Key": [key]}
+    if body is not None:
+        event["body"] = json.dumps(body)
+    return event
+
+
+@pytest.fixture
+def upstream() -> Any:
+    with respx.mock(assert_all_called=False) as router:
+        yield router
+
+
+def test_retry_with_the_same_key_returns_the_first_task_and_pays_once(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    route = upstream.post(GENERATE).mock(side_effect=[submit_ok("a" * 32), submit_ok("b" * 32)])
+    first = invoke(with_key("order-42"), lambda_context)
+    second = invoke(with_key("order-42"), lambda_context)
+    assert first[:2] == second[:2] == (202, {"taskId": "a" * 32, "status": "submitted"})
+    assert route.call_count == 1
+    # Another key is another generation.
+    assert invoke(with_key("order-43"), lambda_context)[1]["taskId"] == "b" * 32
+
+
+def test_same_key_with_another_body_is_refused(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    invoke(with_key("k1"), lambda_context)
+    status, body, _ = invoke(with_key("k1", {"prompt": "something else", "size": "1:1"}), lambda_context)
+    assert status == 422 and body["errors"][0]["field"] == "Idempotency-Key"
+    assert route.call_count == 1
+
+
+def test_failed_submit_can_be_retried_with_the_same_key(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    route = upstream.post(GENERATE).mock(
+        side_effect=[httpx.Response(200, json={"code": 500, "msg": "boom"}), submit_ok()]
+    )
+    assert invoke(with_key("retry-me"), lambda_context)[0] == 503
+    assert invoke(with_key("retry-me"), lambda_context)[0] == 202
+    assert route.call_count == 2
+
+
+def test_concurrent_duplicate_is_409_while_the_first_runs(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    def slow_generate(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        release.wait(10)
+        return submit_ok()
+
+    route = upstream.post(GENERATE).mock(side_effect=slow_generate)
+    outcomes: list[int] = []
+    first = threading.Thread(target=lambda: outcomes.append(invoke(with_key("dup"), lambda_context)[0]))
+    first.start()
+    assert entered.wait(10)
+    status, _, headers = invoke(with_key("dup"), lambda_context)
+    release.set()
+    first.join(10)
+    assert status == 409 and headers["Retry-After"] == "1"
+    assert outcomes == [202] and route.call_count == 1
+
+
+def test_bad_idempotency_key_is_422(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    status, body, _ = invoke(with_key("x" * 300), lambda_context)
+    assert status == 422 and "Idempotency-Key" in body["message"]
+
+
+def test_guard_keeps_submits_under_the_account_limit(
+    aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("SUBMIT_RATE_LIMIT", "3")
+    monkeypatch.setenv("SUBMIT_RATE_WINDOW_SECONDS", "60")
+    reset_settings_cache()
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    statuses = [invoke(load_event("api_submit_task"), lambda_context) for _ in range(5)]
+    assert [status for status, _, _ in statuses] == [202, 202, 202, 429, 429]
+    assert route.call_count == 3  # the upstream never saw the 4th and 5th
+    retry_after = int(statuses[3][2]["Retry-After"])
+    assert 50 <= retry_after <= 60
+
+
+def test_guard_slot_frees_up_after_the_window(aws_stack: Any) -> None:
+    from image_pipeline.adapters.submit_guard import SubmitGuard
+    from image_pipeline.errors import RateLimited
+
+    now = [1000.0]
+    guard = SubmitGuard(aws_stack.tasks_table, limit=2, window_seconds=10, clock=lambda: now[0])
+    guard.acquire()
+    now[0] += 4
+    guard.acquire()
+    with pytest.raises(RateLimited) as refused:
+        guard.acquire()
+    assert refused.value.retry_after == 6
+    now[0] += 6  # the first slot is ten seconds old now
+    guard.acquire()
+    with pytest.raises(RateLimited):
+        guard.acquire()
+
+
+def test_guard_under_concurrency_admits_exactly_the_limit(aws_stack: Any) -> None:
+    from image_pipeline.adapters.submit_guard import SubmitGuard
+    from image_pipeline.errors import RateLimited
+
+    admitted: list[bool] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        try:
+            SubmitGuard(aws_stack.tasks_table, limit=5, window_seconds=60).acquire()
+            result = True
+        except RateLimited:
+            result = False
+        with lock:
+            admitted.append(result)
+
+    threads = [threading.Thread(target=attempt) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert admitted.count(True) == 5 and admitted.count(False) == 7
