@@ -57,6 +57,14 @@ build: install  ## sam validate --lint and sam build
 local: install  ## run the whole pipeline on this machine (no AWS, no Docker)
 	$(PY) -m devstack
 
+.PHONY: chaos
+chaos: install  ## N tasks (CHAOS_TASKS, default 200) through the local stack with faults injected at random
+	$(PY) -m devstack.chaos --tasks $${CHAOS_TASKS:-200}
+
+.PHONY: bench
+bench: install  ## benchmarks: cold start, downloader memory, safe-fetch overhead, pipeline throughput
+	$(PY) -m tests.bench
+
 .PHONY: lock
 lock:  ## re-pin requirements-dev.lock from pyproject.toml and the layer's requirements
 	uv pip compile pyproject.toml layers/shared/requirements.txt --extra dev --python-version $(RUNTIME) \
