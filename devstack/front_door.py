@@ -91,7 +91,9 @@ def proxy_event(
 
 
 class FrontDoor:
-    def __init__(self, pool: LambdaPool | None = None, *, port: int = 3000, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, pool: LambdaPool | None = None, *, port: int = 3000, host: str = "127.0.0.1", access_log: bool = True
+    ) -> None:
         self.pool = pool
         self.routes = compile_routes(api_routes())
         front_door = self
@@ -100,7 +102,8 @@ class FrontDoor:
             protocol_version = "HTTP/1.1"
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
-                sys.stderr.write(f"[api] {self.address_string()} {format % args}\n")
+                if access_log:
+                    sys.stderr.write(f"[api] {self.address_string()} {format % args}\n")
 
             def _handle(self) -> None:
                 front_door.handle(self)

@@ -67,6 +67,8 @@ class _Context:
 
 def _worker_init(paths: list[str]) -> None:
     sys.path[:0] = [path for path in paths if path not in sys.path]
+    # A function's stdout is its log stream: keep it off the stdout of whoever runs the stack.
+    sys.stdout = sys.stderr
 
 
 def _import_modules(modules: list[str]) -> None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import threading
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from devstack.moto_atomic import atomic_wsgi
+
+Middleware = Callable[[Callable[..., Iterable[bytes]]], Callable[..., Iterable[bytes]]]
 
 
 class LocalMotoServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, middleware: Middleware | None = None) -> None:
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
             MotoRequestHandler,
@@ -20,7 +25,9 @@ class LocalMotoServer:
             def log_request(self, *_args: object) -> None:
                 pass
 
-        app = atomic_wsgi(DomainDispatcherApplication(create_backend_app))
+        app: Any = atomic_wsgi(DomainDispatcherApplication(create_backend_app))
+        if middleware is not None:
+            app = middleware(app)
         self._server = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
 

@@ -4,6 +4,7 @@ so, after maxReceiveCount receives, to the dead-letter queue)."""
 
 from __future__ import annotations
 
+import random
 import sys
 import threading
 from typing import Any
@@ -37,6 +38,8 @@ class SqsPoller:
         batch_size: int,
         region: str,
         pollers: int = 2,
+        crash_probability: float = 0.0,
+        seed: int = 0,
     ) -> None:
         self.pool = pool
         self.sqs = sqs
@@ -45,6 +48,11 @@ class SqsPoller:
         self.queue_arn = queue_arn
         self.batch_size = min(10, batch_size)
         self.region = region
+        # Chaos: the instance "dies" after doing the work but before reporting it, so the whole
+        # batch comes back after the visibility timeout and is processed a second time.
+        self.crash_probability = crash_probability
+        self.crashes = 0
+        self._random = random.Random(seed)
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._run, name=f"sqs-poller-{i}", daemon=True) for i in range(pollers)
@@ -82,6 +90,10 @@ class SqsPoller:
         event = {"Records": [sqs_record(message, self.queue_arn, self.region) for message in received]}
         spec = self.pool.specs[self.function]
         result = self.pool.submit(self.function, event).result(timeout=spec.timeout_seconds + 30)
+        if self.crash_probability and self._random.random() < self.crash_probability:
+            self.crashes += 1
+            sys.stderr.write(f"[sqs] chaos: {self.function} crashed after a batch of {len(received)}\n")
+            return len(received)
         if "batchItemFailures" not in result:
             # The function crashed: like Lambda, every message of the batch comes back later.
             sys.stderr.write(f"[sqs] {self.function} failed the whole batch: {result}\n")

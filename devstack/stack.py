@@ -10,6 +10,7 @@ Configuration (environment):
   LOCAL_LAMBDA_WORKERS      concurrent function instances (default 4)
   LOCAL_RECONCILE_INTERVAL_SECONDS  how often the scheduled reconciler runs (default 30; 0 = never)
   RECONCILE_AFTER_SECONDS   how long a task waits for its callback before the reconciler polls (default 60)
+  LOCAL_PUBLIC_BASE_URL     the front door's public URL (a tunnel), when the upstream is the real API
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class StackConfig:
     reconcile_interval_seconds: float = 30.0
     reconcile_after_seconds: float = 60.0
     emulator_overrides: dict[str, Any] = field(default_factory=dict)
+    aws_middleware: Any = None  # chaos: wraps the moto WSGI app (see devstack.aws_faults)
+    poller_crash_probability: float = 0.0
+    access_log: bool = True
+    public_base_url: str | None = None  # where the upstream reaches the front door (a tunnel for the real API)
     extra_environment: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -63,6 +68,7 @@ class StackConfig:
             workers=int(env.get("LOCAL_LAMBDA_WORKERS", "4")),
             reconcile_interval_seconds=float(env.get("LOCAL_RECONCILE_INTERVAL_SECONDS", "30")),
             reconcile_after_seconds=float(env.get("RECONCILE_AFTER_SECONDS", "60")),
+            public_base_url=env.get("LOCAL_PUBLIC_BASE_URL") or None,
         )
 
 
@@ -107,7 +113,7 @@ class LocalStack:
         else:
             from devstack.moto_server import LocalMotoServer
 
-            self.moto = LocalMotoServer().start()
+            self.moto = LocalMotoServer(middleware=config.aws_middleware).start()
             self.endpoint_url = self.moto.endpoint_url
         self._set_environment(
             {
@@ -137,8 +143,8 @@ class LocalStack:
             self.upstream_url = self.emulator.base_url
 
         # Bind the front door first: the callback URL the functions hand out must name its port.
-        self.front_door = FrontDoor(port=config.api_port)
-        self._set_environment(self._function_environment(self.front_door.base_url))
+        self.front_door = FrontDoor(port=config.api_port, access_log=config.access_log)
+        self._set_environment(self._function_environment(config.public_base_url or self.front_door.base_url))
         self.pool = LambdaPool(workers=config.workers)  # workers inherit the environment set above
         self.front_door.pool = self.pool
         self.front_door.start()
@@ -153,6 +159,7 @@ class LocalStack:
             queue_arn=self.resources.download_queue_arn,
             batch_size=batch_size,
             region=session.region_name or REGION,
+            crash_probability=config.poller_crash_probability,
         ).start()
         self.scheduler = Scheduler(self.pool, config.reconcile_interval_seconds)
         if config.reconcile_interval_seconds > 0:

@@ -39,6 +39,9 @@ marker anywhere in the prompt; task markers override run-wide values::
     oversize=N          image bodies padded (still a valid PNG) to N bytes [25 MiB + 1 MiB]
     html                image URLs answer 200, Content-Type image/png, with an HTML page
     expired             result and presigned links answer 403 AccessDenied "Request has expired"
+    stale_links         result URLs answer 403 "Request has expired"; links minted by download-url work
+    image_5xx=N [1]     the first N GETs of each image answer 503 SlowDown, later ones succeed
+    slow_first=N [1]    the first N GETs of each image trickle over 30 s, later ones are prompt
     result_key=resultUrls|result_urls     record-info response key (default resultUrls)
     time_format=ms|string                 createTime/completeTime (default epoch ms)
     download_form=auto|reference|quickstart  download-url answer: data string or data.downloadUrl

@@ -1,4 +1,4 @@
-"""``python -m devstack.emulator``: run the 4o Image API emulator on 127.0.0.1 until interrupted."""
+"""``python -m devstack.emulator``: run the 4o Image API emulator (127.0.0.1 unless --host) until stopped."""
 
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ def _faults(text: str) -> dict[str, object]:
 def build_parser() -> argparse.ArgumentParser:
     d = EmulatorConfig()
     p = argparse.ArgumentParser(prog="python -m devstack.emulator", description=__doc__)
-    p.add_argument("--port", type=int, default=8099, help="port on 127.0.0.1 (0 = any free port)")
+    p.add_argument("--port", type=int, default=8099, help="port on --host (0 = any free port)")
+    p.add_argument(
+        "--host", default=d.host, help="address to bind (default 127.0.0.1; 0.0.0.0 only inside a container)"
+    )
     p.add_argument("--api-key", default=None, help="the only accepted Bearer token (default: any)")
     p.add_argument("--hmac-key", default=None, help="sign callbacks with this webhook HMAC key")
     p.add_argument("--generation-seconds", type=float, default=d.generation_seconds)
@@ -65,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = EmulatorConfig(
             port=args.port,
+            host=args.host,
             api_key=args.api_key,
             hmac_key=args.hmac_key,
             generation_seconds=args.generation_seconds,

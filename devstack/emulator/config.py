@@ -17,7 +17,9 @@ class EmulatorConfig:
     """How the emulated upstream behaves. Every duration is in seconds (floats allowed)."""
 
     port: int = 0
-    """TCP port on 127.0.0.1; 0 picks a free one."""
+    """TCP port on ``host``; 0 picks a free one."""
+    host: str = "127.0.0.1"
+    """Address to bind: loopback by default; 0.0.0.0 only inside a container, whose network is its own."""
     api_key: str | None = None
     """The only accepted Bearer token; None accepts any non-empty token."""
     hmac_key: str | None = None
@@ -53,6 +55,8 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} out of range")
+        if not self.host or any(c.isspace() for c in self.host):
+            raise ValueError(f"host {self.host!r} is not an address")
         schedule = tuple(float(s) for s in self.callback_retry_schedule)
         if len(schedule) > MAX_RETRIES or any(s < 0 for s in schedule):
             raise ValueError(f"callback_retry_schedule: at most {MAX_RETRIES} non-negative delays")

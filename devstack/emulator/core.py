@@ -137,6 +137,7 @@ class EmulatorCore:
         self._generate_hits: dict[str, deque[float]] = {}
         self._served: deque[dict[str, Any]] = deque(maxlen=MAX_SERVED_RECORDS)
         self._links: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._image_gets: dict[str, int] = {}
         self._link_counter = 0
         self._secret = os.urandom(32)
         self.stop_event = threading.Event()
@@ -503,8 +504,17 @@ class EmulatorCore:
                 )
             if faults.expired or now > minted[1]:
                 return _s3_error(403, "AccessDenied", "Request has expired")
-        elif faults.expired or now > (task.completed_at or now) + self.config.effective_result_ttl:
+        elif (
+            faults.expired
+            or faults.stale_links
+            or now > (task.completed_at or now) + self.config.effective_result_ttl
+        ):
             return _s3_error(403, "AccessDenied", "Request has expired")
+        with self._lock:
+            earlier_gets = self._image_gets.get(name, 0)
+            self._image_gets[name] = earlier_gets + 1
+        if earlier_gets < faults.image_5xx:
+            return _s3_error(503, "SlowDown", "Please reduce your request rate.")
 
         request = task.request
         applied: list[str] = []
@@ -536,7 +546,10 @@ class EmulatorCore:
             applied.append("truncate")
             sent = body_length // 2
             declared = body_length
-        if faults.trickle:
+        trickle = faults.trickle
+        if earlier_gets < faults.slow_first:
+            trickle = SLOW_FIRST_TRICKLE_SECONDS
+        if trickle:
             applied.append("trickle")
         return FileReply(
             status=200,
@@ -544,7 +557,7 @@ class EmulatorCore:
             chunks=chunks,
             length=sent,
             declared_length=declared,
-            trickle_seconds=faults.trickle,
+            trickle_seconds=trickle,
             applied=tuple(applied),
             task_id=task.task_id,
             index=image.index,
@@ -613,6 +626,10 @@ class EmulatorCore:
             self._generate_hits.clear()
             self._served.clear()
             self._links.clear()
+            self._image_gets.clear()
+
+
+SLOW_FIRST_TRICKLE_SECONDS = 30.0  # longer than any sane download deadline: the fetch times out
 
 
 def _s3_error(status: int, code: str, message: str) -> FileReply:

@@ -1,4 +1,4 @@
-"""HTTP front of the emulator (stdlib ThreadingHTTPServer on 127.0.0.1) and its Python handle."""
+"""HTTP front of the emulator (stdlib ThreadingHTTPServer, on 127.0.0.1 by default) and its Python handle."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from .faults import FaultSpecError
 log = logging.getLogger("devstack.emulator")
 
 HOST = "127.0.0.1"
+# What a client on this machine dials when the server binds a wildcard address.
+_WILDCARD_DIAL = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - names, not binds
 MAX_BODY_BYTES = 1 << 20
 TRICKLE_PIECES = 40
 API = "/api/v1"
@@ -34,11 +36,13 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, core: EmulatorCore, port: int) -> None:
+    def __init__(self, core: EmulatorCore, host: str, port: int) -> None:
         self.core = core
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
-        super().__init__((HOST, port), _Handler)
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
@@ -327,7 +331,7 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         if self._httpd is not None:
             raise RuntimeError("already started")
-        self._httpd = _HTTPServer(self.core, self.config.port)
+        self._httpd = _HTTPServer(self.core, self.config.host, self.config.port)
         self.core.start()
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -365,7 +369,8 @@ class EmulatorServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        host = _WILDCARD_DIAL.get(self.config.host, self.config.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     # the admin surface, in Python
     def set_faults(self, faults: dict[str, Any] | str | None = None, /, **kw: Any) -> dict[str, Any]:

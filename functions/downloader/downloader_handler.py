@@ -24,13 +24,12 @@ metrics = metrics_for("downloader")
 # but the backoff below applies per message.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-# Passing failures come back after 10 s, 20 s, 40 s ... (capped), instead of all at once.
-BACKOFF_BASE_SECONDS = 10
+# Passing failures come back after base, 2x, 4x ... seconds (capped), instead of all at once.
 BACKOFF_CAP_SECONDS = 900
 
 
-def retry_delay(receive_count: int) -> int:
-    return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, receive_count - 1))
+def retry_delay(receive_count: int, base_seconds: int) -> int:
+    return min(BACKOFF_CAP_SECONDS, base_seconds * 2 ** max(0, receive_count - 1))
 
 
 @cache
@@ -61,7 +60,7 @@ def process_record(record: SQSRecord) -> str:
         )
     except (RetryLater, ClientError, BotoCoreError) as error:  # passing: the message comes back later
         receive_count = int(record.attributes.approximate_receive_count or 1)
-        delay = retry_delay(receive_count)
+        delay = retry_delay(receive_count, settings.retry_base_seconds)
         logger.warning(
             "download will be retried",
             extra={"task_id": job.taskId, "index": job.index, "reason": str(error), "retry_in": delay},

@@ -68,6 +68,8 @@ class DownloaderSettings(AwsResources, UpstreamSettings):
     max_image_bytes: int = Field(alias="DOWNLOAD_MAX_BYTES", default=30 * 1024 * 1024, ge=1024)
     deadline_seconds: float = Field(alias="DOWNLOAD_DEADLINE_SECONDS", default=60.0, gt=0)
     max_pixels: int = Field(alias="DOWNLOAD_MAX_PIXELS", default=50_000_000, ge=1)
+    # A passing failure comes back after base, 2x base, 4x base ... seconds (capped at 15 minutes).
+    retry_base_seconds: int = Field(alias="DOWNLOAD_RETRY_BASE_SECONDS", default=10, ge=0, le=900)
 
     @property
     def allowed_host_list(self) -> tuple[str, ...]:

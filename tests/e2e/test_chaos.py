@@ -1,0 +1,25 @@
+"""A small chaos run inside `make test` (`make chaos` runs 200): nothing lost, nothing duplicated."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from devstack import chaos
+
+pytestmark = pytest.mark.e2e
+
+
+def test_small_chaos_run_loses_and_duplicates_nothing() -> None:
+    report = io.StringIO()
+    result = chaos.run(count=24, seed=5, timeout=300, out=report)
+    print(report.getvalue())
+    assert result.tasks == 24
+    assert (result.lost, result.duplicates) == (0, 0), report.getvalue()
+    assert result.stored == result.images_expected
+
+
+def test_plan_covers_every_scenario_at_scale() -> None:
+    planned = chaos.plan(200, seed=7)
+    assert {task.scenario for task in planned} == {name for name, *_ in chaos.SCENARIOS}
