@@ -35,7 +35,11 @@ def _operation(environ: dict[str, Any]) -> str | None:
 def _error(operation: str) -> tuple[str, list[tuple[str, str]], bytes]:
     if operation == SQS_SEND:
         body = {"__type": "com.amazonaws.sqs#InternalError", "message": "chaos: SQS internal error"}
-        return "500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0")], json.dumps(body).encode()
+        return (
+            "500 Internal Server Error",
+            [("Content-Type", "application/x-amz-json-1.0")],
+            json.dumps(body).encode(),
+        )
     if operation == DYNAMODB_WRITE:
         body = {
             "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",

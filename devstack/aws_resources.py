@@ -75,7 +75,9 @@ def create_stack_resources(session: Any, *, prefix: str = "imagegen-local") -> S
         QueueName=f"{prefix}-{dead_id}",
         Attributes={"MessageRetentionPeriod": str(queues[dead_id].get("MessageRetentionPeriod", 345600))},
     )["QueueUrl"]
-    dead_arn = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     max_receive = int(main["RedrivePolicy"]["maxReceiveCount"])
     visibility = int(main["VisibilityTimeout"])
     main_url = sqs.create_queue(
@@ -86,7 +88,9 @@ def create_stack_resources(session: Any, *, prefix: str = "imagegen-local") -> S
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": max_receive}),
         },
     )["QueueUrl"]
-    main_arn = sqs.get_queue_attributes(QueueUrl=main_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    main_arn = sqs.get_queue_attributes(QueueUrl=main_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
 
     bucket_id, _bucket = _logical("AWS::S3::Bucket", template)
     bucket = f"{prefix}-{bucket_id}".lower()

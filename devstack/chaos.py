@@ -112,7 +112,7 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client) -> Tally
     assert stack.resources is not None
     result = Tally(tasks=len(planned))
     s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1")
-    upstream_tasks = Counter()
+    upstream_tasks: Counter[str] = Counter()
     for task_id in stack.emulator.core.task_ids():
         prompt = (stack.emulator.inspect_task(task_id) or {}).get("request", {}).get("prompt", "")
         upstream_tasks[prompt] += 1
@@ -120,7 +120,9 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client) -> Tally
         result.images_expected += task.images_expected
         if upstream_tasks[task.prompt] > 1:
             result.duplicates += upstream_tasks[task.prompt] - 1
-            result.problems.append(f"#{task.number} {task.scenario}: generated {upstream_tasks[task.prompt]} times")
+            result.problems.append(
+                f"#{task.number} {task.scenario}: generated {upstream_tasks[task.prompt]} times"
+            )
         if task.task_id is None:
             result.lost += 1
             result.problems.append(f"#{task.number} {task.scenario}: never submitted ({task.submit_error})")
@@ -136,26 +138,36 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client) -> Tally
                 result.failed_as_expected += 1
             else:
                 result.lost += 1
-                result.problems.append(f"#{task.number} {task.scenario}: expected failure, got {record['status']}")
+                result.problems.append(
+                    f"#{task.number} {task.scenario}: expected failure, got {record['status']}"
+                )
             continue
         if record["status"] != "stored":
             result.lost += 1
-            result.problems.append(f"#{task.number} {task.scenario} {task.task_id}: {record['status']} {record['error']}")
+            result.problems.append(
+                f"#{task.number} {task.scenario} {task.task_id}: {record['status']} {record['error']}"
+            )
             continue
         good = [
             image
             for image in record["images"]
             if image["sha256"] == generated.get(image["index"])
-            and hashlib.sha256(s3.get_object(Bucket=stack.resources.images_bucket, Key=image["key"])["Body"].read())
-            .hexdigest() == image["sha256"]
+            and hashlib.sha256(
+                s3.get_object(Bucket=stack.resources.images_bucket, Key=image["key"])["Body"].read()
+            ).hexdigest()
+            == image["sha256"]
         ]
         result.stored += len(good)
         if len(good) < task.images_expected:
             result.lost += task.images_expected - len(good)
-            result.problems.append(f"#{task.number} {task.scenario}: {len(good)}/{task.images_expected} images intact")
+            result.problems.append(
+                f"#{task.number} {task.scenario}: {len(good)}/{task.images_expected} images intact"
+            )
         if len(keys) > task.images_expected or len(record["images"]) > task.images_expected:
             result.duplicates += max(len(keys), len(record["images"])) - task.images_expected
-            result.problems.append(f"#{task.number} {task.scenario}: {len(keys)} objects for {task.images_expected}")
+            result.problems.append(
+                f"#{task.number} {task.scenario}: {len(keys)} objects for {task.images_expected}"
+            )
     return result
 
 
@@ -213,7 +225,9 @@ def run(count: int, seed: int, timeout: float, out: Any = sys.stdout) -> Tally:
             pending = [task for task in planned if task.task_id]
             while pending and time.monotonic() < deadline:
                 pending = [
-                    task for task in pending if api.get(f"/tasks/{task.task_id}").json()["status"] not in ("stored", "failed")
+                    task
+                    for task in pending
+                    if api.get(f"/tasks/{task.task_id}").json()["status"] not in ("stored", "failed")
                 ]
                 time.sleep(1)
             time.sleep(2)  # let any (wrong) late duplicate land before counting
@@ -224,7 +238,13 @@ def run(count: int, seed: int, timeout: float, out: Any = sys.stdout) -> Tally:
 
 
 def print_report(
-    result: Tally, planned: list[Planned], aws: AwsFaults, stack: LocalStack, submitted_in: float, elapsed: float, out: Any
+    result: Tally,
+    planned: list[Planned],
+    aws: AwsFaults,
+    stack: LocalStack,
+    submitted_in: float,
+    elapsed: float,
+    out: Any,
 ) -> None:
     scenarios = Counter(task.scenario for task in planned)
     print("\nchaos run", file=out)
@@ -235,15 +255,27 @@ def print_report(
     print(f"  downloader crashes after a batch: {stack.poller.crashes if stack.poller else 0}", file=out)
     print(f"  submitted in {submitted_in:.1f} s, settled in {elapsed:.1f} s\n", file=out)
     header = ("tasks", "images expected", "stored", "duplicates", "lost", "failed as expected")
-    values = (result.tasks, result.images_expected, result.stored, result.duplicates, result.lost, result.failed_as_expected)
+    values = (
+        result.tasks,
+        result.images_expected,
+        result.stored,
+        result.duplicates,
+        result.lost,
+        result.failed_as_expected,
+    )
     print("  " + " | ".join(f"{name:>{len(name)}}" for name in header), file=out)
-    print("  " + " | ".join(f"{value:>{len(name)}}" for name, value in zip(header, values, strict=True)), file=out)
+    print(
+        "  " + " | ".join(f"{value:>{len(name)}}" for name, value in zip(header, values, strict=True)),
+        file=out,
+    )
     for problem in result.problems[:30]:
         print(f"  ! {problem}", file=out)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole run (bounded)")

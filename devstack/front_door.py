@@ -92,7 +92,12 @@ def proxy_event(
 
 class FrontDoor:
     def __init__(
-        self, pool: LambdaPool | None = None, *, port: int = 3000, host: str = "127.0.0.1", access_log: bool = True
+        self,
+        pool: LambdaPool | None = None,
+        *,
+        port: int = 3000,
+        host: str = "127.0.0.1",
+        access_log: bool = True,
     ) -> None:
         self.pool = pool
         self.routes = compile_routes(api_routes())
@@ -101,14 +106,14 @@ class FrontDoor:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+            def log_message(self, format: str, *args: Any) -> None:
                 if access_log:
                     sys.stderr.write(f"[api] {self.address_string()} {format % args}\n")
 
             def _handle(self) -> None:
                 front_door.handle(self)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
@@ -117,7 +122,7 @@ class FrontDoor:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FrontDoor:
         self._thread.start()

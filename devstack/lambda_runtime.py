@@ -47,7 +47,10 @@ def function_specs() -> dict[str, FunctionSpec]:
 
 
 def layer_dirs() -> list[str]:
-    return [str(ROOT / layer["ContentUri"]) for layer in resources_of_type("AWS::Serverless::LayerVersion").values()]
+    return [
+        str(ROOT / layer["ContentUri"])
+        for layer in resources_of_type("AWS::Serverless::LayerVersion").values()
+    ]
 
 
 class _Context:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,7 +20,7 @@ class LocalMotoServer:
         )
         from werkzeug.serving import make_server
 
-        class QuietHandler(MotoRequestHandler):  # type: ignore[misc, valid-type]
+        class QuietHandler(MotoRequestHandler):
             def log_request(self, *_args: object) -> None:
                 pass
 
@@ -34,7 +33,7 @@ class LocalMotoServer:
     @property
     def endpoint_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> LocalMotoServer:
         self._thread.start()

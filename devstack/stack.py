@@ -50,7 +50,9 @@ class StackConfig:
     aws_middleware: Any = None  # chaos: wraps the moto WSGI app (see devstack.aws_faults)
     poller_crash_probability: float = 0.0
     access_log: bool = True
-    public_base_url: str | None = None  # where the upstream reaches the front door (a tunnel for the real API)
+    public_base_url: str | None = (
+        None  # where the upstream reaches the front door (a tunnel for the real API)
+    )
     extra_environment: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -64,7 +66,9 @@ class StackConfig:
             hmac_key=env.get("KIE_WEBHOOK_HMAC_KEY", ""),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             generation_seconds=float(env.get("EMULATOR_GENERATION_SECONDS", "6")),
-            callback_retry_schedule=tuple(float(s) for s in schedule.split(",")) if schedule else (60.0, 300.0, 900.0),
+            callback_retry_schedule=tuple(float(s) for s in schedule.split(","))
+            if schedule
+            else (60.0, 300.0, 900.0),
             workers=int(env.get("LOCAL_LAMBDA_WORKERS", "4")),
             reconcile_interval_seconds=float(env.get("LOCAL_RECONCILE_INTERVAL_SECONDS", "30")),
             reconcile_after_seconds=float(env.get("RECONCILE_AFTER_SECONDS", "60")),
@@ -259,7 +263,7 @@ class LocalStack:
                 '  .venv/bin/imagegen generate "a red fox in snow" --size 3:2 --variants 2 --out ./images',
                 "  .venv/bin/imagegen status <taskId>",
                 f"  curl -s -X POST {self.api_url}/tasks -H 'Content-Type: application/json' \\",
-                "       -d '{\"prompt\": \"a lighthouse at dusk\", \"size\": \"1:1\"}'",
+                '       -d \'{"prompt": "a lighthouse at dusk", "size": "1:1"}\'',
                 "",
                 "Ctrl-C stops everything.",
             ]

@@ -26,7 +26,7 @@ def _intrinsic(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str, An
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        value = loader.construct_mapping(node, deep=True)
     return {name: value}
 
 
@@ -40,7 +40,9 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return document
 
 
-def resources_of_type(resource_type: str, template: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def resources_of_type(
+    resource_type: str, template: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     template = template or load_template()
     return {
         name: resource.get("Properties", {})

@@ -54,13 +54,13 @@ def lambda_context() -> Any:
 def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """moto with the table, queues and bucket created as template.yaml declares them, env pointing at them."""
     import boto3
+    from image_pipeline import wiring
+    from image_pipeline.adapters import aws
+    from image_pipeline.settings import reset_settings_cache
     from moto import mock_aws
 
     from devstack.aws_resources import create_stack_resources
     from devstack.moto_atomic import serialize_in_process_requests
-    from image_pipeline import wiring
-    from image_pipeline.adapters import aws
-    from image_pipeline.settings import reset_settings_cache
 
     serialize_in_process_requests()
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)

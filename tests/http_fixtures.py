@@ -42,7 +42,7 @@ def image_server() -> Iterator[ImageServer]:
     state: ImageServer
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             state.requests.append(self.path)
             replies = state.routes.get(path) or [Reply(404, b"not found", "text/plain")]

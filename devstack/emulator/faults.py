@@ -110,7 +110,10 @@ FAULT_KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     ),
     "html": (_as_bool, "image URLs answer 200 with an HTML page labelled image/png"),
     "expired": (_as_bool, "result and download links answer 403 Request has expired"),
-    "stale_links": (_as_bool, "result URLs answer 403 Request has expired; freshly minted download links work"),
+    "stale_links": (
+        _as_bool,
+        "result URLs answer 403 Request has expired; freshly minted download links work",
+    ),
     "image_5xx": (_int_in(range(0, 11), 1), "the first N GETs of each image answer 503 SlowDown (bare: 1)"),
     "slow_first": (_int_in(range(0, 11), 1), "the first N GETs of each image trickle for 30 s (bare: 1)"),
     "result_key": (_choice("resultUrls", "result_urls", default="result_urls"), "record-info URL list key"),

@@ -15,7 +15,6 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
-
 from image_pipeline import wiring
 from image_pipeline.adapters.idempotency import run_once
 from image_pipeline.errors import (
@@ -38,11 +37,16 @@ app = APIGatewayRestResolver(enable_validation=True)
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
+    )
 
 
 def callback_base(settings: ApiSettings) -> str:
-    """This API's public URL plus the callback path: PublicBaseUrl when set, else the request's domain and stage."""
+    """This API's public URL plus the callback path.
+
+    PublicBaseUrl when set (custom domains), else the request's own domain and stage.
+    """
     if settings.public_base_url:
         return settings.public_base_url.rstrip("/") + settings.callback_path
     context = app.current_event.request_context
@@ -77,7 +81,9 @@ def create_task(options: GenerationOptions) -> Response[Any]:
         task_id = submit()
     else:
         if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
-            raise InvalidIdempotencyKey(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters")
+            raise InvalidIdempotencyKey(
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
+            )
         task_id = run_once(
             key,
             options.model_dump(mode="json"),
@@ -91,7 +97,7 @@ def create_task(options: GenerationOptions) -> Response[Any]:
 
 
 @app.get("/tasks/<taskId>")
-def get_task(taskId: str) -> Response[Any]:  # noqa: N803 - the route's path parameter name is the API's
+def get_task(taskId: str) -> Response[Any]:
     settings = api_settings()
     return _json(
         200,
@@ -117,7 +123,9 @@ def invalid_request(error: RequestValidationError) -> Response[Any]:
 
 @app.exception_handler(InvalidIdempotencyKey)
 def invalid_idempotency_key(error: InvalidIdempotencyKey) -> Response[Any]:
-    return _json(422, {"message": str(error), "errors": [{"field": "Idempotency-Key", "message": str(error)}]})
+    return _json(
+        422, {"message": str(error), "errors": [{"field": "Idempotency-Key", "message": str(error)}]}
+    )
 
 
 @app.exception_handler(IdempotencyValidationError)
@@ -129,7 +137,9 @@ def idempotency_key_reused(error: IdempotencyValidationError) -> Response[Any]:
 @app.exception_handler(IdempotencyAlreadyInProgressError)
 def idempotency_in_progress(error: IdempotencyAlreadyInProgressError) -> Response[Any]:
     return _json(
-        409, {"message": "a request with this Idempotency-Key is still being processed; retry shortly"}, {"Retry-After": "1"}
+        409,
+        {"message": "a request with this Idempotency-Key is still being processed; retry shortly"},
+        {"Retry-After": "1"},
     )
 
 
@@ -151,9 +161,13 @@ def upstream_failed(error: UpstreamError) -> Response[Any]:
             {"Retry-After": str(error.retry_after)},
         )
     if isinstance(error, UpstreamUnauthorized):
-        return _json(502, {"message": "the image service rejected this deployment's API key (not your request)"})
+        return _json(
+            502, {"message": "the image service rejected this deployment's API key (not your request)"}
+        )
     if isinstance(error, UpstreamBadRequest):
-        return _json(422, {"message": f"the image service refused the request: {error.message}", "errors": []})
+        return _json(
+            422, {"message": f"the image service refused the request: {error.message}", "errors": []}
+        )
     return _json(
         503,
         {"message": f"the image service is unavailable ({error.message}); try again shortly"},
@@ -164,7 +178,9 @@ def upstream_failed(error: UpstreamError) -> Response[Any]:
 @app.exception_handler([ClientError, BotoCoreError, IdempotencyPersistenceLayerError])
 def aws_fault(error: Exception) -> Response[Any]:
     logger.exception("AWS call failed")
-    return _json(503, {"message": "storage is temporarily unavailable; try again shortly"}, {"Retry-After": "5"})
+    return _json(
+        503, {"message": "storage is temporarily unavailable; try again shortly"}, {"Retry-After": "5"}
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

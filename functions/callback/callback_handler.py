@@ -9,7 +9,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
-
 from image_pipeline import wiring
 from image_pipeline.adapters.download_queue import EnqueueError
 from image_pipeline.adapters.secrets import resolve_secret
@@ -28,7 +27,7 @@ def _json(status: int, body: dict[str, Any]) -> Response[Any]:
 
 
 @app.post("/callbacks/<submissionId>")
-def receive_callback(submissionId: str) -> Response[Any]:  # noqa: N803 - the route's path parameter name
+def receive_callback(submissionId: str) -> Response[Any]:
     settings = callback_settings()
     event = app.current_event
     payload = parse_callback(event.decoded_body if event.body is not None else None, settings.max_body_bytes)
@@ -49,7 +48,9 @@ def receive_callback(submissionId: str) -> Response[Any]:  # noqa: N803 - the ro
         store=store,
         queue=wiring.download_queue(settings.download_queue_url),
     )
-    logger.info("callback handled", extra={"task_id": payload.task_id, "code": payload.code, "result": result})
+    logger.info(
+        "callback handled", extra={"task_id": payload.task_id, "code": payload.code, "result": result}
+    )
     metrics.add_metric(name=f"Callback{result.value.title()}", unit=MetricUnit.Count, value=1)
     return _json(200, {"status": result.value})
 

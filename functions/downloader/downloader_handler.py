@@ -7,10 +7,10 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
-
 from image_pipeline import wiring
 from image_pipeline.logic.downloads import RetryLater, download_image
 from image_pipeline.observability import logger_for, metrics_for
@@ -68,13 +68,17 @@ def process_record(record: SQSRecord) -> str:
         _delay_retry(record, delay)
         raise
     logger.info("download done", extra={"task_id": job.taskId, "index": job.index, "result": result})
-    metrics.add_metric(name=f"Download{result.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name=f"Download{result.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1
+    )
     return result.value
 
 
 def _delay_retry(record: SQSRecord, seconds: int) -> None:
     try:
-        wiring.download_queue(downloader_settings().download_queue_url).delay_retry(record.receipt_handle, seconds)
+        wiring.download_queue(downloader_settings().download_queue_url).delay_retry(
+            record.receipt_handle, seconds
+        )
     except (ClientError, BotoCoreError):
         # Without the backoff the message still returns after the queue's visibility timeout.
         logger.exception("could not delay the retry")
@@ -82,5 +86,7 @@ def _delay_retry(record: SQSRecord, seconds: int) -> None:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=process_record, processor=processor, context=context)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=process_record, processor=processor, context=context
+    )

@@ -9,7 +9,6 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from image_pipeline import wiring
 from image_pipeline.logic.callbacks import IN_FLIGHT_GRACE
 from image_pipeline.logic.reconcile import Pacer, reconcile
@@ -30,7 +29,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     now = utc_now()
     report = reconcile(
         store.tasks_in_status(
-            TaskStatus.SUBMITTED, now - timedelta(seconds=settings.reconcile_after_seconds), settings.max_tasks
+            TaskStatus.SUBMITTED,
+            now - timedelta(seconds=settings.reconcile_after_seconds),
+            settings.max_tasks,
         ),
         store.tasks_in_status(TaskStatus.DOWNLOADING, now - IN_FLIGHT_GRACE, settings.max_tasks),
         store=store,
@@ -42,5 +43,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     summary = asdict(report)
     logger.info("sweep done", extra=summary)
     for name in ("completed", "failed", "gave_up", "resumed"):
-        metrics.add_metric(name=f"Reconciled{name.title().replace('_', '')}", unit=MetricUnit.Count, value=summary[name])
+        metrics.add_metric(
+            name=f"Reconciled{name.title().replace('_', '')}", unit=MetricUnit.Count, value=summary[name]
+        )
     return summary

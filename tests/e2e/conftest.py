@@ -41,7 +41,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-def wait_for_status(api: httpx.Client, task_id: str, statuses: set[str], timeout: float = 40.0) -> dict[str, Any]:
+def wait_for_status(
+    api: httpx.Client, task_id: str, statuses: set[str], timeout: float = 40.0
+) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         task: dict[str, Any] = api.get(f"/tasks/{task_id}").json()
         return task if task.get("status") in statuses else None

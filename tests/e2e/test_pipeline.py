@@ -29,7 +29,9 @@ def submit(api: httpx.Client, **body: Any) -> str:
 def s3_sha256(stack: LocalStack, key: str) -> str:
     assert stack.resources is not None
     s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1")
-    return hashlib.sha256(s3.get_object(Bucket=stack.resources.images_bucket, Key=key)["Body"].read()).hexdigest()
+    return hashlib.sha256(
+        s3.get_object(Bucket=stack.resources.images_bucket, Key=key)["Body"].read()
+    ).hexdigest()
 
 
 def served_count(stack: LocalStack, task_id: str) -> dict[str, int]:
@@ -39,7 +41,10 @@ def served_count(stack: LocalStack, task_id: str) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize(("variants", "size", "dimensions"), [(1, "1:1", (1024, 1024)), (2, "3:2", (1536, 1024)), (4, "2:3", (1024, 1536))])
+@pytest.mark.parametrize(
+    ("variants", "size", "dimensions"),
+    [(1, "1:1", (1024, 1024)), (2, "3:2", (1536, 1024)), (4, "2:3", (1024, 1536))],
+)
 def test_text_to_image_stores_every_variant_byte_for_byte(
     stack: LocalStack, api: httpx.Client, variants: int, size: str, dimensions: tuple[int, int]
 ) -> None:
@@ -51,11 +56,17 @@ def test_text_to_image_stores_every_variant_byte_for_byte(
     for image in task["images"]:
         # The bytes in S3, and the ones behind the presigned link, are exactly what the upstream served.
         assert image["sha256"] == generated[image["index"]] == s3_sha256(stack, image["key"])
-        assert image["key"] == f"images/{task_id}/{image['index']}.png" and image["contentType"] == "image/png"
+        assert (
+            image["key"] == f"images/{task_id}/{image['index']}.png" and image["contentType"] == "image/png"
+        )
         downloaded = httpx.get(image["url"], timeout=10)
-        assert downloaded.status_code == 200 and hashlib.sha256(downloaded.content).hexdigest() == image["sha256"]
-    from PIL import Image
+        assert (
+            downloaded.status_code == 200
+            and hashlib.sha256(downloaded.content).hexdigest() == image["sha256"]
+        )
     import io
+
+    from PIL import Image
 
     first = httpx.get(task["images"][0]["url"], timeout=10).content
     assert Image.open(io.BytesIO(first)).size == dimensions
@@ -121,7 +132,9 @@ def test_callback_that_beats_the_submit_record_is_not_lost(stack: LocalStack, ap
         assert wait_for_status(api, task_id, {"stored", "failed"})["status"] == "stored"
 
 
-def test_dropped_callback_leaves_the_task_submitted_and_nothing_breaks(stack: LocalStack, api: httpx.Client) -> None:
+def test_dropped_callback_leaves_the_task_submitted_and_nothing_breaks(
+    stack: LocalStack, api: httpx.Client
+) -> None:
     lost = submit(api, prompt="never heard of again [fault:drop]")
     wait_for(lambda: stack.emulator.inspect_task(lost)["deliveries"])
     fine = submit(api, prompt="business as usual")
@@ -157,20 +170,40 @@ def test_validation_and_routing_errors_over_http(api: httpx.Client) -> None:
     assert api.get("/nowhere").status_code == 403  # API Gateway's answer for an unknown route
 
 
-@pytest.mark.parametrize(("code", "status"), [(402, 402), (429, 429), (401, 502), (455, 503), (500, 503), (422, 422)])
-def test_submit_errors_reach_the_client_as_actionable_statuses(api: httpx.Client, code: int, status: int) -> None:
+@pytest.mark.parametrize(
+    ("code", "status"), [(402, 402), (429, 429), (401, 502), (455, 503), (500, 503), (422, 422)]
+)
+def test_submit_errors_reach_the_client_as_actionable_statuses(
+    api: httpx.Client, code: int, status: int
+) -> None:
     response = api.post("/tasks", json={"prompt": f"refused [fault:submit={code}]", "size": "1:1"})
     assert response.status_code == status, response.text
     if status == 429:
         assert int(response.headers["Retry-After"]) > 0
 
 
-def test_cli_generates_and_saves_images(stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_generates_and_saves_images(
+    stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from imagegen.cli import main
 
     exit_code = main(
-        ["--api-url", stack.api_url, "generate", "a lighthouse at dusk", "--size", "3:2", "--variants", "2",
-         "--out", str(tmp_path), "--poll-interval", "0.3", "--timeout", "60"]
+        [
+            "--api-url",
+            stack.api_url,
+            "generate",
+            "a lighthouse at dusk",
+            "--size",
+            "3:2",
+            "--variants",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--poll-interval",
+            "0.3",
+            "--timeout",
+            "60",
+        ]
     )
     assert exit_code == 0, capsys.readouterr().err
     files = sorted(tmp_path.glob("*.png"))

@@ -30,8 +30,9 @@ def test_dropped_callbacks_are_recovered_by_the_reconciler(recovering_stack: Loc
     stack = recovering_stack
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:
         dropped = [
-            api.post("/tasks", json={"prompt": f"lost in the post {i} [fault:drop]", "size": "1:1", "nVariants": 2})
-            .json()["taskId"]
+            api.post(
+                "/tasks", json={"prompt": f"lost in the post {i} [fault:drop]", "size": "1:1", "nVariants": 2}
+            ).json()["taskId"]
             for i in range(3)
         ]
         failed = api.post("/tasks", json={"prompt": "lost and failed [fault:drop,fail=500]", "size": "1:1"})
@@ -48,9 +49,13 @@ def test_dropped_callbacks_are_recovered_by_the_reconciler(recovering_stack: Loc
 def test_reconciler_respects_the_per_task_query_limit(recovering_stack: LocalStack) -> None:
     stack = recovering_stack
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:
-        task_id = api.post("/tasks", json={"prompt": "slow [fault:drop,stall]", "size": "1:1"}).json()["taskId"]
+        task_id = api.post("/tasks", json={"prompt": "slow [fault:drop,stall]", "size": "1:1"}).json()[
+            "taskId"
+        ]
         # Several sweeps pass over the stalled task; the emulator answers 429 past 3 queries/s per task.
-        wait_for(lambda: stack.scheduler.last_results.get("ReconcilerFunction", {}).get("still_generating"), 30)
+        wait_for(
+            lambda: stack.scheduler.last_results.get("ReconcilerFunction", {}).get("still_generating"), 30
+        )
         assert api.get(f"/tasks/{task_id}").json()["status"] == "submitted"
         results = stack.scheduler.last_results["ReconcilerFunction"]
         assert not [error for error in results["errors"] if "rate limited" in error]

@@ -19,7 +19,9 @@ def test_stale_links_expire_the_result_url_but_not_a_fresh_link(emulator):
     with api(server) as client:
         task_id = submit(client, prompt="x [fault:stale_links]")
         url = _result_url(client, server, task_id)
-        fresh = client.post("/api/v1/gpt4o-image/download-url", json={"taskId": task_id, "url": url}).json()["data"]
+        fresh = client.post("/api/v1/gpt4o-image/download-url", json={"taskId": task_id, "url": url}).json()[
+            "data"
+        ]
         stale, renewed = (httpx.get(u, trust_env=False, timeout=10) for u in (url, fresh))
     assert stale.status_code == 403 and b"Request has expired" in stale.content
     assert renewed.status_code == 200 and renewed.content.startswith(b"\x89PNG")

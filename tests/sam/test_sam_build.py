@@ -27,7 +27,9 @@ from tests.http_fixtures import Reply, image_server, png_bytes
 pytestmark = pytest.mark.sam
 
 SAM = shutil.which("sam", path=str(Path(sys.executable).parent)) or shutil.which("sam")
-HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
+HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[
+    platform.machine().lower()
+]
 # What the Lambda Python runtime provides besides the standard library.
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
 TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
@@ -38,7 +40,9 @@ def sam(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
     # sam build needs python3.13 on PATH: the interpreter running the tests is one.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run([SAM, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [SAM, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 def test_template_passes_sam_validate_lint() -> None:
@@ -103,7 +107,8 @@ def run_built(
     # -S: no site-packages, so nothing of the venv leaks in; /opt/python is where Lambda mounts the layer.
     code = (
         "import json, sys\n"
-        f"sys.path[:0] = [{str(build_dir / function)!r}, {str(build_dir / 'SharedLayer' / 'python')!r}, {str(runtime_dir)!r}]\n"
+        f"sys.path[:0] = [{str(build_dir / function)!r}, "
+        f"{str(build_dir / 'SharedLayer' / 'python')!r}, {str(runtime_dir)!r}]\n"
         f"import {handler} as module\n"
         "class Context:\n"
         "    function_name='built'; memory_limit_in_mb=256; aws_request_id='req-1'\n"
@@ -167,16 +172,27 @@ def test_built_functions_import_and_run_with_their_layer(
 
         # Downloader: the queued jobs as an SQS event, fetched from the local origin, stored in S3.
         sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
-        messages = sqs.receive_message(QueueUrl=resources.download_queue_url, MaxNumberOfMessages=10)["Messages"]
+        messages = sqs.receive_message(QueueUrl=resources.download_queue_url, MaxNumberOfMessages=10)[
+            "Messages"
+        ]
         records = load_event("sqs_download_batch")["Records"]
         sqs_event = {
             "Records": [
-                {**records[0], "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"]}
+                {
+                    **records[0],
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                }
                 for m in messages
             ]
         }
         answer = run_built(
-            build_dir, runtime_dir, "DownloaderFunction", sqs_event, {**env, "DOWNLOAD_TRUSTED_ORIGINS": server.origin}
+            build_dir,
+            runtime_dir,
+            "DownloaderFunction",
+            sqs_event,
+            {**env, "DOWNLOAD_TRUSTED_ORIGINS": server.origin},
         )
     assert answer == {"batchItemFailures": []}
     task = store.get_task(TASK_ID)

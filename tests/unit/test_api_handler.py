@@ -62,7 +62,9 @@ def test_submit_records_the_task_and_answers_202(aws_stack: Any, upstream: Any, 
     assert status == 200 and task["status"] == "submitted" and task["images"] == [] and task["error"] is None
 
 
-def test_callback_url_is_this_api_with_an_unguessable_token(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+def test_callback_url_is_this_api_with_an_unguessable_token(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
     from image_pipeline.adapters.tasks_table import TasksTable
     from image_pipeline.tokens import token_matches
 
@@ -122,9 +124,17 @@ def test_invalid_body_names_each_bad_field_and_calls_nothing(
     [
         ({"size": "1:1"}, "body", "prompt"),
         ({"prompt": "x", "size": "1:1", "filesUrl": ["https://e.com/a.gif"]}, "filesUrl", ".png"),
-        ({"prompt": "x", "size": "1:1", "filesUrl": [f"https://e.com/{i}.png" for i in range(6)]}, "filesUrl", "5"),
+        (
+            {"prompt": "x", "size": "1:1", "filesUrl": [f"https://e.com/{i}.png" for i in range(6)]},
+            "filesUrl",
+            "5",
+        ),
         ({"prompt": "x", "size": "1:1", "fallbackModel": "FLUX_MAX"}, "body", "enableFallback"),
-        ({"prompt": "x", "size": "1:1", "enableFallback": True, "fallbackModel": "DALL_E"}, "fallbackModel", ""),
+        (
+            {"prompt": "x", "size": "1:1", "enableFallback": True, "fallbackModel": "DALL_E"},
+            "fallbackModel",
+            "",
+        ),
         ({"prompt": "x", "size": "1:1", "maskUrl": "https://e.com/m.png"}, "body", "filesUrl"),
         ({"prompt": "   ", "size": "1:1"}, "prompt", "blank"),
         ({"prompt": "x", "size": "1:1", "callBackUrl": "https://evil.example/cb"}, "callBackUrl", ""),
@@ -151,10 +161,25 @@ def test_body_that_is_not_json_is_a_clear_422(aws_stack: Any, upstream: Any, lam
 @pytest.mark.parametrize(
     ("upstream_answer", "status", "needle", "retry_after"),
     [
-        (httpx.Response(200, json={"code": 402, "msg": "Credits insufficient"}), 402, "Credits insufficient", None),
-        (httpx.Response(429, json={"code": 429, "msg": "rate limited"}, headers={"Retry-After": "7"}), 429, "7", "7"),
+        (
+            httpx.Response(200, json={"code": 402, "msg": "Credits insufficient"}),
+            402,
+            "Credits insufficient",
+            None,
+        ),
+        (
+            httpx.Response(429, json={"code": 429, "msg": "rate limited"}, headers={"Retry-After": "7"}),
+            429,
+            "7",
+            "7",
+        ),
         (httpx.Response(200, json={"code": 429, "msg": "rate limited"}), 429, "retry", "10"),
-        (httpx.Response(200, json={"code": 401, "msg": "You do not have access permissions"}), 502, "API key", None),
+        (
+            httpx.Response(200, json={"code": 401, "msg": "You do not have access permissions"}),
+            502,
+            "API key",
+            None,
+        ),
         (httpx.Response(200, json={"code": 455, "msg": "maintenance"}), 503, "maintenance", "30"),
         (httpx.Response(200, json={"code": 500, "msg": "server error"}), 503, "unavailable", "30"),
         (httpx.Response(502, text="<html>bad gateway</html>"), 503, "unavailable", "30"),
@@ -191,7 +216,9 @@ def test_unknown_task_is_404(aws_stack: Any, lambda_context: Any) -> None:
     assert "not found" in body["message"]
 
 
-def test_status_reports_live_progress_while_generating(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+def test_status_reports_live_progress_while_generating(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
     upstream.post(GENERATE).mock(return_value=submit_ok())
     upstream.get(RECORD_INFO).mock(return_value=details("0.48"))
     invoke(load_event("api_submit_task"), lambda_context)

@@ -30,7 +30,9 @@ def table(resources: Any) -> Any:
     return TasksTable(resources.tasks_table)
 
 
-def mint_submission(resources: Any, *, bound_to: str | None = TASK_ID, submission_id: str = SUBMISSION_ID) -> None:
+def mint_submission(
+    resources: Any, *, bound_to: str | None = TASK_ID, submission_id: str = SUBMISSION_ID
+) -> None:
     """What POST /tasks leaves behind: the capability, and (unless the callback wins the race) the task."""
     from image_pipeline.task_models import utc_now
     from image_pipeline.tokens import hash_token
@@ -57,15 +59,25 @@ def table_items(resources: Any) -> list[dict[str, Any]]:
     return boto3.client("dynamodb", region_name="us-east-1").scan(TableName=resources.tasks_table)["Items"]
 
 
-@pytest.mark.parametrize(("success", "duplicate", "urls"), [("callback_4o_success", "callback_4o_duplicate", 2),
-                                                           ("callback_single_success", "callback_single_duplicate", 1)])
+@pytest.mark.parametrize(
+    ("success", "duplicate", "urls"),
+    [
+        ("callback_4o_success", "callback_4o_duplicate", 2),
+        ("callback_single_success", "callback_single_duplicate", 1),
+    ],
+)
 def test_first_success_enqueues_one_job_per_image_and_duplicates_do_nothing(
     aws_stack: Any, lambda_context: Any, success: str, duplicate: str, urls: int
 ) -> None:
     mint_submission(aws_stack)
     assert invoke(load_event(success), lambda_context) == (200, {"status": "accepted"})
     task = table(aws_stack).get_task(TASK_ID)
-    assert task is not None and task.status == "downloading" and task.imagesExpected == urls and task.jobsEnqueued
+    assert (
+        task is not None
+        and task.status == "downloading"
+        and task.imagesExpected == urls
+        and task.jobsEnqueued
+    )
     before = table_items(aws_stack)
     # A later delivery of the same taskId: 200, no new side effect.
     assert invoke(load_event(duplicate), lambda_context) == (200, {"status": "duplicate"})
@@ -73,7 +85,10 @@ def test_first_success_enqueues_one_job_per_image_and_duplicates_do_nothing(
     assert table_items(aws_stack) == before
     jobs = queued_jobs(aws_stack)
     assert [job["index"] for job in jobs] == list(range(urls))
-    assert all(job["taskId"] == TASK_ID and job["url"].startswith("https://tempfile.aiquickdraw.com/") for job in jobs)
+    assert all(
+        job["taskId"] == TASK_ID and job["url"].startswith("https://tempfile.aiquickdraw.com/")
+        for job in jobs
+    )
 
 
 @pytest.mark.parametrize(("event", "code"), [("callback_4o_failure", 400), ("callback_single_failure", 501)])
@@ -91,7 +106,9 @@ def test_failure_code_records_failed_with_code_and_message(
     assert table(aws_stack).get_task(TASK_ID).status == "failed"  # type: ignore[union-attr]
 
 
-def test_callback_before_the_submit_recorded_its_task_is_not_lost(aws_stack: Any, lambda_context: Any) -> None:
+def test_callback_before_the_submit_recorded_its_task_is_not_lost(
+    aws_stack: Any, lambda_context: Any
+) -> None:
     from image_pipeline.task_models import utc_now
 
     # Given the capability minted but the task not yet recorded (the upstream called back first)
@@ -109,7 +126,9 @@ def test_callback_before_the_submit_recorded_its_task_is_not_lost(aws_stack: Any
     assert task is not None and task.status == "downloading" and task.options["prompt"] == "late"
 
 
-def assert_rejected_without_writes(aws_stack: Any, lambda_context: Any, event: dict[str, Any], status: int) -> str:
+def assert_rejected_without_writes(
+    aws_stack: Any, lambda_context: Any, event: dict[str, Any], status: int
+) -> str:
     before = table_items(aws_stack)
     got_status, body = invoke(event, lambda_context)
     assert got_status == status, body
@@ -120,7 +139,9 @@ def assert_rejected_without_writes(aws_stack: Any, lambda_context: Any, event: d
 
 def test_forged_token_is_403_and_changes_nothing(aws_stack: Any, lambda_context: Any) -> None:
     mint_submission(aws_stack)
-    message = assert_rejected_without_writes(aws_stack, lambda_context, load_event("callback_forged_token"), 403)
+    message = assert_rejected_without_writes(
+        aws_stack, lambda_context, load_event("callback_forged_token"), 403
+    )
     assert "token" in message and "forged-token" not in message
 
 
@@ -138,7 +159,9 @@ def test_unknown_callback_url_is_404(aws_stack: Any, lambda_context: Any) -> Non
 
 def test_token_of_another_task_is_403(aws_stack: Any, lambda_context: Any) -> None:
     mint_submission(aws_stack, bound_to="ffffffffffffffffffffffffffffffff")
-    message = assert_rejected_without_writes(aws_stack, lambda_context, load_event("callback_4o_success"), 403)
+    message = assert_rejected_without_writes(
+        aws_stack, lambda_context, load_event("callback_4o_success"), 403
+    )
     assert "another task" in message
 
 
@@ -215,8 +238,8 @@ class TestSignedCallbacks:
 def test_sqs_failure_answers_503_and_the_next_delivery_finishes_the_job(
     aws_stack: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from image_pipeline.settings import reset_settings_cache
     from image_pipeline import wiring
+    from image_pipeline.settings import reset_settings_cache
 
     mint_submission(aws_stack)
     # Given SQS refusing the send (the queue URL points at a queue that does not exist)

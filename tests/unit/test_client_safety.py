@@ -10,8 +10,8 @@ import httpx
 import pytest
 import respx
 
-from tests.unit.test_api_handler import GENERATE, invoke, submit_ok
 from tests.conftest import load_event
+from tests.unit.test_api_handler import GENERATE, invoke, submit_ok
 
 
 def with_key(key: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -49,7 +49,9 @@ def test_same_key_with_another_body_is_refused(aws_stack: Any, upstream: Any, la
     assert route.call_count == 1
 
 
-def test_failed_submit_can_be_retried_with_the_same_key(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+def test_failed_submit_can_be_retried_with_the_same_key(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
     route = upstream.post(GENERATE).mock(
         side_effect=[httpx.Response(200, json={"code": 500, "msg": "boom"}), submit_ok()]
     )
@@ -58,7 +60,9 @@ def test_failed_submit_can_be_retried_with_the_same_key(aws_stack: Any, upstream
     assert route.call_count == 2
 
 
-def test_concurrent_duplicate_is_409_while_the_first_runs(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+def test_concurrent_duplicate_is_409_while_the_first_runs(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
     release = threading.Event()
     entered = threading.Event()
 

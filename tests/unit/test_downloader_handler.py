@@ -1,4 +1,4 @@
-"""The downloader, driven with events/sqs_download_batch.json under moto, fetching from a real local server."""
+"""The downloader, driven with events/sqs_download_batch.json under moto, fetching from a local server."""
 
 from __future__ import annotations
 
@@ -90,7 +90,9 @@ def test_batch_stores_every_image_and_marks_the_task_stored(
         assert stored["Metadata"]["task-id"] == TASK_ID
     record = task(aws_stack)
     assert record.status == "stored" and record.storedCount == 2
-    assert [image.sha256 for image in record.stored_images()] == [hashlib.sha256(b).hexdigest() for b in images]
+    assert [image.sha256 for image in record.stored_images()] == [
+        hashlib.sha256(b).hexdigest() for b in images
+    ]
 
 
 def test_processing_a_job_twice_is_harmless(
@@ -105,7 +107,9 @@ def test_processing_a_job_twice_is_harmless(
     assert run(batch(urls), lambda_context) == []
     record = task(aws_stack)
     assert record.status == "stored" and record.storedCount == 2
-    keys = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=aws_stack.images_bucket)["Contents"]
+    keys = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=aws_stack.images_bucket)[
+        "Contents"
+    ]
     assert sorted(item["Key"] for item in keys) == [f"images/{TASK_ID}/0.png", f"images/{TASK_ID}/1.png"]
 
 
@@ -133,10 +137,14 @@ def test_a_passing_failure_fails_only_its_message_and_backs_off(
 def test_expired_link_is_reminted_through_download_url(
     aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any
 ) -> None:
-    expired = server.serve("/s/expired.png", Reply(403, b"<Error>Request has expired</Error>", "application/xml"))
+    expired = server.serve(
+        "/s/expired.png", Reply(403, b"<Error>Request has expired</Error>", "application/xml")
+    )
     fresh = server.serve("/d/fresh.png", Reply(body=png_bytes()))
     remint = upstream.post(DOWNLOAD_URL).mock(
-        return_value=httpx.Response(200, json={"code": 200, "msg": "success", "data": fresh + "?X-Amz-Expires=1200"})
+        return_value=httpx.Response(
+            200, json={"code": 200, "msg": "success", "data": fresh + "?X-Amz-Expires=1200"}
+        )
     )
     downloading_task(aws_stack, [expired])
     assert run(batch([expired]), lambda_context) == []
@@ -149,7 +157,9 @@ def test_link_past_retention_fails_the_task_clearly(
 ) -> None:
     expired = server.serve("/s/old.png", Reply(404, b"gone", "text/plain"))
     upstream.post(DOWNLOAD_URL).mock(
-        return_value=httpx.Response(200, json={"code": 422, "msg": "Temporarily supports records within 14 days"})
+        return_value=httpx.Response(
+            200, json={"code": 422, "msg": "Temporarily supports records within 14 days"}
+        )
     )
     downloading_task(aws_stack, [expired])
     assert run(batch([expired]), lambda_context) == []
@@ -160,7 +170,12 @@ def test_link_past_retention_fails_the_task_clearly(
 @pytest.mark.parametrize(
     ("make_url", "needle"),
     [
-        (lambda server: server.serve("/s/page.png", Reply(body=b"<html>hi</html>", content_type="image/png")), "image"),
+        (
+            lambda server: server.serve(
+                "/s/page.png", Reply(body=b"<html>hi</html>", content_type="image/png")
+            ),
+            "image",
+        ),
         (lambda server: "https://evil.example.com/x.png", "evil.example.com"),
         (lambda server: "http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
     ],

@@ -38,7 +38,9 @@ def submitted(resources: Any, task_id: str = TASK_ID, age: timedelta = timedelta
 
     store(resources).put_submission(f"sub-{task_id}", "hash", utc_now() - age)
     store(resources).bind_submission(f"sub-{task_id}", task_id)
-    store(resources).record_submitted(task_id, f"sub-{task_id}", {"prompt": "x", "size": "1:1"}, utc_now() - age)
+    store(resources).record_submitted(
+        task_id, f"sub-{task_id}", {"prompt": "x", "size": "1:1"}, utc_now() - age
+    )
 
 
 def details(task_id: str = TASK_ID, **fields: Any) -> httpx.Response:
@@ -64,7 +66,9 @@ def test_missed_success_is_completed_exactly_as_its_callback_would(
     submitted(reconciler_env)
     urls = ["https://tempfile.aiquickdraw.com/s/a.png", "https://tempfile.aiquickdraw.com/s/b.png"]
     with respx.mock:
-        route = respx.get(RECORD_INFO).mock(return_value=details(successFlag=1, status="SUCCESS", response={key: urls}))
+        route = respx.get(RECORD_INFO).mock(
+            return_value=details(successFlag=1, status="SUCCESS", response={key: urls})
+        )
         report = sweep(lambda_context)
     assert route.call_count == 1
     assert report["checked"] == 1 and report["completed"] == 1
@@ -72,9 +76,9 @@ def test_missed_success_is_completed_exactly_as_its_callback_would(
     assert task.status == "downloading" and task.jobsEnqueued and task.imagesExpected == 2
     assert [job["url"] for job in sorted(queued(reconciler_env), key=lambda j: j["index"])] == urls
     # A late callback after the sweep is a plain duplicate.
+    from image_pipeline import wiring
     from image_pipeline.logic.callbacks import CallbackResult, handle_callback
     from image_pipeline.upstream_models import CallbackPayload
-    from image_pipeline import wiring
 
     late = CallbackPayload.model_validate(
         {"code": 200, "msg": "success", "data": {"taskId": TASK_ID, "info": {"result_urls": urls}}}
@@ -90,7 +94,9 @@ def test_missed_success_is_completed_exactly_as_its_callback_would(
 
 
 @pytest.mark.parametrize("flag", [2, 3])
-def test_missed_failure_records_the_upstream_code(reconciler_env: Any, lambda_context: Any, flag: int) -> None:
+def test_missed_failure_records_the_upstream_code(
+    reconciler_env: Any, lambda_context: Any, flag: int
+) -> None:
     submitted(reconciler_env)
     with respx.mock:
         respx.get(RECORD_INFO).mock(
@@ -119,11 +125,15 @@ def test_young_tasks_are_not_polled(aws_stack: Any, lambda_context: Any) -> None
     assert report["checked"] == 0 and not route.called
 
 
-def test_gives_up_after_the_upstream_retention_with_a_clear_failure(reconciler_env: Any, lambda_context: Any) -> None:
+def test_gives_up_after_the_upstream_retention_with_a_clear_failure(
+    reconciler_env: Any, lambda_context: Any
+) -> None:
     submitted(reconciler_env, age=timedelta(days=15))
     with respx.mock:
         respx.get(RECORD_INFO).mock(
-            return_value=httpx.Response(200, json={"code": 422, "msg": "Temporarily supports records within 14 days"})
+            return_value=httpx.Response(
+                200, json={"code": 422, "msg": "Temporarily supports records within 14 days"}
+            )
         )
         report = sweep(lambda_context)
     assert report["gave_up"] == 1
@@ -137,7 +147,10 @@ def test_stranded_enqueue_is_resumed(reconciler_env: Any, lambda_context: Any) -
     submitted(reconciler_env)
     # The callback's DynamoDB write happened, its SQS send did not (crash): a minute ago.
     store(reconciler_env).start_downloading(
-        TASK_ID, f"sub-{TASK_ID}", ["https://tempfile.aiquickdraw.com/s/a.png"], utc_now() - timedelta(minutes=1)
+        TASK_ID,
+        f"sub-{TASK_ID}",
+        ["https://tempfile.aiquickdraw.com/s/a.png"],
+        utc_now() - timedelta(minutes=1),
     )
     with respx.mock:
         report = sweep(lambda_context)
@@ -150,7 +163,9 @@ def test_rate_limit_stops_the_sweep_without_changes(reconciler_env: Any, lambda_
     for index in range(3):
         submitted(reconciler_env, task_id=f"{index:032x}")
     with respx.mock:
-        route = respx.get(RECORD_INFO).mock(return_value=httpx.Response(429, json={"code": 429, "msg": "slow down"}))
+        route = respx.get(RECORD_INFO).mock(
+            return_value=httpx.Response(429, json={"code": 429, "msg": "slow down"})
+        )
         report = sweep(lambda_context)
     assert route.call_count == 1 and report["errors"]
     assert all(store(reconciler_env).get_task(f"{i:032x}").status == "submitted" for i in range(3))
@@ -170,4 +185,6 @@ def test_pacer_keeps_queries_under_the_rate() -> None:
         pacer.wait()
         queried_at.append(now[0])
     # Never more than 3 queries in any one-second window.
-    assert all(later - earlier >= 1.0 - 1e-9 for earlier, later in zip(queried_at, queried_at[3:], strict=False))
+    assert all(
+        later - earlier >= 1.0 - 1e-9 for earlier, later in zip(queried_at, queried_at[3:], strict=False)
+    )

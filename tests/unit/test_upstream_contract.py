@@ -7,8 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import ValidationError
-
 from image_pipeline.adapters.upstream import UpstreamClient
 from image_pipeline.errors import (
     InsufficientCredits,
@@ -18,6 +16,7 @@ from image_pipeline.errors import (
     UpstreamUnavailable,
 )
 from image_pipeline.upstream_models import CallbackPayload, GenerateRequest, GenerationOptions, TaskDetails
+from pydantic import ValidationError
 
 TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
 
@@ -26,8 +25,12 @@ def client_answering(handler: Any) -> UpstreamClient:
     return UpstreamClient("https://api.kie.ai", "key-1", transport=httpx.MockTransport(handler))
 
 
-def envelope(code: int = 200, data: Any = None, msg: str = "success", status: int = 200, **headers: str) -> Any:
-    return lambda request: httpx.Response(status, json={"code": code, "msg": msg, "data": data}, headers=headers)
+def envelope(
+    code: int = 200, data: Any = None, msg: str = "success", status: int = 200, **headers: str
+) -> Any:
+    return lambda request: httpx.Response(
+        status, json={"code": code, "msg": msg, "data": data}, headers=headers
+    )
 
 
 @pytest.mark.parametrize("key", ["resultUrls", "result_urls"])
@@ -44,11 +47,15 @@ def test_task_details_accept_both_spellings(key: str, create_time: Any) -> None:
         }
     )
     assert details.is_success and not details.is_failure
-    assert details.response is not None and details.response.urls() == ["https://tempfile.aiquickdraw.com/s/a.png"]
+    assert details.response is not None and details.response.urls() == [
+        "https://tempfile.aiquickdraw.com/s/a.png"
+    ]
     assert details.progress_fraction == 1.0
 
 
-@pytest.mark.parametrize(("flag", "status"), [(2, "GENERATE_FAILED"), (3, None), (None, "CREATE_TASK_FAILED")])
+@pytest.mark.parametrize(
+    ("flag", "status"), [(2, "GENERATE_FAILED"), (3, None), (None, "CREATE_TASK_FAILED")]
+)
 def test_failure_flags_2_and_3_are_terminal(flag: int | None, status: str | None) -> None:
     details = TaskDetails.model_validate({"taskId": TASK_ID, "successFlag": flag, "status": status})
     assert details.is_failure and not details.is_success
@@ -57,14 +64,21 @@ def test_failure_flags_2_and_3_are_terminal(flag: int | None, status: str | None
 @pytest.mark.parametrize("id_key", ["taskId", "task_id"])
 def test_callback_reads_either_task_id_key(id_key: str) -> None:
     payload = CallbackPayload.model_validate(
-        {"code": 200, "msg": "success", "data": {id_key: TASK_ID, "info": {"result_urls": ["https://a/1.png"]}}}
+        {
+            "code": 200,
+            "msg": "success",
+            "data": {id_key: TASK_ID, "info": {"result_urls": ["https://a/1.png"]}},
+        }
     )
     assert payload.task_id == TASK_ID and payload.result_urls() == ["https://a/1.png"]
 
 
 def test_single_image_callback_shape() -> None:
     ok = CallbackPayload.model_validate(
-        {"code": 200, "data": {"taskId": "t1", "info": {"originImageUrl": "https://o", "resultImageUrl": "https://r"}}}
+        {
+            "code": 200,
+            "data": {"taskId": "t1", "info": {"originImageUrl": "https://o", "resultImageUrl": "https://r"}},
+        }
     )
     failed = CallbackPayload.model_validate(
         {"code": 501, "data": {"taskId": "t1", "info": {"originImageUrl": "", "resultImageUrl": ""}}}
@@ -84,7 +98,9 @@ def test_generate_request_carries_every_field() -> None:
         enableFallback=True,
         fallbackModel="GPT_IMAGE_1",
     )
-    body = GenerateRequest(**options.model_dump(exclude_none=True), callBackUrl="https://x/cb?token=t").to_upstream_json()
+    body = GenerateRequest(
+        **options.model_dump(exclude_none=True), callBackUrl="https://x/cb?token=t"
+    ).to_upstream_json()
     assert body == {
         "prompt": "p",
         "size": "2:3",
@@ -116,7 +132,11 @@ def test_generate_sends_bearer_and_returns_the_task_id() -> None:
     assert seen[0].headers["Authorization"] == "Bearer key-1"
     assert seen[0].url.path == "/api/v1/gpt4o-image/generate"
     assert json.loads(seen[0].content) == {
-        "prompt": "p", "size": "1:1", "nVariants": 1, "isEnhance": False, "enableFallback": False
+        "prompt": "p",
+        "size": "1:1",
+        "nVariants": 1,
+        "isEnhance": False,
+        "enableFallback": False,
     }
 
 
@@ -158,9 +178,15 @@ def test_network_error_is_unavailable_without_code() -> None:
     assert caught.value.code is None
 
 
-@pytest.mark.parametrize("data", ["https://f/x.png?X-Amz-Expires=1200", {"downloadUrl": "https://f/x.png?X-Amz-Expires=1200"}])
+@pytest.mark.parametrize(
+    "data", ["https://f/x.png?X-Amz-Expires=1200", {"downloadUrl": "https://f/x.png?X-Amz-Expires=1200"}]
+)
 def test_download_url_reads_both_documented_forms(data: Any) -> None:
-    assert client_answering(envelope(data=data)).download_url(TASK_ID, "https://r/1.png").startswith("https://f/x.png")
+    assert (
+        client_answering(envelope(data=data))
+        .download_url(TASK_ID, "https://r/1.png")
+        .startswith("https://f/x.png")
+    )
 
 
 def test_credit_is_a_number() -> None:

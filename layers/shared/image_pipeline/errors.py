@@ -7,7 +7,9 @@ class UpstreamError(Exception):
     """The upstream answered with an error envelope (or not at all)."""
 
     def __init__(self, code: int | None, message: str) -> None:
-        super().__init__(f"upstream error {code}: {message}" if code is not None else f"upstream error: {message}")
+        super().__init__(
+            f"upstream error {code}: {message}" if code is not None else f"upstream error: {message}"
+        )
         self.code = code
         self.message = message
 

@@ -28,7 +28,7 @@ class AwsResources(BaseModel):
 class UpstreamSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
     base_url: str = Field(alias="KIE_API_BASE_URL", default=DEFAULT_UPSTREAM)
-    # Deployed stacks name an SSM SecureString / Secrets Manager secret; the plain value is for local runs only.
+    # Deployed stacks name an SSM SecureString / Secrets Manager secret; the plain value is for local runs.
     api_key_parameter: str = Field(alias="KIE_API_KEY_PARAMETER", default="")
     api_key: str = Field(alias="KIE_API_KEY", default="", repr=False)
     timeout_seconds: float = Field(alias="KIE_API_TIMEOUT_SECONDS", default=10.0, gt=0, le=60)

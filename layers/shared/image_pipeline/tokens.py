@@ -54,6 +54,8 @@ def check_webhook_signature(
     skew = abs((time.time() if now is None else now) - int(timestamp))
     if skew > window_seconds:
         return f"X-Webhook-Timestamp is {int(skew)} s away from now (window {window_seconds} s)"
-    if not hmac.compare_digest(webhook_signature(key, task_id, timestamp).encode(), signature.strip().encode()):
+    if not hmac.compare_digest(
+        webhook_signature(key, task_id, timestamp).encode(), signature.strip().encode()
+    ):
         return "X-Webhook-Signature does not match"
     return None

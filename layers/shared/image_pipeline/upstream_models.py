@@ -95,7 +95,9 @@ class ResultInfo(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    result_urls: list[str] | None = Field(default=None, validation_alias=AliasChoices("result_urls", "resultUrls"))
+    result_urls: list[str] | None = Field(
+        default=None, validation_alias=AliasChoices("result_urls", "resultUrls")
+    )
     resultImageUrl: str | None = None
     originImageUrl: str | None = None
 
@@ -144,9 +146,9 @@ class CallbackData(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     # The 4o body says taskId; the platform's signing sample reads task_id: take whichever is present.
-    taskId: Annotated[str, Field(min_length=1, max_length=CALLBACK_TASK_ID_MAX, pattern=r"^[A-Za-z0-9_-]+$")] = (
-        Field(validation_alias=AliasChoices("taskId", "task_id"))
-    )
+    taskId: Annotated[
+        str, Field(min_length=1, max_length=CALLBACK_TASK_ID_MAX, pattern=r"^[A-Za-z0-9_-]+$")
+    ] = Field(validation_alias=AliasChoices("taskId", "task_id"))
     info: ResultInfo | None = None
 
 

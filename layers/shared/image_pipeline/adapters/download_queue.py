@@ -30,9 +30,14 @@ class DownloadQueue:
         for _attempt in range(2):  # one immediate retry of the entries SQS refused
             result = self._sqs.send_message_batch(
                 QueueUrl=self.queue_url,
-                Entries=[{"Id": entry_id, "MessageBody": job.model_dump_json()} for entry_id, job in pending.items()],
+                Entries=[
+                    {"Id": entry_id, "MessageBody": job.model_dump_json()}
+                    for entry_id, job in pending.items()
+                ],
             )
-            problems = [f"{failed.get('Code')}: {failed.get('Message', '')}" for failed in result.get("Failed", [])]
+            problems = [
+                f"{failed.get('Code')}: {failed.get('Message', '')}" for failed in result.get("Failed", [])
+            ]
             pending = {failed["Id"]: pending[failed["Id"]] for failed in result.get("Failed", [])}
             if not pending:
                 return
@@ -41,5 +46,7 @@ class DownloadQueue:
     def delay_retry(self, receipt_handle: str, seconds: int) -> None:
         """Back off a failed job: it comes back after `seconds` instead of the queue's visibility timeout."""
         self._sqs.change_message_visibility(
-            QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, min(seconds, 43200))
+            QueueUrl=self.queue_url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=max(0, min(seconds, 43200)),
         )

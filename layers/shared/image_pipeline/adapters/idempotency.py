@@ -44,7 +44,9 @@ def run_once(
     if lambda_context is not None:
         config.register_lambda_context(lambda_context)  # an in-progress record expires with the invocation
 
-    @idempotent_function(data_keyword_argument="submission", persistence_store=_persistence(table_name), config=config)
+    @idempotent_function(
+        data_keyword_argument="submission", persistence_store=_persistence(table_name), config=config
+    )
     def submit_tasks_once(submission: dict[str, Any]) -> str:
         return action()
 

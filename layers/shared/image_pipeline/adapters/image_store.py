@@ -17,7 +17,9 @@ class ImageStore:
         self.bucket = bucket
         self._s3 = s3 or client("s3")
 
-    def put(self, key: str, body: bytes, *, content_type: str, sha256_hex: str, metadata: dict[str, str]) -> None:
+    def put(
+        self, key: str, body: bytes, *, content_type: str, sha256_hex: str, metadata: dict[str, str]
+    ) -> None:
         # S3 checks ChecksumSHA256 against what it received: a corrupted upload fails instead of being stored.
         self._s3.put_object(
             Bucket=self.bucket,

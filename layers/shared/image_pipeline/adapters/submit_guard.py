@@ -72,7 +72,10 @@ class SubmitGuard:
     def _seconds_until_free(self, now: float) -> int:
         found = self._db.batch_get_item(
             RequestItems={
-                self.table_name: {"Keys": [self._key(slot) for slot in range(self.limit)], "ConsistentRead": True}
+                self.table_name: {
+                    "Keys": [self._key(slot) for slot in range(self.limit)],
+                    "ConsistentRead": True,
+                }
             }
         )
         used = [float(item["usedAt"]["N"]) for item in found["Responses"].get(self.table_name, [])]

@@ -86,7 +86,9 @@ class TasksTable:
         )
 
     def get_submission(self, submission_id: str) -> dict[str, Any] | None:
-        found = self._db.get_item(TableName=self.table_name, Key=submission_key(submission_id), ConsistentRead=True)
+        found = self._db.get_item(
+            TableName=self.table_name, Key=submission_key(submission_id), ConsistentRead=True
+        )
         return _from_item(found["Item"]) if "Item" in found else None
 
     def bind_submission(self, submission_id: str, task_id: str) -> bool:
@@ -96,7 +98,9 @@ class TasksTable:
                 TableName=self.table_name,
                 Key=submission_key(submission_id),
                 UpdateExpression="SET taskId = :task",
-                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(taskId) OR taskId = :task)",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(taskId) OR taskId = :task)"
+                ),
                 ExpressionAttributeValues=_values(task=task_id),
             )
         except ClientError as error:
@@ -114,8 +118,10 @@ class TasksTable:
         found = self._db.get_item(TableName=self.table_name, Key=task_key(task_id), ConsistentRead=True)
         return TaskRecord.model_validate(_from_item(found["Item"])) if "Item" in found else None
 
-    def record_submitted(self, task_id: str, submission_id: str, options: dict[str, Any], now: datetime) -> None:
-        """Create the task, or fill in the submit's fields if its callback got here first (never moves it back)."""
+    def record_submitted(
+        self, task_id: str, submission_id: str, options: dict[str, Any], now: datetime
+    ) -> None:
+        """Create the task, or fill in the submit's fields if its callback came first (never move it back)."""
         self._db.update_item(
             TableName=self.table_name,
             Key=task_key(task_id),
@@ -147,10 +153,14 @@ class TasksTable:
                 Key=task_key(task_id),
                 UpdateExpression=(
                     f"SET {sets}, callbackAt = :now, updatedAt = :now, taskId = :task, "
-                    "submissionId = if_not_exists(submissionId, :sub), createdAt = if_not_exists(createdAt, :now), "
+                    "submissionId = if_not_exists(submissionId, :sub), "
+                    "createdAt = if_not_exists(createdAt, :now), "
                     "expiresAt = if_not_exists(expiresAt, :expires), images = if_not_exists(images, :empty)"
                 ),
-                ConditionExpression="attribute_not_exists(callbackAt) AND (attribute_not_exists(#status) OR #status = :submitted)",
+                ConditionExpression=(
+                    "attribute_not_exists(callbackAt) "
+                    "AND (attribute_not_exists(#status) OR #status = :submitted)"
+                ),
                 ExpressionAttributeNames={"#status": "status", **names},
                 ExpressionAttributeValues=_values(
                     now=iso(now),
@@ -271,8 +281,10 @@ class TasksTable:
             raise
         return True
 
-    def tasks_in_status(self, status: TaskStatus, updated_before: datetime, limit: int = 100) -> Iterator[TaskRecord]:
-        """Tasks stuck in `status` since before a moment (the status index is sparse: only tasks have status)."""
+    def tasks_in_status(
+        self, status: TaskStatus, updated_before: datetime, limit: int = 100
+    ) -> Iterator[TaskRecord]:
+        """Tasks in `status` since before a moment (the index is sparse: only tasks have a status)."""
         paginator = self._db.get_paginator("query")
         pages = paginator.paginate(
             TableName=self.table_name,

@@ -74,8 +74,12 @@ class UpstreamClient:
         except ValueError:
             # No envelope: judge by the HTTP status alone (a proxy's 502 page, a 429 from an edge).
             if response.is_success:
-                raise UpstreamUnavailable(response.status_code, f"{path} answered without a JSON envelope") from None
-            raise error_for(response.status_code, f"HTTP {response.status_code} from {path}", response) from None
+                raise UpstreamUnavailable(
+                    response.status_code, f"{path} answered without a JSON envelope"
+                ) from None
+            raise error_for(
+                response.status_code, f"HTTP {response.status_code} from {path}", response
+            ) from None
         if response.status_code == 429 or envelope.code == 429:
             raise error_for(429, envelope.msg, response)
         if envelope.code != 200:
@@ -98,7 +102,7 @@ class UpstreamClient:
         return TaskDetails.model_validate(data)
 
     def download_url(self, task_id: str, url: str) -> str:
-        """A fresh 20-minute link for a result URL (the reference form; the quick start's form is read too)."""
+        """A fresh 20-minute link for a result URL (reference form; the quick start's form is read too)."""
         data = self._call("POST", DOWNLOAD_URL_PATH, json={"taskId": task_id, "url": url})
         if isinstance(data, dict):
             data = data.get("downloadUrl") or data.get("url")

@@ -54,7 +54,8 @@ def parse_callback(body: str | bytes | None, max_body_bytes: int) -> CallbackPay
         payload = CallbackPayload.model_validate(document)
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in e['loc']) or 'body'}: {e['msg']}" for e in error.errors(include_url=False)
+            f"{'.'.join(str(part) for part in e['loc']) or 'body'}: {e['msg']}"
+            for e in error.errors(include_url=False)
         )
         raise CallbackRejected(400, f"callback body does not match the callback format: {problems}") from None
     if len(payload.result_urls()) > MAX_IMAGES_PER_TASK:
@@ -119,7 +120,9 @@ def handle_callback(
         if store.start_downloading(task_id, submission_id, urls, clock()):
             _enqueue(task_id, urls, store=store, queue=queue, clock=clock)
             return CallbackResult.ACCEPTED
-        return _resume_if_stranded(store.get_task(task_id), store=store, queue=queue, clock=clock, grace=IN_FLIGHT_GRACE)
+        return _resume_if_stranded(
+            store.get_task(task_id), store=store, queue=queue, clock=clock, grace=IN_FLIGHT_GRACE
+        )
     error = TaskError(
         code=payload.code if not payload.succeeded else "no_images",
         message=payload.msg if not payload.succeeded and payload.msg else _failure_message(payload),

@@ -75,7 +75,11 @@ def download_image(
     recorded = store.add_image(
         job.taskId,
         StoredImage(
-            index=job.index, key=key, contentType=image.content_type, bytes=len(image.body), sha256=image.sha256
+            index=job.index,
+            key=key,
+            contentType=image.content_type,
+            bytes=len(image.body),
+            sha256=image.sha256,
         ),
         clock(),
     )
@@ -87,12 +91,20 @@ def _fetch_with_fresh_link(job: DownloadJob, fetch: Fetcher, upstream: Upstream 
     try:
         return fetch(job.url)
     except FetchError as error:
-        if error.reason != "http_status" or error.status_code not in EXPIRED_LINK_STATUSES or upstream is None:
+        if (
+            error.reason != "http_status"
+            or error.status_code not in EXPIRED_LINK_STATUSES
+            or upstream is None
+        ):
             raise
         try:
             fresh_url = upstream.download_url(job.taskId, job.url)
         except UpstreamError as remint_error:
             if remint_error.code in (400, 404, 422):  # e.g. "Temporarily supports records within 14 days"
-                raise LinkGone(f"{error}; the upstream will not renew the link: {remint_error.message}") from None
-            raise RetryLater(f"result link expired and could not be renewed: {remint_error}") from remint_error
+                raise LinkGone(
+                    f"{error}; the upstream will not renew the link: {remint_error.message}"
+                ) from None
+            raise RetryLater(
+                f"result link expired and could not be renewed: {remint_error}"
+            ) from remint_error
         return fetch(fresh_url)

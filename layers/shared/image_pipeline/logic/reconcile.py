@@ -34,10 +34,13 @@ def payload_from_details(details: TaskDetails) -> CallbackPayload | None:
     if details.is_success:
         urls = details.response.urls() if details.response else []
         return CallbackPayload(
-            code=200, msg="success", data=CallbackData(taskId=details.taskId, info=ResultInfo(result_urls=urls))
+            code=200,
+            msg="success",
+            data=CallbackData(taskId=details.taskId, info=ResultInfo(result_urls=urls)),
         )
     if details.is_failure:
-        code = int(details.errorCode) if str(details.errorCode or "").isdigit() else 500
+        raw_code = str(details.errorCode or "")
+        code = int(raw_code) if raw_code.isdigit() else 500
         return CallbackPayload(
             code=code if code != 200 else 500,
             msg=details.errorMessage or "the upstream reported the task failed",
@@ -88,7 +91,9 @@ def reconcile(
             break  # the next run picks up the rest
         report.checked += 1
         try:
-            _reconcile_one(task, store=store, queue=queue, upstream=upstream, pacer=pacer, clock=clock, report=report)
+            _reconcile_one(
+                task, store=store, queue=queue, upstream=upstream, pacer=pacer, clock=clock, report=report
+            )
         except RateLimited as error:
             report.errors.append(f"{task.taskId}: rate limited ({error.message}); stopping this sweep")
             break
@@ -123,7 +128,10 @@ def _reconcile_one(
                 task.taskId,
                 TaskError(
                     code="expired",
-                    message="no result arrived within the upstream's 14-day retention; the images cannot be recovered",
+                    message=(
+                        "no result arrived within the upstream's 14-day retention; "
+                        "the images cannot be recovered"
+                    ),
                 ),
                 now,
             )
@@ -132,7 +140,12 @@ def _reconcile_one(
             report.still_generating += 1
         return
     result = handle_callback(
-        payload, submission_id=task.submissionId or "", bound_task_id=task.taskId, store=store, queue=queue, clock=clock
+        payload,
+        submission_id=task.submissionId or "",
+        bound_task_id=task.taskId,
+        store=store,
+        queue=queue,
+        clock=clock,
     )
     if result is CallbackResult.ACCEPTED:
         if payload.succeeded and payload.result_urls():

@@ -51,6 +51,8 @@ def submit_task(
             store.delete_submission(submission_id)
         raise
     if not store.bind_submission(submission_id, task_id):
-        raise SubmissionConflict(f"callback capability {submission_id} is bound to another task than {task_id}")
+        raise SubmissionConflict(
+            f"callback capability {submission_id} is bound to another task than {task_id}"
+        )
     store.record_submitted(task_id, submission_id, options.model_dump(exclude_none=True), clock())
     return task_id
