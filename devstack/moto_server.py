@@ -36,6 +36,10 @@ class LocalMotoServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> LocalMotoServer:
+        # moto keeps its state in process-wide backends: a new local AWS starts empty.
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
         self._thread.start()
         return self
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -60,8 +61,15 @@ class InvalidIdempotencyKey(ValueError):
     pass
 
 
+class UnreadableBody(ValueError):
+    """A body Powertools cannot hand to validation as one JSON object."""
+
+
 @app.post("/tasks")
 def create_task(options: GenerationOptions) -> Response[Any]:
+    # Validation reads the first item of a JSON array as the object: one task per request only.
+    if not isinstance(app.current_event.json_body, dict):
+        raise UnreadableBody("the body must be one JSON object with the task's fields")
     settings = api_settings()
 
     def submit() -> str:
@@ -69,12 +77,18 @@ def create_task(options: GenerationOptions) -> Response[Any]:
             wiring.submit_guard(
                 settings.tasks_table, settings.submit_rate_limit, settings.submit_rate_window_seconds
             ).acquire()
-        return submit_task(
+        submitted = submit_task(
             options,
             callback_base=callback_base(settings),
             store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
             upstream=wiring.upstream_client(settings),
         )
+        if not submitted.recorded:
+            logger.error(
+                "task accepted upstream but not recorded; its callback will",
+                extra={"task_id": submitted.task_id},
+            )
+        return submitted.task_id
 
     key = app.current_event.headers.get("Idempotency-Key")  # case-insensitive
     if key is None or not settings.idempotency_table:
@@ -115,10 +129,26 @@ def get_task(taskId: str) -> Response[Any]:
 def invalid_request(error: RequestValidationError) -> Response[Any]:
     problems = []
     for problem in error.errors():
-        location = [str(part) for part in problem.get("loc", ()) if part != "body"]
+        # Field names only: a JSON syntax error's location is a character offset, not a field.
+        location = [part for part in problem.get("loc", ()) if isinstance(part, str) and part != "body"]
+        if problem.get("type") == "json_invalid":
+            location = []
         problems.append({"field": ".".join(location) or "body", "message": problem.get("msg", "invalid")})
     fields = ", ".join(problem["field"] for problem in problems)
     return _json(422, {"message": f"invalid request: check {fields}", "errors": problems})
+
+
+@app.exception_handler([UnreadableBody, RecursionError, UnicodeDecodeError, binascii.Error])
+def unreadable_body(error: Exception) -> Response[Any]:
+    reasons = {
+        RecursionError: "the body nests too deeply",
+        UnicodeDecodeError: "the body is not UTF-8",
+        binascii.Error: "the body is not valid base64",
+    }
+    message = next((text for kind, text in reasons.items() if isinstance(error, kind)), str(error))
+    return _json(
+        422, {"message": f"invalid request: {message}", "errors": [{"field": "body", "message": message}]}
+    )
 
 
 @app.exception_handler(InvalidIdempotencyKey)

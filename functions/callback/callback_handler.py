@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -26,11 +28,22 @@ def _json(status: int, body: dict[str, Any]) -> Response[Any]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
+def raw_body(body: str | None, is_base64: bool) -> bytes:
+    if body is None:
+        return b""
+    if not is_base64:
+        return body.encode("utf-8", errors="surrogatepass")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise CallbackRejected(400, "callback body is marked base64 but is not valid base64") from None
+
+
 @app.post("/callbacks/<submissionId>")
 def receive_callback(submissionId: str) -> Response[Any]:
     settings = callback_settings()
     event = app.current_event
-    payload = parse_callback(event.decoded_body if event.body is not None else None, settings.max_body_bytes)
+    payload = parse_callback(raw_body(event.body, bool(event.is_base64_encoded)), settings.max_body_bytes)
     store = wiring.tasks_table(settings.tasks_table)
     bound_task_id = authenticate(
         payload,

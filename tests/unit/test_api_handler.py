@@ -245,3 +245,21 @@ def test_dynamodb_fault_is_a_clear_503(
     status, body, headers = invoke(load_event("api_submit_task"), lambda_context)
     assert status == 503 and "try again" in body["message"] and headers["Retry-After"]
     assert not route.called  # the capability could not be minted, so nothing was paid for
+
+
+def test_a_paid_generation_is_answered_even_when_recording_it_fails(
+    aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the upstream accepted, a DynamoDB outage must not make a retrying client pay twice."""
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.logic import submission
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("DynamoDB unavailable")
+
+    monkeypatch.setattr(TasksTable, "record_submitted", broken)
+    monkeypatch.setattr(submission, "RECORD_BACKOFF_SECONDS", 0)
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    status, body, _ = invoke(load_event("api_submit_task"), lambda_context)
+    assert (status, body) == (202, {"taskId": TASK_ID, "status": "submitted"})
+    assert route.call_count == 1

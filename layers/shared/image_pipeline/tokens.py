@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 
 TOKEN_BYTES = 32
+UNIX_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also accepts "²"
 
 
 def new_submission_id() -> str:
@@ -49,7 +51,7 @@ def check_webhook_signature(
     """None when the headers prove the callback; otherwise what is wrong with them."""
     if not timestamp or not signature:
         return "missing X-Webhook-Timestamp or X-Webhook-Signature header"
-    if not timestamp.isdigit():
+    if not UNIX_SECONDS.fullmatch(timestamp):
         return "X-Webhook-Timestamp is not Unix seconds"
     skew = abs((time.time() if now is None else now) - int(timestamp))
     if skew > window_seconds:

@@ -5,6 +5,7 @@ Where the platform's own pages disagree ([conflict] in UPSTREAM.md) the models a
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -62,6 +63,8 @@ class GenerationOptions(BaseModel):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> GenerationOptions:
+        if not is_storable_text(self.model_dump()):
+            raise ValueError("contains invalid Unicode (a lone surrogate)")
         if not self.prompt and not self.filesUrl:
             raise ValueError("give a prompt, filesUrl, or both")
         if self.maskUrl and not self.filesUrl:
@@ -140,6 +143,16 @@ class TaskDetails(BaseModel):
 
 
 CALLBACK_TASK_ID_MAX = 128
+MAX_STATUS_CODE = 9999  # the platform's codes are HTTP-like; anything longer is not a status
+
+
+def is_storable_text(document: Any) -> bool:
+    """False when a string in the document holds a lone surrogate (valid JSON, not storable UTF-8)."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class CallbackData(BaseModel):
@@ -157,7 +170,7 @@ class CallbackPayload(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    code: int
+    code: Annotated[int, Field(ge=0, le=MAX_STATUS_CODE)]
     msg: str = ""
     data: CallbackData
 

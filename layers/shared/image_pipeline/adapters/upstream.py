@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from image_pipeline.errors import (
     InsufficientCredits,
@@ -25,9 +27,12 @@ CREDIT_PATH = "/api/v1/chat/credit"
 DEFAULT_RETRY_AFTER_SECONDS = 10
 
 
+RETRY_AFTER_SECONDS = re.compile(r"[0-9]{1,6}")
+
+
 def _retry_after(response: httpx.Response) -> int:
-    value = response.headers.get("Retry-After", "")
-    return max(1, int(value)) if value.isdigit() else DEFAULT_RETRY_AFTER_SECONDS
+    value = response.headers.get("Retry-After", "").strip()
+    return max(1, int(value)) if RETRY_AFTER_SECONDS.fullmatch(value) else DEFAULT_RETRY_AFTER_SECONDS
 
 
 def error_for(code: int, message: str, response: httpx.Response | None = None) -> UpstreamError:
@@ -97,9 +102,10 @@ class UpstreamClient:
 
     def task_details(self, task_id: str) -> TaskDetails:
         data = self._call("GET", RECORD_INFO_PATH, params={"taskId": task_id})
-        if not isinstance(data, dict):
-            raise UpstreamUnavailable(200, "record-info answered success without task details")
-        return TaskDetails.model_validate(data)
+        try:
+            return TaskDetails.model_validate(data)
+        except ValidationError as error:
+            raise UpstreamUnavailable(200, f"record-info answered unreadable task details: {error}") from None
 
     def download_url(self, task_id: str, url: str) -> str:
         """A fresh 20-minute link for a result URL (reference form; the quick start's form is read too)."""

@@ -21,7 +21,7 @@ from image_pipeline.errors import CallbackRejected
 from image_pipeline.logic.ports import JobQueue, TaskStore
 from image_pipeline.task_models import DownloadJob, TaskError, TaskRecord, TaskStatus, utc_now
 from image_pipeline.tokens import check_webhook_signature, token_matches
-from image_pipeline.upstream_models import CallbackPayload
+from image_pipeline.upstream_models import CallbackPayload, is_storable_text
 
 MAX_IMAGES_PER_TASK = 16
 # A delivery that finds jobs not yet enqueued re-sends them only if the first attempt said it failed,
@@ -43,13 +43,17 @@ class CallbackResult(StrEnum):
 
 
 def parse_callback(body: str | bytes | None, max_body_bytes: int) -> CallbackPayload:
-    raw = body.encode() if isinstance(body, str) else (body or b"")
+    raw = body.encode("utf-8", errors="surrogatepass") if isinstance(body, str) else (body or b"")
     if len(raw) > max_body_bytes:
         raise CallbackRejected(413, f"callback body is {len(raw)} bytes; the limit is {max_body_bytes}")
     try:
         document = json.loads(raw)
+    except RecursionError:
+        raise CallbackRejected(400, "callback body nests too deeply to be a callback") from None
     except ValueError as error:
         raise CallbackRejected(400, f"callback body is not JSON: {error}") from None
+    if not is_storable_text(document):
+        raise CallbackRejected(400, "callback body contains invalid Unicode (a lone surrogate)")
     try:
         payload = CallbackPayload.model_validate(document)
     except ValidationError as error:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import NamedTuple
 from urllib.parse import quote
 
 from image_pipeline.errors import UpstreamError
@@ -11,6 +14,14 @@ from image_pipeline.logic.ports import TaskStore, Upstream
 from image_pipeline.task_models import utc_now
 from image_pipeline.tokens import hash_token, new_callback_token, new_submission_id
 from image_pipeline.upstream_models import GenerateRequest, GenerationOptions
+
+RECORD_ATTEMPTS = 3
+RECORD_BACKOFF_SECONDS = 0.5
+
+
+class SubmittedTask(NamedTuple):
+    task_id: str
+    recorded: bool  # False: storage failed after the upstream accepted; the callback records it
 
 
 class SubmissionConflict(RuntimeError):
@@ -28,7 +39,8 @@ def submit_task(
     store: TaskStore,
     upstream: Upstream,
     clock: Callable[[], datetime] = utc_now,
-) -> str:
+    sleep: Callable[[float], None] = time.sleep,
+) -> SubmittedTask:
     """Submit upstream and record the task; returns the upstream's taskId.
 
     The callback can beat our own write of the task (the upstream may answer the callback before it
@@ -48,11 +60,38 @@ def submit_task(
         # An error envelope means no task exists upstream; a timeout (code None) may hide one whose
         # callback is still to come, so its capability stays (its TTL removes it otherwise).
         if error.code is not None:
-            store.delete_submission(submission_id)
+            with contextlib.suppress(Exception):  # tidy-up only: the TTL removes it otherwise
+                store.delete_submission(submission_id)
         raise
-    if not store.bind_submission(submission_id, task_id):
-        raise SubmissionConflict(
-            f"callback capability {submission_id} is bound to another task than {task_id}"
-        )
-    store.record_submitted(task_id, submission_id, options.model_dump(exclude_none=True), clock())
-    return task_id
+    recorded_now = _record(task_id, submission_id, options, store=store, clock=clock, sleep=sleep)
+    return SubmittedTask(task_id, recorded_now)
+
+
+def _record(
+    task_id: str,
+    submission_id: str,
+    options: GenerationOptions,
+    *,
+    store: TaskStore,
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None],
+) -> bool:
+    """Record the task; False if storage kept failing.
+
+    The upstream has accepted (and charged for) this generation, so failing the request now would
+    make a retrying client pay twice. After a few rounds we stop trying and still answer with the
+    taskId: the capability exists, so the task's callback (or the reconciler) records it.
+    """
+    for attempt in range(RECORD_ATTEMPTS):
+        try:
+            if not store.bind_submission(submission_id, task_id):
+                raise SubmissionConflict(f"callback capability {submission_id} is bound to another task")
+            store.record_submitted(task_id, submission_id, options.model_dump(exclude_none=True), clock())
+            return True
+        except SubmissionConflict:
+            raise
+        except Exception:  # an AWS fault that outlived the SDK's retries: wait, then try again
+            if attempt == RECORD_ATTEMPTS - 1:
+                return False
+            sleep(RECORD_BACKOFF_SECONDS * 2**attempt)
+    return False
