@@ -106,9 +106,14 @@ class FrontDoor:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+                # The path only: a callback URL's query string carries its capability token.
+                if access_log:
+                    sys.stderr.write(f"[api] {self.command} {self.path.split('?', 1)[0]} {code}\n")
+
             def log_message(self, format: str, *args: Any) -> None:
                 if access_log:
-                    sys.stderr.write(f"[api] {self.address_string()} {format % args}\n")
+                    sys.stderr.write(f"[api] {format % args}\n")
 
             def _handle(self) -> None:
                 front_door.handle(self)

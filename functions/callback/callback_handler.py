@@ -1,31 +1,35 @@
-"""Callback receiver: POST /callbacks/{submissionId}?token=... from the upstream."""
+"""Callback receiver: POST /callbacks/{submissionId}?token=... from the upstream.
+
+One route, so no router: the event is read with Powertools' data class, which keeps the OpenAPI
+and validation machinery out of this function's cold start (it must answer the upstream fast).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
 from image_pipeline.adapters.download_queue import EnqueueError
 from image_pipeline.adapters.secrets import resolve_secret
 from image_pipeline.errors import CallbackRejected
-from image_pipeline.logic.callbacks import authenticate, handle_callback, parse_callback
+from image_pipeline.logic.callbacks import CallbackResult, authenticate, handle_callback, parse_callback
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import callback_settings
 
 logger = logger_for("callback")
 metrics = metrics_for("callback")
-app = APIGatewayRestResolver()
 
 
-def _json(status: int, body: dict[str, Any]) -> Response[Any]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+def _json(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 
 def raw_body(body: str | None, is_base64: bool) -> bytes:
@@ -39,15 +43,16 @@ def raw_body(body: str | None, is_base64: bool) -> bytes:
         raise CallbackRejected(400, "callback body is marked base64 but is not valid base64") from None
 
 
-@app.post("/callbacks/<submissionId>")
-def receive_callback(submissionId: str) -> Response[Any]:
+def receive_callback(event: APIGatewayProxyEvent) -> CallbackResult:
     settings = callback_settings()
-    event = app.current_event
+    submission_id = (event.path_parameters or {}).get("submissionId")
+    if event.http_method != "POST" or not submission_id:
+        raise CallbackRejected(404, "unknown callback URL")
     payload = parse_callback(raw_body(event.body, bool(event.is_base64_encoded)), settings.max_body_bytes)
     store = wiring.tasks_table(settings.tasks_table)
     bound_task_id = authenticate(
         payload,
-        submission_id=submissionId,
+        submission_id=submission_id,
         token=(event.query_string_parameters or {}).get("token"),
         headers=event.headers or {},
         store=store,
@@ -56,7 +61,7 @@ def receive_callback(submissionId: str) -> Response[Any]:
     )
     result = handle_callback(
         payload,
-        submission_id=submissionId,
+        submission_id=submission_id,
         bound_task_id=bound_task_id,
         store=store,
         queue=wiring.download_queue(settings.download_queue_url),
@@ -64,26 +69,22 @@ def receive_callback(submissionId: str) -> Response[Any]:
     logger.info(
         "callback handled", extra={"task_id": payload.task_id, "code": payload.code, "result": result}
     )
-    metrics.add_metric(name=f"Callback{result.value.title()}", unit=MetricUnit.Count, value=1)
-    return _json(200, {"status": result.value})
-
-
-@app.exception_handler(CallbackRejected)
-def rejected(error: CallbackRejected) -> Response[Any]:
-    # The token is never logged: the message names what failed, not the value.
-    logger.warning("callback rejected", extra={"status": error.status_code, "reason": error.message})
-    metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
-    return _json(error.status_code, {"message": error.message})
-
-
-@app.exception_handler([EnqueueError, ClientError, BotoCoreError])
-def not_recorded(error: Exception) -> Response[Any]:
-    # A 5xx makes the upstream deliver again; the task state lets that delivery finish the work.
-    logger.exception("callback could not be fully processed; the upstream will retry")
-    return _json(503, {"message": "temporarily unable to record the callback; please retry"})
+    return result
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    try:
+        result = receive_callback(APIGatewayProxyEvent(event))
+    except CallbackRejected as error:
+        # The token is never logged: the message names what failed, not the value.
+        logger.warning("callback rejected", extra={"status": error.status_code, "reason": error.message})
+        metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
+        return _json(error.status_code, {"message": error.message})
+    except (EnqueueError, ClientError, BotoCoreError):
+        # A 5xx makes the upstream deliver again; the task state lets that delivery finish the work.
+        logger.exception("callback could not be fully processed; the upstream will retry")
+        return _json(503, {"message": "temporarily unable to record the callback; please retry"})
+    metrics.add_metric(name=f"Callback{result.value.title()}", unit=MetricUnit.Count, value=1)
+    return _json(200, {"status": result.value})
