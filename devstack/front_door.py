@@ -7,7 +7,6 @@ import base64
 import json
 import re
 import sys
-import threading
 import time
 import uuid
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -16,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from devstack.background import BackgroundServer
 from devstack.lambda_runtime import LambdaPool
 from devstack.template import Route, api_routes
 
@@ -90,7 +90,7 @@ def proxy_event(
     }
 
 
-class FrontDoor:
+class FrontDoor(BackgroundServer):
     def __init__(
         self,
         pool: LambdaPool | None = None,
@@ -120,23 +120,13 @@ class FrontDoor:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="front-door", daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        server = ThreadingHTTPServer((host, port), Handler)
+        server.daemon_threads = True
+        super().__init__(server, "front-door")
 
     def start(self) -> FrontDoor:
-        self._thread.start()
+        self.start_serving()
         return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         for compiled in self.routes:

@@ -1,0 +1,25 @@
+"""A socketserver run on a background thread: what the front door and the local moto share."""
+
+from __future__ import annotations
+
+import socketserver
+import threading
+
+
+class BackgroundServer:
+    def __init__(self, server: socketserver.BaseServer, name: str) -> None:
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]  # type: ignore[index, str-unpack]
+        return f"http://{host!s}:{port}"
+
+    def start_serving(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
