@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import signal
 import sys
 import traceback
 import uuid
@@ -69,6 +70,8 @@ class _Context:
 
 
 def _worker_init(paths: list[str]) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the workers in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.path[:0] = [path for path in paths if path not in sys.path]
     # A function's stdout is its log stream: keep it off the stdout of whoever runs the stack.
     sys.stdout = sys.stderr

@@ -16,6 +16,7 @@ Configuration (environment):
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -279,9 +280,9 @@ def main() -> int:
         return 1
     print(stack.describe(), flush=True)
     try:
-        import signal
-
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        # Ctrl-C and SIGTERM both stop everything, even when started from a shell that ignores SIGINT.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         signal.pause()
     except KeyboardInterrupt:
         print("\nstopping ...", file=sys.stderr)
