@@ -77,3 +77,11 @@ deploy: build  ## sam deploy --guided (needs AWS credentials)
 .PHONY: clean
 clean:  ## remove the venv and build output
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+
+# sam local (needs Docker or Finch): the template's functions in Lambda containers, AWS (moto) and the
+# upstream (the emulator) as containers on one network; see devstack/sam_local.py.
+SAM_LOCAL_PORT ?= 3000
+
+.PHONY: sam-local
+sam-local: install  ## sam build + sam local start-api on 127.0.0.1:3000, AWS and the upstream in containers (Docker/Finch)
+	$(PY) -m devstack.sam_local run --sam $(BIN)/sam --port $(SAM_LOCAL_PORT)

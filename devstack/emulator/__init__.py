@@ -10,8 +10,9 @@ or from Python (port 0 picks a free port)::
     with EmulatorServer(EmulatorConfig(generation_seconds=0.2)) as server:
         server.base_url  # http://127.0.0.1:<port>
 
-It binds 127.0.0.1 only and, unless ``allow_external_callbacks`` is set, delivers callbacks to
-loopback hosts only (other deliveries are recorded as ``blocked``).
+It binds 127.0.0.1 unless ``--host`` says otherwise (the sam local container listens on 0.0.0.0 inside
+its own network) and, unless ``allow_external_callbacks`` is set, delivers callbacks to loopback hosts
+only (other deliveries are recorded as ``blocked``).
 
 Upstream endpoints (Bearer auth, ``{"code","msg","data"}`` envelopes, errors in the body code)::
 

@@ -1,0 +1,73 @@
+"""What `make sam-local` hands `sam local`, checked without a container engine: the local variant of the
+template declares every variable the env-vars file sets (sam local drops undeclared ones), and the
+env-vars file gives the functions what the docker-free stack gives them, with in-network addresses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from devstack import sam_local
+from devstack.aws_resources import StackResources
+from devstack.template import ROOT, load_template
+
+
+def services(tmp_path: Path) -> sam_local.Services:
+    resources = StackResources(
+        tasks_table="imagegen-local-TasksTable",
+        idempotency_table="imagegen-local-IdempotencyTable",
+        download_queue_url="http://127.0.0.1:40001/123456789012/imagegen-local-DownloadQueue",
+        download_queue_arn="arn:aws:sqs:us-east-1:123456789012:imagegen-local-DownloadQueue",
+        dead_letter_queue_url="http://127.0.0.1:40001/123456789012/imagegen-local-DownloadDeadLetterQueue",
+        images_bucket="imagegen-local-imagesbucket",
+        max_receive_count=5,
+        visibility_timeout=360,
+    )
+    found = sam_local.Services(
+        name="net",
+        cli="docker",
+        moto_port=40001,
+        upstream_port=40002,
+        public_base_url="http://127.0.0.1:3000",
+    )
+    found.resources = resources.__dict__.copy()
+    return found
+
+
+def test_env_vars_match_the_local_stack_with_network_addresses(tmp_path: Path) -> None:
+    env = services(tmp_path).environment()
+    assert env["AWS_ENDPOINT_URL"] == "http://net-moto:5000"
+    assert env["KIE_API_BASE_URL"] == env["DOWNLOAD_TRUSTED_ORIGINS"] == "http://net-upstream:8080"
+    assert env["DOWNLOAD_QUEUE_URL"] == "http://net-moto:5000/123456789012/imagegen-local-DownloadQueue"
+    assert env["PUBLIC_BASE_URL"] == "http://127.0.0.1:3000"
+    assert env["KIE_API_KEY"] == sam_local.API_KEY and env["KIE_API_KEY_PARAMETER"] == ""
+    assert not any("127.0.0.1" in value for name, value in env.items() if name != "PUBLIC_BASE_URL")
+    assert set(env) == set(sam_local.local_variable_names())
+
+
+def test_local_template_declares_every_variable_and_builds_for_this_machine(tmp_path: Path) -> None:
+    path = sam_local.write_template(tmp_path, arch="x86_64")
+    template = yaml.safe_load(path.read_text())
+    declared = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert set(sam_local.local_variable_names()) <= set(declared)
+    original = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert {name: declared[name] for name in original} == original  # nothing of template.yaml changed
+    assert template["Parameters"]["Architecture"]["Default"] == "x86_64"
+    for resource in template["Resources"].values():
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                uri = Path(resource["Properties"][key])
+                assert uri.is_absolute() and uri.is_dir() and ROOT in uri.parents
+    # template.yaml itself, what gets deployed, declares none of the local-only variables
+    assert "AWS_ENDPOINT_URL" not in (ROOT / "template.yaml").read_text()
+
+
+def test_samconfig_points_sam_local_at_the_run(tmp_path: Path) -> None:
+    found = services(tmp_path)
+    sam_local.write_files(found, tmp_path)
+    text = (tmp_path / "samconfig.toml").read_text()
+    assert "[default.local_invoke.parameters]" in text and "[default.local_start_api.parameters]" in text
+    assert 'docker_network = "net"' in text and f'env_vars = "{tmp_path / "env.json"}"' in text
+    assert 'host = "127.0.0.1"' in text
+    assert sam_local.Services.load(tmp_path).resources == found.resources
