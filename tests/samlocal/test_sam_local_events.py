@@ -1,5 +1,5 @@
 """`sam local invoke <Function> -e events/<file>.json` for every event file, against moto and the emulator
-in containers (--docker-network), with the output .ci/sam-local/README-section.md documents.
+in containers (--docker-network), with the output the README's "sam local" section documents.
 
 Each case sets up what its event needs first: `clear` removes the example task d231a99a... and its callback
 capability from the table, `seed` puts them there as POST /tasks leaves them (python -m devstack.sam_local
