@@ -263,3 +263,11 @@ def test_a_paid_generation_is_answered_even_when_recording_it_fails(
     status, body, _ = invoke(load_event("api_submit_task"), lambda_context)
     assert (status, body) == (202, {"taskId": TASK_ID, "status": "submitted"})
     assert route.call_count == 1
+
+
+@pytest.mark.parametrize("task_id", ["t" * 3000, "a/b", "..", "ü"])
+def test_task_ids_that_cannot_exist_are_404(aws_stack: Any, lambda_context: Any, task_id: str) -> None:
+    event = load_event("api_get_task")
+    event["pathParameters"] = {"taskId": task_id}
+    status, body, _ = invoke(event, lambda_context)
+    assert status == 404 and len(body["message"]) < 200

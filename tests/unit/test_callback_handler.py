@@ -281,3 +281,12 @@ def test_ten_concurrent_deliveries_enqueue_exactly_once(aws_stack: Any, lambda_c
     assert [code for code, _ in results] == [200] * 10
     assert statuses.count("accepted") == 1 and statuses.count("duplicate") == 9
     assert len(queued_jobs(aws_stack)) == 2
+
+
+@pytest.mark.parametrize("submission_id", ["x" * 5000, "../etc", "5F0C2A4B9E8D7C6B5A4F3E2D1C0B9A88"])
+def test_callback_path_that_cannot_be_ours_is_404_before_any_lookup(
+    aws_stack: Any, lambda_context: Any, submission_id: str
+) -> None:
+    event = load_event("callback_4o_success")
+    event["pathParameters"] = {"submissionId": submission_id}
+    assert "unknown" in assert_rejected_without_writes(aws_stack, lambda_context, event, 404)

@@ -17,8 +17,16 @@ TOKEN_BYTES = 32
 UNIX_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also accepts "²"
 
 
+SUBMISSION_ID = re.compile(r"[0-9a-f]{32}")
+
+
 def new_submission_id() -> str:
     return secrets.token_hex(16)
+
+
+def is_submission_id(value: str) -> bool:
+    """Ours are 32 hex digits; anything else cannot exist (and must not reach DynamoDB's key limits)."""
+    return SUBMISSION_ID.fullmatch(value) is not None
 
 
 def new_callback_token() -> str:

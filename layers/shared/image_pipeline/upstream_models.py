@@ -6,6 +6,7 @@ Where the platform's own pages disagree ([conflict] in UPSTREAM.md) the models a
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -143,6 +144,7 @@ class TaskDetails(BaseModel):
 
 
 CALLBACK_TASK_ID_MAX = 128
+TASK_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{CALLBACK_TASK_ID_MAX}}}")
 MAX_STATUS_CODE = 9999  # the platform's codes are HTTP-like; anything longer is not a status
 
 

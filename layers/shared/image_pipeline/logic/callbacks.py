@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from image_pipeline.errors import CallbackRejected
 from image_pipeline.logic.ports import JobQueue, TaskStore
 from image_pipeline.task_models import DownloadJob, TaskError, TaskRecord, TaskStatus, utc_now
-from image_pipeline.tokens import check_webhook_signature, token_matches
+from image_pipeline.tokens import check_webhook_signature, is_submission_id, token_matches
 from image_pipeline.upstream_models import CallbackPayload, is_storable_text
 
 MAX_IMAGES_PER_TASK = 16
@@ -94,6 +94,8 @@ def authenticate(
             raise CallbackRejected(401, f"callback signature rejected: {problem}")
     if not token:
         raise CallbackRejected(401, "callback URL carries no token")
+    if not is_submission_id(submission_id):
+        raise CallbackRejected(404, "unknown callback URL")
     submission = store.get_submission(submission_id)
     if submission is None:
         raise CallbackRejected(404, "unknown callback URL")

@@ -7,6 +7,7 @@ from typing import Any
 from image_pipeline.errors import TaskNotFound, UpstreamError
 from image_pipeline.logic.ports import ImageBlobs, TaskStore, Upstream
 from image_pipeline.task_models import TaskRecord, TaskStatus
+from image_pipeline.upstream_models import TASK_ID
 
 
 def task_status(
@@ -17,9 +18,10 @@ def task_status(
     presign_seconds: int,
     upstream: Upstream | None = None,
 ) -> dict[str, Any]:
-    task = store.get_task(task_id)
+    # Task ids are short tokens; anything else cannot exist (and must not reach DynamoDB's key limits).
+    task = store.get_task(task_id) if TASK_ID.fullmatch(task_id) else None
     if task is None:
-        raise TaskNotFound(task_id)
+        raise TaskNotFound(task_id[:64])
     return {
         "taskId": task.taskId,
         "status": task.status.value,
