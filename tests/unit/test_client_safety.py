@@ -144,3 +144,26 @@ def test_guard_under_concurrency_admits_exactly_the_limit(aws_stack: Any) -> Non
     for thread in threads:
         thread.join(30)
     assert admitted.count(True) == 5 and admitted.count(False) == 7
+
+
+def test_answer_survives_a_failure_to_remember_it(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    """DynamoDB refusing the idempotency record's success update must not turn a paid generation into 503."""
+    from botocore.exceptions import ClientError
+    from image_pipeline.adapters.aws import client
+
+    def throttle_idempotency_updates(params: dict[str, Any], **_kwargs: Any) -> None:
+        if params.get("TableName") == aws_stack.idempotency_table:
+            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}}
+            raise ClientError(error, "UpdateItem")
+
+    dynamodb = client("dynamodb")
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.UpdateItem", throttle_idempotency_updates)
+    try:
+        route = upstream.post(GENERATE).mock(return_value=submit_ok())
+        status, body, _ = invoke(with_key("remember-me"), lambda_context)
+    finally:
+        dynamodb.meta.events.unregister(
+            "before-parameter-build.dynamodb.UpdateItem", throttle_idempotency_updates
+        )
+    assert (status, body["taskId"]) == (202, submit_ok().json()["data"]["taskId"])
+    assert route.call_count == 1

@@ -45,5 +45,8 @@ def upstream_client(settings: UpstreamSettings, *, timeout_seconds: float | None
 
 
 def reset() -> None:
+    from image_pipeline.adapters import idempotency
+
+    idempotency.persistence.cache_clear()
     for factory in (tasks_table, download_queue, image_store, submit_guard, _upstream_for_key):
         factory.cache_clear()

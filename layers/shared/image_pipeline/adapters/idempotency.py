@@ -11,7 +11,7 @@ ONE_DAY_SECONDS = 24 * 3600
 
 
 @cache
-def _persistence(table_name: str) -> Any:
+def persistence(table_name: str) -> Any:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
     from image_pipeline.adapters.aws import client
@@ -34,6 +34,7 @@ def run_once(
     raises IdempotencyAlreadyInProgressError. A failed action leaves no record, so it can be retried.
     """
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 
     config = IdempotencyConfig(
         event_key_jmespath="key",
@@ -45,10 +46,20 @@ def run_once(
         config.register_lambda_context(lambda_context)  # an in-progress record expires with the invocation
 
     @idempotent_function(
-        data_keyword_argument="submission", persistence_store=_persistence(table_name), config=config
+        data_keyword_argument="submission", persistence_store=persistence(table_name), config=config
     )
     def submit_tasks_once(submission: dict[str, Any]) -> str:
-        return action()
+        done.append(action())
+        return done[0]
 
-    result: str = submit_tasks_once(submission={"key": idempotency_key, "request": request})
+    done: list[str] = []
+    try:
+        result: str = submit_tasks_once(submission={"key": idempotency_key, "request": request})
+    except IdempotencyPersistenceLayerError:
+        if done:
+            # The generation happened and is paid for; only remembering the answer failed. Failing
+            # now would make the client retry, and a retry after the in-progress record expires
+            # would pay again: answer with what we have.
+            return done[0]
+        raise
     return result
