@@ -63,7 +63,8 @@ def test_failed_deliveries_are_retried_on_the_schedule(emulator, receiver):
     gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(requests)]
     for gap, planned in zip(gaps, (0.2, 0.4, 0.6), strict=True):
         assert planned - 0.02 <= gap <= planned + 3, gaps
-    attempts = server.deliveries(task_id)
+    # The emulator records an attempt once its answer is in, a moment after the receiver saw it.
+    attempts = server.wait_for_deliveries(task_id, 4, timeout=5)
     assert [(a["attempt"], a["statusCode"]) for a in attempts] == [(0, 500), (1, 502), (2, 404), (3, 200)]
     assert all(r["body"] == requests[0]["body"] for r in requests)
 
@@ -76,7 +77,7 @@ def test_delivery_stops_after_three_failed_retries(emulator, receiver):
         hook.wait_for(4)
         time.sleep(0.4)
     assert len(hook.requests) == 4
-    assert [a["statusCode"] for a in server.deliveries(task_id)] == [503] * 4
+    assert [a["statusCode"] for a in server.wait_for_deliveries(task_id, 4, timeout=5)] == [503] * 4
 
 
 def test_timeouts_and_refused_connections_count_as_failures(emulator, receiver):
@@ -138,7 +139,7 @@ def test_duplicate_delivers_the_same_callback_n_times_in_a_row(emulator, receive
     assert len(hook.requests) == 3
     assert all(r["body"]["data"]["taskId"] == task_id for r in requests)
     assert hook.max_in_flight == 1  # one after the other
-    assert [a["round"] for a in server.deliveries(task_id)] == [0, 1, 2]
+    assert [a["round"] for a in server.wait_for_deliveries(task_id, 3, timeout=5)] == [0, 1, 2]
 
 
 def test_concurrent_sends_copies_at_the_same_moment(emulator, receiver):
@@ -191,7 +192,7 @@ def test_admin_redelivery_and_forced_completion(emulator, receiver):
     # Then the same body arrives twice, the second recorded as a redelivery
     assert done["completedNow"] is True and done["status"] == "SUCCESS" and again["redelivered"] is True
     assert requests[0]["body"] == requests[1]["body"]
-    assert [a["reason"] for a in server.deliveries(task_id)] == ["final", "redeliver"]
+    assert [a["reason"] for a in server.wait_for_deliveries(task_id, 2, timeout=5)] == ["final", "redeliver"]
 
 
 def test_admin_can_fail_a_task_now(emulator, receiver):
