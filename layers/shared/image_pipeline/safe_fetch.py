@@ -276,6 +276,34 @@ def _parse_ipv4_number(part: str) -> int | None:
     return int(part) if part.isdigit() else None
 
 
+_BASIC_CHECKS = (("is_unspecified", "unspecified"), ("is_loopback", "loopback"))
+# is_site_local exists on IPv6 only; getattr makes it False for IPv4.
+_CLASS_CHECKS = (
+    ("is_link_local", "link-local"),
+    ("is_site_local", "site-local"),
+    ("is_multicast", "multicast"),
+    ("is_private", "private"),
+    ("is_reserved", "reserved"),
+)
+
+
+def _first_property(ip: IPAddress, checks: tuple[tuple[str, str], ...]) -> str | None:
+    return next((label for attribute, label in checks if getattr(ip, attribute, False)), None)
+
+
+def _ipv6_embedding_reason(ip: ipaddress.IPv6Address) -> str | None:
+    """Forms that carry (or tunnel to) an IPv4 address: judged by it, or refused outright."""
+    if ip in _IPV4_COMPATIBLE:
+        return "IPv4-compatible (deprecated)"
+    if ip in _IPV4_TRANSLATED:
+        return "IPv4-translated"
+    if ip.sixtofour is not None:
+        return "6to4"
+    if ip.teredo is not None:
+        return "Teredo"
+    return None
+
+
 def blocked_address_reason(ip: IPAddress) -> str | None:
     """Why ``ip`` must never be fetched (e.g. ``"loopback"``), or ``None`` for a public address."""
     if isinstance(ip, ipaddress.IPv6Address):
@@ -288,49 +316,16 @@ def blocked_address_reason(ip: IPAddress) -> str | None:
         if ip in _NAT64_WKP:
             inner = blocked_address_reason(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
             return f"NAT64 of {inner}" if inner else None
-        if ip.is_unspecified:
-            return "unspecified"
-        if ip.is_loopback:
-            return "loopback"
-        if ip in _IPV4_COMPATIBLE:
-            return "IPv4-compatible (deprecated)"
-        if ip in _IPV4_TRANSLATED:
-            return "IPv4-translated"
-        if ip.sixtofour is not None:
-            return "6to4"
-        if ip.teredo is not None:
-            return "Teredo"
-        if ip.is_link_local:
-            return "link-local"
-        if ip.is_site_local:
-            return "site-local"
-        if ip.is_multicast:
-            return "multicast"
-        if ip.is_private:
-            return "private"
-        if ip.is_reserved:
-            return "reserved"
-        if not ip.is_global:
-            return "not globally routable"
-        return None
-    for network, label in _BLOCKED_V4:
-        if ip in network:
-            return label
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    if ip.is_multicast:
-        return "multicast"
-    if ip.is_private:
-        return "private"
-    if ip.is_reserved:
-        return "reserved"
-    if not ip.is_global:
-        return "not globally routable"
-    return None
+        special = _first_property(ip, _BASIC_CHECKS) or _ipv6_embedding_reason(ip)
+    else:
+        special = next((label for network, label in _BLOCKED_V4 if ip in network), None)
+        special = special or _first_property(ip, _BASIC_CHECKS)
+    if special:
+        return special
+    reason = _first_property(ip, _CLASS_CHECKS)
+    if reason:
+        return reason
+    return None if ip.is_global else "not globally routable"
 
 
 def _normalise_host(raw: str) -> tuple[str, IPAddress | None, bool]:
