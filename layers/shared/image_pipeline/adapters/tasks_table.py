@@ -69,6 +69,16 @@ class TasksTable:
         self.ttl = timedelta(days=ttl_days)
         self._db = dynamodb or client("dynamodb")
 
+    def _update_if(self, **request: Any) -> dict[str, Any] | None:
+        """One conditional UpdateItem: its response, or None when the condition did not hold."""
+        try:
+            response: dict[str, Any] = self._db.update_item(TableName=self.table_name, **request)
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None
+            raise
+        return response
+
     # -- submissions (callback capabilities) ---------------------------------------------------
 
     def put_submission(self, submission_id: str, token_hash: str, now: datetime) -> None:
@@ -93,9 +103,8 @@ class TasksTable:
 
     def bind_submission(self, submission_id: str, task_id: str) -> bool:
         """Tie the capability to one taskId forever; False when it already belongs to another task."""
-        try:
-            self._db.update_item(
-                TableName=self.table_name,
+        return (
+            self._update_if(
                 Key=submission_key(submission_id),
                 UpdateExpression="SET taskId = :task",
                 ConditionExpression=(
@@ -103,11 +112,8 @@ class TasksTable:
                 ),
                 ExpressionAttributeValues=_values(task=task_id),
             )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+            is not None
+        )
 
     def delete_submission(self, submission_id: str) -> None:
         self._db.delete_item(TableName=self.table_name, Key=submission_key(submission_id))
@@ -147,9 +153,8 @@ class TasksTable:
         self, task_id: str, submission_id: str, now: datetime, sets: str, names: dict[str, str], **values: Any
     ) -> bool:
         """The one conditional write that deduplicates callbacks: only a task with no outcome yet moves on."""
-        try:
-            self._db.update_item(
-                TableName=self.table_name,
+        return (
+            self._update_if(
                 Key=task_key(task_id),
                 UpdateExpression=(
                     f"SET {sets}, callbackAt = :now, updatedAt = :now, taskId = :task, "
@@ -172,11 +177,8 @@ class TasksTable:
                     **values,
                 ),
             )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+            is not None
+        )
 
     def start_downloading(self, task_id: str, submission_id: str, urls: list[str], now: datetime) -> bool:
         return self._first_outcome(
@@ -222,28 +224,21 @@ class TasksTable:
 
     def add_image(self, task_id: str, image: StoredImage, now: datetime) -> TaskRecord | None:
         """Record one stored image exactly once; the updated task, or None if it was already recorded."""
-        try:
-            found = self._db.update_item(
-                TableName=self.table_name,
-                Key=task_key(task_id),
-                UpdateExpression="SET images.#index = :image, updatedAt = :now ADD storedCount :one",
-                ConditionExpression="attribute_not_exists(images.#index) AND #status = :downloading",
-                ExpressionAttributeNames={"#index": str(image.index), "#status": "status"},
-                ExpressionAttributeValues=_values(
-                    image=image.model_dump(), now=iso(now), one=1, downloading=TaskStatus.DOWNLOADING.value
-                ),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return None
-            raise
-        return TaskRecord.model_validate(_from_item(found["Attributes"]))
+        found = self._update_if(
+            Key=task_key(task_id),
+            UpdateExpression="SET images.#index = :image, updatedAt = :now ADD storedCount :one",
+            ConditionExpression="attribute_not_exists(images.#index) AND #status = :downloading",
+            ExpressionAttributeNames={"#index": str(image.index), "#status": "status"},
+            ExpressionAttributeValues=_values(
+                image=image.model_dump(), now=iso(now), one=1, downloading=TaskStatus.DOWNLOADING.value
+            ),
+            ReturnValues="ALL_NEW",
+        )
+        return TaskRecord.model_validate(_from_item(found["Attributes"])) if found is not None else None
 
     def mark_stored(self, task_id: str, now: datetime) -> bool:
-        try:
-            self._db.update_item(
-                TableName=self.table_name,
+        return (
+            self._update_if(
                 Key=task_key(task_id),
                 UpdateExpression="SET #status = :stored, updatedAt = :now",
                 ConditionExpression="#status = :downloading AND storedCount >= imagesExpected",
@@ -252,17 +247,13 @@ class TasksTable:
                     stored=TaskStatus.STORED.value, downloading=TaskStatus.DOWNLOADING.value, now=iso(now)
                 ),
             )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
-        return True
+            is not None
+        )
 
     def mark_failed(self, task_id: str, error: TaskError, now: datetime) -> bool:
         """A download failed for good: the task ends failed unless it already ended."""
-        try:
-            self._db.update_item(
-                TableName=self.table_name,
+        return (
+            self._update_if(
                 Key=task_key(task_id),
                 UpdateExpression="SET #status = :failed, #error = :error, updatedAt = :now",
                 ConditionExpression="#status IN (:submitted, :downloading)",
@@ -275,11 +266,8 @@ class TasksTable:
                     downloading=TaskStatus.DOWNLOADING.value,
                 ),
             )
-        except ClientError as failure:
-            if _is_condition_failure(failure):
-                return False
-            raise
-        return True
+            is not None
+        )
 
     def tasks_in_status(
         self, status: TaskStatus, updated_before: datetime, limit: int = 100
