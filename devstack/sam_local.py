@@ -678,6 +678,8 @@ def _tasks_table(services: Services) -> Any:
 def seed(services: Services, *, clear: bool = False) -> None:
     """The example task and callback capability of events/*.json, as POST /tasks leaves them (or none)."""
     _import_layer()
+    from datetime import timedelta
+
     from image_pipeline.task_models import utc_now
     from image_pipeline.tokens import hash_token
 
@@ -690,7 +692,13 @@ def seed(services: Services, *, clear: bool = False) -> None:
     now = utc_now()
     store.put_submission(EXAMPLE_SUBMISSION_ID, hash_token(EXAMPLE_TOKEN), now)
     store.bind_submission(EXAMPLE_SUBMISSION_ID, EXAMPLE_TASK_ID)
-    store.record_submitted(EXAMPLE_TASK_ID, EXAMPLE_SUBMISSION_ID, {"prompt": "example", "size": "1:1"}, now)
+    store.record_submitted(
+        EXAMPLE_TASK_ID,
+        EXAMPLE_SUBMISSION_ID,
+        {"prompt": "example", "size": "1:1"},
+        now,
+        now + timedelta(minutes=30),
+    )
 
 
 def relay(services: Services, task_id: str, api_url: str, *, timeout: float = 60.0) -> tuple[int, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class Reply:
     status: int = 200
     body: bytes = b""
     content_type: str = "image/png"
+    delay_seconds: float = 0.0  # a slow host: wait this long before answering
 
 
 @dataclass
@@ -47,6 +49,8 @@ def image_server() -> Iterator[ImageServer]:
             state.requests.append(self.path)
             replies = state.routes.get(path) or [Reply(404, b"not found", "text/plain")]
             reply = replies.pop(0) if len(replies) > 1 else replies[0]
+            if reply.delay_seconds:
+                time.sleep(reply.delay_seconds)
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(reply.body)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -44,12 +45,16 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 
 def callback_base(settings: ApiSettings) -> str:
-    """This API's public URL plus the callback path.
+    """Where the upstream calls back: the callback API (its own throttle, no API key), not this one.
 
-    PublicBaseUrl when set (custom domains), else the request's own domain and stage.
+    PublicBaseUrl when set (a custom domain of the callback API) plus the callback path, else
+    CALLBACK_BASE_URL (the template sets CallbackApi's URL), else the request's own domain and stage
+    (local stacks, where one front door serves both APIs).
     """
     if settings.public_base_url:
         return settings.public_base_url.rstrip("/") + settings.callback_path
+    if settings.callback_base_url:
+        return settings.callback_base_url.rstrip("/")
     context = app.current_event.request_context
     return f"https://{context.domain_name}/{context.stage}{settings.callback_path}"
 
@@ -82,10 +87,19 @@ def create_task(options: GenerationOptions) -> Response[Any]:
             callback_base=callback_base(settings),
             store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
             upstream=wiring.upstream_client(settings),
+            outbox=wiring.download_queue(settings.download_queue_url)
+            if settings.download_queue_url
+            else None,
+            reconcile_after=timedelta(seconds=settings.reconcile_after_seconds),
         )
         if not submitted.recorded:
             logger.error(
-                "task accepted upstream but not recorded; its callback will",
+                "task accepted upstream but not recorded"
+                + (
+                    "; queued for recording"
+                    if submitted.queued_for_record
+                    else "; its callback will record it"
+                ),
                 extra={"task_id": submitted.task_id},
             )
         return submitted.task_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -49,7 +50,7 @@ def receive_callback(event: APIGatewayProxyEvent) -> CallbackResult:
     if event.http_method != "POST" or not submission_id:
         raise CallbackRejected(404, "unknown callback URL")
     payload = parse_callback(raw_body(event.body, bool(event.is_base64_encoded)), settings.max_body_bytes)
-    store = wiring.tasks_table(settings.tasks_table)
+    store = wiring.tasks_table(settings.tasks_table, settings.record_ttl_days)
     bound_task_id = authenticate(
         payload,
         submission_id=submission_id,
@@ -65,6 +66,7 @@ def receive_callback(event: APIGatewayProxyEvent) -> CallbackResult:
         bound_task_id=bound_task_id,
         store=store,
         queue=wiring.download_queue(settings.download_queue_url),
+        download_check_after=timedelta(seconds=settings.download_check_after_seconds),
     )
     logger.info(
         "callback handled", extra={"task_id": payload.task_id, "code": payload.code, "result": result}

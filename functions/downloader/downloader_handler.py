@@ -1,7 +1,16 @@
-"""Downloader: one SQS message per image; failures are reported per message, never for the whole batch."""
+"""Downloader: one SQS message per image; failures are reported per message, never for the whole batch.
+
+It never runs out its own timeout: a timed-out invocation reports nothing, so every message of the
+batch would come back and count a failed receive. Each record gets at most the invocation's remaining
+time minus a margin; a record that cannot start in time is sent again as a fresh message (its receive
+count starts over) and counted done.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import time
 from functools import cache
 from typing import Any
 
@@ -13,10 +22,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
 from image_pipeline.logic.downloads import RetryLater, download_image
+from image_pipeline.logic.submission import SubmissionConflict, record_task
 from image_pipeline.observability import logger_for, metrics_for
-from image_pipeline.safe_fetch import FetchedImage, FetchPolicy, fetch_image
+from image_pipeline.safe_fetch import FetchedImage, FetchError, FetchPolicy, fetch_image
 from image_pipeline.settings import DownloaderSettings, downloader_settings
-from image_pipeline.task_models import DownloadJob
+from image_pipeline.task_models import DownloadJob, RecordTask
 
 logger = logger_for("downloader")
 metrics = metrics_for("downloader")
@@ -26,6 +36,29 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 # Passing failures come back after base, 2x, 4x ... seconds (capped), instead of all at once.
 BACKOFF_CAP_SECONDS = 900
+# Kept back from every record's budget: storing the image (S3, two DynamoDB writes) after the fetch.
+STORE_MARGIN_SECONDS = 5.0
+# A record is started only with at least this much fetch time ahead of it.
+MIN_FETCH_SECONDS = 5.0
+
+
+class InvocationClock:
+    """The current invocation's end, as the Lambda context reports it."""
+
+    ends_at = float("inf")
+
+    @classmethod
+    def start(cls, context: LambdaContext) -> None:
+        cls.ends_at = time.monotonic() + context.get_remaining_time_in_millis() / 1000
+
+    @classmethod
+    def time_left(cls) -> float:
+        """Seconds this invocation can still spend on fetching."""
+        return cls.ends_at - time.monotonic() - STORE_MARGIN_SECONDS
+
+
+class NoTimeToStart(Exception):
+    """The record was not started and could not be handed back: it returns after its visibility."""
 
 
 def retry_delay(receive_count: int, base_seconds: int) -> int:
@@ -44,19 +77,31 @@ def fetch_policy(settings: DownloaderSettings) -> FetchPolicy:
 
 
 def fetch(url: str) -> FetchedImage:
-    return fetch_image(url, fetch_policy(downloader_settings()))
+    """One safe fetch, bounded by the policy's deadline and by what is left of the invocation."""
+    policy = fetch_policy(downloader_settings())
+    budget = min(policy.deadline_seconds, InvocationClock.time_left())
+    if budget < 1:
+        raise FetchError("deadline", "no time left in this invocation to fetch the image", retryable=True)
+    if budget < policy.deadline_seconds:
+        policy = dataclasses.replace(policy, deadline_seconds=budget)
+    return fetch_image(url, policy)
 
 
 def process_record(record: SQSRecord) -> str:
     settings = downloader_settings()
+    if InvocationClock.time_left() < MIN_FETCH_SECONDS:
+        return _hand_back(record)
+    if '"recordTask"' in record.body:
+        return _record_task(RecordTask.model_validate_json(record.body), settings)
     job = DownloadJob.model_validate_json(record.body)  # a malformed message fails, and ends in the DLQ
     try:
         result = download_image(
             job,
-            store=wiring.tasks_table(settings.tasks_table),
+            store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
             blobs=wiring.image_store(settings.images_bucket),
             fetch=fetch,
             upstream=wiring.upstream_client(settings),
+            time_left=InvocationClock.time_left,
         )
     except (RetryLater, ClientError, BotoCoreError) as error:  # passing: the message comes back later
         receive_count = int(record.attributes.approximate_receive_count or 1)
@@ -74,6 +119,31 @@ def process_record(record: SQSRecord) -> str:
     return result.value
 
 
+def _hand_back(record: SQSRecord) -> str:
+    """Not started for lack of time: a fresh copy goes back on the queue, this one is done."""
+    try:
+        wiring.download_queue(downloader_settings().download_queue_url).send_again(record.body)
+    except (ClientError, BotoCoreError) as error:
+        _delay_retry(record, 0)  # not lost either way: it comes back now, one receive spent
+        raise NoTimeToStart("no time left to start this record and it could not be re-sent") from error
+    logger.info("record handed back for lack of time", extra={"message_id": record.message_id})
+    return "handed_back"
+
+
+def _record_task(record: RecordTask, settings: DownloaderSettings) -> str:
+    """The API's outbox: write a task the API could not (DynamoDB faults are retried by SQS)."""
+    try:
+        record_task(record, store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days))
+    except SubmissionConflict:
+        logger.error(
+            "task record refused: its capability belongs to another task",
+            extra=json.loads(record.model_dump_json(include={"recordTask", "submissionId"})),
+        )
+        return "record_refused"
+    logger.info("task recorded from the outbox", extra={"task_id": record.recordTask})
+    return "recorded"
+
+
 def _delay_retry(record: SQSRecord, seconds: int) -> None:
     try:
         wiring.download_queue(downloader_settings().download_queue_url).delay_retry(
@@ -87,6 +157,7 @@ def _delay_retry(record: SQSRecord, seconds: int) -> None:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    InvocationClock.start(context)
     return process_partial_response(
         event=event, record_handler=process_record, processor=processor, context=context
     )

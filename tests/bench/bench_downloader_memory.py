@@ -58,8 +58,10 @@ def downloading_task(table: str, task_id: str, urls: list[str]) -> None:
     from image_pipeline.task_models import utc_now
 
     store = TasksTable(table)
-    store.record_submitted(task_id, f"sub-{task_id}", {"prompt": "bench", "size": "1:1"}, utc_now())
-    if not store.start_downloading(task_id, f"sub-{task_id}", urls, utc_now()):
+    store.record_submitted(
+        task_id, f"sub-{task_id}", {"prompt": "bench", "size": "1:1"}, utc_now(), utc_now()
+    )
+    if not store.start_downloading(task_id, f"sub-{task_id}", urls, utc_now(), utc_now()):
         raise RuntimeError("could not put the task in the downloading state")
     store.mark_jobs_enqueued(task_id, utc_now())
 

@@ -271,3 +271,40 @@ def test_task_ids_that_cannot_exist_are_404(aws_stack: Any, lambda_context: Any,
     event["pathParameters"] = {"taskId": task_id}
     status, body, _ = invoke(event, lambda_context)
     assert status == 404 and len(body["message"]) < 200
+
+
+def test_a_task_that_could_not_be_recorded_is_recorded_later_and_swept_like_any_other(
+    aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.logic import submission
+
+    # Given DynamoDB failing for the task record after the upstream accepted the generation
+    working = TasksTable.record_submitted
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("DynamoDB unavailable")
+
+    monkeypatch.setattr(TasksTable, "record_submitted", broken)
+    monkeypatch.setattr(submission, "RECORD_BACKOFF_SECONDS", 0)
+    upstream.post(GENERATE).mock(return_value=submit_ok())
+    upstream.get(RECORD_INFO).mock(return_value=details())
+    assert invoke(load_event("api_submit_task"), lambda_context)[0] == 202
+    assert invoke(load_event("api_get_task"), lambda_context)[0] == 404
+    # When DynamoDB is back and the downloader takes the record off the queue (its outbox)
+    monkeypatch.setattr(TasksTable, "record_submitted", working)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    messages = sqs.receive_message(QueueUrl=aws_stack.download_queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(message["Body"])["recordTask"] for message in messages] == [TASK_ID]
+    event = load_event("sqs_download_batch")
+    event["Records"] = [{**event["Records"][0], "body": messages[0]["Body"], "messageId": "record-0"}]
+    from downloader_handler import lambda_handler as downloader
+
+    assert downloader(event, lambda_context) == {"batchItemFailures": []}
+    # Then the task exists, submitted, with its options, and due for the reconciler like any other
+    status, task, _ = invoke(load_event("api_get_task"), lambda_context)
+    assert status == 200 and task["status"] == "submitted"
+    record = TasksTable(aws_stack.tasks_table).get_task(TASK_ID)
+    assert record is not None and record.options["prompt"] == "a red fox in snow, watercolor"
+    assert record.nextCheckAt is not None

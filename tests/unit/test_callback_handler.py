@@ -41,7 +41,7 @@ def mint_submission(
     store.put_submission(submission_id, hash_token(TOKEN), utc_now())
     if bound_to:
         store.bind_submission(submission_id, bound_to)
-        store.record_submitted(bound_to, submission_id, {"prompt": "x", "size": "1:1"}, utc_now())
+        store.record_submitted(bound_to, submission_id, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now())
 
 
 def queued_jobs(resources: Any) -> list[dict[str, Any]]:
@@ -121,7 +121,7 @@ def test_callback_before_the_submit_recorded_its_task_is_not_lost(
     assert len(queued_jobs(aws_stack)) == 2
     # ... and the submit's own late write fills in its fields without moving the task back.
     assert store.bind_submission(SUBMISSION_ID, TASK_ID)
-    store.record_submitted(TASK_ID, SUBMISSION_ID, {"prompt": "late", "size": "1:1"}, utc_now())
+    store.record_submitted(TASK_ID, SUBMISSION_ID, {"prompt": "late", "size": "1:1"}, utc_now(), utc_now())
     task = store.get_task(TASK_ID)
     assert task is not None and task.status == "downloading" and task.options["prompt"] == "late"
 
@@ -290,3 +290,108 @@ def test_callback_path_that_cannot_be_ours_is_404_before_any_lookup(
     event = load_event("callback_4o_success")
     event["pathParameters"] = {"submissionId": submission_id}
     assert "unknown" in assert_rejected_without_writes(aws_stack, lambda_context, event, 404)
+
+
+VICTIM_SUBMISSION_ID = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+VICTIM_TOKEN = "victim-callback-token-9876543210zyxwvuZYXWVU_-abc"
+
+
+def callback_event_for(submission_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+    event = load_event("callback_4o_success")
+    event["path"] = f"/callbacks/{submission_id}"
+    event["pathParameters"] = {"submissionId": submission_id}
+    event["queryStringParameters"] = {"token": token}
+    event["multiValueQueryStringParameters"] = {"token": [token]}
+    event["body"] = json.dumps(body)
+    return event
+
+
+def test_unbound_callback_url_cannot_claim_another_submissions_task(
+    aws_stack: Any, lambda_context: Any
+) -> None:
+    from image_pipeline.task_models import utc_now
+    from image_pipeline.tokens import hash_token
+
+    store = table(aws_stack)
+    # Given the victim's task recorded under its own submission, still waiting for its callback
+    store.put_submission(VICTIM_SUBMISSION_ID, hash_token(VICTIM_TOKEN), utc_now())
+    store.bind_submission(VICTIM_SUBMISSION_ID, TASK_ID)
+    store.record_submitted(
+        TASK_ID, VICTIM_SUBMISSION_ID, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now()
+    )
+    # and another submission whose capability was never bound (its generate call timed out)
+    mint_submission(aws_stack, bound_to=None)
+    before = table_items(aws_stack)
+    # When that unbound URL sends a callback naming the victim's task
+    forged = json.loads(load_event("callback_4o_success")["body"])
+    forged["data"]["info"]["result_urls"] = ["https://tempfile.aiquickdraw.com/s/forged.png"]
+    status, body = invoke(callback_event_for(SUBMISSION_ID, TOKEN, forged), lambda_context)
+    # Then it is refused and nothing changed: no task move, no binding, no job
+    assert status == 403 and "another submission" in body["message"]
+    assert table_items(aws_stack) == before
+    assert queued_jobs(aws_stack) == []
+    # And the genuine callback is still accepted and queues the genuine images
+    genuine = json.loads(load_event("callback_4o_success")["body"])
+    assert invoke(callback_event_for(VICTIM_SUBMISSION_ID, VICTIM_TOKEN, genuine), lambda_context) == (
+        200,
+        {"status": "accepted"},
+    )
+    assert [job["url"] for job in queued_jobs(aws_stack)] == genuine["data"]["info"]["result_urls"]
+
+
+def test_a_task_claimed_before_its_record_is_given_back_to_its_own_submission(
+    aws_stack: Any, lambda_context: Any
+) -> None:
+    from image_pipeline.task_models import utc_now
+    from image_pipeline.tokens import hash_token
+
+    store = table(aws_stack)
+    # Given a leaked, unbound callback URL that claims a task before the task's own submit recorded it
+    mint_submission(aws_stack, bound_to=None)
+    forged = json.loads(load_event("callback_4o_success")["body"])
+    forged["data"]["info"]["result_urls"] = ["https://tempfile.aiquickdraw.com/s/forged.png"]
+    assert invoke(callback_event_for(SUBMISSION_ID, TOKEN, forged), lambda_context)[0] == 200
+    forged_jobs = queued_jobs(aws_stack)
+    # When the genuine submit records its task (the upstream named this taskId in answer to it)
+    store.put_submission(VICTIM_SUBMISSION_ID, hash_token(VICTIM_TOKEN), utc_now())
+    store.bind_submission(VICTIM_SUBMISSION_ID, TASK_ID)
+    store.record_submitted(
+        TASK_ID, VICTIM_SUBMISSION_ID, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now()
+    )
+    # Then what the forged callback wrote is discarded
+    task = store.get_task(TASK_ID)
+    assert task is not None and task.status == "submitted" and task.submissionId == VICTIM_SUBMISSION_ID
+    assert task.resultUrls == [] and task.callbackAt is None
+    # and the genuine callback is accepted with the genuine images
+    genuine = json.loads(load_event("callback_4o_success")["body"])
+    assert invoke(callback_event_for(VICTIM_SUBMISSION_ID, VICTIM_TOKEN, genuine), lambda_context) == (
+        200,
+        {"status": "accepted"},
+    )
+    assert store.get_task(TASK_ID).resultUrls == genuine["data"]["info"]["result_urls"]  # type: ignore[union-attr]
+    # while the forged job left on the queue copies nothing
+    from image_pipeline.logic.downloads import DownloadResult, download_image
+    from image_pipeline.task_models import DownloadJob
+
+    def never(_url: str) -> Any:
+        raise AssertionError("a forged job must not be fetched")
+
+    result = download_image(
+        DownloadJob.model_validate(forged_jobs[0]),
+        store=store,
+        blobs=None,
+        fetch=never,
+        upstream=None,  # type: ignore[arg-type]
+    )
+    assert result is DownloadResult.NOT_OURS
+
+
+def test_a_huge_failure_message_is_truncated_before_it_is_stored(aws_stack: Any, lambda_context: Any) -> None:
+    mint_submission(aws_stack)
+    event = load_event("callback_4o_failure")
+    body = json.loads(event["body"])
+    body["msg"] = "x" * 20_000
+    event["body"] = json.dumps(body)
+    assert invoke(event, lambda_context) == (200, {"status": "accepted"})
+    task = table(aws_stack).get_task(TASK_ID)
+    assert task is not None and task.error is not None and len(task.error.message) <= 500

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -43,8 +44,8 @@ def downloading_task(resources: Any, urls: list[str]) -> None:
     from image_pipeline.task_models import utc_now
 
     store = TasksTable(resources.tasks_table)
-    store.record_submitted(TASK_ID, "sub", {"prompt": "x", "size": "1:1"}, utc_now())
-    assert store.start_downloading(TASK_ID, "sub", urls, utc_now())
+    store.record_submitted(TASK_ID, "sub", {"prompt": "x", "size": "1:1"}, utc_now(), utc_now())
+    assert store.start_downloading(TASK_ID, "sub", urls, utc_now(), utc_now())
     store.mark_jobs_enqueued(TASK_ID, utc_now())
 
 
@@ -223,3 +224,55 @@ def test_s3_fault_is_retried_not_lost(
     wiring.reset()
     assert run(batch([url]), lambda_context) == []
     assert task(aws_stack).status == "stored"
+
+
+class CountdownContext:
+    """A Lambda context whose remaining time runs down with the clock, as the real one does."""
+
+    function_name = "downloader"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:downloader"
+    aws_request_id = "22222222-3333-4444-5555-666666666666"
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self.ends = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.ends - time.monotonic()) * 1000))
+
+
+def queued_bodies(resources: Any) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    bodies: list[dict[str, Any]] = []
+    while got := sqs.receive_message(QueueUrl=resources.download_queue_url, MaxNumberOfMessages=10).get(
+        "Messages"
+    ):
+        bodies += [json.loads(message["Body"]) for message in got]
+    return bodies
+
+
+def test_a_slow_host_never_makes_a_batch_of_ten_time_out(
+    aws_stack: Any, server: ImageServer, upstream: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline.settings import reset_settings_cache
+
+    # Given a host that takes 2 s per image, a fetch deadline longer than the whole invocation,
+    monkeypatch.setenv("DOWNLOAD_DEADLINE_SECONDS", "45")
+    reset_settings_cache()
+    urls = [
+        server.serve(f"/s/{TASK_ID}_{i}.png", Reply(body=png_bytes(), delay_seconds=2.0)) for i in range(10)
+    ]
+    downloading_task(aws_stack, urls)
+    # When a batch of 10 arrives in an invocation with 15 s left
+    context = CountdownContext(timeout_seconds=15)
+    failures = run(batch(urls), context)
+    # Then the function answers before its timeout (a timed-out batch reports nothing: all 10 return)
+    assert context.get_remaining_time_in_millis() > 0
+    # and every record is accounted for: stored, reported as failed, or sent again untouched
+    stored = {image.index for image in task(aws_stack).stored_images()}
+    failed = {int(identifier.split("-")[1]) for identifier in failures}
+    resent = {body["index"] for body in queued_bodies(aws_stack)}
+    assert stored and resent, "some records ran, the ones with no time left were handed back"
+    assert stored | failed | resent == set(range(10))
+    # Records that never started are sent again as fresh messages, not counted as failed attempts.
+    assert not resent & failed

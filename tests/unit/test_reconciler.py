@@ -38,8 +38,10 @@ def submitted(resources: Any, task_id: str = TASK_ID, age: timedelta = timedelta
 
     store(resources).put_submission(f"sub-{task_id}", "hash", utc_now() - age)
     store(resources).bind_submission(f"sub-{task_id}", task_id)
+    created = utc_now() - age
+    # Due when the API's default RECONCILE_AFTER_SECONDS (30 minutes) has passed.
     store(resources).record_submitted(
-        task_id, f"sub-{task_id}", {"prompt": "x", "size": "1:1"}, utc_now() - age
+        task_id, f"sub-{task_id}", {"prompt": "x", "size": "1:1"}, created, created + timedelta(minutes=30)
     )
 
 
@@ -151,6 +153,7 @@ def test_stranded_enqueue_is_resumed(reconciler_env: Any, lambda_context: Any) -
         f"sub-{TASK_ID}",
         ["https://tempfile.aiquickdraw.com/s/a.png"],
         utc_now() - timedelta(minutes=1),
+        utc_now() - timedelta(minutes=1),
     )
     with respx.mock:
         report = sweep(lambda_context)
@@ -188,3 +191,110 @@ def test_pacer_keeps_queries_under_the_rate() -> None:
     assert all(
         later - earlier >= 1.0 - 1e-9 for earlier, later in zip(queried_at, queried_at[3:], strict=False)
     )
+
+
+DOWNLOAD_URL = "https://api.kie.ai/api/v1/gpt4o-image/download-url"
+SOURCE_URLS = ["https://tempfile.aiquickdraw.com/s/a.png", "https://tempfile.aiquickdraw.com/s/b.png"]
+
+
+def dead_lettered(
+    resources: Any, task_id: str = TASK_ID, *, called_back: timedelta, stored: tuple[int, ...] = ()
+) -> None:
+    """A downloading task whose jobs were sent long ago and never finished (they sit in the DLQ)."""
+    from image_pipeline.task_models import StoredImage, utc_now
+
+    submitted(resources, task_id, age=called_back + timedelta(minutes=1))
+    at = utc_now() - called_back
+    tasks = store(resources)
+    # Due when the callback's default DOWNLOAD_CHECK_AFTER_SECONDS (10 minutes) has passed.
+    assert tasks.start_downloading(task_id, f"sub-{task_id}", SOURCE_URLS, at, at + timedelta(minutes=10))
+    tasks.mark_jobs_enqueued(task_id, at)
+    for index in stored:
+        image = StoredImage(
+            index=index, key=f"images/{task_id}/{index}.png", contentType="image/png", bytes=1, sha256="0"
+        )
+        tasks.add_image(task_id, image, at)
+    tasks.note_download_error(task_id, "image 1: http_status: 503 from the image host", at)
+
+
+def fresh_link(request: httpx.Request) -> httpx.Response:
+    source = json.loads(request.content)["url"]
+    return httpx.Response(200, json={"code": 200, "msg": "success", "data": source + "?fresh=1"})
+
+
+def test_missing_images_of_a_stuck_download_are_requeued_with_fresh_links(
+    reconciler_env: Any, lambda_context: Any
+) -> None:
+    # Given a task downloading for 20 minutes, image 0 stored, image 1's job dead-lettered
+    dead_lettered(reconciler_env, called_back=timedelta(minutes=20), stored=(0,))
+    # When the reconciler sweeps
+    with respx.mock:
+        remint = respx.post(DOWNLOAD_URL).mock(side_effect=fresh_link)
+        report = sweep(lambda_context)
+    # Then only the missing image is queued again, on a freshly minted link naming its source
+    assert report["requeued"] == 1 and remint.call_count == 1
+    assert queued(reconciler_env) == [
+        {"taskId": TASK_ID, "index": 1, "url": SOURCE_URLS[1] + "?fresh=1", "sourceUrl": SOURCE_URLS[1]}
+    ]
+    # and the task is looked at again later, not at every sweep
+    from image_pipeline.task_models import utc_now
+
+    task = store(reconciler_env).get_task(TASK_ID)
+    assert task.status == "downloading" and task.requeues == 1
+    assert task.nextCheckAt > utc_now().isoformat()
+    with respx.mock:
+        assert sweep(lambda_context)["requeued"] == 0
+
+
+def test_a_download_that_never_succeeds_ends_failed_past_the_bound(
+    reconciler_env: Any, lambda_context: Any
+) -> None:
+    # Given a task whose images have failed to download for longer than DOWNLOAD_GIVE_UP_SECONDS (6 h)
+    dead_lettered(reconciler_env, called_back=timedelta(hours=6, minutes=5), stored=(0,))
+    with respx.mock:
+        report = sweep(lambda_context)
+    # Then it ends failed, naming the images and the last reason
+    assert report["download_failed"] == 1
+    task = store(reconciler_env).get_task(TASK_ID)
+    assert task.status == "failed" and task.error.code == "download_failed"
+    assert "image(s) 1 " in task.error.message and "503 from the image host" in task.error.message
+    assert task.nextCheckAt is None  # ended: out of the reconciler's index
+    assert queued(reconciler_env) == []
+
+
+def test_stuck_tasks_cannot_starve_a_newer_one(
+    reconciler_env: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline.settings import reset_settings_cache
+
+    # Given a sweep cap of 3 and three old stuck downloads whose links cannot be renewed right now
+    monkeypatch.setenv("RECONCILE_MAX_TASKS", "3")
+    reset_settings_cache()
+    for index in range(3):
+        dead_lettered(reconciler_env, f"{index:032x}", called_back=timedelta(hours=2))
+    # and a newer task whose jobs dead-lettered too
+    dead_lettered(reconciler_env, called_back=timedelta(minutes=15))
+    with respx.mock:
+        respx.post(DOWNLOAD_URL).mock(return_value=httpx.Response(500, json={"code": 500, "msg": "down"}))
+        first = sweep(lambda_context)
+        second = sweep(lambda_context)
+    # Then the first sweep takes the three most overdue and pushes them back; the second reaches the newer
+    assert first["requeued"] == 6 and second["requeued"] == 2
+    requeued_tasks = {job["taskId"] for job in queued(reconciler_env) + queued(reconciler_env)}
+    assert TASK_ID in requeued_tasks
+
+
+def test_a_still_generating_task_is_pushed_back_not_polled_every_sweep(
+    reconciler_env: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("RECONCILE_AFTER_SECONDS", "60")  # the first push-back: a minute
+    reset_settings_cache()
+    submitted(reconciler_env)
+    with respx.mock:
+        route = respx.get(RECORD_INFO).mock(return_value=details(successFlag=0, progress="0.40"))
+        sweep(lambda_context)
+        sweep(lambda_context)
+    assert route.call_count == 1
+    assert store(reconciler_env).get_task(TASK_ID).checks == 1

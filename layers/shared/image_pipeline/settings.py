@@ -23,6 +23,8 @@ def _split(value: str) -> tuple[str, ...]:
 class AwsResources(BaseModel):
     model_config = ConfigDict(frozen=True)  # hashable: settings key the per-process caches
     tasks_table: str = Field(alias="TASKS_TABLE", min_length=1)
+    # Every writer of the table sets the records' TTL, so every function that writes reads it.
+    record_ttl_days: int = Field(alias="RECORD_TTL_DAYS", default=30, ge=1)
 
 
 class UpstreamSettings(BaseModel):
@@ -42,14 +44,19 @@ class UpstreamSettings(BaseModel):
 class ApiSettings(AwsResources, UpstreamSettings):
     images_bucket: str = Field(alias="IMAGES_BUCKET", min_length=1)
     public_base_url: str = Field(alias="PUBLIC_BASE_URL", default="")
+    # The callback API's URL up to the callback path (template.yaml: CallbackApi's execute-api URL).
+    callback_base_url: str = Field(alias="CALLBACK_BASE_URL", default="")
     callback_path: str = Field(alias="CALLBACK_PATH", default="/callbacks")
     presign_seconds: int = Field(alias="PRESIGNED_URL_SECONDS", default=900, ge=60, le=43200)
     progress_timeout_seconds: float = Field(alias="PROGRESS_TIMEOUT_SECONDS", default=2.0, gt=0)
-    record_ttl_days: int = Field(alias="RECORD_TTL_DAYS", default=30, ge=1)
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", default="")
     # The upstream allows 20 generate calls per 10 s per account; 0 turns the guard off.
     submit_rate_limit: int = Field(alias="SUBMIT_RATE_LIMIT", default=20, ge=0, le=1000)
     submit_rate_window_seconds: float = Field(alias="SUBMIT_RATE_WINDOW_SECONDS", default=10.0, gt=0)
+    # When the reconciler first asks the upstream about a task whose callback has not come.
+    reconcile_after_seconds: float = Field(alias="RECONCILE_AFTER_SECONDS", default=1800, ge=0)
+    # Where a task that could not be written to DynamoDB is handed for recording later (the outbox).
+    download_queue_url: str = Field(alias="DOWNLOAD_QUEUE_URL", default="")
 
 
 class CallbackSettings(AwsResources):
@@ -58,6 +65,7 @@ class CallbackSettings(AwsResources):
     hmac_key: str = Field(alias="KIE_WEBHOOK_HMAC_KEY", default="", repr=False)
     hmac_window_seconds: int = Field(alias="WEBHOOK_TIMESTAMP_WINDOW_SECONDS", default=300, ge=1)
     max_body_bytes: int = Field(alias="CALLBACK_MAX_BODY_BYTES", default=64 * 1024, ge=1024)
+    download_check_after_seconds: float = Field(alias="DOWNLOAD_CHECK_AFTER_SECONDS", default=600, ge=0)
 
 
 class DownloaderSettings(AwsResources, UpstreamSettings):
@@ -86,6 +94,10 @@ class ReconcilerSettings(AwsResources, UpstreamSettings):
     reconcile_after_seconds: float = Field(alias="RECONCILE_AFTER_SECONDS", default=1800, ge=0)
     queries_per_second: float = Field(alias="RECONCILE_QUERIES_PER_SECOND", default=5, gt=0, le=50)
     max_tasks: int = Field(alias="RECONCILE_MAX_TASKS", default=500, ge=1)
+    # A downloading task is first re-checked this long after its callback, then at doubling intervals.
+    download_check_after_seconds: float = Field(alias="DOWNLOAD_CHECK_AFTER_SECONDS", default=600, ge=0)
+    # Past this, counted from the first callback, images still missing end the task failed.
+    download_give_up_seconds: float = Field(alias="DOWNLOAD_GIVE_UP_SECONDS", default=6 * 3600, gt=0)
 
 
 def _load[SettingsT: BaseModel](model: type[SettingsT]) -> SettingsT:
@@ -120,5 +132,20 @@ def reconciler_settings() -> ReconcilerSettings:
 
 def reset_settings_cache() -> None:
     """Tests change the environment between cases."""
-    for getter in (api_settings, callback_settings, downloader_settings, reconciler_settings):
+    for getter in (
+        api_settings,
+        callback_settings,
+        downloader_settings,
+        reconciler_settings,
+        credit_monitor_settings,
+    ):
         getter.cache_clear()
+
+
+class CreditMonitorSettings(UpstreamSettings):
+    """The hourly read of the upstream credit balance: the upstream only (the threshold is the alarm's)."""
+
+
+@cache
+def credit_monitor_settings() -> CreditMonitorSettings:
+    return _load(CreditMonitorSettings)

@@ -6,7 +6,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Failure messages come from outside (the upstream's callback, a fetch error): kept short when stored.
+MAX_ERROR_MESSAGE_CHARS = 500
 
 
 class TaskStatus(StrEnum):
@@ -24,9 +27,21 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def image_key(task_id: str, index: int, extension: str) -> str:
+    """Where image `index` of a task is stored in the bucket."""
+    return f"images/{task_id}/{index}.{extension}"
+
+
 class TaskError(BaseModel):
     code: int | str
     message: str
+
+    @field_validator("message")
+    @classmethod
+    def _truncate(cls, message: str) -> str:
+        if len(message) <= MAX_ERROR_MESSAGE_CHARS:
+            return message
+        return message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
 
 
 class StoredImage(BaseModel):
@@ -56,6 +71,13 @@ class TaskRecord(BaseModel):
     createdAt: str
     updatedAt: str
     callbackAt: str | None = None
+    nextCheckAt: str | None = None  # when the reconciler looks at it next; absent once it has ended
+    checks: int = 0  # reconciler visits that found nothing to do
+    requeues: int = 0  # reconciler rounds that re-queued missing images
+    lastDownloadError: str | None = None
+
+    def missing_indexes(self) -> list[int]:
+        return [index for index in range(self.imagesExpected) if str(index) not in self.images]
 
     def stored_images(self) -> list[StoredImage]:
         return sorted(self.images.values(), key=lambda image: image.index)
@@ -69,3 +91,20 @@ class DownloadJob(BaseModel):
     taskId: str
     index: int = Field(ge=0, lt=16)
     url: str
+    # The result URL this job copies, when `url` is a fresh link the reconciler minted for it.
+    sourceUrl: str | None = None
+
+    @property
+    def result_url(self) -> str:
+        return self.sourceUrl or self.url
+
+
+class RecordTask(BaseModel):
+    """One SQS message: a task the API could not record (DynamoDB kept failing); the downloader does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recordTask: str  # the taskId
+    submissionId: str
+    options: dict[str, Any]
+    nextCheckAt: str

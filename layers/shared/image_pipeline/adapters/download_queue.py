@@ -1,4 +1,8 @@
-"""SQS adapter: download jobs go out in batches, and every entry's result is checked."""
+"""SQS adapter: download jobs go out in batches, and every entry's result is checked.
+
+The queue also carries the rare RecordTask message: a task the API could not write to DynamoDB,
+recorded by the downloader once DynamoDB answers again (SQS keeps it and retries it meanwhile).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from image_pipeline.adapters.aws import client
-from image_pipeline.task_models import DownloadJob
+from image_pipeline.task_models import DownloadJob, RecordTask
 
 SQS_BATCH_LIMIT = 10
 
@@ -31,7 +35,7 @@ class DownloadQueue:
             result = self._sqs.send_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[
-                    {"Id": entry_id, "MessageBody": job.model_dump_json()}
+                    {"Id": entry_id, "MessageBody": job.model_dump_json(exclude_none=True)}
                     for entry_id, job in pending.items()
                 ],
             )
@@ -50,3 +54,10 @@ class DownloadQueue:
             ReceiptHandle=receipt_handle,
             VisibilityTimeout=max(0, min(seconds, 43200)),
         )
+
+    def send_record(self, record: RecordTask) -> None:
+        self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=record.model_dump_json())
+
+    def send_again(self, body: str) -> None:
+        """A fresh copy of a message this invocation had no time to start: its receive count starts over."""
+        self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)

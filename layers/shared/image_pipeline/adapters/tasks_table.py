@@ -4,6 +4,9 @@ Items (pk only):
 - "sub#<submissionId>": a callback capability minted before the upstream call: the token's hash and,
   once known, the taskId it belongs to. It exists before the upstream can possibly call back.
 - "task#<taskId>": the task record (image_pipeline.task_models.TaskRecord).
+
+Every unfinished task carries `nextCheckAt`, the moment the reconciler should look at it; finished
+tasks drop it, so the `status-nextCheckAt` index is sparse and holds only work that is still due.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from image_pipeline.task_models import StoredImage, TaskError, TaskRecord, TaskS
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
-STATUS_INDEX = "status-updatedAt"
+DUE_INDEX = "status-nextCheckAt"
 
 
 def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,32 +128,76 @@ class TasksTable:
         return TaskRecord.model_validate(_from_item(found["Item"])) if "Item" in found else None
 
     def record_submitted(
-        self, task_id: str, submission_id: str, options: dict[str, Any], now: datetime
+        self,
+        task_id: str,
+        submission_id: str,
+        options: dict[str, Any],
+        now: datetime,
+        next_check_at: datetime,
     ) -> None:
-        """Create the task, or fill in the submit's fields if its callback came first (never move it back)."""
-        self._db.update_item(
-            TableName=self.table_name,
+        """Create the task, or fill in the submit's fields if its own callback came first.
+
+        The upstream named this taskId in its answer to *this* submission, so the submission is the
+        task's owner. If a callback from another capability got there first (a leaked, still unbound
+        callback URL), whatever it wrote is discarded and the task starts again as submitted.
+        """
+        sets = (
+            "taskId = :task, submissionId = :sub, options = :options, "
+            "createdAt = if_not_exists(createdAt, :now), expiresAt = if_not_exists(expiresAt, :expires)"
+        )
+        values = {
+            "task": task_id,
+            "sub": submission_id,
+            "options": options,
+            "now": iso(now),
+            "expires": _epoch(now + self.ttl),
+            "submitted": TaskStatus.SUBMITTED.value,
+            "empty": {},
+            "due": iso(next_check_at),
+        }
+        owned = self._update_if(
             Key=task_key(task_id),
             UpdateExpression=(
-                "SET taskId = :task, submissionId = :sub, options = :options, "
-                "#status = if_not_exists(#status, :submitted), createdAt = if_not_exists(createdAt, :now), "
-                "updatedAt = if_not_exists(updatedAt, :now), expiresAt = if_not_exists(expiresAt, :expires), "
-                "images = if_not_exists(images, :empty)"
+                f"SET {sets}, #status = if_not_exists(#status, :submitted), "
+                "updatedAt = if_not_exists(updatedAt, :now), images = if_not_exists(images, :empty), "
+                "nextCheckAt = if_not_exists(nextCheckAt, :due)"
             ),
+            ConditionExpression="attribute_not_exists(submissionId) OR submissionId = :sub",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=_values(
-                task=task_id,
-                sub=submission_id,
-                options=options,
-                submitted=TaskStatus.SUBMITTED.value,
-                now=iso(now),
-                expires=_epoch(now + self.ttl),
-                empty={},
-            ),
+            ExpressionAttributeValues=_values(**values),
+        )
+        if owned is None:
+            self._db.update_item(
+                TableName=self.table_name,
+                Key=task_key(task_id),
+                UpdateExpression=(
+                    f"SET {sets}, #status = :submitted, updatedAt = :now, images = :empty, "
+                    "storedCount = :zero, nextCheckAt = :due "
+                    "REMOVE callbackAt, resultUrls, imagesExpected, jobsEnqueued, enqueueFailed, "
+                    "#error, lastDownloadError, requeues"
+                ),
+                ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                ExpressionAttributeValues=_values(**values, zero=0),
+            )
+
+    def unbind_submission(self, submission_id: str, task_id: str) -> None:
+        """Undo a binding made for a callback that was then refused (so the capability stays usable)."""
+        self._update_if(
+            Key=submission_key(submission_id),
+            UpdateExpression="REMOVE taskId",
+            ConditionExpression="taskId = :task",
+            ExpressionAttributeValues=_values(task=task_id),
         )
 
     def _first_outcome(
-        self, task_id: str, submission_id: str, now: datetime, sets: str, names: dict[str, str], **values: Any
+        self,
+        task_id: str,
+        submission_id: str,
+        now: datetime,
+        sets: str,
+        names: dict[str, str],
+        removes: str = "",
+        **values: Any,
     ) -> bool:
         """The one conditional write that deduplicates callbacks: only a task with no outcome yet moves on."""
         return (
@@ -161,10 +208,13 @@ class TasksTable:
                     "submissionId = if_not_exists(submissionId, :sub), "
                     "createdAt = if_not_exists(createdAt, :now), "
                     "expiresAt = if_not_exists(expiresAt, :expires), images = if_not_exists(images, :empty)"
+                    + (f" REMOVE {removes}" if removes else "")
                 ),
+                # Only the first outcome, and only for a task of this submission (or not yet recorded).
                 ConditionExpression=(
                     "attribute_not_exists(callbackAt) "
-                    "AND (attribute_not_exists(#status) OR #status = :submitted)"
+                    "AND (attribute_not_exists(#status) OR #status = :submitted) "
+                    "AND (attribute_not_exists(submissionId) OR submissionId = :sub)"
                 ),
                 ExpressionAttributeNames={"#status": "status", **names},
                 ExpressionAttributeValues=_values(
@@ -180,17 +230,21 @@ class TasksTable:
             is not None
         )
 
-    def start_downloading(self, task_id: str, submission_id: str, urls: list[str], now: datetime) -> bool:
+    def start_downloading(
+        self, task_id: str, submission_id: str, urls: list[str], now: datetime, next_check_at: datetime
+    ) -> bool:
         return self._first_outcome(
             task_id,
             submission_id,
             now,
-            "#status = :downloading, imagesExpected = :count, resultUrls = :urls, jobsEnqueued = :false",
+            "#status = :downloading, imagesExpected = :count, resultUrls = :urls, jobsEnqueued = :false, "
+            "nextCheckAt = :due",
             {},
             downloading=TaskStatus.DOWNLOADING.value,
             count=len(urls),
             urls=urls,
             false=False,
+            due=iso(next_check_at),
         )
 
     def fail_from_callback(self, task_id: str, submission_id: str, error: TaskError, now: datetime) -> bool:
@@ -200,6 +254,7 @@ class TasksTable:
             now,
             "#status = :failed, #error = :error",
             {"#error": "error"},
+            "nextCheckAt",
             failed=TaskStatus.FAILED.value,
             error=error.model_dump(),
         )
@@ -240,7 +295,7 @@ class TasksTable:
         return (
             self._update_if(
                 Key=task_key(task_id),
-                UpdateExpression="SET #status = :stored, updatedAt = :now",
+                UpdateExpression="SET #status = :stored, updatedAt = :now REMOVE nextCheckAt",
                 ConditionExpression="#status = :downloading AND storedCount >= imagesExpected",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=_values(
@@ -255,7 +310,9 @@ class TasksTable:
         return (
             self._update_if(
                 Key=task_key(task_id),
-                UpdateExpression="SET #status = :failed, #error = :error, updatedAt = :now",
+                UpdateExpression=(
+                    "SET #status = :failed, #error = :error, updatedAt = :now REMOVE nextCheckAt"
+                ),
                 ConditionExpression="#status IN (:submitted, :downloading)",
                 ExpressionAttributeNames={"#status": "status", "#error": "error"},
                 ExpressionAttributeValues=_values(
@@ -269,17 +326,39 @@ class TasksTable:
             is not None
         )
 
-    def tasks_in_status(
-        self, status: TaskStatus, updated_before: datetime, limit: int = 100
-    ) -> Iterator[TaskRecord]:
-        """Tasks in `status` since before a moment (the index is sparse: only tasks have a status)."""
+    def note_download_error(self, task_id: str, reason: str, now: datetime) -> None:
+        """Keep the latest passing download failure: the task's error if it has to give up."""
+        self._update_if(
+            Key=task_key(task_id),
+            UpdateExpression="SET lastDownloadError = :reason",
+            ConditionExpression="#status = :downloading",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=_values(reason=reason[:500], downloading=TaskStatus.DOWNLOADING.value),
+        )
+
+    def push_back(self, task: TaskRecord, next_check_at: datetime, *, requeued: bool = False) -> bool:
+        """Nothing more to do for this task now: look again at `next_check_at` (counts the visit)."""
+        counter = "requeues" if requeued else "checks"
+        return (
+            self._update_if(
+                Key=task_key(task.taskId),
+                UpdateExpression=f"SET nextCheckAt = :due ADD {counter} :one",
+                ConditionExpression="#status = :status",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values(due=iso(next_check_at), one=1, status=task.status.value),
+            )
+            is not None
+        )
+
+    def tasks_due(self, status: TaskStatus, now: datetime, limit: int = 100) -> Iterator[TaskRecord]:
+        """Unfinished tasks in `status` whose check is due, the longest overdue first."""
         paginator = self._db.get_paginator("query")
         pages = paginator.paginate(
             TableName=self.table_name,
-            IndexName=STATUS_INDEX,
-            KeyConditionExpression="#status = :status AND updatedAt < :before",
+            IndexName=DUE_INDEX,
+            KeyConditionExpression="#status = :status AND nextCheckAt <= :now",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=_values(status=status.value, before=iso(updated_before)),
+            ExpressionAttributeValues=_values(status=status.value, now=iso(now)),
             PaginationConfig={"MaxItems": limit, "PageSize": min(limit, 100)},
         )
         for page in pages:

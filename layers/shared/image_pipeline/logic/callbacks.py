@@ -28,6 +28,10 @@ MAX_IMAGES_PER_TASK = 16
 # or if it started longer ago than any callback invocation can run (it crashed): never while a
 # concurrent first delivery is still sending.
 IN_FLIGHT_GRACE = timedelta(seconds=30)
+# The reconciler's first look at a downloading task: after the queue's own retries (5 receives with
+# backoff) have had their chance.
+DEFAULT_DOWNLOAD_CHECK_AFTER = timedelta(minutes=10)
+FOREIGN_TASK = "this task belongs to another submission; a callback URL can only report its own task"
 DEFAULT_FAILURE_MESSAGES = {
     400: "the prompt or an input image was refused (content policy, size or format)",
     451: "an input image in filesUrl could not be downloaded",
@@ -114,28 +118,47 @@ def handle_callback(
     bound_task_id: str | None,
     store: TaskStore,
     queue: JobQueue,
+    download_check_after: timedelta = DEFAULT_DOWNLOAD_CHECK_AFTER,
     clock: Callable[[], datetime] = utc_now,
 ) -> CallbackResult:
-    """Apply an authenticated callback. Only the first delivery for a taskId has an effect."""
+    """Apply an authenticated callback. Only the first delivery for a taskId has an effect, and only a
+    callback of the task's own submission has any: a capability proves nothing about other tasks."""
     task_id = payload.task_id
-    # The callback may beat the submit's own record: binding here makes the capability single-task.
-    if bound_task_id is None and not store.bind_submission(submission_id, task_id):
-        raise CallbackRejected(403, "this callback URL belongs to another task")
+    bound_here = False
+    if bound_task_id is None:
+        # The capability is not tied to a task yet: the callback beat the submit's record, or the
+        # submit never learnt its taskId. It may only claim a task no other submission owns.
+        _refuse_if_foreign(store.get_task(task_id), submission_id, store=store, bound_here=False)
+        if not store.bind_submission(submission_id, task_id):
+            raise CallbackRejected(403, "this callback URL belongs to another task")
+        bound_here = True
     urls = payload.result_urls()
     if payload.succeeded and urls:
-        if store.start_downloading(task_id, submission_id, urls, clock()):
+        now = clock()
+        if store.start_downloading(task_id, submission_id, urls, now, now + download_check_after):
             _enqueue(task_id, urls, store=store, queue=queue, clock=clock)
             return CallbackResult.ACCEPTED
-        return _resume_if_stranded(
-            store.get_task(task_id), store=store, queue=queue, clock=clock, grace=IN_FLIGHT_GRACE
-        )
+        task = store.get_task(task_id)
+        _refuse_if_foreign(task, submission_id, store=store, bound_here=bound_here)
+        return _resume_if_stranded(task, store=store, queue=queue, clock=clock, grace=IN_FLIGHT_GRACE)
     error = TaskError(
         code=payload.code if not payload.succeeded else "no_images",
         message=payload.msg if not payload.succeeded and payload.msg else _failure_message(payload),
     )
     if store.fail_from_callback(task_id, submission_id, error, clock()):
         return CallbackResult.ACCEPTED
+    _refuse_if_foreign(store.get_task(task_id), submission_id, store=store, bound_here=bound_here)
     return CallbackResult.DUPLICATE
+
+
+def _refuse_if_foreign(
+    task: TaskRecord | None, submission_id: str, *, store: TaskStore, bound_here: bool
+) -> None:
+    if task is None or task.submissionId in (None, submission_id):
+        return
+    if bound_here:  # undo our own binding: the refused callback leaves nothing behind
+        store.unbind_submission(submission_id, task.taskId)
+    raise CallbackRejected(403, FOREIGN_TASK)
 
 
 def _failure_message(payload: CallbackPayload) -> str:

@@ -7,16 +7,26 @@ from datetime import datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from image_pipeline.adapters.image_store import image_key
 from image_pipeline.errors import UpstreamError
 from image_pipeline.logic.ports import ImageBlobs, TaskStore, Upstream
 from image_pipeline.safe_fetch import FetchedImage, FetchError
-from image_pipeline.task_models import DownloadJob, StoredImage, TaskError, TaskStatus, utc_now
+from image_pipeline.task_models import (
+    DownloadJob,
+    StoredImage,
+    TaskError,
+    TaskRecord,
+    TaskStatus,
+    image_key,
+    utc_now,
+)
 
 # A presigned link that has expired answers one of these; the upstream mints a fresh one on request.
 EXPIRED_LINK_STATUSES = frozenset({401, 403, 404, 410})
 
 Fetcher = Callable[[str], FetchedImage]
+# Renewing a link is one upstream call (its client timeout) and then a whole fetch: not started
+# unless the invocation has that much time left.
+REMINT_NEEDS_SECONDS = 15.0
 
 
 class RetryLater(Exception):
@@ -31,6 +41,7 @@ class DownloadResult(StrEnum):
     STORED = "stored"
     ALREADY_STORED = "already_stored"
     TASK_FINISHED = "task_finished"  # the task is stored or failed already: nothing to do
+    NOT_OURS = "not_ours"  # the job does not copy an image the task currently lists: dropped
     REJECTED = "rejected"  # the image can never be fetched: the task is marked failed
 
 
@@ -42,17 +53,24 @@ def download_image(
     fetch: Fetcher,
     upstream: Upstream | None,
     clock: Callable[[], datetime] = utc_now,
+    time_left: Callable[[], float] = lambda: float("inf"),
 ) -> DownloadResult:
     task = store.get_task(job.taskId)
     if task is None or task.status in (TaskStatus.STORED, TaskStatus.FAILED):
         return DownloadResult.TASK_FINISHED
+    if not _copies_a_listed_image(job, task):
+        return DownloadResult.NOT_OURS
     if str(job.index) in task.images:
         store.mark_stored(job.taskId, clock())  # finishes a run that crashed between the two writes
         return DownloadResult.ALREADY_STORED
     try:
-        image = _fetch_with_fresh_link(job, fetch, upstream)
+        image = _fetch_with_fresh_link(job, fetch, upstream, time_left)
+    except RetryLater as error:
+        store.note_download_error(job.taskId, f"image {job.index}: {error}", clock())
+        raise
     except (FetchError, LinkGone) as error:
         if isinstance(error, FetchError) and error.retryable:
+            store.note_download_error(job.taskId, f"image {job.index}: {error}", clock())
             raise RetryLater(str(error)) from error
         store.mark_failed(
             job.taskId, TaskError(code="download_rejected", message=f"image {job.index}: {error}"), clock()
@@ -87,7 +105,17 @@ def download_image(
     return DownloadResult.STORED if recorded else DownloadResult.ALREADY_STORED
 
 
-def _fetch_with_fresh_link(job: DownloadJob, fetch: Fetcher, upstream: Upstream | None) -> FetchedImage:
+def _copies_a_listed_image(job: DownloadJob, task: TaskRecord) -> bool:
+    """Only the task's own result URLs are copied, and only while it is downloading them: a job left
+    over from a callback that was later discarded must not store anything."""
+    if task.status is not TaskStatus.DOWNLOADING:
+        return False
+    return job.index < len(task.resultUrls) and task.resultUrls[job.index] == job.result_url
+
+
+def _fetch_with_fresh_link(
+    job: DownloadJob, fetch: Fetcher, upstream: Upstream | None, time_left: Callable[[], float]
+) -> FetchedImage:
     try:
         return fetch(job.url)
     except FetchError as error:
@@ -97,8 +125,10 @@ def _fetch_with_fresh_link(job: DownloadJob, fetch: Fetcher, upstream: Upstream 
             or upstream is None
         ):
             raise
+        if time_left() < REMINT_NEEDS_SECONDS:
+            raise RetryLater(f"{error}; no time left in this invocation to renew the link") from None
         try:
-            fresh_url = upstream.download_url(job.taskId, job.url)
+            fresh_url = upstream.download_url(job.taskId, job.result_url)
         except UpstreamError as remint_error:
             if remint_error.code in (400, 404, 422):  # e.g. "Temporarily supports records within 14 days"
                 raise LinkGone(

@@ -1,21 +1,51 @@
-"""The sweep for missed callbacks: ask the upstream about tasks that waited too long, and finish them
-exactly as their callback would have. Scheduled (EventBridge) in AWS, periodic in the local stack."""
+"""The sweep that makes every task end: scheduled (EventBridge) in AWS, periodic in the local stack.
+
+Every unfinished task carries a due time (`nextCheckAt`); the sweep takes the longest-overdue tasks
+first and, for each, either moves it on or pushes its due time back, so tasks that cannot move never
+starve the others.
+- `submitted` past RECONCILE_AFTER_SECONDS: the upstream's task details finish it exactly as its
+  callback would have; past the upstream's 14-day retention it ends `failed` / `expired`.
+- `downloading` past DOWNLOAD_CHECK_AFTER_SECONDS: images still missing (their jobs dead-lettered,
+  or were never sent) are queued again with freshly minted links, at doubling intervals; past
+  DOWNLOAD_GIVE_UP_SECONDS after the first callback the task ends `failed` / `download_failed`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from image_pipeline.errors import RateLimited, UpstreamBadRequest, UpstreamError
-from image_pipeline.logic.callbacks import CallbackResult, handle_callback, resume_stranded_task
+from image_pipeline.logic.callbacks import (
+    DEFAULT_DOWNLOAD_CHECK_AFTER,
+    CallbackResult,
+    handle_callback,
+    resume_stranded_task,
+)
 from image_pipeline.logic.ports import JobQueue, TaskStore, Upstream
-from image_pipeline.task_models import TaskError, TaskRecord, utc_now
+from image_pipeline.task_models import DownloadJob, TaskError, TaskRecord, utc_now
 from image_pipeline.upstream_models import CallbackData, CallbackPayload, ResultInfo, TaskDetails
 
 # The upstream keeps records 14 days; past that no callback and no poll can ever bring the images.
 UPSTREAM_RETENTION = timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class SweepPolicy:
+    """When tasks are looked at again, and when a download gives up."""
+
+    reconcile_after: timedelta = timedelta(minutes=30)
+    download_check_after: timedelta = DEFAULT_DOWNLOAD_CHECK_AFTER
+    download_give_up: timedelta = timedelta(hours=6)
+    longest_wait: timedelta = timedelta(hours=1)  # push-backs double up to this
+    shortest_wait: timedelta = timedelta(seconds=1)
+
+    def wait(self, base: timedelta, visits: int) -> timedelta:
+        doubled = base * (2 ** min(visits, 16))
+        return max(self.shortest_wait, min(doubled, self.longest_wait))
 
 
 @dataclass
@@ -26,6 +56,9 @@ class SweepReport:
     still_generating: int = 0
     gave_up: int = 0
     resumed: int = 0
+    requeued: int = 0  # images queued again for a downloading task
+    download_failed: int = 0
+    past_bound: int = 0  # tasks past their bound that this sweep could not end (alarmed on)
     errors: list[str] = field(default_factory=list)
 
 
@@ -71,35 +104,136 @@ class Pacer:
 
 
 def reconcile(
-    pending: Iterable[TaskRecord],
-    stranded: Iterable[TaskRecord],
+    submitted: Iterable[TaskRecord],
+    downloading: Iterable[TaskRecord],
     *,
     store: TaskStore,
     queue: JobQueue,
     upstream: Upstream,
     pacer: Pacer,
+    policy: SweepPolicy | None = None,
     clock: Callable[[], datetime] = utc_now,
     deadline: float | None = None,
 ) -> SweepReport:
-    """`pending`: tasks still submitted past the threshold. `stranded`: downloading tasks to re-check."""
+    """`submitted` and `downloading`: tasks of that status whose check is due, most overdue first."""
+    policy = policy or SweepPolicy()
     report = SweepReport()
-    for task in stranded:
-        if resume_stranded_task(task, store=store, queue=queue, clock=clock):
-            report.resumed += 1
-    for task in pending:
+    for task in downloading:
         if deadline is not None and time.monotonic() > deadline:
-            break  # the next run picks up the rest
+            break  # the next run picks up the rest: they are still due
+        try:
+            _sweep_downloading(
+                task,
+                store=store,
+                queue=queue,
+                upstream=upstream,
+                pacer=pacer,
+                policy=policy,
+                clock=clock,
+                report=report,
+            )
+        except Exception as error:  # one task's fault must not stop the sweep
+            report.errors.append(f"{task.taskId}: {type(error).__name__}: {error}")
+            report.past_bound += _is_past_bound(task, clock(), policy)
+            _push_back_quietly(task, store, clock() + policy.download_check_after)
+    for task in submitted:
+        if deadline is not None and time.monotonic() > deadline:
+            break
         report.checked += 1
         try:
             _reconcile_one(
-                task, store=store, queue=queue, upstream=upstream, pacer=pacer, clock=clock, report=report
+                task,
+                store=store,
+                queue=queue,
+                upstream=upstream,
+                pacer=pacer,
+                policy=policy,
+                clock=clock,
+                report=report,
             )
         except RateLimited as error:
             report.errors.append(f"{task.taskId}: rate limited ({error.message}); stopping this sweep")
             break
-        except UpstreamError as error:
-            report.errors.append(f"{task.taskId}: {error}")
+        except Exception as error:  # an upstream or AWS fault: this task waits, others go on
+            report.errors.append(f"{task.taskId}: {type(error).__name__}: {error}")
+            report.past_bound += _is_past_bound(task, clock(), policy)
+            _push_back_quietly(task, store, clock() + policy.wait(policy.reconcile_after, task.checks))
     return report
+
+
+def _is_past_bound(task: TaskRecord, now: datetime, policy: SweepPolicy) -> bool:
+    """Whether the task should have ended by now (it is only still open because ending it failed)."""
+    if task.callbackAt:
+        return now - datetime.fromisoformat(task.callbackAt) >= policy.download_give_up
+    return now - datetime.fromisoformat(task.createdAt) > UPSTREAM_RETENTION
+
+
+def _push_back_quietly(task: TaskRecord, store: TaskStore, next_check_at: datetime) -> None:
+    with contextlib.suppress(Exception):  # it stays due, and the next sweep tries again
+        store.push_back(task, next_check_at)
+
+
+def _sweep_downloading(
+    task: TaskRecord,
+    *,
+    store: TaskStore,
+    queue: JobQueue,
+    upstream: Upstream,
+    pacer: Pacer,
+    policy: SweepPolicy,
+    clock: Callable[[], datetime],
+    report: SweepReport,
+) -> None:
+    now = clock()
+    missing = task.missing_indexes()
+    if not missing:  # every image is in: a crash came between the last image and the final write
+        store.mark_stored(task.taskId, now)
+        report.completed += 1
+        return
+    started = datetime.fromisoformat(task.callbackAt or task.updatedAt)
+    if now - started >= policy.download_give_up:
+        _give_up_download(task, missing, now, store=store, policy=policy, report=report)
+        return
+    if resume_stranded_task(task, store=store, queue=queue, clock=clock):
+        report.resumed += 1  # the callback's enqueue never completed: send every job now
+    else:
+        queue.send([_fresh_job(task, index, upstream, pacer) for index in missing])
+        report.requeued += len(missing)
+    store.push_back(task, now + policy.wait(policy.download_check_after, task.requeues), requeued=True)
+
+
+def _fresh_job(task: TaskRecord, index: int, upstream: Upstream, pacer: Pacer) -> DownloadJob:
+    """A job for a missing image with a newly minted link (the one it had may have expired)."""
+    source = task.resultUrls[index]
+    pacer.wait()
+    try:
+        fresh = upstream.download_url(task.taskId, source)
+    except UpstreamError:
+        # Past the retention, or the upstream is down: the source URL still works until it expires,
+        # and the downloader renews it itself if it has; the give-up bound ends the rest.
+        return DownloadJob(taskId=task.taskId, index=index, url=source)
+    return DownloadJob(taskId=task.taskId, index=index, url=fresh, sourceUrl=source)
+
+
+def _give_up_download(
+    task: TaskRecord,
+    missing: list[int],
+    now: datetime,
+    *,
+    store: TaskStore,
+    policy: SweepPolicy,
+    report: SweepReport,
+) -> None:
+    hours = policy.download_give_up.total_seconds() / 3600
+    reason = task.lastDownloadError or "no download attempt was recorded"
+    error = TaskError(
+        code="download_failed",
+        message=(
+            f"image(s) {', '.join(map(str, missing))} not stored within {hours:g} h; last error: {reason}"
+        ),
+    )
+    if store.mark_failed(task.taskId, error, now):  # False: it ended meanwhile, nothing to do
+        report.download_failed += 1
 
 
 def _reconcile_one(
@@ -109,6 +243,7 @@ def _reconcile_one(
     queue: JobQueue,
     upstream: Upstream,
     pacer: Pacer,
+    policy: SweepPolicy,
     clock: Callable[[], datetime],
     report: SweepReport,
 ) -> None:
@@ -138,6 +273,7 @@ def _reconcile_one(
             report.gave_up += 1
         else:
             report.still_generating += 1
+            store.push_back(task, now + policy.wait(policy.reconcile_after, task.checks))
         return
     result = handle_callback(
         payload,
@@ -145,6 +281,7 @@ def _reconcile_one(
         bound_task_id=task.taskId,
         store=store,
         queue=queue,
+        download_check_after=policy.download_check_after,
         clock=clock,
     )
     if result is CallbackResult.ACCEPTED:

@@ -5,23 +5,26 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 from urllib.parse import quote
 
 from image_pipeline.errors import UpstreamError
-from image_pipeline.logic.ports import TaskStore, Upstream
-from image_pipeline.task_models import utc_now
+from image_pipeline.logic.ports import RecordOutbox, TaskStore, Upstream
+from image_pipeline.task_models import RecordTask, iso, utc_now
 from image_pipeline.tokens import hash_token, new_callback_token, new_submission_id
 from image_pipeline.upstream_models import GenerateRequest, GenerationOptions
 
 RECORD_ATTEMPTS = 3
 RECORD_BACKOFF_SECONDS = 0.5
+# How long a task waits for its callback before the reconciler asks the upstream about it.
+DEFAULT_RECONCILE_AFTER = timedelta(minutes=30)
 
 
 class SubmittedTask(NamedTuple):
     task_id: str
-    recorded: bool  # False: storage failed after the upstream accepted; the callback records it
+    recorded: bool  # False: storage failed after the upstream accepted; the outbox records it later
+    queued_for_record: bool = False  # the RecordTask message is on the queue
 
 
 class SubmissionConflict(RuntimeError):
@@ -38,6 +41,8 @@ def submit_task(
     callback_base: str,
     store: TaskStore,
     upstream: Upstream,
+    outbox: RecordOutbox | None = None,
+    reconcile_after: timedelta = DEFAULT_RECONCILE_AFTER,
     clock: Callable[[], datetime] = utc_now,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SubmittedTask:
@@ -63,14 +68,40 @@ def submit_task(
             with contextlib.suppress(Exception):  # tidy-up only: the TTL removes it otherwise
                 store.delete_submission(submission_id)
         raise
-    recorded_now = _record(task_id, submission_id, options, store=store, clock=clock, sleep=sleep)
-    return SubmittedTask(task_id, recorded_now)
+    record = RecordTask(
+        recordTask=task_id,
+        submissionId=submission_id,
+        options=options.model_dump(exclude_none=True),
+        nextCheckAt=iso(clock() + reconcile_after),
+    )
+    if _record(record, store=store, clock=clock, sleep=sleep):
+        return SubmittedTask(task_id, recorded=True)
+    # A task the table does not know would 404 forever and no sweep would find it: hand the record to
+    # SQS (another service, so rarely down at the same time), whose consumer writes it when it can.
+    if outbox is None:
+        return SubmittedTask(task_id, recorded=False)
+    try:
+        outbox.send_record(record)
+    except Exception:  # the answer must still name the paid task; the caller logs it
+        return SubmittedTask(task_id, recorded=False)
+    return SubmittedTask(task_id, recorded=False, queued_for_record=True)
+
+
+def record_task(record: RecordTask, *, store: TaskStore, clock: Callable[[], datetime] = utc_now) -> None:
+    """Bind the capability to its task and write the task (idempotent: safe to repeat)."""
+    if not store.bind_submission(record.submissionId, record.recordTask):
+        raise SubmissionConflict(f"callback capability {record.submissionId} is bound to another task")
+    store.record_submitted(
+        record.recordTask,
+        record.submissionId,
+        record.options,
+        clock(),
+        datetime.fromisoformat(record.nextCheckAt),
+    )
 
 
 def _record(
-    task_id: str,
-    submission_id: str,
-    options: GenerationOptions,
+    record: RecordTask,
     *,
     store: TaskStore,
     clock: Callable[[], datetime],
@@ -80,13 +111,11 @@ def _record(
 
     The upstream has accepted (and charged for) this generation, so failing the request now would
     make a retrying client pay twice. After a few rounds we stop trying and still answer with the
-    taskId: the capability exists, so the task's callback (or the reconciler) records it.
+    taskId; the caller hands the record to the outbox.
     """
     for attempt in range(RECORD_ATTEMPTS):
         try:
-            if not store.bind_submission(submission_id, task_id):
-                raise SubmissionConflict(f"callback capability {submission_id} is bound to another task")
-            store.record_submitted(task_id, submission_id, options.model_dump(exclude_none=True), clock())
+            record_task(record, store=store, clock=clock)
             return True
         except SubmissionConflict:
             raise
