@@ -11,6 +11,10 @@ Configuration (environment):
   LOCAL_RECONCILE_INTERVAL_SECONDS  how often the scheduled reconciler runs (default 30; 0 = never)
   RECONCILE_AFTER_SECONDS   how long a task waits for its callback before the reconciler polls (default 60)
   LOCAL_PUBLIC_BASE_URL     the front door's public URL (a tunnel), when the upstream is the real API
+
+Any other variable a function's settings read (image_pipeline.settings: DOWNLOAD_RETRY_BASE_SECONDS,
+DOWNLOAD_CHECK_AFTER_SECONDS, DOWNLOAD_GIVE_UP_SECONDS, KIE_API_TIMEOUT_SECONDS, ...) is passed to
+the functions as it is set here, so any of them can be compressed for a local run.
 """
 
 from __future__ import annotations
@@ -74,7 +78,32 @@ class StackConfig:
             reconcile_interval_seconds=float(env.get("LOCAL_RECONCILE_INTERVAL_SECONDS", "30")),
             reconcile_after_seconds=float(env.get("RECONCILE_AFTER_SECONDS", "60")),
             public_base_url=env.get("LOCAL_PUBLIC_BASE_URL") or None,
+            extra_environment=function_settings_from(env),
         )
+
+
+# Names of the resources and endpoints the stack creates: what it sets wins over the shell.
+STACK_OWNED = frozenset(
+    {
+        "TASKS_TABLE",
+        "IDEMPOTENCY_TABLE",
+        "DOWNLOAD_QUEUE_URL",
+        "IMAGES_BUCKET",
+        "KIE_API_BASE_URL",
+        "KIE_API_KEY",
+        "KIE_API_KEY_PARAMETER",
+        "KIE_WEBHOOK_HMAC_KEY",
+        "KIE_WEBHOOK_HMAC_KEY_PARAMETER",
+        "PUBLIC_BASE_URL",
+    }
+)
+
+
+def function_settings_from(env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The functions' own setting variables found in `env`, for the functions (bar the stack's own)."""
+    from image_pipeline.settings import setting_variables
+
+    return {name: env[name] for name in setting_variables() - STACK_OWNED if name in env}
 
 
 def loopback_origin(url: str) -> str | None:

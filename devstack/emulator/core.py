@@ -62,6 +62,7 @@ def envelope(code: int, msg: str, data: Any = None) -> dict[str, Any]:
 class ApiReply:
     http_status: int
     body: dict[str, Any]
+    delay_seconds: float = 0.0  # the HTTP layer waits this long before answering
 
 
 @dataclass
@@ -267,7 +268,9 @@ class EmulatorCore:
                 self._tasks.popitem(last=False)
         if not faults.stall:
             self.scheduler.call_at(mono + gen, lambda: self.complete(task.task_id))
-        return ApiReply(200, envelope(200, "success", {"taskId": task.task_id}))
+        return ApiReply(
+            200, envelope(200, "success", {"taskId": task.task_id}), delay_seconds=faults.submit_delay
+        )
 
     # ----------------------------------------------------------------- API: record-info
     def record_info(self, task_id: str | None) -> ApiReply:

@@ -114,7 +114,10 @@ FAULT_KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
         _as_bool,
         "result URLs answer 403 Request has expired; freshly minted download links work",
     ),
-    "image_5xx": (_int_in(range(0, 11), 1), "the first N GETs of each image answer 503 SlowDown (bare: 1)"),
+    "image_5xx": (
+        _int_in(range(0, 1001), 1),
+        "the first N GETs of each image answer 503 SlowDown (bare: 1; 1000: an outage that never ends)",
+    ),
     "slow_first": (_int_in(range(0, 11), 1), "the first N GETs of each image trickle for 30 s (bare: 1)"),
     "result_key": (_choice("resultUrls", "result_urls", default="result_urls"), "record-info URL list key"),
     "time_format": (_choice("ms", "string", default="string"), "createTime/completeTime format"),
@@ -126,6 +129,10 @@ FAULT_KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "fail_flag": (_int_in({2, 3}, 3), "successFlag reported for failed tasks"),
     "stall": (_as_bool, "the task never finishes on its own (admin complete still works)"),
     "gen": (_float_in(0.0, 3600.0, 0.0), "this task's generation time in seconds"),
+    "submit_delay": (
+        _float_in(0.0, 120.0, 30.0),
+        "generate creates the task but answers only after S seconds (the caller times out; bare: 30)",
+    ),
     "mirror_http": (_as_bool, "error envelopes also use the code as HTTP status"),
 }
 
@@ -197,6 +204,7 @@ class Faults:
     fail_flag: int = 2
     stall: bool = False
     gen: float | None = None
+    submit_delay: float = 0.0
     mirror_http: bool = False
 
     @classmethod

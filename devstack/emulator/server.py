@@ -123,6 +123,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _reply(self, reply: ApiReply) -> None:
+        if reply.delay_seconds:
+            time.sleep(reply.delay_seconds)
         self._send_json(reply.http_status, reply.body)
 
     def _dispatch(self, method: str) -> None:

@@ -130,6 +130,19 @@ def reconciler_settings() -> ReconcilerSettings:
     return _load(ReconcilerSettings)
 
 
+def setting_variables() -> frozenset[str]:
+    """Every environment variable some function's settings read."""
+    models: tuple[type[BaseModel], ...] = (
+        ApiSettings,
+        CallbackSettings,
+        DownloaderSettings,
+        ReconcilerSettings,
+    )
+    return frozenset(
+        field.alias for model in models for field in model.model_fields.values() if field.alias
+    )
+
+
 def reset_settings_cache() -> None:
     """Tests change the environment between cases."""
     for getter in (
