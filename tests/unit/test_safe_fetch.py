@@ -7,8 +7,10 @@ Everything runs on 127.0.0.1. Three kinds of peers:
 * ``FakeNet``: an httpx transport standing in for the internet. "Public" addresses (93.184.216.x)
   are answered in memory and never touched; any non-public address (loopback, 10/8, 169.254/16...)
   is treated as the internal network and forwarded to the real socket on 127.0.0.1 with the same
-  port, so a request that slipped through would land on the canary. A request whose host is
-  still a *name* (not pinned) is resolved again through the test's resolver, as the OS would.
+  port, so a request that slipped through would land on the canary. The internal network's port 443
+  is the canary too (``internal_ports``), since https URLs on allowed hosts may only use port 443.
+  A request whose host is still a *name* (not pinned) is resolved again through the test's
+  resolver, as the OS would.
 * trusted origins ``http://127.0.0.1:<port>``: the only way the fetcher itself may reach loopback.
 """
 
@@ -345,8 +347,11 @@ def forbidden_resolver(host: str, port: int) -> list[str]:
 class FakeNet(httpx.BaseTransport):
     """The 'internet' for tests; see the module docstring."""
 
-    def __init__(self, dns: Callable[[str, int], list[str]]) -> None:
+    def __init__(
+        self, dns: Callable[[str, int], list[str]], internal_ports: dict[int, int] | None = None
+    ) -> None:
         self.dns = dns
+        self.internal_ports = dict(internal_ports or {})  # internal port -> port on 127.0.0.1
         self.public: dict[tuple[str, int], Callable[[httpx.Request], httpx.Response]] = {}
         self.seen: list[dict[str, Any]] = []
         self._loopback: httpx.HTTPTransport | None = None
@@ -373,7 +378,9 @@ class FakeNet(httpx.BaseTransport):
         if blocked_address_reason(ip) is not None:  # "internal network": the canary lives there
             forwarded = httpx.Request(
                 "GET",
-                request.url.copy_with(scheme="http", host="127.0.0.1"),
+                request.url.copy_with(
+                    scheme="http", host="127.0.0.1", port=self.internal_ports.get(port, port)
+                ),
                 headers=request.headers,
                 extensions={"timeout": request.extensions.get("timeout", {})},
             )
@@ -421,8 +428,8 @@ def _no_canary_traffic(canary: LocalServer) -> Iterator[None]:
 
 
 @pytest.fixture
-def net() -> Iterator[FakeNet]:
-    fake = FakeNet(fake_resolver)
+def net(canary: LocalServer) -> Iterator[FakeNet]:
+    fake = FakeNet(fake_resolver, internal_ports={443: canary.port})
     yield fake
     fake.close()
 
@@ -510,17 +517,25 @@ ATTACKS: list[tuple[str, str, str]] = [
     ("userinfo-on-allowed", "https://user:pw@img.allowed.test/x.png", "host_not_allowed"),
     ("backslash-userinfo", "https://evil.test\\@img.allowed.test/x.png", "host_not_allowed"),
     ("empty-host", "https:///x.png", "host_not_allowed"),
-    # names that resolve to blocked addresses (checked before any connection)
-    ("dns-private", "https://internal.allowed.test:{c}/x.png", "address_blocked"),
-    ("dns-metadata", "https://meta.allowed.test:{c}/x.png", "address_blocked"),
-    ("dns-loopback", "https://loop.allowed.test:{c}/x.png", "address_blocked"),
-    ("dns-one-of-many", "https://mixed.allowed.test:{c}/x.png", "address_blocked"),
-    ("dns-unspecified", "https://zero.allowed.test:{c}/x.png", "address_blocked"),
-    ("dns-v6-loopback", "https://v6loop.allowed.test:{c}/x.png", "address_blocked"),
-    ("dns-v4-mapped", "https://mapped.allowed.test:{c}/x.png", "address_blocked"),
-    ("dns-nat64", "https://nat64.allowed.test:{c}/x.png", "address_blocked"),
-    ("dns-ula", "https://ula.allowed.test:{c}/x.png", "address_blocked"),
-    ("dns-cgnat", "https://cgnat.allowed.test:{c}/x.png", "address_blocked"),
+    # allowed hosts are fetched from port 443 only (an explicit :443 is the same URL)
+    ("port-canary-on-allowed-host", "https://img.allowed.test:{c}/x.png", "port_not_allowed"),
+    ("port-canary-on-wildcard-host", "https://x.cdn.allowed.test:{c}/x.png", "port_not_allowed"),
+    ("port-canary-on-host-resolving-loopback", "https://loop.allowed.test:{c}/x.png", "port_not_allowed"),
+    ("port-8443", "https://img.allowed.test:8443/x.png", "port_not_allowed"),
+    ("port-80-with-https", "https://img.allowed.test:80/x.png", "port_not_allowed"),
+    ("port-trusted-origin-port-on-allowed-host", "https://img.allowed.test:{t}/img.png", "port_not_allowed"),
+    # names that resolve to blocked addresses (checked before any connection; port 443 of the
+    # internal network is the canary, see FakeNet)
+    ("dns-private", "https://internal.allowed.test/x.png", "address_blocked"),
+    ("dns-metadata", "https://meta.allowed.test/x.png", "address_blocked"),
+    ("dns-loopback", "https://loop.allowed.test/x.png", "address_blocked"),
+    ("dns-one-of-many", "https://mixed.allowed.test/x.png", "address_blocked"),
+    ("dns-unspecified", "https://zero.allowed.test/x.png", "address_blocked"),
+    ("dns-v6-loopback", "https://v6loop.allowed.test/x.png", "address_blocked"),
+    ("dns-v4-mapped", "https://mapped.allowed.test/x.png", "address_blocked"),
+    ("dns-nat64", "https://nat64.allowed.test/x.png", "address_blocked"),
+    ("dns-ula", "https://ula.allowed.test/x.png", "address_blocked"),
+    ("dns-cgnat", "https://cgnat.allowed.test/x.png", "address_blocked"),
     ("dns-nxdomain", "https://nope.allowed.test/x.png", "dns"),
     ("dns-garbage", "https://garbage.allowed.test/x.png", "dns"),
     ("dns-empty", "https://empty.allowed.test/x.png", "dns"),
@@ -588,13 +603,15 @@ REDIRECT_ATTACKS: list[tuple[str, str, str]] = [
     ("to-metadata", "http://169.254.169.254:{c}/latest/meta-data/", "address_blocked"),
     ("to-decimal-loopback", "http://2130706433:{c}/", "address_blocked"),
     ("to-v6-loopback", "http://[::1]:{c}/", "address_blocked"),
-    ("to-name-resolving-private", "https://internal.allowed.test:{c}/x.png", "address_blocked"),
-    ("to-name-resolving-loopback", "https://loop.allowed.test:{c}/x.png", "address_blocked"),
+    ("to-name-resolving-private", "https://internal.allowed.test/x.png", "address_blocked"),
+    ("to-name-resolving-loopback", "https://loop.allowed.test/x.png", "address_blocked"),
     ("to-trusted-host-other-port", "http://127.0.0.1:{c}/img.png", "address_blocked"),
     ("to-not-allowed-host", "https://evil.test/x.png", "host_not_allowed"),
     ("to-scheme-relative-evil", "//evil.test/x.png", "host_not_allowed"),
     ("to-userinfo", "https://img.allowed.test@127.0.0.1:{c}/", "host_not_allowed"),
     ("downgrade-to-http", "http://img.allowed.test:{c}/x.png", "scheme"),
+    ("to-allowed-host-other-port", "https://img.allowed.test:{c}/x.png", "port_not_allowed"),
+    ("to-allowed-host-8443", "https://img.allowed.test:8443/x.png", "port_not_allowed"),
     ("to-file", "file:///etc/passwd", "scheme"),
     ("to-gopher", "gopher://127.0.0.1:{c}/_SET", "scheme"),
     ("no-location", "", "bad_redirect"),
@@ -693,12 +710,13 @@ class RebindingResolver:
 
 def test_rebinding_resolver_never_reaches_loopback(canary: LocalServer) -> None:
     rebinding = RebindingResolver()
-    # The fake network resolves un-pinned names with the same resolver, like the OS would at connect time.
-    net = FakeNet(rebinding)
-    net.public[(PUBLIC_A, canary.port)] = image_response(PNG)
+    # The fake network resolves un-pinned names with the same resolver, like the OS would at connect time;
+    # 127.0.0.1 port 443 is the canary there.
+    net = FakeNet(rebinding, internal_ports={443: canary.port})
+    net.public[(PUBLIC_A, 443)] = image_response(PNG)
     with httpx.Client(transport=net, trust_env=False) as client:
         image = fetch_image(
-            f"https://rebind.allowed.test:{canary.port}/x.png",
+            "https://rebind.allowed.test/x.png",
             FetchPolicy(("rebind.allowed.test",)),
             resolver=rebinding,
             client=client,
@@ -713,12 +731,12 @@ def test_rebinding_resolver_never_reaches_loopback(canary: LocalServer) -> None:
 
 def test_rebinding_across_a_redirect_is_checked(canary: LocalServer) -> None:
     rebinding = RebindingResolver()
-    net = FakeNet(rebinding)
+    net = FakeNet(rebinding, internal_ports={443: canary.port})
     # first hop: a public answer; the redirect goes to the same host, then to another name
-    net.public[(PUBLIC_A, canary.port)] = redirect_response(f"https://other.allowed.test:{canary.port}/x.png")
+    net.public[(PUBLIC_A, 443)] = redirect_response("https://other.allowed.test/x.png")
     with httpx.Client(transport=net, trust_env=False) as client, pytest.raises(FetchError) as err:
         fetch_image(
-            f"https://rebind.allowed.test:{canary.port}/x.png",
+            "https://rebind.allowed.test/x.png",
             FetchPolicy(("*.allowed.test",)),
             resolver=rebinding,
             client=client,
@@ -732,17 +750,17 @@ def test_rebinding_across_a_redirect_is_checked(canary: LocalServer) -> None:
 
 def test_same_host_redirect_uses_the_first_answer(canary: LocalServer) -> None:
     rebinding = RebindingResolver()
-    net = FakeNet(rebinding)
+    net = FakeNet(rebinding, internal_ports={443: canary.port})
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/start":
             return httpx.Response(302, headers={"Location": "/x.png"})
         return httpx.Response(200, content=JPEG)
 
-    net.public[(PUBLIC_A, canary.port)] = handler
+    net.public[(PUBLIC_A, 443)] = handler
     with httpx.Client(transport=net, trust_env=False) as client:
         image = fetch_image(
-            f"https://rebind.allowed.test:{canary.port}/start",
+            "https://rebind.allowed.test/start",
             FetchPolicy(("rebind.allowed.test",)),
             resolver=rebinding,
             client=client,
@@ -755,10 +773,9 @@ def test_same_host_redirect_uses_the_first_answer(canary: LocalServer) -> None:
 
 def test_request_is_pinned_with_host_header_and_sni(net: FakeNet, net_client: httpx.Client) -> None:
     net.public[(PUBLIC_A, 443)] = image_response(PNG)
-    net.public[(PUBLIC_A, 8443)] = image_response(PNG)
     policy = FetchPolicy(("img.allowed.test",))
     fetch_image("https://IMG.Allowed.Test./a.png", policy, resolver=fake_resolver, client=net_client)
-    fetch_image("https://img.allowed.test:8443/b.png", policy, resolver=fake_resolver, client=net_client)
+    fetch_image("https://img.allowed.test:443/b.png", policy, resolver=fake_resolver, client=net_client)
     assert net.seen == [
         {
             "ip": PUBLIC_A,
@@ -770,13 +787,44 @@ def test_request_is_pinned_with_host_header_and_sni(net: FakeNet, net_client: ht
         },
         {
             "ip": PUBLIC_A,
-            "port": 8443,
+            "port": 443,
             "url_host": PUBLIC_A,
-            "host_header": "img.allowed.test:8443",
+            "host_header": "img.allowed.test",
             "sni": "img.allowed.test",
             "path": "/b.png",
         },
     ]
+
+
+def test_allowed_host_on_another_port_is_refused_before_dns(net: FakeNet, net_client: httpx.Client) -> None:
+    """The host is allowed and the port would serve an image: still refused, with nothing resolved or sent."""
+    net.public[(PUBLIC_A, 8443)] = image_response(PNG)
+    with pytest.raises(FetchError) as err:
+        fetch_image(
+            "https://img.allowed.test:8443/b.png?X-Amz-Signature=SECRET-SIGNATURE",
+            FetchPolicy(("img.allowed.test",)),
+            resolver=forbidden_resolver,
+            client=net_client,
+        )
+    assert (err.value.reason, err.value.retryable, err.value.status_code) == ("port_not_allowed", False, None)
+    assert "port 8443" in str(err.value) and "img.allowed.test" in str(err.value)
+    assert "SECRET-SIGNATURE" not in str(err.value)
+    assert net.seen == []
+
+
+def test_redirect_to_allowed_host_on_another_port_is_refused(net: FakeNet, net_client: httpx.Client) -> None:
+    net.public[(PUBLIC_A, 443)] = redirect_response("https://b.allowed.test:8443/y.png?sig=abc")
+    net.public[(PUBLIC_B, 8443)] = image_response(PNG)
+    with pytest.raises(FetchError) as err:
+        fetch_image(
+            "https://a.allowed.test/x.png",
+            FetchPolicy(("a.allowed.test", "b.allowed.test")),
+            resolver=fake_resolver,
+            client=net_client,
+        )
+    assert (err.value.reason, err.value.retryable) == ("port_not_allowed", False)
+    assert str(err.value).startswith("redirect from https://a.allowed.test/x.png")
+    assert [(s["ip"], s["port"]) for s in net.seen] == [(PUBLIC_A, 443)]
 
 
 def test_ipv4_preferred_then_next_address_on_connect_error(net: FakeNet, net_client: httpx.Client) -> None:
@@ -1296,7 +1344,7 @@ def test_whatever_the_url_only_public_or_trusted_endpoints_are_contacted(
     url = _fill(
         f"{scheme}://{userinfo}{host}{port}{path}" if scheme else f"//{host}{port}{path}", canary, srv
     )
-    net = FakeNet(fake_resolver)
+    net = FakeNet(fake_resolver, internal_ports={443: canary.port})
     for ip in (PUBLIC_A, PUBLIC_B):
         for p in (443, 8443, canary.port, srv.port):
             net.public[(ip, p)] = image_response(PNG)
@@ -1305,10 +1353,20 @@ def test_whatever_the_url_only_public_or_trusted_endpoints_are_contacted(
         try:
             fetch_image(url, policy, resolver=fake_resolver, client=client)
         except FetchError as err:
-            assert err.reason in {"scheme", "host_not_allowed", "address_blocked", "dns", "http_status"}
+            assert err.reason in {
+                "scheme",
+                "host_not_allowed",
+                "port_not_allowed",
+                "address_blocked",
+                "dns",
+                "http_status",
+            }
     net.close()
     for seen in net.seen:
-        assert seen["ip"] in (PUBLIC_A, PUBLIC_B) or (seen["ip"], seen["port"]) == ("127.0.0.1", srv.port)
+        assert (seen["ip"] in (PUBLIC_A, PUBLIC_B) and seen["port"] == 443) or (
+            seen["ip"],
+            seen["port"],
+        ) == ("127.0.0.1", srv.port)
     assert canary.settled_connections() == 0
 
 

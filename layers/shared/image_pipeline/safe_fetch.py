@@ -2,9 +2,10 @@
 
 The image URLs arrive in public callbacks, so every one is hostile until checked:
 
-* **Scheme and host**: ``https`` only, host on ``FetchPolicy.allowed_hosts`` (exact, or ``*.domain`` for
-  subdomains), no ``user:pass@`` part. The only exception are the exact ``trusted_origins`` (scheme,
-  host, port) of a local emulator, which may use ``http`` and loopback.
+* **Scheme, host and port**: ``https`` only, host on ``FetchPolicy.allowed_hosts`` (exact, or
+  ``*.domain`` for subdomains), port 443 only (an explicit ``:443`` is the same URL), no ``user:pass@``
+  part. The only exception are the exact ``trusted_origins`` (scheme, host, port) of a local
+  emulator, which may use ``http``, another port and loopback.
 * **Addresses**: the host is resolved once per fetch; every address returned (and any IP literal in
   the URL, in whatever numeric spelling: ``2130706433``, ``0177.0.0.1``, ``0x7f.1``, ``127.1``...) is
   checked, and a single private, loopback, link-local, CGNAT, reserved, multicast or unspecified
@@ -71,6 +72,7 @@ _ROUGH_AUTHORITY_RE = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.\-]*:/*([^/?#\\]*)")
 _RETRYABLE_BY_DEFAULT = {
     "scheme": False,
     "host_not_allowed": False,
+    "port_not_allowed": False,
     "address_blocked": False,
     "dns": True,
     "too_many_redirects": False,
@@ -113,7 +115,7 @@ _IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
 class FetchError(Exception):
     """A fetch was refused or failed.
 
-    ``reason`` is one of ``scheme``, ``host_not_allowed``, ``address_blocked``, ``dns``,
+    ``reason`` is one of ``scheme``, ``host_not_allowed``, ``port_not_allowed``, ``address_blocked``, ``dns``,
     ``too_many_redirects``, ``bad_redirect``, ``http_status``, ``too_large``, ``deadline``,
     ``network``, ``not_image``, ``truncated``. ``retryable`` is True for transient failures
     (network, deadline, 5xx, 429, truncated, temporary DNS failures), False for policy violations.
@@ -462,6 +464,11 @@ def _check_target(text: str, policy: FetchPolicy, *, invalid_reason: str, contex
             )
         if scheme != "https":
             raise FetchError("scheme", f"{context}refusing {desc}: only https is allowed")
+        if port != _DEFAULT_PORTS["https"]:
+            raise FetchError(
+                "port_not_allowed",
+                f"{context}refusing {desc}: port {port} is not allowed (allowed hosts: 443 only)",
+            )
     return _Target(url=url, scheme=scheme, host=host, port=port, ip=ip, trusted=trusted)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from image_pipeline.adapters.aws import client
+from image_pipeline.adapters.aws import client, s3_presigner
 
 
 def image_key(task_id: str, index: int, extension: str) -> str:
@@ -13,9 +13,12 @@ def image_key(task_id: str, index: int, extension: str) -> str:
 
 
 class ImageStore:
-    def __init__(self, bucket: str, *, s3: Any = None) -> None:
+    def __init__(self, bucket: str, *, s3: Any = None, presigner: Any = None) -> None:
         self.bucket = bucket
         self._s3 = s3 or client("s3")
+        # Links are signed by their own client, SigV4 on the regional endpoint (see s3_presigner),
+        # built on first use: the downloader only stores.
+        self._presigner = presigner
 
     def put(
         self, key: str, body: bytes, *, content_type: str, sha256_hex: str, metadata: dict[str, str]
@@ -31,7 +34,9 @@ class ImageStore:
         )
 
     def presigned_url(self, key: str, expires_seconds: int) -> str:
-        url: str = self._s3.generate_presigned_url(
+        if self._presigner is None:
+            self._presigner = s3_presigner()
+        url: str = self._presigner.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_seconds
         )
         return url
