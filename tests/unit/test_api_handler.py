@@ -226,6 +226,20 @@ def test_status_reports_live_progress_while_generating(
     assert status == 200 and body["progress"] == pytest.approx(0.48)
 
 
+def test_many_pollers_of_one_task_query_the_upstream_once_per_cache_period(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    # Given a task still generating upstream (which allows 3 detail queries per second per task)
+    upstream.post(GENERATE).mock(return_value=submit_ok())
+    route = upstream.get(RECORD_INFO).mock(return_value=details("0.48"))
+    invoke(load_event("api_submit_task"), lambda_context)
+    # When a client polls it 20 times in a row
+    answers = [invoke(load_event("api_get_task"), lambda_context)[1] for _ in range(20)]
+    # Then every answer carries the progress, and the upstream was asked once
+    assert all(answer["progress"] == pytest.approx(0.48) for answer in answers)
+    assert route.call_count == 1
+
+
 def test_status_survives_an_upstream_outage(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
     upstream.post(GENERATE).mock(return_value=submit_ok())
     upstream.get(RECORD_INFO).mock(side_effect=httpx.ConnectError("down"))

@@ -138,9 +138,7 @@ def setting_variables() -> frozenset[str]:
         DownloaderSettings,
         ReconcilerSettings,
     )
-    return frozenset(
-        field.alias for model in models for field in model.model_fields.values() if field.alias
-    )
+    return frozenset(field.alias for model in models for field in model.model_fields.values() if field.alias)
 
 
 def reset_settings_cache() -> None:

@@ -75,6 +75,7 @@ class TaskRecord(BaseModel):
     checks: int = 0  # reconciler visits that found nothing to do
     requeues: int = 0  # reconciler rounds that re-queued missing images
     lastDownloadError: str | None = None
+    progress: float | None = None  # the upstream's last reported progress (cached for pollers)
 
     def missing_indexes(self) -> list[int]:
         return [index for index in range(self.imagesExpected) if str(index) not in self.images]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -348,6 +349,34 @@ class TasksTable:
                 ExpressionAttributeValues=_values(due=iso(next_check_at), one=1, status=task.status.value),
             )
             is not None
+        )
+
+    def claim_progress_refresh(self, task_id: str, now: datetime, stale_before: datetime) -> bool:
+        """True for the one poller that may ask the upstream now (the cached progress is stale)."""
+        return (
+            self._update_if(
+                Key=task_key(task_id),
+                UpdateExpression="SET progressAt = :now",
+                ConditionExpression=(
+                    "#status = :submitted AND (attribute_not_exists(progressAt) OR progressAt < :stale)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values(
+                    now=iso(now), stale=iso(stale_before), submitted=TaskStatus.SUBMITTED.value
+                ),
+            )
+            is not None
+        )
+
+    def save_progress(self, task_id: str, progress: float) -> None:
+        self._update_if(
+            Key=task_key(task_id),
+            UpdateExpression="SET progress = :progress",
+            ConditionExpression="#status = :submitted",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=_values(
+                progress=Decimal(str(round(progress, 4))), submitted=TaskStatus.SUBMITTED.value
+            ),
         )
 
     def tasks_due(self, status: TaskStatus, now: datetime, limit: int = 100) -> Iterator[TaskRecord]:

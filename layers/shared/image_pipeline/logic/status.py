@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from image_pipeline.errors import TaskNotFound, UpstreamError
 from image_pipeline.logic.ports import ImageBlobs, TaskStore, Upstream
-from image_pipeline.task_models import TaskRecord, TaskStatus
+from image_pipeline.task_models import TaskRecord, TaskStatus, utc_now
 from image_pipeline.upstream_models import TASK_ID
+
+# The upstream allows 3 detail queries per second per task; however many clients poll one task, it
+# is asked at most once per period, by whichever poller claims the refresh first.
+PROGRESS_CACHE = timedelta(seconds=5)
 
 
 def task_status(
@@ -17,6 +23,7 @@ def task_status(
     images: ImageBlobs,
     presign_seconds: int,
     upstream: Upstream | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> dict[str, Any]:
     # Task ids are short tokens; anything else cannot exist (and must not reach DynamoDB's key limits).
     task = store.get_task(task_id) if TASK_ID.fullmatch(task_id) else None
@@ -25,7 +32,7 @@ def task_status(
     return {
         "taskId": task.taskId,
         "status": task.status.value,
-        "progress": _progress(task, upstream),
+        "progress": _progress(task, store, upstream, clock()),
         "images": [
             {**image.model_dump(), "url": images.presigned_url(image.key, presign_seconds)}
             for image in task.stored_images()
@@ -36,14 +43,16 @@ def task_status(
     }
 
 
-def _progress(task: TaskRecord, upstream: Upstream | None) -> float | None:
+def _progress(task: TaskRecord, store: TaskStore, upstream: Upstream | None, now: datetime) -> float | None:
     """Generation progress, 0..1: done once the upstream has called back with images."""
     if task.status is not TaskStatus.SUBMITTED:
         return None if task.status is TaskStatus.FAILED else 1.0
-    if upstream is None:
-        return None
+    if upstream is None or not store.claim_progress_refresh(task.taskId, now, now - PROGRESS_CACHE):
+        return task.progress  # fresh enough, or another poller is asking right now
     try:
-        # Best effort: progress is a nicety, and the upstream allows 3 detail queries per second per task.
-        return upstream.task_details(task.taskId).progress_fraction
+        progress = upstream.task_details(task.taskId).progress_fraction
     except UpstreamError:
-        return None
+        return task.progress  # best effort: progress is a nicety
+    if progress is not None:
+        store.save_progress(task.taskId, progress)
+    return progress
