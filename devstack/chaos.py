@@ -3,7 +3,9 @@
 Faults: duplicate and concurrent callbacks, dropped callbacks (the reconciler must recover them),
 failure codes, the single-image shape, expired result links (re-minted), image 5xx and stalls,
 HTML instead of an image, bursts of SQS send errors, S3 put errors and DynamoDB throttling, and a
-downloader that crashes after a batch. Fails unless lost = 0 and duplicates = 0.
+downloader that crashes after a batch, and an image host outage longer than the queue's own retries
+(the reconciler must re-queue it). Fails unless lost = 0, duplicates = 0 and unfinished = 0: every
+task ends `stored` or `failed`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ SCENARIOS: list[tuple[str, int, str, int | str | None]] = [
     ("flux shape", 5, "[fault:shape=flux]", None),
     ("stale links", 8, "[fault:stale_links]", None),
     ("image 5xx", 8, "[fault:image_5xx=2]", None),
+    ("host outage", 4, "[fault:image_5xx=7]", None),
     ("image stall", 5, "[fault:slow_first]", None),
     ("failed 400", 2, "[fault:fail=400]", 400),
     ("failed 451", 2, "[fault:fail=451]", 451),
@@ -104,6 +107,7 @@ class Tally:
     stored: int = 0
     duplicates: int = 0
     lost: int = 0
+    unfinished: int = 0  # still submitted or downloading when the run settled
     failed_as_expected: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -128,6 +132,12 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client) -> Tally
             result.problems.append(f"#{task.number} {task.scenario}: never submitted ({task.submit_error})")
             continue
         record = api.get(f"/tasks/{task.task_id}").json()
+        if record.get("status") not in ("stored", "failed"):
+            result.unfinished += 1
+            result.problems.append(
+                f"#{task.number} {task.scenario} {task.task_id}: still {record.get('status')}"
+            )
+            continue
         listed = stack.emulator.inspect_task(task.task_id)["images"]
         generated = {image["index"]: image["sha256"] for image in listed}
         objects = s3.list_objects_v2(Bucket=stack.resources.images_bucket, Prefix=f"images/{task.task_id}/")
@@ -185,6 +195,9 @@ def chaos_config(seed: int) -> tuple[StackConfig, AwsFaults]:
         extra_environment={
             "DOWNLOAD_DEADLINE_SECONDS": "3",
             "DOWNLOAD_RETRY_BASE_SECONDS": "1",
+            # The reconciler re-queues what the queue gave up on, and ends downloads past their bound.
+            "DOWNLOAD_CHECK_AFTER_SECONDS": "20",
+            "DOWNLOAD_GIVE_UP_SECONDS": "240",
             "POWERTOOLS_LOG_LEVEL": "CRITICAL",  # injected faults log by design; the tally is the output
         },
         access_log=False,
@@ -254,13 +267,14 @@ def print_report(
     print(f"\n  injected AWS errors: {dict(aws.injected) or 'none'}", file=out)
     print(f"  downloader crashes after a batch: {stack.poller.crashes if stack.poller else 0}", file=out)
     print(f"  submitted in {submitted_in:.1f} s, settled in {elapsed:.1f} s\n", file=out)
-    header = ("tasks", "images expected", "stored", "duplicates", "lost", "failed as expected")
+    header = ("tasks", "images expected", "stored", "duplicates", "lost", "unfinished", "failed as expected")
     values = (
         result.tasks,
         result.images_expected,
         result.stored,
         result.duplicates,
         result.lost,
+        result.unfinished,
         result.failed_as_expected,
     )
     print("  " + " | ".join(f"{name:>{len(name)}}" for name in header), file=out)
@@ -281,8 +295,11 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole run (bounded)")
     arguments = parser.parse_args()
     result = run(arguments.tasks, arguments.seed, arguments.timeout)
-    ok = result.lost == 0 and result.duplicates == 0
-    print(f"\n{'PASS' if ok else 'FAIL'}: lost = {result.lost}, duplicates = {result.duplicates}")
+    ok = result.lost == 0 and result.duplicates == 0 and result.unfinished == 0
+    print(
+        f"\n{'PASS' if ok else 'FAIL'}: lost = {result.lost}, duplicates = {result.duplicates}, "
+        f"unfinished = {result.unfinished}"
+    )
     return 0 if ok else 1
 
 

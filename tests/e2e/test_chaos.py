@@ -1,4 +1,5 @@
-"""A small chaos run inside `make test` (`make chaos` runs 200): nothing lost, nothing duplicated."""
+"""A small chaos run inside `make test` (`make chaos` runs 200): nothing lost, nothing duplicated,
+every task ended."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def test_small_chaos_run_loses_and_duplicates_nothing() -> None:
     result = chaos.run(count=24, seed=5, timeout=300, out=report)
     print(report.getvalue())
     assert result.tasks == 24
-    assert (result.lost, result.duplicates) == (0, 0), report.getvalue()
+    assert (result.lost, result.duplicates, result.unfinished) == (0, 0, 0), report.getvalue()
     assert result.stored == result.images_expected
 
 
