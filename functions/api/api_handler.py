@@ -18,7 +18,6 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
-from image_pipeline.adapters.idempotency import run_once
 from image_pipeline.errors import (
     InsufficientCredits,
     RateLimited,
@@ -112,7 +111,7 @@ def create_task(options: GenerationOptions) -> Response[Any]:
             raise InvalidIdempotencyKey(
                 f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
             )
-        task_id = run_once(
+        task_id = wiring.run_once(
             key,
             options.model_dump(mode="json"),
             submit,

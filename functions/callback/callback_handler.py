@@ -18,9 +18,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
-from image_pipeline.adapters.download_queue import EnqueueError
-from image_pipeline.adapters.secrets import resolve_secret
-from image_pipeline.errors import CallbackRejected
+from image_pipeline.errors import CallbackRejected, EnqueueError
 from image_pipeline.logic.callbacks import CallbackResult, authenticate, handle_callback, parse_callback
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import callback_settings
@@ -57,7 +55,7 @@ def receive_callback(event: APIGatewayProxyEvent) -> CallbackResult:
         token=(event.query_string_parameters or {}).get("token"),
         headers=event.headers or {},
         store=store,
-        hmac_key=resolve_secret(settings.hmac_key, settings.hmac_key_parameter),
+        hmac_key=wiring.hmac_key(settings),
         hmac_window_seconds=settings.hmac_window_seconds,
     )
     result = handle_callback(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -24,7 +23,7 @@ from image_pipeline import wiring
 from image_pipeline.logic.downloads import RetryLater, download_image
 from image_pipeline.logic.submission import SubmissionConflict, record_task
 from image_pipeline.observability import logger_for, metrics_for
-from image_pipeline.safe_fetch import FetchedImage, FetchError, FetchPolicy, fetch_image
+from image_pipeline.safe_fetch import FetchedImage
 from image_pipeline.settings import DownloaderSettings, downloader_settings
 from image_pipeline.task_models import DownloadJob, RecordTask
 
@@ -65,26 +64,15 @@ def retry_delay(receive_count: int, base_seconds: int) -> int:
     return min(BACKOFF_CAP_SECONDS, base_seconds * 2 ** max(0, receive_count - 1))
 
 
-@cache
-def fetch_policy(settings: DownloaderSettings) -> FetchPolicy:
-    return FetchPolicy(
-        allowed_hosts=settings.allowed_host_list,
-        trusted_origins=settings.trusted_origin_list,
-        max_bytes=settings.max_image_bytes,
-        deadline_seconds=settings.deadline_seconds,
-        max_pixels=settings.max_pixels,
-    )
-
-
 def fetch(url: str) -> FetchedImage:
     """One safe fetch, bounded by the policy's deadline and by what is left of the invocation."""
-    policy = fetch_policy(downloader_settings())
+    policy = wiring.fetch_policy(downloader_settings())
     budget = min(policy.deadline_seconds, InvocationClock.time_left())
     if budget < 1:
-        raise FetchError("deadline", "no time left in this invocation to fetch the image", retryable=True)
+        raise RetryLater("no time left in this invocation to fetch the image")
     if budget < policy.deadline_seconds:
         policy = dataclasses.replace(policy, deadline_seconds=budget)
-    return fetch_image(url, policy)
+    return wiring.safe_fetch(url, policy)
 
 
 def process_record(record: SQSRecord) -> str:

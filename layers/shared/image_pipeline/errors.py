@@ -51,3 +51,7 @@ class CallbackRejected(Exception):
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+
+
+class EnqueueError(RuntimeError):
+    """Some download jobs could not be sent; the caller must not mark them enqueued."""

@@ -1,16 +1,33 @@
-"""Builds the real adapters from settings, once per process (the handlers' only factory)."""
+"""Builds the real adapters from settings, once per process: the handlers' only way to the outside.
+
+The import rule: handlers -> wiring -> adapters; handlers -> logic -> models; adapters -> models.
+"""
 
 from __future__ import annotations
 
 from functools import cache
 
 from image_pipeline.adapters.download_queue import DownloadQueue
+from image_pipeline.adapters.idempotency import run_once
 from image_pipeline.adapters.image_store import ImageStore
 from image_pipeline.adapters.secrets import resolve_secret
 from image_pipeline.adapters.submit_guard import SubmitGuard
 from image_pipeline.adapters.tasks_table import TasksTable
 from image_pipeline.adapters.upstream import UpstreamClient
-from image_pipeline.settings import UpstreamSettings
+from image_pipeline.safe_fetch import FetchedImage, FetchPolicy, fetch_image
+from image_pipeline.settings import CallbackSettings, DownloaderSettings, UpstreamSettings
+
+__all__ = [
+    "download_queue",
+    "fetch_policy",
+    "hmac_key",
+    "image_store",
+    "run_once",
+    "safe_fetch",
+    "submit_guard",
+    "tasks_table",
+    "upstream_client",
+]
 
 
 @cache
@@ -44,9 +61,30 @@ def upstream_client(settings: UpstreamSettings, *, timeout_seconds: float | None
     return _upstream_for_key(settings.base_url, api_key, timeout_seconds or settings.timeout_seconds)
 
 
+def hmac_key(settings: CallbackSettings) -> str:
+    """The upstream's webhook signing key ("" when signing is off), re-read through the parameter cache."""
+    return resolve_secret(settings.hmac_key, settings.hmac_key_parameter)
+
+
+@cache
+def fetch_policy(settings: DownloaderSettings) -> FetchPolicy:
+    return FetchPolicy(
+        allowed_hosts=settings.allowed_host_list,
+        trusted_origins=settings.trusted_origin_list,
+        max_bytes=settings.max_image_bytes,
+        deadline_seconds=settings.deadline_seconds,
+        max_pixels=settings.max_pixels,
+    )
+
+
+def safe_fetch(url: str, policy: FetchPolicy) -> FetchedImage:
+    """The downloader's only way to fetch a URL (allow-list, address checks, caps)."""
+    return fetch_image(url, policy)
+
+
 def reset() -> None:
     from image_pipeline.adapters import idempotency
 
     idempotency.persistence.cache_clear()
-    for factory in (tasks_table, download_queue, image_store, submit_guard, _upstream_for_key):
+    for factory in (tasks_table, download_queue, image_store, submit_guard, _upstream_for_key, fetch_policy):
         factory.cache_clear()

@@ -10,13 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from image_pipeline.adapters.aws import client
+from image_pipeline.errors import EnqueueError
 from image_pipeline.task_models import DownloadJob, RecordTask
 
 SQS_BATCH_LIMIT = 10
-
-
-class EnqueueError(RuntimeError):
-    """Some jobs could not be sent; the caller must not mark them enqueued."""
 
 
 class DownloadQueue:

@@ -6,10 +6,9 @@ import base64
 from typing import Any
 
 from image_pipeline.adapters.aws import client, s3_presigner
+from image_pipeline.task_models import image_key
 
-
-def image_key(task_id: str, index: int, extension: str) -> str:
-    return f"images/{task_id}/{index}.{extension}"
+__all__ = ["ImageStore", "image_key"]
 
 
 class ImageStore:
