@@ -1,0 +1,261 @@
+"""fetch_image: pinned requests hop by hop, the body read under the size cap, the image verified."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    import ssl
+
+from image_pipeline.image_check import ImageCheckError, sniff_image_type, verify_image
+from image_pipeline.safe_fetch.addresses import IPAddress, Resolver, _default_resolver
+from image_pipeline.safe_fetch.errors import FetchError
+from image_pipeline.safe_fetch.policy import FetchPolicy
+from image_pipeline.safe_fetch.targets import _check_target, _resolve_checked, _Target
+from image_pipeline.safe_fetch.watchdog import _Watchdog
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CHUNK_SIZE = 64 * 1024
+_MAX_ADDRESS_ATTEMPTS = 4
+_USER_AGENT = "image-pipeline-safe-fetch/1"
+
+
+@dataclass(frozen=True)
+class FetchedImage:
+    body: bytes = field(repr=False)
+    content_type: str  # from the magic bytes: image/png, image/jpeg, image/webp
+    extension: str  # png | jpg | webp
+    sha256: str  # hex
+    width: int
+    height: int
+    final_url: str  # after redirects, without query string or fragment
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+
+@cache
+def _ssl_context() -> ssl.SSLContext:
+    # Built once per process (loading the CA bundle is the slow part), shared by every fetch.
+    return httpx.create_ssl_context()
+
+
+def _new_client() -> httpx.Client:
+    # trust_env=False: no proxy from the environment (the request must go to the pinned address);
+    # no keep-alive: a connection verified for one host name is never reused for another.
+    return httpx.Client(
+        verify=_ssl_context(),
+        trust_env=False,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=_MAX_ADDRESS_ATTEMPTS, max_keepalive_connections=0),
+    )
+
+
+def fetch_image(
+    url: str,
+    policy: FetchPolicy,
+    *,
+    resolver: Resolver | None = None,
+    client: httpx.Client | None = None,
+) -> FetchedImage:
+    """Download and verify one image under ``policy``; raise :class:`FetchError` otherwise.
+
+    ``resolver`` replaces DNS (tests, emulator). ``client`` replaces the HTTP client; it must not use
+    a proxy (connections to anything but the checked address are refused) and is not closed here.
+    """
+    deadline = time.monotonic() + policy.deadline_seconds
+    resolve = resolver if resolver is not None else _default_resolver
+    text = url.strip() if isinstance(url, str) else url
+    target = _check_target(text, policy, invalid_reason="host_not_allowed", context="")
+    http = client if client is not None else _new_client()
+    watchdog = _Watchdog(deadline)
+    dns_cache: dict[tuple[str, int], list[IPAddress]] = {}
+    try:
+        for hop in range(policy.max_redirects + 1):
+            if time.monotonic() >= deadline:
+                raise FetchError("deadline", f"deadline passed before fetching {target.describe()}")
+            addresses = _resolve_checked(target, resolve, dns_cache, deadline)
+            response = _send_pinned(http, target, addresses, policy, deadline, watchdog)
+            try:
+                if response.status_code in _REDIRECT_STATUSES:
+                    target = _next_hop(target, response, hop, policy)
+                    continue
+                if response.status_code != 200:
+                    status = response.status_code
+                    raise FetchError(
+                        "http_status",
+                        f"{target.describe()} answered HTTP {status}",
+                        retryable=status >= 500 or status == 429,
+                        status_code=status,
+                    )
+                body = _read_body(response, target, policy, deadline, watchdog)
+            finally:
+                with contextlib.suppress(httpx.HTTPError, OSError):
+                    response.close()
+                watchdog.release()
+            return _finish(body, target, policy)
+        raise FetchError(
+            "too_many_redirects", f"more than {policy.max_redirects} redirects"
+        )  # pragma: no cover
+    finally:
+        watchdog.close()
+        if client is None:
+            http.close()
+
+
+def _next_hop(target: _Target, response: httpx.Response, hop: int, policy: FetchPolicy) -> _Target:
+    if hop >= policy.max_redirects:
+        raise FetchError(
+            "too_many_redirects",
+            f"{target.describe()} redirects again after {policy.max_redirects} redirects",
+        )
+    location = response.headers.get("location", "").strip()
+    context = f"redirect from {target.describe()}: "
+    if not location:
+        raise FetchError("bad_redirect", f"{context}HTTP {response.status_code} without a Location header")
+    try:
+        next_url = target.url.join(location)
+    except (httpx.InvalidURL, TypeError, ValueError, UnicodeError) as exc:
+        raise FetchError("bad_redirect", f"{context}unusable Location header") from exc
+    return _check_target(str(next_url), policy, invalid_reason="bad_redirect", context=context)
+
+
+def _send_pinned(
+    http: httpx.Client,
+    target: _Target,
+    addresses: list[IPAddress],
+    policy: FetchPolicy,
+    deadline: float,
+    watchdog: _Watchdog,
+) -> httpx.Response:
+    """GET ``target`` by connecting to one of the checked ``addresses`` (next one on connect failure)."""
+    headers = {
+        "Host": target.host_header,
+        "Accept": "image/png, image/jpeg, image/webp",
+        "Accept-Encoding": "identity",
+        "Connection": "close",  # every hop opens its own connection, which the watchdog then covers
+        "User-Agent": _USER_AGENT,
+    }
+    extensions: dict[str, Any] = {"trace": watchdog.trace}
+    if target.scheme == "https" and target.ip is None:
+        extensions["sni_hostname"] = target.host  # SNI + certificate check on the name, not the IP
+    last_error: httpx.TransportError | None = None
+    for ip in addresses[:_MAX_ADDRESS_ATTEMPTS]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        timeout = httpx.Timeout(
+            connect=min(policy.connect_timeout_seconds, remaining),
+            read=remaining,
+            write=remaining,
+            pool=remaining,
+        )
+        watchdog.expected = (ip, target.port)
+        request = http.build_request(
+            "GET", target.url.copy_with(host=str(ip)), headers=headers, extensions=extensions, timeout=timeout
+        )
+        try:
+            return http.send(request, stream=True, follow_redirects=False)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            if watchdog.fired or watchdog.peer_mismatch:
+                raise _transport_error(exc, target, deadline, watchdog) from exc
+            last_error = exc
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, target, deadline, watchdog) from exc
+    if last_error is None:
+        raise FetchError("deadline", f"deadline passed before connecting to {target.describe()}")
+    raise _transport_error(last_error, target, deadline, watchdog) from last_error
+
+
+def _transport_error(exc: Exception, target: _Target, deadline: float, watchdog: _Watchdog) -> FetchError:
+    desc = target.describe()
+    if watchdog.peer_mismatch:
+        return FetchError(
+            "address_blocked",
+            f"{desc}: the connection went to {watchdog.peer_mismatch}, not to the checked address "
+            f"{watchdog.expected[0] if watchdog.expected else '?'} (proxy or resolver bypass)",
+        )
+    if watchdog.fired or time.monotonic() >= deadline - 0.05:
+        return FetchError("deadline", f"{desc}: the total deadline passed ({type(exc).__name__})")
+    if isinstance(exc, httpx.RemoteProtocolError) and (
+        "complete message body" in str(exc) or "incomplete chunked read" in str(exc)
+    ):
+        return FetchError("truncated", f"{desc}: connection closed before the whole body arrived")
+    if isinstance(exc, httpx.RemoteProtocolError) and "location header" in str(exc).lower():
+        # httpx parses Location of every 3xx (to offer response.next_request) even when not following
+        return FetchError("bad_redirect", f"redirect from {desc}: unusable Location header")
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+    return FetchError("network", f"{desc}: connection {kind} ({type(exc).__name__}: {_short(exc)})")
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).split("?", 1)[0]
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _read_body(
+    response: httpx.Response, target: _Target, policy: FetchPolicy, deadline: float, watchdog: _Watchdog
+) -> bytes:
+    desc = target.describe()
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise FetchError(
+            "not_image", f"{desc}: body is sent with Content-Encoding {encoding!r}; only identity"
+        )
+    expected: int | None = None
+    if "content-length" in response.headers:
+        try:
+            expected = int(response.headers["content-length"].strip())
+        except ValueError as exc:
+            raise FetchError("network", f"{desc}: invalid Content-Length header") from exc
+        if expected > policy.max_bytes:
+            raise FetchError(
+                "too_large",
+                f"{desc}: Content-Length {expected} is over the limit of {policy.max_bytes} bytes",
+            )
+    body = bytearray()
+    sniffed = False
+    try:
+        for chunk in response.iter_bytes(_CHUNK_SIZE):  # identity only (checked above): raw bytes
+            body += chunk
+            if len(body) > policy.max_bytes:
+                raise FetchError("too_large", f"{desc}: body is over the limit of {policy.max_bytes} bytes")
+            if time.monotonic() >= deadline:
+                raise FetchError("deadline", f"{desc}: the total deadline passed while reading the body")
+            if not sniffed and len(body) >= 16:
+                if sniff_image_type(bytes(body[:16])) is None:
+                    raise FetchError("not_image", f"{desc}: content is not a PNG, JPEG or WebP image")
+                sniffed = True
+    except httpx.TransportError as exc:
+        raise _transport_error(exc, target, deadline, watchdog) from exc
+    if watchdog.fired:
+        raise FetchError("deadline", f"{desc}: the total deadline passed while reading the body")
+    if expected is not None and len(body) != expected:
+        raise FetchError("truncated", f"{desc}: got {len(body)} of {expected} bytes")
+    return bytes(body)
+
+
+def _finish(body: bytes, target: _Target, policy: FetchPolicy) -> FetchedImage:
+    desc = target.describe()
+    try:
+        content_type, extension, width, height = verify_image(body, policy.max_pixels)
+    except ImageCheckError as exc:
+        reason = {"too_many_pixels": "too_large", "truncated": "truncated"}.get(exc.reason, "not_image")
+        raise FetchError(reason, f"{desc}: {exc}") from exc
+    return FetchedImage(
+        body=body,
+        content_type=content_type,
+        extension=extension,
+        sha256=hashlib.sha256(body).hexdigest(),
+        width=width,
+        height=height,
+        final_url=str(target.url.copy_with(query=None, fragment=None)),
+    )

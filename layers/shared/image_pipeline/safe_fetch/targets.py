@@ -1,0 +1,193 @@
+"""Targets: a URL checked against the policy before any connection, then its DNS answers."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from image_pipeline.safe_fetch.addresses import (
+    IPAddress,
+    Resolver,
+    _normalise_host,
+    _plain,
+    blocked_address_reason,
+)
+from image_pipeline.safe_fetch.errors import FetchError
+from image_pipeline.safe_fetch.policy import _DEFAULT_PORTS, FetchPolicy
+
+_ROUGH_AUTHORITY_RE = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.\-]*:/*([^/?#\\]*)")
+
+
+@dataclass(frozen=True)
+class _Target:
+    url: httpx.URL
+    scheme: str
+    host: str  # lower-case, IDNA, no trailing dot; IPv6 without brackets
+    port: int  # effective port
+    ip: IPAddress | None  # set when the URL host is an IP literal
+    trusted: bool
+
+    @property
+    def host_header(self) -> str:
+        h = f"[{self.host}]" if ":" in self.host else self.host
+        return h if self.port == _DEFAULT_PORTS[self.scheme] else f"{h}:{self.port}"
+
+    def describe(self) -> str:
+        return _describe(self.url)
+
+
+def _describe(url: httpx.URL) -> str:
+    """``scheme://host[:port]/path`` for messages: never userinfo, query string or fragment."""
+    host = url.raw_host.decode("ascii", "replace")
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{url.port}" if url.port is not None else ""
+    path = url.raw_path.split(b"?", 1)[0].decode("ascii", "replace")
+    if len(path) > 100:
+        path = path[:100] + "..."
+    query = "?..." if url.query else ""
+    return f"{url.scheme}://{host}{port}{path}{query}"
+
+
+def _rough_host(text: str) -> str | None:
+    """Best-effort host of a string httpx refused to parse, for classification only."""
+    m = _ROUGH_AUTHORITY_RE.match(text)
+    if not m:
+        return None
+    authority = m.group(1).rsplit("@", 1)[-1]
+    if authority.startswith("["):
+        return authority[1:].split("]", 1)[0] or None
+    return authority.rsplit(":", 1)[0].lower() or None
+
+
+def _check_target(text: str, policy: FetchPolicy, *, invalid_reason: str, context: str) -> _Target:
+    """Parse ``text`` and apply scheme, userinfo, host and IP-literal rules (no DNS yet)."""
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, TypeError, ValueError, UnicodeError) as exc:
+        rough = _rough_host(text) if isinstance(text, str) else None
+        if rough:
+            with contextlib.suppress(ValueError):
+                _host, ip, _canonical = _normalise_host(rough)
+                label = blocked_address_reason(ip) if ip is not None else None
+                if label:
+                    raise FetchError(
+                        "address_blocked", f"{context}refusing host {rough[:100]!r}: address {ip} is {label}"
+                    ) from exc
+        where = f" (host {rough[:100]!r})" if rough else ""
+        raise FetchError(invalid_reason, f"{context}not a valid URL{where}") from exc
+
+    desc = _describe(url)
+    scheme = url.scheme
+    if scheme not in _DEFAULT_PORTS:
+        raise FetchError("scheme", f"{context}refusing {desc}: scheme {scheme or '(none)'!r} is not allowed")
+    if url.userinfo:
+        raise FetchError("host_not_allowed", f"{context}refusing {desc}: credentials (user@) in the URL")
+    try:
+        host, ip, canonical = _normalise_host(url.raw_host.decode("ascii"))
+    except (ValueError, UnicodeError) as exc:
+        raise FetchError(invalid_reason, f"{context}refusing {desc}: {exc}") from exc
+    port = url.port if url.port is not None else _DEFAULT_PORTS[scheme]
+    if not 0 < port < 65536:
+        raise FetchError(invalid_reason, f"{context}refusing {desc}: invalid port {port}")
+
+    trusted = policy.is_trusted_origin(scheme, host, port)
+    if not trusted:
+        if ip is not None:
+            label = blocked_address_reason(ip)
+            if label:
+                raise FetchError("address_blocked", f"{context}refusing {desc}: address {ip} is {label}")
+            if not canonical:
+                raise FetchError(
+                    "host_not_allowed", f"{context}refusing {desc}: non-canonical numeric host (means {ip})"
+                )
+        if not policy.host_allowed(host):
+            raise FetchError(
+                "host_not_allowed", f"{context}refusing {desc}: host {host} is not on the allow-list"
+            )
+        if scheme != "https":
+            raise FetchError("scheme", f"{context}refusing {desc}: only https is allowed")
+        if port != _DEFAULT_PORTS["https"]:
+            raise FetchError(
+                "port_not_allowed",
+                f"{context}refusing {desc}: port {port} is not allowed (allowed hosts: 443 only)",
+            )
+    return _Target(url=url, scheme=scheme, host=host, port=port, ip=ip, trusted=trusted)
+
+
+def _resolve_checked(
+    target: _Target,
+    resolver: Resolver,
+    cache_: dict[tuple[str, int], list[IPAddress]],
+    deadline: float,
+) -> list[IPAddress]:
+    """Addresses to connect to, all of them checked; IPv4 first. Resolves each host once per fetch."""
+    if target.ip is not None:
+        addresses: list[IPAddress] = [target.ip]
+    else:
+        key = (target.host, target.port)
+        if key not in cache_:
+            cache_[key] = _call_resolver(resolver, target.host, target.port, deadline)
+        addresses = cache_[key]
+    if not target.trusted:
+        for ip in addresses:
+            label = blocked_address_reason(ip)
+            if label:
+                raise FetchError(
+                    "address_blocked",
+                    f"refusing {target.describe()}: {target.host} resolves to {ip} ({label})",
+                )
+    plain: list[IPAddress] = []
+    for ip in map(_plain, addresses):
+        if ip not in plain:
+            plain.append(ip)
+    return sorted(plain, key=lambda ip: ip.version)  # stable: keeps resolver order within a family
+
+
+def _call_resolver(resolver: Resolver, host: str, port: int, deadline: float) -> list[IPAddress]:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise FetchError("deadline", f"deadline passed before resolving {host}")
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = resolver(host, port)
+        except Exception as exc:  # reported in the calling thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, name="safe-fetch-dns", daemon=True)
+    worker.start()
+    worker.join(remaining)
+    if worker.is_alive():
+        raise FetchError("deadline", f"DNS lookup of {host} did not finish before the deadline")
+    if "error" in box:
+        exc = box["error"]
+        if isinstance(exc, FetchError):
+            raise exc
+        permanent = isinstance(exc, socket.gaierror) and exc.errno in _PERMANENT_GAI_ERRORS
+        raise FetchError("dns", f"DNS lookup of {host} failed: {exc}", retryable=not permanent) from exc
+    addresses: list[IPAddress] = []
+    for raw in box.get("value") or ():
+        try:
+            ip = ipaddress.ip_address(str(raw))
+        except ValueError as exc:
+            raise FetchError("dns", f"DNS lookup of {host} returned a non-address", retryable=False) from exc
+        if ip not in addresses:
+            addresses.append(ip)
+    if not addresses:
+        raise FetchError("dns", f"DNS lookup of {host} returned no address", retryable=False)
+    return addresses
+
+
+_PERMANENT_GAI_ERRORS = frozenset(
+    e for e in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if e is not None
+)
