@@ -7,8 +7,10 @@ DynamoDB) without Docker.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import multiprocessing
+import os
 import signal
 import sys
 import traceback
@@ -27,7 +29,7 @@ class FunctionSpec:
     function: str
     code_dir: str
     timeout_seconds: int
-    environment: dict[str, Any]
+    environment: dict[str, str]  # resolved from the template (devstack.function_environment)
 
 
 def function_specs() -> dict[str, FunctionSpec]:
@@ -42,7 +44,7 @@ def function_specs() -> dict[str, FunctionSpec]:
             function=function,
             code_dir=str(ROOT / properties["CodeUri"]),
             timeout_seconds=int(properties.get("Timeout", globals_.get("Timeout", 3))),
-            environment=properties.get("Environment", {}).get("Variables", {}),
+            environment={},
         )
     return specs
 
@@ -82,7 +84,20 @@ def _import_modules(modules: list[str]) -> None:
         importlib.import_module(module)
 
 
+_applied_environment: set[str] = set()
+
+
+def _apply_environment(environment: dict[str, str]) -> None:
+    """A worker runs several functions: each invocation sees only its own function's variables."""
+    for name in _applied_environment - environment.keys():
+        os.environ.pop(name, None)
+    os.environ.update(environment)
+    _applied_environment.clear()
+    _applied_environment.update(environment)
+
+
 def _invoke_in_worker(spec: FunctionSpec, event: dict[str, Any]) -> dict[str, Any]:
+    _apply_environment(spec.environment)
     handler = getattr(importlib.import_module(spec.module), spec.function)
     try:
         result: dict[str, Any] = handler(event, _Context(spec.logical_id, spec.timeout_seconds))
@@ -93,8 +108,11 @@ def _invoke_in_worker(spec: FunctionSpec, event: dict[str, Any]) -> dict[str, An
 
 
 class LambdaPool:
-    def __init__(self, workers: int = 4) -> None:
-        specs = function_specs()
+    def __init__(self, workers: int = 4, environments: dict[str, dict[str, str]] | None = None) -> None:
+        specs = {
+            name: dataclasses.replace(spec, environment=(environments or {}).get(name, {}))
+            for name, spec in function_specs().items()
+        }
         self.specs = specs
         paths = [*layer_dirs(), *sorted({spec.code_dir for spec in specs.values()}), str(ROOT)]
         self._executor = ProcessPoolExecutor(

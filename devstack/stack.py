@@ -24,18 +24,18 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 
 from devstack.aws_resources import StackResources, create_stack_resources
 from devstack.front_door import FrontDoor
+from devstack.function_environment import LocalValues, function_environments, loopback_origin
 from devstack.lambda_runtime import LambdaPool
 from devstack.scheduler import Scheduler
 from devstack.sqs_poller import SqsPoller
 from devstack.template import resources_of_type
 
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+__all__ = ["LocalStack", "StackConfig", "loopback_origin"]
 REGION = "us-east-1"
 
 
@@ -106,16 +106,6 @@ def function_settings_from(env: dict[str, str] | os._Environ[str]) -> dict[str, 
     return {name: env[name] for name in setting_variables() - STACK_OWNED if name in env}
 
 
-def loopback_origin(url: str) -> str | None:
-    """scheme://host:port of a loopback URL, or None when the URL is not on loopback."""
-    parts = urlsplit(url)
-    if (parts.hostname or "") not in LOOPBACK_HOSTS and parts.hostname != "::1":
-        return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
-    return f"{parts.scheme}://{host}:{port}"
-
-
 class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -129,6 +119,7 @@ class LocalStack:
         self.endpoint_url = ""
         self.upstream_url = ""
         self._saved_environment: dict[str, str | None] = {}
+        self.environments: dict[str, dict[str, str]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -178,8 +169,8 @@ class LocalStack:
 
         # Bind the front door first: the callback URL the functions hand out must name its port.
         self.front_door = FrontDoor(port=config.api_port, access_log=config.access_log)
-        self._set_environment(self._function_environment(config.public_base_url or self.front_door.base_url))
-        self.pool = LambdaPool(workers=config.workers)  # workers inherit the environment set above
+        self.environments = self.function_environments(config.public_base_url or self.front_door.base_url)
+        self.pool = LambdaPool(workers=config.workers, environments=self.environments)
         self.front_door.pool = self.pool
         self.front_door.start()
         self.pool.warm_up(config.workers)
@@ -236,29 +227,21 @@ class LocalStack:
             self._saved_environment.setdefault(name, os.environ.get(name))
             os.environ[name] = value
 
-    def _function_environment(self, public_base_url: str) -> dict[str, str]:
+    def function_environments(self, public_base_url: str) -> dict[str, dict[str, str]]:
+        """Each function's own environment: template.yaml's, resolved for this stack."""
         assert self.resources is not None
-        origin = loopback_origin(self.upstream_url)
-        environment = {
-            "TASKS_TABLE": self.resources.tasks_table,
-            "IDEMPOTENCY_TABLE": self.resources.idempotency_table,
-            "DOWNLOAD_QUEUE_URL": self.resources.download_queue_url,
-            "IMAGES_BUCKET": self.resources.images_bucket,
-            "KIE_API_BASE_URL": self.upstream_url,
-            "KIE_API_KEY": self.config.upstream_api_key,
-            "KIE_API_KEY_PARAMETER": "",
-            "KIE_WEBHOOK_HMAC_KEY": self.config.hmac_key,
-            "KIE_WEBHOOK_HMAC_KEY_PARAMETER": "",
-            "PUBLIC_BASE_URL": public_base_url,
-            # Downloads from exactly the emulator's origin, and from nothing else on loopback.
-            "DOWNLOAD_TRUSTED_ORIGINS": origin or "",
-            "RECONCILE_AFTER_SECONDS": f"{self.config.reconcile_after_seconds:g}",
-            "RECONCILE_QUERIES_PER_SECOND": "5",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
-        }
-        environment.update(self.config.extra_environment)
-        return environment
+        overrides = {"RECONCILE_AFTER_SECONDS": f"{self.config.reconcile_after_seconds:g}"}
+        overrides.update(self.config.extra_environment)
+        return function_environments(
+            LocalValues(
+                resources=self.resources,
+                upstream_url=self.upstream_url,
+                callback_base_url=public_base_url,
+                upstream_api_key=self.config.upstream_api_key,
+                hmac_key=self.config.hmac_key,
+                overrides=overrides,
+            )
+        )
 
     def _sqs_function(self) -> tuple[str, int]:
         for name, function in resources_of_type("AWS::Serverless::Function").items():

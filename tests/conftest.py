@@ -30,6 +30,28 @@ os.environ.update(
 )
 
 
+def template_environment(resources: Any) -> dict[str, str]:
+    """The union of every function's template environment, resolved for in-process tests."""
+    from devstack.function_environment import LocalValues, function_environments
+
+    values = LocalValues(
+        resources=resources,
+        upstream_url="https://api.kie.ai",
+        callback_base_url="",
+        upstream_api_key="upstream-test-key",
+        # The values the template gives a deployed stack, except what the tests fix themselves:
+        overrides={
+            "CALLBACK_BASE_URL": "",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_METRICS_NAMESPACE": "ImagePipelineTests",
+        },
+    )
+    union: dict[str, str] = {}
+    for environment in function_environments(values).values():
+        union.update(environment)
+    return union
+
+
 def load_event(name: str) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
     return event
@@ -66,16 +88,10 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         resources = create_stack_resources(boto3.Session(region_name="us-east-1"), prefix="test")
-        monkeypatch.setenv("TASKS_TABLE", resources.tasks_table)
-        monkeypatch.setenv("IDEMPOTENCY_TABLE", resources.idempotency_table)
-        monkeypatch.setenv("DOWNLOAD_QUEUE_URL", resources.download_queue_url)
-        monkeypatch.setenv("IMAGES_BUCKET", resources.images_bucket)
-        monkeypatch.setenv("KIE_API_BASE_URL", "https://api.kie.ai")
-        monkeypatch.setenv("KIE_API_KEY", "upstream-test-key")
-        monkeypatch.setenv("KIE_API_KEY_PARAMETER", "")
-        monkeypatch.setenv("KIE_WEBHOOK_HMAC_KEY", "")
-        monkeypatch.setenv("KIE_WEBHOOK_HMAC_KEY_PARAMETER", "")
-        monkeypatch.setenv("PUBLIC_BASE_URL", "")
+        # Every function's environment as template.yaml declares it (one process runs them all here),
+        # against the real upstream's URL with a test key; callback URLs from the request's domain.
+        for name, value in template_environment(resources).items():
+            monkeypatch.setenv(name, value)
         reset_settings_cache()
         aws.reset_clients()
         wiring.reset()

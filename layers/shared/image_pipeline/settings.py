@@ -130,17 +130,6 @@ def reconciler_settings() -> ReconcilerSettings:
     return _load(ReconcilerSettings)
 
 
-def setting_variables() -> frozenset[str]:
-    """Every environment variable some function's settings read."""
-    models: tuple[type[BaseModel], ...] = (
-        ApiSettings,
-        CallbackSettings,
-        DownloaderSettings,
-        ReconcilerSettings,
-    )
-    return frozenset(field.alias for model in models for field in model.model_fields.values() if field.alias)
-
-
 def reset_settings_cache() -> None:
     """Tests change the environment between cases."""
     for getter in (
@@ -160,3 +149,24 @@ class CreditMonitorSettings(UpstreamSettings):
 @cache
 def credit_monitor_settings() -> CreditMonitorSettings:
     return _load(CreditMonitorSettings)
+
+
+# Each function's settings model, by the POWERTOOLS_SERVICE_NAME its template entry declares:
+# tests/sam/test_settings_match_template.py holds template.yaml and these models to each other.
+SETTINGS_BY_SERVICE: dict[str, type[BaseModel]] = {
+    "api": ApiSettings,
+    "callback": CallbackSettings,
+    "downloader": DownloaderSettings,
+    "reconciler": ReconcilerSettings,
+    "credit-monitor": CreditMonitorSettings,
+}
+
+
+def setting_variables() -> frozenset[str]:
+    """Every environment variable some function's settings read."""
+    return frozenset(
+        str(field.alias)
+        for model in SETTINGS_BY_SERVICE.values()
+        for field in model.model_fields.values()
+        if field.alias
+    )
