@@ -24,7 +24,8 @@ endef
 
 .PHONY: help
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk -F':.*## ' -v runtime='$(RUNTIME)' '{gsub(/\$$\(RUNTIME\)/, runtime, $$2); printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	@python_bin="$$($(find_python))" && echo "using $$python_bin" && \
@@ -41,6 +42,11 @@ install: $(VENV)/.installed  ## create .venv with the pinned tools (Python $(RUN
 .PHONY: test
 test: install  ## run every test: unit, SAM build, local stack end to end
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast path: no SAM build, no local stack, no sam local. On all cores when pytest-xdist is installed.
+.PHONY: test-unit
+test-unit: install  ## unit and fuzz tests only (tests/unit, tests/fuzz): no SAM build, no local stack
+	$(PY) -m pytest tests/unit tests/fuzz $$($(PY) -c 'import xdist' 2>/dev/null && printf '%s' '-n auto') $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: install  ## ruff and mypy

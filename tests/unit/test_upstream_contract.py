@@ -1,4 +1,4 @@
-"""Our models and client of the upstream accept every form UPSTREAM.md documents, conflicts included."""
+"""Our models and client of the upstream accept every form docs/upstream.md documents, conflicts included."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Pydantic models of the 4o Image API (../shared/UPSTREAM.md): requests, envelopes, task details, callbacks.
+"""Pydantic models of the 4o Image API (docs/upstream.md): requests, envelopes, task details, callbacks.
 
-Where the platform's own pages disagree ([conflict] in UPSTREAM.md) the models accept both forms.
+Where the platform's own pages disagree (the conflicts in docs/upstream.md) the models accept both forms.
 """
 
 from __future__ import annotations
