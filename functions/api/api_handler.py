@@ -229,4 +229,21 @@ def aws_fault(error: Exception) -> Response[Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return app.resolve(read_body_as_json(event), context)
+
+
+def read_body_as_json(event: dict[str, Any]) -> dict[str, Any]:
+    """Our bodies are JSON whatever the client labelled them (curl -d says form-urlencoded): the
+    validation reads a body only when it is labelled JSON, so relabel it rather than refuse it."""
+    headers = event.get("headers") or {}
+    labelled = next((value for name, value in headers.items() if name.lower() == "content-type"), "")
+    if not event.get("body") or "json" in (labelled or "").lower():
+        return event
+    names = [name for name in headers if name.lower() == "content-type"]
+    relabelled = {name: value for name, value in headers.items() if name not in names}
+    relabelled["Content-Type"] = "application/json"
+    multi = {
+        name: value for name, value in (event.get("multiValueHeaders") or {}).items() if name not in names
+    }
+    multi["Content-Type"] = ["application/json"]
+    return {**event, "headers": relabelled, "multiValueHeaders": multi}

@@ -322,3 +322,19 @@ def test_a_task_that_could_not_be_recorded_is_recorded_later_and_swept_like_any_
     record = TasksTable(aws_stack.tasks_table).get_task(TASK_ID)
     assert record is not None and record.options["prompt"] == "a red fox in snow, watercolor"
     assert record.nextCheckAt is not None
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_json_body_without_a_json_content_type_is_still_read(
+    aws_stack: Any, upstream: Any, lambda_context: Any, content_type: str | None
+) -> None:
+    # Given a client (curl -d, say) that sends the JSON body without Content-Type: application/json
+    upstream.post(GENERATE).mock(return_value=submit_ok())
+    event = load_event("api_submit_task")
+    for headers in (event["headers"], event["multiValueHeaders"]):
+        headers.pop("Content-Type")
+        if content_type:
+            headers["Content-Type"] = content_type if headers is event["headers"] else [content_type]
+    # Then the task is submitted as if the header had been there
+    status, body, _ = invoke(event, lambda_context)
+    assert (status, body) == (202, {"taskId": TASK_ID, "status": "submitted"})
