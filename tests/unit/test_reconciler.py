@@ -298,3 +298,18 @@ def test_a_still_generating_task_is_pushed_back_not_polled_every_sweep(
         sweep(lambda_context)
     assert route.call_count == 1
     assert store(reconciler_env).get_task(TASK_ID).checks == 1
+
+
+
+def test_an_invocation_with_nothing_to_count_logs_no_powertools_warning() -> None:
+    import importlib
+    import warnings
+
+    from image_pipeline import observability
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("always")
+        importlib.reload(observability)  # the module's own filter, as at a cold start
+        observability.metrics_for("quiet").flush_metrics()
+    assert not [w for w in caught if "No application metrics" in str(w.message)]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 from aws_lambda_powertools import Logger, Metrics
 
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ImagePipeline")
+
+# An invocation with nothing to count is normal here (the reconciler publishes only non-zero counts,
+# a duplicate callback counts nothing): Powertools' warning about it would fill every log stream.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
 def logger_for(service: str) -> Logger:
