@@ -85,7 +85,7 @@ clean:  ## remove the venv and build output
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 # sam local (needs Docker or Finch): the template's functions in Lambda containers, AWS (moto) and the
-# upstream (the emulator) as containers on one network; see devstack/sam_local.py.
+# upstream (the emulator) as containers on one network; see devstack/sam_local/.
 SAM_LOCAL_PORT ?= 3000
 
 .PHONY: sam-local

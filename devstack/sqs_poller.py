@@ -26,6 +26,39 @@ def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str
     }
 
 
+def receive_batch(
+    sqs: Any, *, queue_url: str, queue_arn: str, region: str, max_messages: int, wait_seconds: int
+) -> dict[str, Any]:
+    """One receive from the queue, as the SQS event Lambda hands the function (no records: empty)."""
+    received = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=max_messages,
+        WaitTimeSeconds=wait_seconds,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    ).get("Messages", [])
+    return {"Records": [sqs_record(message, queue_arn, region) for message in received]}
+
+
+def delete_succeeded(
+    sqs: Any, queue_url: str, records: list[dict[str, Any]], result: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Delete the records the function did not report in batchItemFailures; the deleted ones.
+
+    A result without batchItemFailures (the function crashed) deletes nothing: like Lambda, every
+    message of the batch comes back after the visibility timeout."""
+    if result is None or "batchItemFailures" not in result:
+        return []
+    failed = {failure["itemIdentifier"] for failure in result["batchItemFailures"]}
+    done = [record for record in records if record["messageId"] not in failed]
+    if done:
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(done)],
+        )
+    return done
+
+
 class SqsPoller:
     def __init__(
         self,
@@ -78,16 +111,17 @@ class SqsPoller:
 
     def poll_once(self, wait_seconds: int = 0) -> int:
         """One receive and one invoke; returns how many messages were handed to the function."""
-        received = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        event = receive_batch(
+            self.sqs,
+            queue_url=self.queue_url,
+            queue_arn=self.queue_arn,
+            region=self.region,
+            max_messages=self.batch_size,
+            wait_seconds=wait_seconds,
+        )
+        received = event["Records"]
         if not received:
             return 0
-        event = {"Records": [sqs_record(message, self.queue_arn, self.region) for message in received]}
         spec = self.pool.specs[self.function]
         result = self.pool.submit(self.function, event).result(timeout=spec.timeout_seconds + 30)
         if self.crash_probability and self._random.random() < self.crash_probability:
@@ -98,11 +132,5 @@ class SqsPoller:
             # The function crashed: like Lambda, every message of the batch comes back later.
             sys.stderr.write(f"[sqs] {self.function} failed the whole batch: {result}\n")
             return len(received)
-        failed = {failure["itemIdentifier"] for failure in result["batchItemFailures"]}
-        done = [message for message in received if message["MessageId"] not in failed]
-        if done:
-            self.sqs.delete_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
-            )
+        delete_succeeded(self.sqs, self.queue_url, received, result)
         return len(received)

@@ -1,16 +1,20 @@
 """What `make sam-local` hands `sam local`, checked without a container engine: the local variant of the
 template declares every variable the env-vars file sets (sam local drops undeclared ones), and the
-env-vars file gives the functions what the docker-free stack gives them, with in-network addresses."""
+env-vars file gives each function what the docker-free stack gives it, with in-network addresses."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 
 from devstack import sam_local
 from devstack.aws_resources import StackResources
-from devstack.template import ROOT, load_template
+from devstack.function_environment import declared_environment
+from devstack.template import ROOT, load_template, resources_of_type
+
+PUBLIC = "http://127.0.0.1:3000"  # start-api, where the emulator's callbacks go
 
 
 def services(tmp_path: Path) -> sam_local.Services:
@@ -29,30 +33,41 @@ def services(tmp_path: Path) -> sam_local.Services:
         cli="docker",
         moto_port=40001,
         upstream_port=40002,
-        public_base_url="http://127.0.0.1:3000",
+        public_base_url=PUBLIC,
     )
     found.resources = resources.__dict__.copy()
     return found
 
 
-def test_env_vars_match_the_local_stack_with_network_addresses(tmp_path: Path) -> None:
-    env = services(tmp_path).environment()
-    assert env["AWS_ENDPOINT_URL"] == "http://net-moto:5000"
-    assert env["KIE_API_BASE_URL"] == env["DOWNLOAD_TRUSTED_ORIGINS"] == "http://net-upstream:8080"
-    assert env["DOWNLOAD_QUEUE_URL"] == "http://net-moto:5000/123456789012/imagegen-local-DownloadQueue"
-    assert env["PUBLIC_BASE_URL"] == "http://127.0.0.1:3000"
-    assert env["KIE_API_KEY"] == sam_local.API_KEY and env["KIE_API_KEY_PARAMETER"] == ""
-    assert not any("127.0.0.1" in value for name, value in env.items() if name != "PUBLIC_BASE_URL")
-    assert set(env) == set(sam_local.local_variable_names())
+def test_env_vars_give_each_function_its_template_environment_with_network_addresses(tmp_path: Path) -> None:
+    environments = services(tmp_path).environments()
+    assert set(environments) == set(resources_of_type("AWS::Serverless::Function"))
+    for name, env in environments.items():
+        assert env["AWS_ENDPOINT_URL"] == "http://net-moto:5000"
+        assert set(declared_environment(name)) <= set(env)  # all the template gives it, resolved
+        assert set(env) == set(sam_local.local_variable_names()[name])
+        assert not any("127.0.0.1" in value for value in env.values() if not value.startswith(PUBLIC))
+    api, downloader = environments["ApiFunction"], environments["DownloaderFunction"]
+    assert api["KIE_API_BASE_URL"] == downloader["DOWNLOAD_TRUSTED_ORIGINS"] == "http://net-upstream:8080"
+    assert "DOWNLOAD_TRUSTED_ORIGINS" not in api
+    assert api["DOWNLOAD_QUEUE_URL"] == "http://net-moto:5000/123456789012/imagegen-local-DownloadQueue"
+    assert api["CALLBACK_BASE_URL"] == f"{PUBLIC}/callbacks"
+    assert api["KIE_API_KEY"] == sam_local.API_KEY and api["KIE_API_KEY_PARAMETER"] == ""
+    assert environments["ReconcilerFunction"]["RECONCILE_AFTER_SECONDS"] == "60"
 
 
 def test_local_template_declares_every_variable_and_builds_for_this_machine(tmp_path: Path) -> None:
     path = sam_local.write_template(tmp_path, arch="x86_64")
     template = yaml.safe_load(path.read_text())
-    declared = template["Globals"]["Function"]["Environment"]["Variables"]
-    assert set(sam_local.local_variable_names()) <= set(declared)
-    original = load_template()["Globals"]["Function"]["Environment"]["Variables"]
-    assert {name: declared[name] for name in original} == original  # nothing of template.yaml changed
+    original = load_template()
+    for name, names in sam_local.local_variable_names().items():
+        assert set(names) <= set(declared_environment(name, template))
+        # nothing template.yaml gives the function changed
+        declared = declared_environment(name, template)
+        assert {variable: declared[variable] for variable in declared_environment(name, original)} == (
+            declared_environment(name, original)
+        )
+    assert template["Globals"] == original["Globals"]
     assert template["Parameters"]["Architecture"]["Default"] == "x86_64"
     for resource in template["Resources"].values():
         for key in ("CodeUri", "ContentUri"):
@@ -66,6 +81,7 @@ def test_local_template_declares_every_variable_and_builds_for_this_machine(tmp_
 def test_samconfig_points_sam_local_at_the_run(tmp_path: Path) -> None:
     found = services(tmp_path)
     sam_local.write_files(found, tmp_path)
+    assert json.loads((tmp_path / "env.json").read_text()) == found.environments()
     text = (tmp_path / "samconfig.toml").read_text()
     assert "[default.local_invoke.parameters]" in text and "[default.local_start_api.parameters]" in text
     assert 'docker_network = "net"' in text and f'env_vars = "{tmp_path / "env.json"}"' in text

@@ -27,6 +27,8 @@ DUPLICATE = {"status": "duplicate"}
 CASES: list[tuple[str, str, str, int | None, dict[str, Any]]] = [
     # first, on the fresh stack: no task has waited past RECONCILE_AFTER_SECONDS yet
     ("reconciler_scheduled", "ReconcilerFunction", "clear", None, {"checked": 0, "errors": []}),
+    # before any submit has spent credits: the emulator's starting balance
+    ("credit_monitor_scheduled", "CreditMonitorFunction", "clear", None, {"credits": 1000000.0}),
     ("sqs_download_batch", "DownloaderFunction", "clear", None, {"batchItemFailures": []}),
     ("api_get_task_unknown", "ApiFunction", "clear", 404, {"message": f"task {'0' * 32} not found"}),
     ("api_get_task", "ApiFunction", "seed", 200, {"taskId": EXAMPLE, "status": "submitted"}),
