@@ -402,6 +402,8 @@ def image_filename(task_id: str, image: TaskImage) -> str:
 
 
 def cmd_status(args: argparse.Namespace, runtime: Runtime) -> int:
+    if not args.task_id.strip():
+        raise UsageError("the task id is empty")
     with _client(args, runtime, _err) as client:
         task = client.get_task(args.task_id)
     if args.json:
@@ -448,19 +450,19 @@ def _report_api_error(exc: ApiError, args: argparse.Namespace) -> int:
             _err(f"error: forbidden ({status}): {hint}")
         case TaskNotFoundError():
             task_id = getattr(args, "task_id", "?")
-            _err(f"error: task {task_id} not found ({status}): {exc.message}")
+            detail = "" if "not found" in exc.message.lower() else f": {exc.message}"
+            _err(f"error: task {task_id} not found ({status}){detail}")
         case RateLimitedError():
-            _err(f"error: still rate limited after several tries ({status}): {exc.message}; try again later")
+            advice = _advice(exc.message)
+            _err(f"error: still rate limited after several tries ({status}): {exc.message}{advice}")
         case UpstreamAuthError():
             _err(
-                f"error: the image service rejected the server's own key ({status}): {exc.message}. "
-                "Not your fault: the operator of the API must fix its upstream key."
+                f"error: the image service rejected the API's own upstream key ({status}); "
+                "not your fault: the operator of the API must fix it"
             )
         case ServiceUnavailableError():
-            _err(
-                f"error: the image service is unavailable, maybe in maintenance ({status}): {exc.message}; "
-                "try again later"
-            )
+            what = status if "unavailable" in exc.message.lower() else f"service unavailable ({status})"
+            _err(f"error: {what}: {exc.message}{_advice(exc.message)}")
         case ApiConnectionError() if exc.refused:
             local = "start the local stack with `make local`, or " if _is_local(api_url) else ""
             _err(
@@ -475,6 +477,12 @@ def _report_api_error(exc: ApiError, args: argparse.Namespace) -> int:
             detail = f"{status}{where}" if status else f"bad answer{where}"
             _err(f"error: unexpected API answer ({detail}): {_one_line(body or exc.message)}")
     return ExitCode.API
+
+
+def _advice(message: str) -> str:
+    """``"; try again later"``, unless the API's message already says when to try again."""
+    said = any(word in message.lower() for word in ("try again", "retry"))
+    return "" if said else "; try again later"
 
 
 def _is_local(url: str) -> bool:

@@ -1,4 +1,4 @@
-"""A local emulator of the 4o Image API (api.kie.ai), faithful to /work/shared/UPSTREAM.md.
+"""A local emulator of the 4o Image API (api.kie.ai), faithful to the contract in docs/upstream.md.
 
 Run it alone::
 

@@ -53,9 +53,11 @@ def _int_in(allowed: set[int] | range, default: int | None = None) -> Callable[[
             number = int(str(value).strip())
         except ValueError:
             raise FaultSpecError(f"expected an integer, got {value!r}") from None
-        if number not in allowed:
-            raise FaultSpecError(f"{number} is not one of {sorted(allowed)}")
-        return number
+        if number in allowed:
+            return number
+        if isinstance(allowed, range):  # never list a range: oversize's has 64 Mi values
+            raise FaultSpecError(f"must be between {allowed.start} and {allowed.stop - 1}, got {number}")
+        raise FaultSpecError(f"{number} is not one of {sorted(allowed)}")
 
     return parse
 

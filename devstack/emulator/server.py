@@ -17,8 +17,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .config import EmulatorConfig
-from .core import ApiReply, EmulatorCore, FileReply, envelope
+from .core import EmulatorCore
 from .faults import FaultSpecError
+from .model import ApiReply, FileReply, envelope
 
 log = logging.getLogger("devstack.emulator")
 

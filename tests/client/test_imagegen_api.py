@@ -14,6 +14,7 @@ from imagegen.api import (
     Task,
     TaskRequest,
     UnexpectedResponseError,
+    UpstreamAuthError,
     normalize_base_url,
     parse_retry_after,
 )
@@ -112,6 +113,24 @@ def test_submit_generates_an_idempotency_key_when_none_is_given(clock):
         submission = client.submit_task(TaskRequest("a fox"))
     assert submission.task_id == "task-123"
     assert api.posts()[0].headers["Idempotency-Key"] == submission.idempotency_key
+
+
+@pytest.mark.parametrize("task_id", ["", "  "])
+def test_get_task_refuses_an_empty_id_before_any_request(clock, task_id):
+    api = FakeApi()
+    with client_for(api, clock) as client, pytest.raises(ValueError, match="task id is empty"):
+        client.get_task(task_id)
+    assert api.requests == []
+
+
+def test_a_502_about_the_upstream_key_is_not_retried(clock):
+    api = FakeApi()
+    api.post_script = [
+        json_response(502, {"message": "the image service rejected this deployment's API key"})
+    ]
+    with client_for(api, clock) as client, pytest.raises(UpstreamAuthError):
+        client.submit_task(TaskRequest("a fox"))
+    assert len(api.posts()) == 1 and clock.sleeps == []
 
 
 def test_download_verifies_and_writes_atomically(tmp_path, clock):

@@ -284,8 +284,7 @@ def test_422_prints_each_bad_field_and_exits_2(run, api, tmp_path):
     ("status", "message", "expected"),
     [
         (402, "insufficient credits (need 4, have 1)", "insufficient credits"),
-        (502, "upstream rejected the key", "Not your fault"),
-        (503, "upstream under maintenance", "unavailable, maybe in maintenance"),
+        (503, "upstream under maintenance", "service unavailable"),
         (418, "I'm a teapot", "unexpected API answer (HTTP 418 from POST"),
     ],
 )
@@ -307,14 +306,75 @@ def test_402_is_not_retried(run, api, tmp_path):
     assert len(api.posts()) == 1
 
 
-def test_502_and_503_are_retried_with_the_same_key(run, api, clock, tmp_path):
-    api.post_script = [json_response(502, {"message": "bad key"}) for _ in range(3)]
+def test_a_gateway_502_is_retried_with_the_same_key(run, api, clock, tmp_path):
+    api.post_script = [json_response(502, {"message": "Internal server error"}) for _ in range(3)]
 
     result = run("generate", "a fox", "--out", str(tmp_path))
 
     assert result.code == ExitCode.API
     assert len({r.headers["Idempotency-Key"] for r in api.posts()}) == 1
     assert len(api.posts()) == 3
+
+
+KEY_REJECTED = "the image service rejected this deployment's API key (not your request)"  # the API's 502
+
+
+def test_a_502_for_the_deployments_upstream_key_is_not_retried_and_said_once(run, api, clock, tmp_path):
+    # Given the API answers that the image service rejects its own upstream key
+    api.post_script = [json_response(502, {"message": KEY_REJECTED}) for _ in range(3)]
+    # When a task is submitted
+    result = run("generate", "a fox", "--out", str(tmp_path))
+    # Then one try is enough: waiting cannot fix a key
+    assert result.code == ExitCode.API
+    assert len(api.posts()) == 1 and clock.sleeps == []
+    assert "retrying" not in result.err
+    (line,) = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert "HTTP 502" in line and "operator" in line
+    assert line.lower().count("key") == 1 and line.lower().count("not your") == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "headers"),
+    [
+        (503, "the image service is unavailable (maintenance); try again shortly", {"Retry-After": "30"}),
+        (503, "storage is temporarily unavailable; try again shortly", {"Retry-After": "5"}),
+        (429, "too many generation requests; retry in 3 s", {"Retry-After": "3"}),
+    ],
+)
+def test_advice_the_api_already_gives_is_not_repeated(run, api, tmp_path, status, message, headers):
+    api.post_script = [json_response(status, {"message": message}, headers) for _ in range(3)]
+
+    result = run("generate", "a fox", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.API
+    last_line = result.err.strip().splitlines()[-1]
+    assert message in last_line and f"HTTP {status}" in last_line
+    assert last_line.count("try again") + last_line.count("retry in") == 1
+    assert last_line.count("unavailable") <= 1
+
+
+def test_an_empty_task_id_is_a_usage_error_not_a_key_problem(run, api):
+    # API Gateway answers GET /tasks/ (no id) with 403 Missing Authentication Token
+    api.get_script = [json_response(403, {"message": "Missing Authentication Token"})]
+
+    result = run("status", "")
+
+    assert result.code == ExitCode.USAGE
+    assert "error: the task id is empty" in result.err
+    assert "forbidden" not in result.err and "needs a key" not in result.err
+    assert api.requests == []
+
+
+def test_downloaded_images_follow_the_umask(run, api, tmp_path):
+    task_id = stored_task(api, (PNG, "image/png"))
+    previous = os.umask(0o027)
+    try:
+        result = run("generate", "a fox", "--out", str(tmp_path))
+    finally:
+        os.umask(previous)
+
+    assert result.code == ExitCode.OK, result.err
+    assert (tmp_path / f"{task_id}_0.png").stat().st_mode & 0o777 == 0o640
 
 
 def test_403_without_a_key_says_how_to_pass_one(run, api, tmp_path):
@@ -457,7 +517,7 @@ def test_status_404(run, api):
     result = run("status", "nope")
 
     assert result.code == ExitCode.API
-    assert "task nope not found (HTTP 404)" in result.err
+    assert result.err.strip().splitlines()[-1] == "error: task nope not found (HTTP 404)"  # said once
 
 
 def test_status_task_id_is_escaped_in_the_path(run, api):

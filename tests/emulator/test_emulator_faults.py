@@ -52,6 +52,36 @@ def test_bad_fault_specs_are_rejected(spec):
         parse_fault_spec(spec)
 
 
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("oversize=999999999", "fault oversize: must be between 0 and 67108864, got 999999999"),
+        ("oversize=-1", "fault oversize: must be between 0 and 67108864, got -1"),
+        ("image_5xx=1001", "fault image_5xx: must be between 0 and 1000, got 1001"),
+        ("duplicate=0", "fault duplicate: must be between 1 and 10, got 0"),
+    ],
+)
+def test_an_out_of_range_fault_value_is_refused_at_once_in_a_few_words(spec, message):
+    # Given a value beyond a range of millions (oversize's is 64 MiB)
+    started = time.monotonic()
+    # When it is parsed
+    with pytest.raises(FaultSpecError) as refused:
+        parse_fault_spec(spec)
+    # Then the refusal names the bounds, not every allowed value, and costs nothing
+    assert str(refused.value) == message
+    assert time.monotonic() - started < 0.5
+
+
+def test_an_out_of_range_marker_in_a_prompt_is_a_short_422(emulator):
+    server = emulator()
+    with api(server) as client:
+        reply = generate(client, prompt="x [fault:oversize=999999999]")
+    assert reply["code"] == 422
+    assert (
+        reply["msg"] == "emulator fault marker: fault oversize: must be between 0 and 67108864, got 999999999"
+    )
+
+
 def test_an_unknown_marker_in_a_prompt_is_a_422(emulator):
     server = emulator()
     with api(server) as client:

@@ -1,0 +1,321 @@
+"""The HTTP client of the bundle's API: retries with one Idempotency-Key, answers turned into models or
+typed errors, verified atomic downloads."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Self
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from imagegen import __version__
+from imagegen.errors import (
+    ApiConnectionError,
+    ChecksumMismatchError,
+    DownloadError,
+    FieldError,
+    ForbiddenError,
+    InsufficientCreditsError,
+    RateLimitedError,
+    RequestValidationError,
+    ServiceUnavailableError,
+    TaskNotFoundError,
+    UnexpectedResponseError,
+    UpstreamAuthError,
+)
+from imagegen.models import DownloadedImage, RetryNotice, Submission, Task, TaskRequest, is_http_url
+
+DEFAULT_API_URL: Final = "http://127.0.0.1:3000"
+
+MAX_ATTEMPTS: Final = 3
+"""Tries per request (the first one included) when the answer is a network error, a 5xx or a 429."""
+MAX_RETRY_DELAY: Final = 60.0
+"""Upper bound on one wait between retries, whatever Retry-After asks for."""
+
+USER_AGENT: Final = f"imagegen/{__version__} httpx/{httpx.__version__}"
+
+
+class ImageApiClient:
+    """Synchronous client over :class:`httpx.Client`.
+
+    ``transport`` is handed to httpx (tests pass an :class:`httpx.MockTransport`); ``sleep`` is what
+    waits between retries; ``on_retry`` hears about every retry before its wait.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_API_URL,
+        api_key: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+        download_timeout: float = 120.0,
+        max_attempts: int = MAX_ATTEMPTS,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[RetryNotice], None] | None = None,
+    ) -> None:
+        self.base_url = normalize_base_url(base_url)
+        self.max_attempts = max(1, max_attempts)
+        self._sleep = sleep
+        self._on_retry = on_retry
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if api_key:
+            headers["x-api-key"] = api_key
+        self._http = httpx.Client(
+            headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), transport=transport
+        )
+        # Presigned links go to the storage service: never send them our API key.
+        self._files = httpx.Client(
+            headers={"User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(download_timeout, connect=min(download_timeout, 10.0)),
+            transport=transport,
+            follow_redirects=True,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+        self._files.close()
+
+    # -- endpoints
+
+    def submit_task(self, request: TaskRequest, *, idempotency_key: str | None = None) -> Submission:
+        """``POST /tasks``. Retries reuse ``idempotency_key`` (a fresh uuid4 when not given)."""
+        key = idempotency_key or str(uuid.uuid4())
+        url = f"{self.base_url}/tasks"
+        response = self._send_with_retries(
+            "POST",
+            url,
+            lambda: self._http.post(url, json=request.to_json(), headers={"Idempotency-Key": key}),
+        )
+        data = self._json_or_raise(response)
+        task_id = data.get("taskId") if isinstance(data, dict) else None
+        if not isinstance(task_id, str) or not task_id:
+            raise UnexpectedResponseError(
+                f"POST /tasks answered {response.status_code} without a taskId",
+                status=response.status_code,
+                body=data,
+                method="POST",
+                url=url,
+            )
+        return Submission(task_id=task_id, status=str(data.get("status") or "submitted"), idempotency_key=key)
+
+    def get_task(self, task_id: str) -> Task:
+        """``GET /tasks/{taskId}`` (retried like the POST: it is safe to repeat)."""
+        if not task_id.strip():
+            raise ValueError("the task id is empty")
+        url = f"{self.base_url}/tasks/{quote(task_id, safe='')}"
+        response = self._send_with_retries("GET", url, lambda: self._http.get(url))
+        return Task.from_json(self._json_or_raise(response))
+
+    def download_image(
+        self, url: str, dest: Path | str, *, expected_sha256: str | None = None
+    ) -> DownloadedImage:
+        """Stream ``url`` to ``dest`` (atomically: a temp file renamed into place once verified).
+
+        Raises :class:`ChecksumMismatchError` (and leaves nothing behind) when the bytes do not hash
+        to ``expected_sha256``.
+        """
+        dest = Path(dest)
+        if not is_http_url(url):
+            raise DownloadError(f"not an http(s) download link: {url!r}", url=url, method="GET")
+        response = self._send_with_retries(
+            "GET", url, lambda: self._files.send(self._files.build_request("GET", url), stream=True)
+        )
+        try:
+            if response.status_code != 200:
+                response.read()
+                hint = " (the presigned link may have expired: ask for the task again)"
+                raise DownloadError(
+                    f"download answered HTTP {response.status_code}"
+                    + (hint if response.status_code in (400, 403) else ""),
+                    status=response.status_code,
+                    body=response.text[:500],
+                    method="GET",
+                    url=url,
+                )
+            digest = hashlib.sha256()
+            size = 0
+            tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.part"
+            fh = tmp.open("xb")  # created as any file is, so the umask applies (mkstemp forces 0600)
+            try:
+                with fh:
+                    for chunk in response.iter_bytes():
+                        digest.update(chunk)
+                        fh.write(chunk)
+                        size += len(chunk)
+                actual = digest.hexdigest()
+                if expected_sha256 is not None and actual != expected_sha256.lower():
+                    raise ChecksumMismatchError(
+                        f"sha256 mismatch for {dest.name}: expected {expected_sha256.lower()}, got {actual}",
+                        expected=expected_sha256.lower(),
+                        actual=actual,
+                        method="GET",
+                        url=url,
+                    )
+                os.replace(tmp, dest)
+            except httpx.TransportError as exc:
+                tmp.unlink(missing_ok=True)
+                raise DownloadError(f"download interrupted: {exc}", method="GET", url=url) from exc
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        finally:
+            response.close()
+        return DownloadedImage(path=dest, bytes=size, sha256=actual)
+
+    # -- plumbing
+
+    def _send_with_retries(self, method: str, url: str, send: Callable[[], httpx.Response]) -> httpx.Response:
+        """Call ``send`` until it answers something other than a network error, a 5xx or a 429, at
+        most ``max_attempts`` times (a 502 saying the upstream rejected the API's key is final). The
+        last answer is returned whatever it is (the caller turns it into an error); the last network
+        error is raised as :class:`ApiConnectionError`."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = send()
+            except httpx.TransportError as exc:
+                error = _connection_error(exc, method, url)
+                # Refused: nothing listens there (the request never left), waiting will not help.
+                if error.refused or attempt >= self.max_attempts:
+                    raise error from exc
+                delay, reason = _backoff(attempt), f"network error: {exc or type(exc).__name__}"
+            else:
+                status = response.status_code
+                retryable = status == 429 or (status >= 500 and not _rejects_our_upstream_key(response))
+                if not retryable or attempt >= self.max_attempts:
+                    return response
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                delay = retry_after if retry_after is not None else _backoff(attempt)
+                reason = "rate limited (HTTP 429)" if status == 429 else f"HTTP {status}"
+                response.close()
+            delay = min(max(delay, 0.0), MAX_RETRY_DELAY)
+            if self._on_retry is not None:
+                self._on_retry(RetryNotice(attempt, self.max_attempts, delay, reason, method, url))
+            self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _json_or_raise(self, response: httpx.Response) -> Any:
+        method, url = response.request.method, str(response.request.url)
+        body = _body(response)
+        status = response.status_code
+        if 200 <= status < 300:
+            if not isinstance(body, dict):
+                raise UnexpectedResponseError(
+                    f"{method} {url} answered {status} with a body that is not a JSON object",
+                    status=status,
+                    body=body,
+                    method=method,
+                    url=url,
+                )
+            return body
+        message = body.get("message") if isinstance(body, dict) else None
+        message = str(message) if message else (response.text.strip()[:500] or response.reason_phrase)
+        common: dict[str, Any] = {"status": status, "body": body, "method": method, "url": url}
+        match status:
+            case 422 | 400:
+                errors = body.get("errors") if isinstance(body, dict) else None
+                fields = [
+                    FieldError(str(e.get("field") or "?"), str(e.get("message") or "invalid"))
+                    for e in (errors if isinstance(errors, list) else [])
+                    if isinstance(e, dict)
+                ]
+                raise RequestValidationError(message, field_errors=fields, **common)
+            case 402:
+                raise InsufficientCreditsError(message, **common)
+            case 403 | 401:
+                raise ForbiddenError(message, **common)
+            case 404:
+                raise TaskNotFoundError(message, **common)
+            case 429:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                raise RateLimitedError(message, retry_after=retry_after, **common)
+            case 502 if _rejects_our_upstream_key(response):
+                raise UpstreamAuthError(message, **common)
+            case 503:
+                raise ServiceUnavailableError(message, **common)
+            case _:
+                raise UnexpectedResponseError(message, **common)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def normalize_base_url(url: str) -> str:
+    """``https://x.execute-api.us-east-1.amazonaws.com/Prod/`` -> ``.../Prod`` (ValueError if not http(s))."""
+    cleaned = (url or "").strip().rstrip("/")
+    if not is_http_url(cleaned):
+        raise ValueError(f"the API URL must look like http(s)://host[:port][/stage], got {url!r}")
+    parts = urlsplit(cleaned)
+    if parts.query or parts.fragment:
+        raise ValueError(f"the API URL must not carry a query or fragment, got {url!r}")
+    return cleaned
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds (``"7"``, ``"1.5"`` or an HTTP date); None when absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _backoff(attempt: int) -> float:
+    return float(2 ** (attempt - 1))  # 1s, 2s, 4s...
+
+
+def _connection_error(exc: httpx.TransportError, method: str, url: str) -> ApiConnectionError:
+    refused = False
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
+            refused = True
+            break
+        seen = seen.__cause__ or seen.__context__
+    detail = str(exc) or type(exc).__name__
+    return ApiConnectionError(detail, refused=refused, method=method, url=url)
+
+
+def _rejects_our_upstream_key(response: httpx.Response) -> bool:
+    """A 502 in which the API says the image service rejected the deployment's own key: a
+    configuration problem no retry can fix (a gateway's own 502 passes, and is retried)."""
+    if response.status_code != 502:
+        return False
+    response.read()
+    body = _body(response)
+    message = body.get("message") if isinstance(body, dict) else None
+    return isinstance(message, str) and "api key" in message.lower()
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text

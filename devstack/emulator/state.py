@@ -1,0 +1,80 @@
+"""The emulator's state behind one lock, its timers and callback dispatcher, and what every answer consults.
+
+Each part of :class:`~devstack.emulator.core.EmulatorCore` is a mixin over :class:`CoreState`, so they
+all share these tables and this lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+from .callbacks import CallbackDispatcher, Scheduler
+from .config import EmulatorConfig
+from .faults import Faults
+from .model import ApiReply, Task, envelope
+
+MAX_SERVED_RECORDS = 5000
+
+
+class CoreState:
+    """All state behind one lock; the HTTP layer only parses and streams."""
+
+    def __init__(self, config: EmulatorConfig, base_url: Callable[[], str]) -> None:
+        self.config = config
+        self._base_url = base_url
+        self._lock = threading.RLock()
+        self._tasks: OrderedDict[str, Task] = OrderedDict()
+        self._run_faults: dict[str, Any] = dict(config.faults)
+        self._credits = float(config.credits)
+        self._generate_hits: dict[str, deque[float]] = {}
+        self._served: deque[dict[str, Any]] = deque(maxlen=MAX_SERVED_RECORDS)
+        self._links: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._image_gets: dict[str, int] = {}
+        self._link_counter = 0
+        self._secret = os.urandom(32)
+        self.stop_event = threading.Event()
+        self.scheduler = Scheduler()
+        self.dispatcher = CallbackDispatcher(
+            self.scheduler,
+            self._record_delivery,
+            retry_schedule=config.callback_retry_schedule,
+            timeout=config.callback_timeout_seconds,
+            hmac_key=config.hmac_key,
+            allow_external=config.allow_external_callbacks,
+        )
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.scheduler.stop()
+        self.dispatcher.close()
+
+    @property
+    def public_base(self) -> str:
+        return self.config.public_base_url or self._base_url()
+
+    # ----------------------------------------------------------------- shared by every answer
+    def run_faults(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._run_faults)
+
+    def _faults_for(self, task: Task | None) -> Faults:
+        with self._lock:
+            return Faults.build(self._run_faults, task.faults if task else {})
+
+    def _error(self, code: int, msg: str, faults: Faults, data: Any = None) -> ApiReply:
+        status = 429 if code == 429 else (code if faults.mirror_http else 200)
+        return ApiReply(status, envelope(code, msg, data))
+
+    def _record_delivery(self, task_id: str, entry: dict[str, Any]) -> None:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is not None:
+                task.deliveries.append(entry)

@@ -1,0 +1,191 @@
+"""A task's life: generate, record-info while it runs, completion, and its callback (and redelivery)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from .account import hit
+from .callbacks import Delivery
+from .faults import Faults, FaultSpecError, parse_prompt_markers
+from .images import SIZES, render_png
+from .model import FAIL_MESSAGES, SUBMIT_MESSAGES, ApiReply, ResultImage, Task, envelope, fmt_time
+from .state import CoreState
+from .validation import ValidationError, validate_generate
+
+MAX_RATE_KEYS = 10_000
+
+
+class TaskMixin(CoreState):
+    # ----------------------------------------------------------------- API: generate
+    def generate(self, api_key: str, body: Any) -> ApiReply:
+        run = self._faults_for(None)
+        with self._lock:
+            if len(self._generate_hits) > MAX_RATE_KEYS:
+                self._generate_hits.clear()
+            window = self._generate_hits.setdefault(api_key, deque())
+            allowed = hit(window, self.config.generate_rate_limit, self.config.generate_rate_window_seconds)
+        if not allowed:
+            return self._error(429, SUBMIT_MESSAGES[429], run)
+        if not isinstance(body, dict):
+            return self._error(400, "Format Error: the request body must be a JSON object", run)
+        prompt = body.get("prompt") if isinstance(body.get("prompt"), str) else None
+        try:
+            task_faults = parse_prompt_markers(prompt)
+        except FaultSpecError as exc:
+            return self._error(422, f"emulator fault marker: {exc}", run)
+        faults = Faults.build(self.run_faults(), task_faults)
+        if faults.submit is not None:
+            return self._error(faults.submit, SUBMIT_MESSAGES[faults.submit], faults)
+        try:
+            request = validate_generate(body)
+        except ValidationError as exc:
+            return self._error(422, str(exc), faults)
+        cost = self.config.credits_per_image * request.n_variants
+        now, mono = time.time(), time.monotonic()
+        gen = self.config.generation_seconds if faults.gen is None else faults.gen
+        task = Task(
+            task_id=uuid.uuid4().hex,
+            api_key=api_key,
+            request=request,
+            param_json=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+            faults=task_faults,
+            created_at=now,
+            created_mono=mono,
+            generation_seconds=gen,
+        )
+        with self._lock:
+            if self._credits < cost:
+                return self._error(402, SUBMIT_MESSAGES[402], faults)
+            self._credits -= cost
+            self._tasks[task.task_id] = task
+            while len(self._tasks) > self.config.max_tasks:
+                self._tasks.popitem(last=False)
+        if not faults.stall:
+            self.scheduler.call_at(mono + gen, lambda: self.complete(task.task_id))
+        return ApiReply(
+            200, envelope(200, "success", {"taskId": task.task_id}), delay_seconds=faults.submit_delay
+        )
+
+    # ----------------------------------------------------------------- API: record-info
+    def record_info(self, task_id: str | None) -> ApiReply:
+        run = self._faults_for(None)
+        if not task_id:
+            return self._error(422, "taskId: This field is required", run)
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None:
+                return self._error(422, "record is null", run)
+            allowed = hit(
+                task.info_hits,
+                self.config.record_info_rate_limit,
+                self.config.record_info_rate_window_seconds,
+            )
+        faults = self._faults_for(task)
+        if not allowed:
+            return self._error(429, SUBMIT_MESSAGES[429], faults)
+        return ApiReply(200, envelope(200, "success", self._details(task, faults)))
+
+    def _details(self, task: Task, faults: Faults) -> dict[str, Any]:
+        with self._lock:
+            response = None
+            if task.status == "SUCCESS":
+                response = {faults.result_key: [image.url for image in task.images]}
+            return {
+                "taskId": task.task_id,
+                "paramJson": task.param_json,
+                "completeTime": fmt_time(task.completed_at, faults.time_format),
+                "response": response,
+                "successFlag": task.success_flag,
+                "status": task.status,
+                "errorCode": task.error_code,
+                "errorMessage": task.error_message,
+                "createTime": fmt_time(task.created_at, faults.time_format),
+                "progress": task.progress(),
+            }
+
+    # ----------------------------------------------------------------- completion
+    def complete(self, task_id: str, *, fail: int | None = None, message: str | None = None) -> bool:
+        """Finish a task now (the timer calls this too); False if it is unknown or already finished."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or task.status != "GENERATING":
+                return False
+        faults = self._faults_for(task)
+        code = fail if fail is not None else faults.fail
+        images: list[ResultImage] = []
+        finished = time.time()
+        if code is None:
+            images = self._render_all(task, int(finished))
+        with self._lock:
+            if task.status != "GENERATING":
+                return False
+            task.completed_at = finished
+            if code is None:
+                task.status, task.success_flag = "SUCCESS", 1
+                task.final_progress = "1.00"
+                task.images = images
+            else:
+                task.status, task.success_flag = "GENERATE_FAILED", faults.fail_flag
+                task.final_progress = task.progress()
+                task.error_code = code
+                task.error_message = message or FAIL_MESSAGES.get(code, "Generation failed")
+            task.callback_body = self._callback_body(task, faults)
+        if task.request.callback_url:
+            self.dispatcher.deliver(
+                Delivery(task.task_id, task.request.callback_url, task.callback_body, faults)
+            )
+        return True
+
+    def _render_all(self, task: Task, unix_sec: int) -> list[ResultImage]:
+        request = task.request
+        width, height = SIZES[request.size]
+        images = []
+        for index in range(request.n_variants):
+            data = render_png(task.task_id, index, request.prompt or "", request.size, request.n_variants)
+            tag = int(hashlib.sha256(f"{task.task_id}/{index}".encode()).hexdigest(), 16) % 10_000
+            name = f"{task.task_id}_{index}_{unix_sec}_{tag:04d}.png"
+            images.append(
+                ResultImage(
+                    index=index,
+                    name=name,
+                    url=f"{self.public_base}/s/{name}",
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    bytes=len(data),
+                    width=width,
+                    height=height,
+                )
+            )
+        return images
+
+    def _callback_body(self, task: Task, faults: Faults) -> dict[str, Any]:
+        flux = faults.shape == "flux" or task.error_code == 501
+        data: dict[str, Any] = {}
+        if faults.task_key in ("taskId", "both"):
+            data["taskId"] = task.task_id
+        if faults.task_key in ("task_id", "both"):
+            data["task_id"] = task.task_id
+        if task.status == "SUCCESS":
+            urls = [image.url for image in task.images]
+            if flux:
+                data["info"] = {"originImageUrl": urls[0], "resultImageUrl": urls[0]}
+                return envelope(200, "BFL image generated successfully.", data)
+            data["info"] = {"result_urls": urls}
+            return envelope(200, "success", data)
+        data["info"] = {"originImageUrl": "", "resultImageUrl": ""} if flux else None
+        return envelope(task.error_code or 500, task.error_message or "failed", data)
+
+    def redeliver(self, task_id: str) -> bool:
+        """Send the task's callback again now (with the normal retries); False if there is none."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or task.callback_body is None or not task.request.callback_url:
+                return False
+            body, url = task.callback_body, task.request.callback_url
+        faults = self._faults_for(task)
+        self.dispatcher.deliver(Delivery(task_id, url, body, faults, reason="redeliver"))
+        return True
