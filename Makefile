@@ -48,6 +48,10 @@ test: install  ## run every test: unit, SAM build, local stack end to end
 test-unit: install  ## unit and fuzz tests only (tests/unit, tests/fuzz): no SAM build, no local stack
 	$(PY) -m pytest tests/unit tests/fuzz $$($(PY) -c 'import xdist' 2>/dev/null && printf '%s' '-n auto') $(PYTEST_ARGS)
 
+.PHONY: openapi
+openapi: install  ## regenerate openapi.json (the client API's contract) from the API's routes
+	PYTHONPATH=layers/shared:functions/api $(PY) -c 'import json, api_handler; print(json.dumps(json.loads(api_handler.openapi_json()), indent=2))' > openapi.json
+
 .PHONY: lint
 lint: install  ## ruff and mypy
 	$(BIN)/ruff check .
@@ -65,7 +69,7 @@ local: install  ## run the whole pipeline on this machine (no AWS, no Docker)
 
 .PHONY: chaos
 chaos: install  ## N tasks (CHAOS_TASKS, default 200) through the local stack with faults injected at random
-	$(PY) -m devstack.chaos --tasks $${CHAOS_TASKS:-200}
+	$(PY) -m devstack.local.chaos --tasks $${CHAOS_TASKS:-200}
 
 .PHONY: bench
 bench: install  ## benchmarks: cold start, downloader memory, safe-fetch overhead, pipeline throughput

@@ -32,7 +32,7 @@ os.environ.update(
 
 def template_environment(resources: Any) -> dict[str, str]:
     """The union of every function's template environment, resolved for in-process tests."""
-    from devstack.function_environment import LocalValues, function_environments
+    from devstack.common.function_environment import LocalValues, function_environments
 
     values = LocalValues(
         resources=resources,
@@ -81,8 +81,8 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from image_pipeline.settings import reset_settings_cache
     from moto import mock_aws
 
-    from devstack.aws_resources import create_stack_resources
-    from devstack.moto_atomic import serialize_in_process_requests
+    from devstack.common.aws_resources import create_stack_resources
+    from devstack.common.moto_atomic import serialize_in_process_requests
 
     serialize_in_process_requests()
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)

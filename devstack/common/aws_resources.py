@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from devstack.template import load_template, resources_of_type
+from devstack.common.template import load_template, resources_of_type
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def create_stack_resources(session: Any, *, prefix: str = "imagegen-local") -> S
         "QueueArn"
     ]
 
-    bucket_id, _bucket = _logical("AWS::S3::Bucket", template)
+    bucket_id, bucket_properties = _logical("AWS::S3::Bucket", template)
     bucket = f"{prefix}-{bucket_id}".lower()
     try:
         region = session.region_name or "us-east-1"
@@ -112,6 +112,9 @@ def create_stack_resources(session: Any, *, prefix: str = "imagegen-local") -> S
             "RestrictPublicBuckets": True,
         },
     )
+    versioning = bucket_properties.get("VersioningConfiguration", {}).get("Status")
+    if versioning:  # as deployed: every overwrite keeps the old version (DELETE /tasks removes them all)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning})
     return StackResources(
         tasks_table=table_names["TasksTable"],
         idempotency_table=table_names["IdempotencyTable"],

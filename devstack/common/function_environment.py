@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from devstack.aws_resources import StackResources
-from devstack.template import load_template, resources_of_type
+from devstack.common.aws_resources import StackResources
+from devstack.common.template import load_template, resources_of_type
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -144,5 +144,5 @@ class _Resolver:
         if target in self.refs:
             return self.refs[target]
         raise UnresolvedValue(
-            f"{name}: no local value for !Ref {target} (add it to devstack/function_environment.py)"
+            f"{name}: no local value for !Ref {target} (add it to devstack/common/function_environment.py)"
         )

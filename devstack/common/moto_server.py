@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from devstack.background import BackgroundServer
-from devstack.moto_atomic import atomic_wsgi
+from devstack.common.background import BackgroundServer
+from devstack.common.moto_atomic import atomic_wsgi
 
 Middleware = Callable[[Callable[..., Iterable[bytes]]], Callable[..., Iterable[bytes]]]
 

@@ -24,8 +24,8 @@ from typing import Any
 import boto3
 import httpx
 
-from devstack.aws_faults import AwsFaults
-from devstack.stack import LocalStack, StackConfig
+from devstack.local.aws_faults import AwsFaults
+from devstack.local.stack import LocalStack, StackConfig
 
 # (scenario, weight, prompt marker, expected failure code or None)
 SCENARIOS: list[tuple[str, int, str, int | str | None]] = [

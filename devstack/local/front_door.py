@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from devstack.background import BackgroundServer
-from devstack.lambda_runtime import LambdaPool
-from devstack.template import Route, api_routes
+from devstack.common.background import BackgroundServer
+from devstack.common.template import Route, api_routes
+from devstack.local.lambda_runtime import LambdaPool
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 INTEGRATION_TIMEOUT_SECONDS = 29  # API Gateway's integration timeout

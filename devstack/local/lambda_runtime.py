@@ -19,7 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from devstack.template import ROOT, load_template, resources_of_type
+from devstack.common.template import ROOT, load_template, resources_of_type
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class FunctionSpec:
     function: str
     code_dir: str
     timeout_seconds: int
-    environment: dict[str, str]  # resolved from the template (devstack.function_environment)
+    environment: dict[str, str]  # resolved from the template (devstack.common.function_environment)
 
 
 def function_specs() -> dict[str, FunctionSpec]:

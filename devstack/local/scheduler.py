@@ -8,8 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from devstack.lambda_runtime import LambdaPool
-from devstack.template import resources_of_type
+from devstack.common.template import resources_of_type
+from devstack.local.lambda_runtime import LambdaPool
 
 
 def scheduled_functions() -> list[str]:

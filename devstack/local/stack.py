@@ -27,13 +27,14 @@ from typing import Any
 
 import boto3
 
-from devstack.aws_resources import StackResources, create_stack_resources
-from devstack.front_door import FrontDoor
-from devstack.function_environment import LocalValues, function_environments, loopback_origin
-from devstack.lambda_runtime import LambdaPool
-from devstack.scheduler import Scheduler
-from devstack.sqs_poller import SqsPoller
-from devstack.template import resources_of_type
+from devstack.common.aws_resources import StackResources, create_stack_resources
+from devstack.common.function_environment import LocalValues, function_environments, loopback_origin
+from devstack.common.layer import import_layer
+from devstack.common.template import resources_of_type
+from devstack.local.front_door import FrontDoor
+from devstack.local.lambda_runtime import LambdaPool
+from devstack.local.scheduler import Scheduler
+from devstack.local.sqs_poller import SqsPoller
 
 __all__ = ["LocalStack", "StackConfig", "loopback_origin"]
 REGION = "us-east-1"
@@ -52,7 +53,7 @@ class StackConfig:
     reconcile_interval_seconds: float = 30.0
     reconcile_after_seconds: float = 60.0
     emulator_overrides: dict[str, Any] = field(default_factory=dict)
-    aws_middleware: Any = None  # chaos: wraps the moto WSGI app (see devstack.aws_faults)
+    aws_middleware: Any = None  # chaos: wraps the moto WSGI app (see devstack.local.aws_faults)
     poller_crash_probability: float = 0.0
     access_log: bool = True
     public_base_url: str | None = (
@@ -101,6 +102,7 @@ STACK_OWNED = frozenset(
 
 def function_settings_from(env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
     """The functions' own setting variables found in `env`, for the functions (bar the stack's own)."""
+    import_layer()
     from image_pipeline.settings import setting_variables
 
     return {name: env[name] for name in setting_variables() - STACK_OWNED if name in env}
@@ -136,7 +138,7 @@ class LocalStack:
         if config.aws_endpoint_url:
             self.endpoint_url = config.aws_endpoint_url
         else:
-            from devstack.moto_server import LocalMotoServer
+            from devstack.common.moto_server import LocalMotoServer
 
             self.moto = LocalMotoServer(middleware=config.aws_middleware).start()
             self.endpoint_url = self.moto.endpoint_url

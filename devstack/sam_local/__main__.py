@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from devstack import sam_local
+from devstack.common.template import ROOT
 from devstack.sam_local.defaults import DEFAULT_NAME, STATE_DIR, SamLocalError, lambda_arch, log
 from devstack.sam_local.engine import container_cli, engine_problem, host_gateway_address
 from devstack.sam_local.local_template import find_sam, sam_build_command, sam_environment, write_template
 from devstack.sam_local.operations import drain, relay, seed
 from devstack.sam_local.services import Services, down, up
-from devstack.template import ROOT
 
 
 def skip_pull_default() -> bool:

@@ -6,7 +6,7 @@ import platform
 import sys
 from urllib.parse import urlsplit
 
-from devstack.template import ROOT
+from devstack.common.template import ROOT
 
 STATE_DIR = ROOT / ".aws-sam" / "sam-local"
 DEFAULT_NAME = "imagegen-sam-local"

@@ -11,8 +11,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from devstack.common.template import ROOT
 from devstack.sam_local.defaults import SamLocalError, log
-from devstack.template import ROOT
 
 # The offline images .ci/sam-local/build-images.sh builds (CI); used when present.
 STANDIN_MOTO_IMAGE = "imagegen-sam-local/moto:latest"

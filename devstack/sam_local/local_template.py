@@ -10,10 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from devstack.aws_resources import StackResources
-from devstack.function_environment import LocalValues, declared_environment, function_environments
+from devstack.common.aws_resources import StackResources
+from devstack.common.function_environment import LocalValues, declared_environment, function_environments
+from devstack.common.template import ROOT, load_template
 from devstack.sam_local.defaults import REGION, SamLocalError, lambda_arch, origin_of
-from devstack.template import ROOT, load_template
 
 # As the docker-free stack (StackConfig's default): a task waiting a minute for its callback is polled.
 RECONCILE_AFTER_SECONDS = "60"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import suppress
@@ -13,11 +12,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from devstack.common.layer import import_layer
+from devstack.common.sqs_event_source import delete_succeeded, receive_batch
+from devstack.common.template import ROOT
 from devstack.sam_local.defaults import REGION, SamLocalError, origin_of, with_origin
 from devstack.sam_local.local_template import sam_environment
 from devstack.sam_local.services import Services
-from devstack.sqs_poller import delete_succeeded, receive_batch
-from devstack.template import ROOT
 
 # What events/*.json name: the example task and the callback capability POST /tasks would have minted.
 EXAMPLE_TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
@@ -25,15 +25,8 @@ EXAMPLE_SUBMISSION_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"
 EXAMPLE_TOKEN = "example-callback-token-0123456789abcdefABCDEF_-xyz"  # noqa: S105 - in events/*.json
 
 
-def _import_layer() -> None:
-    """The shared layer's package (image_pipeline), importable here as it is in the functions."""
-    layer = str(ROOT / "layers" / "shared")
-    if layer not in sys.path:
-        sys.path.insert(0, layer)
-
-
 def _tasks_table(services: Services) -> Any:
-    _import_layer()
+    import_layer()
     from image_pipeline.adapters.tasks_table import TasksTable
 
     return TasksTable(services.resources["tasks_table"], dynamodb=services.aws().client("dynamodb"))
@@ -41,7 +34,7 @@ def _tasks_table(services: Services) -> Any:
 
 def seed(services: Services, *, clear: bool = False) -> None:
     """The example task and callback capability of events/*.json, as POST /tasks leaves them (or none)."""
-    _import_layer()
+    import_layer()
     from image_pipeline.task_models import utc_now
     from image_pipeline.tokens import hash_token
 

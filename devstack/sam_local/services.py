@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from devstack.aws_resources import StackResources, create_stack_resources
+from devstack.common.aws_resources import StackResources, create_stack_resources
+from devstack.common.template import ROOT
 from devstack.sam_local.defaults import (
     API_KEY,
     DEFAULT_NAME,
@@ -35,7 +36,6 @@ from devstack.sam_local.engine import (
     run_engine,
 )
 from devstack.sam_local.local_template import local_environments
-from devstack.template import ROOT
 
 APP_DIR = "/app"  # the work tree, mounted read-only into the service containers
 PYTHONPATH = f"{APP_DIR}:{APP_DIR}/layers/shared:{APP_DIR}/client"
@@ -43,7 +43,7 @@ WAIT_SECONDS = 60.0
 
 # moto_server with every DynamoDB request atomic, exactly as the docker-free stack runs it.
 MOTO_COMMAND = (
-    "import signal; from devstack.moto_server import LocalMotoServer; "
+    "import signal; from devstack.common.moto_server import LocalMotoServer; "
     f"LocalMotoServer('0.0.0.0', {MOTO_PORT}).start(); "
     f"print('moto on :{MOTO_PORT}', flush=True); signal.pause()"
 )

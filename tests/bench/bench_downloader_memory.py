@@ -160,7 +160,7 @@ def measure(server: Any, images: dict[str, bytes], *, in_process: bool) -> dict[
     from image_pipeline.settings import reset_settings_cache
     from moto import mock_aws
 
-    from devstack.aws_resources import create_stack_resources
+    from devstack.common.aws_resources import create_stack_resources
 
     results: dict[int, dict[str, float]] = {}
     with ExitStack() as stack:
@@ -212,7 +212,7 @@ def main() -> int:
     add_code_paths("downloader")
     modes = {"mock_aws, in process": True, "moto_server, own process": False}
     try:
-        from devstack.moto_atomic import serialize_in_process_requests
+        from devstack.common.moto_atomic import serialize_in_process_requests
         from tests.http_fixtures import image_server
 
         serialize_in_process_requests()

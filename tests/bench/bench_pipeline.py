@@ -67,7 +67,7 @@ def main() -> int:
         from image_pipeline.adapters import aws
         from image_pipeline.adapters.tasks_table import TasksTable
 
-        from devstack.stack import LocalStack, StackConfig
+        from devstack.local.stack import LocalStack, StackConfig
 
         config = StackConfig(
             api_port=0,  # a free port on 127.0.0.1

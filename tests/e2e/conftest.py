@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.stack import LocalStack, StackConfig
+from devstack.local.stack import LocalStack, StackConfig
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from devstack import chaos
+from devstack.local import chaos
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import boto3
 import httpx
 import pytest
 
-from devstack.stack import LocalStack
+from devstack.local.stack import LocalStack
 from tests.e2e.conftest import wait_for, wait_for_status
 
 pytestmark = pytest.mark.e2e

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from devstack.stack import LocalStack, StackConfig
+from devstack.local.stack import LocalStack, StackConfig
 from tests.e2e.conftest import wait_for, wait_for_status
 
 pytestmark = pytest.mark.e2e

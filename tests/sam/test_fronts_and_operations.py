@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from devstack.template import api_routes, load_template, resources_of_type
+from devstack.common.template import api_routes, load_template, resources_of_type
 from tests.sam.test_policies import translated_template
 
 FUNCTIONS = (

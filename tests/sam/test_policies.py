@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from devstack.template import load_template
+from devstack.common.template import load_template
 
 # Actions that have no resource-level permissions, so "*" is their only possible Resource, each with why
 # a function may need it. Nothing else gets "*".

@@ -77,8 +77,8 @@ def test_default_build_targets_arm64(tmp_path: Path) -> None:
 
 @pytest.fixture
 def moto_endpoint() -> Iterator[tuple[str, Any]]:
-    from devstack.aws_resources import create_stack_resources
-    from devstack.moto_server import LocalMotoServer
+    from devstack.common.aws_resources import create_stack_resources
+    from devstack.common.moto_server import LocalMotoServer
 
     server = LocalMotoServer().start()
     try:

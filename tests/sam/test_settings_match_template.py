@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from devstack.function_environment import declared_environment
-from devstack.template import load_template, resources_of_type
+from devstack.common.function_environment import declared_environment
+from devstack.common.template import load_template, resources_of_type
 
 # Read by Powertools itself, not by our settings models.
 POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
@@ -40,8 +40,8 @@ def test_a_function_is_declared_nothing_it_does_not_read(logical_id: str) -> Non
 
 
 def test_the_local_stack_gives_each_function_its_own_template_environment() -> None:
-    from devstack.aws_resources import StackResources
-    from devstack.function_environment import LocalValues, function_environments
+    from devstack.common.aws_resources import StackResources
+    from devstack.common.function_environment import LocalValues, function_environments
 
     resources = StackResources(
         tasks_table="t",

@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 
 from devstack import sam_local
-from devstack.aws_resources import StackResources
-from devstack.function_environment import declared_environment
-from devstack.template import ROOT, load_template, resources_of_type
+from devstack.common.aws_resources import StackResources
+from devstack.common.function_environment import declared_environment
+from devstack.common.template import ROOT, load_template, resources_of_type
 
 PUBLIC = "http://127.0.0.1:3000"  # start-api, where the emulator's callbacks go
 

@@ -117,7 +117,7 @@ def test_balance_is_published_as_a_metric_and_returned(
 
 def test_the_metric_is_the_one_the_template_alarms_on() -> None:
     """Same name and dimensions as CreditBalanceAlarm, else the alarm would only ever see missing data."""
-    from devstack.template import resources_of_type
+    from devstack.common.template import resources_of_type
 
     [alarm] = [
         a

@@ -101,7 +101,7 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     from image_pipeline import wiring
     from image_pipeline.adapters import aws
 
-    from devstack.moto_server import LocalMotoServer
+    from devstack.common.moto_server import LocalMotoServer
 
     server = LocalMotoServer().start()
     endpoint = server.endpoint_url.replace("127.0.0.1", "localhost")

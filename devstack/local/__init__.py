@@ -1,0 +1,1 @@
+"""The docker-free local stack (`python -m devstack`, `make local`): see `stack.py`."""
