@@ -1,5 +1,11 @@
 """The local API Gateway: each HTTP request becomes a REST API proxy event for the function that
-template.yaml routes it to (routes are read from the template, never restated here)."""
+template.yaml routes it to (routes are read from the template, never restated here).
+
+API keys, as API Gateway checks them: with LOCAL_API_KEYS="alice:KEY_A,bob:KEY_B" a route that needs
+a key answers 403 {"message": "Forbidden"} without a known `x-api-key`, and passes the key's name to
+the function as requestContext.identity.apiKeyId. Without it no key is needed (every request is the
+client "local").
+"""
 
 from __future__ import annotations
 
@@ -38,6 +44,19 @@ def compile_routes(routes: list[Route]) -> list[CompiledRoute]:
     return compiled
 
 
+def parse_api_keys(spec: str) -> dict[str, str]:
+    """LOCAL_API_KEYS ("name:key,name:key") as {key: name}."""
+    keys: dict[str, str] = {}
+    for entry in (part.strip() for part in spec.split(",") if part.strip()):
+        name, separator, key = entry.partition(":")
+        if not separator or not name.strip() or not key.strip():
+            raise ValueError(f"LOCAL_API_KEYS entry {entry.split(':')[0]!r}... must be name:key")
+        if key.strip() in keys:
+            raise ValueError(f"LOCAL_API_KEYS gives two clients the same key ({name.strip()})")
+        keys[key.strip()] = name.strip()
+    return keys
+
+
 def proxy_event(
     route: Route,
     method: str,
@@ -48,6 +67,7 @@ def proxy_event(
     path_parameters: dict[str, str],
     host: str,
     source_ip: str,
+    api_key: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
@@ -82,7 +102,11 @@ def proxy_event(
             "domainPrefix": host.split(".")[0],
             "requestId": str(uuid.uuid4()),
             "requestTimeEpoch": int(now * 1000),
-            "identity": {"sourceIp": source_ip, "userAgent": single.get("User-Agent", "")},
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": single.get("User-Agent", ""),
+                **({"apiKey": api_key[0], "apiKeyId": api_key[1]} if api_key else {}),
+            },
             "apiId": "local",
         },
         "body": text_body,
@@ -98,8 +122,10 @@ class FrontDoor(BackgroundServer):
         port: int = 3000,
         host: str = "127.0.0.1",
         access_log: bool = True,
+        api_keys: dict[str, str] | None = None,
     ) -> None:
         self.pool = pool
+        self.api_keys = api_keys  # {key: client name}; None: no key needed
         self.routes = compile_routes(api_routes())
         front_door = self
 
@@ -146,6 +172,12 @@ class FrontDoor(BackgroundServer):
             # What API Gateway answers for a route it does not have.
             return _send(request, 403, {"message": "Missing Authentication Token"})
         route, path_parameters = matched
+        api_key = None
+        if route.api_key_required and self.api_keys is not None:
+            presented = request.headers.get("x-api-key", "")
+            if presented not in self.api_keys:
+                return _send(request, 403, {"message": "Forbidden"})
+            api_key = (presented, self.api_keys[presented])
         event = proxy_event(
             route,
             request.command,
@@ -156,6 +188,7 @@ class FrontDoor(BackgroundServer):
             path_parameters,
             request.headers.get("Host", self.base_url.split("//", 1)[1]),
             request.client_address[0],
+            api_key,
         )
         assert self.pool is not None, "FrontDoor.pool is set before start()"
         try:

@@ -11,6 +11,8 @@ Configuration (environment):
   LOCAL_RECONCILE_INTERVAL_SECONDS  how often the scheduled reconciler runs (default 30; 0 = never)
   RECONCILE_AFTER_SECONDS   how long a task waits for its callback before the reconciler polls (default 60)
   LOCAL_PUBLIC_BASE_URL     the front door's public URL (a tunnel), when the upstream is the real API
+  LOCAL_API_KEYS            "alice:KEY_A,bob:KEY_B": client apps and their x-api-key, checked as API
+                            Gateway does (without it no key is needed: every request is client "local")
 
 Any other variable a function's settings read (image_pipeline.settings: DOWNLOAD_RETRY_BASE_SECONDS,
 DOWNLOAD_CHECK_AFTER_SECONDS, DOWNLOAD_GIVE_UP_SECONDS, KIE_API_TIMEOUT_SECONDS, ...) is passed to
@@ -31,7 +33,7 @@ from devstack.common.aws_resources import StackResources, create_stack_resources
 from devstack.common.function_environment import LocalValues, function_environments, loopback_origin
 from devstack.common.layer import import_layer
 from devstack.common.template import resources_of_type
-from devstack.local.front_door import FrontDoor
+from devstack.local.front_door import FrontDoor, parse_api_keys
 from devstack.local.lambda_runtime import LambdaPool
 from devstack.local.scheduler import Scheduler
 from devstack.local.sqs_poller import SqsPoller
@@ -60,6 +62,7 @@ class StackConfig:
         None  # where the upstream reaches the front door (a tunnel for the real API)
     )
     extra_environment: dict[str, str] = field(default_factory=dict)
+    api_keys: dict[str, str] | None = None  # {key: client name} (LOCAL_API_KEYS); None: no key needed
 
     @classmethod
     def from_environment(cls) -> StackConfig:
@@ -80,6 +83,7 @@ class StackConfig:
             reconcile_after_seconds=float(env.get("RECONCILE_AFTER_SECONDS", "60")),
             public_base_url=env.get("LOCAL_PUBLIC_BASE_URL") or None,
             extra_environment=function_settings_from(env),
+            api_keys=parse_api_keys(env["LOCAL_API_KEYS"]) if env.get("LOCAL_API_KEYS") else None,
         )
 
 
@@ -170,7 +174,7 @@ class LocalStack:
             self.upstream_url = self.emulator.base_url
 
         # Bind the front door first: the callback URL the functions hand out must name its port.
-        self.front_door = FrontDoor(port=config.api_port, access_log=config.access_log)
+        self.front_door = FrontDoor(port=config.api_port, access_log=config.access_log, api_keys=config.api_keys)
         self.environments = self.function_environments(config.public_base_url or self.front_door.base_url)
         self.pool = LambdaPool(workers=config.workers, environments=self.environments)
         self.front_door.pool = self.pool
@@ -260,10 +264,19 @@ class LocalStack:
             else f"{self.upstream_url}   (KIE_API_BASE_URL)"
         )
         aws = f"{self.endpoint_url}   ({'moto' if self.moto else 'AWS_ENDPOINT_URL'})"
+        keys = self.config.api_keys
+        access = (
+            f"clients {', '.join(sorted(keys.values()))} (x-api-key from LOCAL_API_KEYS)"
+            if keys
+            else "no API key locally"
+        )
+        # The CLI's default is port 3000; any other port has to be named.
+        cli = ".venv/bin/imagegen" + ("" if self.api_url.endswith(":3000") else f" --api-url {self.api_url}")
+        cli += f" --api-key {next(iter(keys))}" if keys else ""
         return "\n".join(
             [
                 "Local stack is up.",
-                f"  API        {self.api_url}   (POST /tasks, GET /tasks/{{taskId}}; no API key locally)",
+                f"  API        {self.api_url}   (/tasks, /tasks/{{taskId}}, /openapi.json; {access})",
                 f"  upstream   {upstream}",
                 f"  AWS        {aws}",
                 f"             table {self.resources.tasks_table}, bucket {self.resources.images_bucket}",
@@ -275,8 +288,8 @@ class LocalStack:
                 else "  reconciler off",
                 "",
                 "Try it, in another terminal:",
-                '  .venv/bin/imagegen generate "a red fox in snow" --size 3:2 --variants 2 --out ./images',
-                "  .venv/bin/imagegen status <taskId>",
+                f'  {cli} generate "a red fox in snow" --size 3:2 --variants 2 --out ./images',
+                f"  {cli} status <taskId>",
                 f"  curl -s -X POST {self.api_url}/tasks -H 'Content-Type: application/json' \\",
                 '       -d \'{"prompt": "a lighthouse at dusk", "size": "1:1"}\'',
                 "",

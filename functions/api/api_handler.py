@@ -1,13 +1,19 @@
-"""Client API: POST /tasks submits a generation, GET /tasks/{taskId} reports it."""
+"""Client API: submit a generation, list a client's tasks, report one, delete one; GET /openapi.json.
+
+Every task belongs to the client app (API key) that submitted it: to any other it does not exist.
+"""
 
 from __future__ import annotations
 
 import binascii
 from datetime import timedelta
-from typing import Any
+from functools import cache
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
+from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
@@ -18,18 +24,24 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
+from image_pipeline.api_models import TaskPage, TaskStatusName, TaskSubmitted, TaskView, responses
 from image_pipeline.errors import (
+    ImageDeletionError,
     InsufficientCredits,
+    InvalidCursor,
     RateLimited,
     TaskNotFound,
+    TaskStillRunning,
     UpstreamBadRequest,
     UpstreamError,
     UpstreamUnauthorized,
 )
+from image_pipeline.logic.client_tasks import delete_task, list_tasks
 from image_pipeline.logic.status import task_status
 from image_pipeline.logic.submission import submit_task
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import ApiSettings, api_settings
+from image_pipeline.task_models import TaskStatus
 from image_pipeline.upstream_models import GenerationOptions
 
 logger = logger_for("api")
@@ -59,6 +71,14 @@ def callback_base(settings: ApiSettings) -> str:
 
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
+LOCAL_CLIENT = "local"  # every request's client where no API key is required (the local stacks)
+API_KEY_SECURITY = [{"apiKey": []}]
+
+
+def caller() -> str:
+    """The client app making the request: API Gateway's id of its API key."""
+    identity = app.current_event.request_context.identity
+    return identity.api_key_id or LOCAL_CLIENT
 
 
 class InvalidIdempotencyKey(ValueError):
@@ -69,12 +89,33 @@ class UnreadableBody(ValueError):
     """A body Powertools cannot hand to validation as one JSON object."""
 
 
-@app.post("/tasks")
-def create_task(options: GenerationOptions) -> Response[Any]:
+@app.post(
+    "/tasks",
+    summary="Submit a generation",
+    status_code=202,
+    security=API_KEY_SECURITY,
+    responses=responses(
+        202, TaskSubmitted, "submitted; taskId is the upstream's", 400, 402, 403, 409, 413, 422, 429, 502, 503
+    ),
+)
+def create_task(
+    options: GenerationOptions,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description=(
+                "a retry with the same key (by the same client) gets the first answer, "
+                "never a second generation"
+            ),
+        ),
+    ] = None,
+) -> Response[Any]:
     # Validation reads the first item of a JSON array as the object: one task per request only.
     if not isinstance(app.current_event.json_body, dict):
         raise UnreadableBody("the body must be one JSON object with the task's fields")
     settings = api_settings()
+    owner = caller()
 
     def submit() -> str:
         if settings.submit_rate_limit:
@@ -86,6 +127,7 @@ def create_task(options: GenerationOptions) -> Response[Any]:
             callback_base=callback_base(settings),
             store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
             upstream=wiring.upstream_client(settings),
+            owner=owner,
             outbox=wiring.download_queue(settings.download_queue_url)
             if settings.download_queue_url
             else None,
@@ -103,7 +145,7 @@ def create_task(options: GenerationOptions) -> Response[Any]:
             )
         return submitted.task_id
 
-    key = app.current_event.headers.get("Idempotency-Key")  # case-insensitive
+    key = idempotency_key
     if key is None or not settings.idempotency_table:
         task_id = submit()
     else:
@@ -112,24 +154,52 @@ def create_task(options: GenerationOptions) -> Response[Any]:
                 f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
             )
         task_id = wiring.run_once(
-            key,
+            f"{owner}/{key}",  # two clients using the same key never see each other's answer
             options.model_dump(mode="json"),
             submit,
             table_name=settings.idempotency_table,
             lambda_context=app.lambda_context,
         )
-    logger.info("task submitted", extra={"task_id": task_id, "variants": options.nVariants})
+    logger.info("task submitted", extra={"task_id": task_id, "variants": options.nVariants, "client": owner})
     metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
     return _json(202, {"taskId": task_id, "status": "submitted"})
 
 
-@app.get("/tasks/<taskId>")
+@app.get(
+    "/tasks",
+    summary="List this client's tasks, newest first",
+    security=API_KEY_SECURITY,
+    responses=responses(200, TaskPage, "one page of tasks", 400, 403, 422, 429, 503),
+)
+def get_tasks(
+    status: Annotated[TaskStatusName | None, Query(description="only tasks in this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="tasks per page")] = 20,
+    cursor: Annotated[str | None, Query(max_length=1024, description="nextCursor of the page before")] = None,
+) -> Response[Any]:
+    settings = api_settings()
+    page = list_tasks(
+        caller(),
+        store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
+        limit=limit,
+        status=TaskStatus(status) if status else None,
+        cursor=cursor,
+    )
+    return _json(200, page)
+
+
+@app.get(
+    "/tasks/<taskId>",
+    summary="A task's status and its stored images, with presigned links",
+    security=API_KEY_SECURITY,
+    responses=responses(200, TaskView, "the task", 403, 404, 422, 429, 503),
+)
 def get_task(taskId: str) -> Response[Any]:
     settings = api_settings()
     return _json(
         200,
         task_status(
             taskId,
+            caller(),
             store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
             images=wiring.image_store(settings.images_bucket),
             presign_seconds=settings.presign_seconds,
@@ -138,12 +208,55 @@ def get_task(taskId: str) -> Response[Any]:
     )
 
 
+@app.delete(
+    "/tasks/<taskId>",
+    summary="Delete a finished task and every stored version of its images",
+    status_code=204,
+    security=API_KEY_SECURITY,
+    responses=responses(204, None, "deleted", 403, 404, 409, 422, 429, 503),
+)
+def remove_task(taskId: str) -> Response[Any]:
+    settings = api_settings()
+    delete_task(
+        taskId,
+        caller(),
+        store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
+        images=wiring.image_store(settings.images_bucket),
+    )
+    logger.info("task deleted", extra={"task_id": taskId, "client": caller()})
+    return Response(status_code=204, body=None)
+
+
+@app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+def openapi_document() -> Response[Any]:
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_json())
+
+
+@cache
+def openapi_json() -> str:
+    """The published contract (openapi.json at the top of the repository is this, committed)."""
+    return app.get_openapi_json_schema(
+        title="image-pipeline client API",
+        version="1.0.0",
+        description=(
+            "Dependable 4o Image API generations: submit, list, read and delete your own tasks. "
+            "Every error is {message, errors: [{field, message}]}."
+        ),
+        servers=[Server(url="/", description="this deployment (the execute-api stage URL)")],
+        security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
+    )
+
+
 @app.exception_handler(RequestValidationError)
 def invalid_request(error: RequestValidationError) -> Response[Any]:
     problems = []
     for problem in error.errors():
         # Field names only: a JSON syntax error's location is a character offset, not a field.
-        location = [part for part in problem.get("loc", ()) if isinstance(part, str) and part != "body"]
+        location = [
+            part
+            for part in problem.get("loc", ())
+            if isinstance(part, str) and part not in ("body", "query", "header", "path")
+        ]
         if problem.get("type") == "json_invalid":
             location = []
         problems.append({"field": ".".join(location) or "body", "message": problem.get("msg", "invalid")})
@@ -188,7 +301,17 @@ def idempotency_in_progress(error: IdempotencyAlreadyInProgressError) -> Respons
 
 @app.exception_handler(TaskNotFound)
 def task_not_found(error: TaskNotFound) -> Response[Any]:
-    return _json(404, {"message": str(error)})
+    return _json(404, {"message": str(error), "errors": []})
+
+
+@app.exception_handler(TaskStillRunning)
+def task_still_running(error: TaskStillRunning) -> Response[Any]:
+    return _json(409, {"message": str(error), "errors": []})
+
+
+@app.exception_handler(InvalidCursor)
+def invalid_cursor(error: InvalidCursor) -> Response[Any]:
+    return _json(400, {"message": str(error), "errors": [{"field": "cursor", "message": str(error)}]})
 
 
 @app.exception_handler(UpstreamError)
@@ -218,7 +341,7 @@ def upstream_failed(error: UpstreamError) -> Response[Any]:
     )
 
 
-@app.exception_handler([ClientError, BotoCoreError, IdempotencyPersistenceLayerError])
+@app.exception_handler([ClientError, BotoCoreError, IdempotencyPersistenceLayerError, ImageDeletionError])
 def aws_fault(error: Exception) -> Response[Any]:
     logger.exception("AWS call failed")
     return _json(

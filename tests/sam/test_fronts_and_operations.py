@@ -95,9 +95,14 @@ def test_callbacks_have_their_own_api_without_key_tracing_or_shared_throttle() -
     }
     assert on_api == {
         ("post", "/tasks"): "ImagesApi",
+        ("get", "/tasks"): "ImagesApi",
         ("get", "/tasks/{taskId}"): "ImagesApi",
+        ("delete", "/tasks/{taskId}"): "ImagesApi",
+        ("get", "/openapi.json"): "ImagesApi",
         ("post", "/callbacks/{submissionId}"): "CallbackApi",
     }
+    assert not routes[("GET", "/openapi.json")].api_key_required  # the contract, readable without a key
+    assert routes[("GET", "/tasks")].api_key_required and routes[("DELETE", "/tasks/{taskId}")].api_key_required
 
 
 def test_callback_urls_name_the_callback_api_and_nothing_depends_on_itself() -> None:

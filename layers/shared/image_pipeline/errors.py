@@ -55,3 +55,15 @@ class CallbackRejected(Exception):
 
 class EnqueueError(RuntimeError):
     """Some download jobs could not be sent; the caller must not mark them enqueued."""
+
+
+class ImageDeletionError(RuntimeError):
+    """S3 refused to delete some versions; the task is left as it was so the delete can be retried."""
+
+
+class TaskStillRunning(Exception):
+    """DELETE of a task that is still submitted or downloading."""
+
+
+class InvalidCursor(ValueError):
+    """A list cursor that this client was not given."""

@@ -17,6 +17,7 @@ class TaskStatus(StrEnum):
     DOWNLOADING = "downloading"  # callback said success; images are being copied to S3
     STORED = "stored"  # every image is in S3
     FAILED = "failed"  # the upstream, or a download, failed for good
+    DELETED = "deleted"  # its client deleted it: images gone, only the id is kept (late callbacks)
 
 
 def utc_now() -> datetime:
@@ -60,6 +61,7 @@ class TaskRecord(BaseModel):
     taskId: str
     status: TaskStatus
     submissionId: str | None = None
+    owner: str | None = None  # the client app (API key id) that submitted it
     options: dict[str, Any] = Field(default_factory=dict)
     imagesExpected: int = 0
     storedCount: int = 0
@@ -109,3 +111,4 @@ class RecordTask(BaseModel):
     submissionId: str
     options: dict[str, Any]
     nextCheckAt: str
+    owner: str | None = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,10 +21,35 @@ MAX_INPUT_IMAGES = 5
 MAX_PROMPT_CHARS = 5000  # the platform does not document a limit; ours keeps records and logs bounded
 
 HttpsUrl = Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?://[^\s]+$")]
+# An image file by its extension, any letter case (JSON Schema patterns have no case-insensitive flag).
+_IMAGE_EXTENSION = (
+    r"\.([jJ][pP][eE]?[gG]|[jJ][fF][iI][fF]|[pP][jJ][pP]([eE][gG])?|[pP][nN][gG]|[wW][eE][bB][pP])"
+)
+# The pattern is documented in the schema; the validator below checks it with a readable message.
+ImageUrl = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        json_schema_extra={"pattern": rf"^https?://[^/\s?#]+/[^\s?#]*{_IMAGE_EXTENSION}([?#][^\s]*)?$"},
+    ),
+]
+
+
+def _present(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: schema}}
+
+
+_PRESENT_PROMPT = _present("prompt", {"type": "string"})
+_PRESENT_FILES = _present("filesUrl", {"type": "array", "minItems": 1})
 
 
 def _check_image_url(url: str) -> str:
-    path = url.split("?", 1)[0].split("#", 1)[0].lower()
+    parts = urlsplit(url)
+    if not parts.netloc:
+        raise ValueError("must name a host (http(s)://host/path)")
+    path = parts.path.lower()  # the file's path: "https://x.png" names a host, not a file
     if not path.endswith(INPUT_IMAGE_EXTENSIONS):
         raise ValueError(f"must point at an image file ending in one of {', '.join(INPUT_IMAGE_EXTENSIONS)}")
     return url
@@ -32,12 +58,29 @@ def _check_image_url(url: str) -> str:
 class GenerationOptions(BaseModel):
     """The generate fields a client may set: every field and rule of the upstream's generate request."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # The cross-field rules, also in the JSON Schema (so openapi.json says what the validator checks).
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "allOf": [
+                {"anyOf": [_PRESENT_PROMPT, _PRESENT_FILES]},
+                {"if": _present("maskUrl", {"type": "string"}), "then": _PRESENT_FILES},
+                {
+                    "if": _present("fallbackModel", {"type": "string"}),
+                    "then": _present("enableFallback", {"const": True}),
+                },
+            ]
+        },
+    )
 
-    prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)] | None = None
+    prompt: (
+        Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": r"\S"})]
+        | None
+    ) = None
     size: ImageSize
-    filesUrl: Annotated[list[HttpsUrl], Field(max_length=MAX_INPUT_IMAGES)] | None = None
-    maskUrl: HttpsUrl | None = None
+    filesUrl: Annotated[list[ImageUrl], Field(max_length=MAX_INPUT_IMAGES)] | None = None
+    maskUrl: ImageUrl | None = None
     nVariants: VariantCount = 1
     isEnhance: bool = False
     enableFallback: bool = False

@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 from image_pipeline.adapters.aws import client, s3_presigner
+from image_pipeline.errors import ImageDeletionError
 from image_pipeline.task_models import image_key
 
 __all__ = ["ImageStore", "image_key"]
@@ -39,3 +40,23 @@ class ImageStore:
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_seconds
         )
         return url
+
+    def delete_task_images(self, task_id: str) -> int:
+        """Every version (and delete marker) under the task's prefix: the versioned bucket keeps
+        nothing of it. Returns how many versions were deleted."""
+        prefix = image_key(task_id, 0, "x").rsplit("/", 1)[0] + "/"
+        deleted = 0
+        paginator = self._s3.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            versions = [
+                {"Key": entry["Key"], "VersionId": entry["VersionId"]}
+                for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+            ]
+            if not versions:
+                continue
+            answer = self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": versions, "Quiet": True})
+            if answer.get("Errors"):
+                problems = "; ".join(f"{e.get('Key')}: {e.get('Code')}" for e in answer["Errors"])
+                raise ImageDeletionError(f"could not delete every stored image of {task_id}: {problems}")
+            deleted += len(versions)
+        return deleted

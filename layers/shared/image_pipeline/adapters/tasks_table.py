@@ -26,6 +26,9 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 DUE_INDEX = "status-nextCheckAt"
+OWNER_INDEX = "owner-createdAt"
+# The attributes of a list cursor: the key of the last task returned, in the owner index.
+CURSOR_KEYS = ("pk", "owner", "createdAt")
 
 
 def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,8 +138,11 @@ class TasksTable:
         options: dict[str, Any],
         now: datetime,
         next_check_at: datetime,
+        owner: str | None = None,
     ) -> None:
         """Create the task, or fill in the submit's fields if its own callback came first.
+
+        `owner` is the client app that submitted it (its API key id): only that client sees it.
 
         The upstream named this taskId in its answer to *this* submission, so the submission is the
         task's owner. If a callback from another capability got there first (a leaked, still unbound
@@ -145,6 +151,7 @@ class TasksTable:
         sets = (
             "taskId = :task, submissionId = :sub, options = :options, "
             "createdAt = if_not_exists(createdAt, :now), expiresAt = if_not_exists(expiresAt, :expires)"
+            + (", #owner = :owner" if owner else "")
         )
         values = {
             "task": task_id,
@@ -155,7 +162,9 @@ class TasksTable:
             "submitted": TaskStatus.SUBMITTED.value,
             "empty": {},
             "due": iso(next_check_at),
+            **({"owner": owner} if owner else {}),
         }
+        names = {"#status": "status", **({"#owner": "owner"} if owner else {})}
         owned = self._update_if(
             Key=task_key(task_id),
             UpdateExpression=(
@@ -164,7 +173,7 @@ class TasksTable:
                 "nextCheckAt = if_not_exists(nextCheckAt, :due)"
             ),
             ConditionExpression="attribute_not_exists(submissionId) OR submissionId = :sub",
-            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues=_values(**values),
         )
         if owned is None:
@@ -177,7 +186,7 @@ class TasksTable:
                     "REMOVE callbackAt, resultUrls, imagesExpected, jobsEnqueued, enqueueFailed, "
                     "#error, lastDownloadError, requeues"
                 ),
-                ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                ExpressionAttributeNames={**names, "#error": "error"},
                 ExpressionAttributeValues=_values(**values, zero=0),
             )
 
@@ -393,3 +402,72 @@ class TasksTable:
         for page in pages:
             for item in page.get("Items", []):
                 yield TaskRecord.model_validate(_from_item(item))
+
+    # -- a client's own tasks ---------------------------------------------------------------------
+
+    def tasks_of(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        status: TaskStatus | None = None,
+        after: dict[str, str] | None = None,
+    ) -> tuple[list[TaskRecord], dict[str, str] | None]:
+        """One page of a client's tasks, newest first, and the key to continue after (None: no more)."""
+        found: list[TaskRecord] = []
+        start = {name: {"S": value} for name, value in after.items()} if after else None
+        while True:
+            request: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": OWNER_INDEX,
+                "KeyConditionExpression": "#owner = :owner",
+                "ExpressionAttributeNames": {"#owner": "owner"},
+                "ExpressionAttributeValues": _values(owner=owner),
+                "ScanIndexForward": False,
+                "Limit": min(100, limit - len(found)) if status is None else 100,
+            }
+            if status is not None:
+                request["FilterExpression"] = "#status = :status"
+                request["ExpressionAttributeNames"]["#status"] = "status"
+                request["ExpressionAttributeValues"].update(_values(status=status.value))
+            if start:
+                request["ExclusiveStartKey"] = start
+            page = self._db.query(**request)
+            for item in page.get("Items", []):
+                found.append(TaskRecord.model_validate(_from_item(item)))
+                if len(found) == limit:
+                    last = found[-1]
+                    more = item is not page["Items"][-1] or "LastEvaluatedKey" in page
+                    return found, _cursor_key(last, owner) if more else None
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return found, None
+
+    def tombstone(self, task_id: str, owner: str, now: datetime) -> bool:
+        """Forget a finished task but its id: a late callback for it is then a plain duplicate.
+
+        False when the task is not this owner's finished task (it is running, gone or someone else's).
+        """
+        return (
+            self._update_if(
+                Key=task_key(task_id),
+                UpdateExpression=(
+                    "SET #status = :deleted, updatedAt = :now "
+                    "REMOVE #owner, options, images, resultUrls, #error, progress, lastDownloadError"
+                ),
+                ConditionExpression="#owner = :owner AND #status IN (:stored, :failed)",
+                ExpressionAttributeNames={"#status": "status", "#owner": "owner", "#error": "error"},
+                ExpressionAttributeValues=_values(
+                    deleted=TaskStatus.DELETED.value,
+                    now=iso(now),
+                    owner=owner,
+                    stored=TaskStatus.STORED.value,
+                    failed=TaskStatus.FAILED.value,
+                ),
+            )
+            is not None
+        )
+
+
+def _cursor_key(task: TaskRecord, owner: str) -> dict[str, str]:
+    return {"pk": f"task#{task.taskId}", "owner": owner, "createdAt": task.createdAt}

@@ -56,7 +56,7 @@ def download_image(
     time_left: Callable[[], float] = lambda: float("inf"),
 ) -> DownloadResult:
     task = store.get_task(job.taskId)
-    if task is None or task.status in (TaskStatus.STORED, TaskStatus.FAILED):
+    if task is None or task.status in (TaskStatus.STORED, TaskStatus.FAILED, TaskStatus.DELETED):
         return DownloadResult.TASK_FINISHED
     if not _copies_a_listed_image(job, task):
         return DownloadResult.NOT_OURS

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from image_pipeline.task_models import DownloadJob, RecordTask, StoredImage, TaskError, TaskRecord
+from image_pipeline.task_models import DownloadJob, RecordTask, StoredImage, TaskError, TaskRecord, TaskStatus
 from image_pipeline.upstream_models import GenerateRequest, TaskDetails
 
 
@@ -24,6 +24,7 @@ class TaskStore(Protocol):
         options: dict[str, Any],
         now: datetime,
         next_check_at: datetime,
+        owner: str | None = None,
     ) -> None: ...
     def start_downloading(
         self, task_id: str, submission_id: str, urls: list[str], now: datetime, next_check_at: datetime
@@ -40,6 +41,15 @@ class TaskStore(Protocol):
     def push_back(self, task: TaskRecord, next_check_at: datetime, *, requeued: bool = False) -> bool: ...
     def claim_progress_refresh(self, task_id: str, now: datetime, stale_before: datetime) -> bool: ...
     def save_progress(self, task_id: str, progress: float) -> None: ...
+    def tasks_of(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        status: TaskStatus | None = None,
+        after: dict[str, str] | None = None,
+    ) -> tuple[list[TaskRecord], dict[str, str] | None]: ...
+    def tombstone(self, task_id: str, owner: str, now: datetime) -> bool: ...
 
 
 class JobQueue(Protocol):
@@ -61,3 +71,4 @@ class ImageBlobs(Protocol):
         self, key: str, body: bytes, *, content_type: str, sha256_hex: str, metadata: dict[str, str]
     ) -> None: ...
     def presigned_url(self, key: str, expires_seconds: int) -> str: ...
+    def delete_task_images(self, task_id: str) -> int: ...

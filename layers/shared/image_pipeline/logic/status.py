@@ -6,10 +6,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from image_pipeline.errors import TaskNotFound, UpstreamError
+from image_pipeline.errors import UpstreamError
+from image_pipeline.logic.client_tasks import own_task
 from image_pipeline.logic.ports import ImageBlobs, TaskStore, Upstream
 from image_pipeline.task_models import TaskRecord, TaskStatus, utc_now
-from image_pipeline.upstream_models import TASK_ID
 
 # The upstream allows 3 detail queries per second per task; however many clients poll one task, it
 # is asked at most once per period, by whichever poller claims the refresh first.
@@ -18,6 +18,7 @@ PROGRESS_CACHE = timedelta(seconds=5)
 
 def task_status(
     task_id: str,
+    owner: str,
     *,
     store: TaskStore,
     images: ImageBlobs,
@@ -25,10 +26,7 @@ def task_status(
     upstream: Upstream | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> dict[str, Any]:
-    # Task ids are short tokens; anything else cannot exist (and must not reach DynamoDB's key limits).
-    task = store.get_task(task_id) if TASK_ID.fullmatch(task_id) else None
-    if task is None:
-        raise TaskNotFound(task_id[:64])
+    task = own_task(task_id, owner, store)
     return {
         "taskId": task.taskId,
         "status": task.status.value,

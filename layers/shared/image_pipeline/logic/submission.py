@@ -41,6 +41,7 @@ def submit_task(
     callback_base: str,
     store: TaskStore,
     upstream: Upstream,
+    owner: str,
     outbox: RecordOutbox | None = None,
     reconcile_after: timedelta = DEFAULT_RECONCILE_AFTER,
     clock: Callable[[], datetime] = utc_now,
@@ -73,6 +74,7 @@ def submit_task(
         submissionId=submission_id,
         options=options.model_dump(exclude_none=True),
         nextCheckAt=iso(clock() + reconcile_after),
+        owner=owner,
     )
     if _record(record, store=store, clock=clock, sleep=sleep):
         return SubmittedTask(task_id, recorded=True)
@@ -97,6 +99,7 @@ def record_task(record: RecordTask, *, store: TaskStore, clock: Callable[[], dat
         record.options,
         clock(),
         datetime.fromisoformat(record.nextCheckAt),
+        owner=record.owner,
     )
 
 

@@ -1,0 +1,69 @@
+"""Two client apps on the local stack, over HTTP, with their own keys as API Gateway checks them:
+each sees, lists and deletes only its own tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import httpx
+import pytest
+
+from devstack.local.stack import LocalStack, StackConfig
+from tests.e2e.conftest import wait_for_status
+
+pytestmark = pytest.mark.e2e
+KEYS = "alice:key-of-alice,bob:key-of-bob"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOCAL_API_KEYS", KEYS)
+        patch.setenv("LOCAL_API_PORT", "0")
+        patch.setenv("EMULATOR_GENERATION_SECONDS", "0.3")
+        patch.setenv("LOCAL_RECONCILE_INTERVAL_SECONDS", "0")
+        for name in ("KIE_API_BASE_URL", "AWS_ENDPOINT_URL", "LOCAL_PUBLIC_BASE_URL"):
+            patch.delenv(name, raising=False)
+        with LocalStack(StackConfig.from_environment()) as running:
+            yield running
+
+
+def client(stack: LocalStack, key: str | None) -> httpx.Client:
+    return httpx.Client(base_url=stack.api_url, timeout=30, headers={"x-api-key": key} if key else {})
+
+
+def test_without_a_known_key_the_front_door_answers_forbidden(stack: LocalStack) -> None:
+    for key in (None, "not-a-key"):
+        with client(stack, key) as anonymous:
+            answer = anonymous.post("/tasks", json={"prompt": "a fox", "size": "1:1"})
+            assert (answer.status_code, answer.json()) == (403, {"message": "Forbidden"})
+    with client(stack, None) as anonymous:  # the contract is readable without a key
+        assert anonymous.get("/openapi.json").json()["openapi"] == "3.1.0"
+
+
+def test_each_client_sees_lists_and_deletes_only_its_own_tasks(stack: LocalStack) -> None:
+    with client(stack, "key-of-alice") as alice, client(stack, "key-of-bob") as bob:
+        alices = alice.post("/tasks", json={"prompt": "alice's fox", "size": "1:1", "nVariants": 2}).json()[
+            "taskId"
+        ]
+        bobs = bob.post("/tasks", json={"prompt": "bob's owl", "size": "1:1"}).json()["taskId"]
+        stored = wait_for_status(alice, alices, {"stored", "failed"})
+        assert stored["status"] == "stored" and len(stored["images"]) == 2
+        wait_for_status(bob, bobs, {"stored", "failed"})
+        # another client's task is exactly an unknown one
+        for method in ("GET", "DELETE"):
+            answer = bob.request(method, f"/tasks/{alices}")
+            assert (answer.status_code, answer.json()["message"]) == (404, f"task {alices} not found")
+        assert [task["taskId"] for task in alice.get("/tasks").json()["tasks"]] == [alices]
+        assert [task["taskId"] for task in bob.get("/tasks").json()["tasks"]] == [bobs]
+        # deleting removes every stored version, then the task is gone for its owner too
+        assert alice.delete(f"/tasks/{alices}").status_code == 204
+        assert stack.resources is not None
+        s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1")
+        left = s3.list_object_versions(Bucket=stack.resources.images_bucket, Prefix=f"images/{alices}/")
+        assert not left.get("Versions") and not left.get("DeleteMarkers")
+        assert alice.get(f"/tasks/{alices}").status_code == 404
+        assert alice.delete(f"/tasks/{alices}").status_code == 404
+        assert alice.get("/tasks").json() == {"tasks": [], "nextCursor": None}
+        assert bob.get(f"/tasks/{bobs}").json()["status"] == "stored"

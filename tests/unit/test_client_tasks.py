@@ -1,0 +1,244 @@
+"""Client apps as first-class users: each sees only its own tasks (get, list, delete), with its own
+idempotency keys; driven through the API handler under moto, two clients told apart by API key id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+import respx
+
+from tests.conftest import load_event
+
+GENERATE = "https://api.kie.ai/api/v1/gpt4o-image/generate"
+RECORD_INFO = "https://api.kie.ai/api/v1/gpt4o-image/record-info"
+
+
+def request(
+    client: str,
+    method: str,
+    path: str,
+    context: Any,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    from api_handler import lambda_handler
+
+    event = load_event("api_submit_task" if method == "POST" else "api_get_task")
+    event["httpMethod"] = method
+    event["path"] = path
+    event["resource"] = "/tasks/{taskId}" if path.count("/") == 2 else path
+    event["pathParameters"] = {"taskId": path.split("/")[2]} if path.count("/") == 2 else None
+    event["queryStringParameters"] = query
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
+    event["body"] = json.dumps(body) if body is not None else None
+    event["headers"] = {**event["headers"], **(headers or {})}
+    event["multiValueHeaders"] = {
+        **event["multiValueHeaders"],
+        **{k: [v] for k, v in (headers or {}).items()},
+    }
+    event["requestContext"]["identity"]["apiKeyId"] = client
+    response = lambda_handler(event, context)
+    return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
+
+
+@pytest.fixture
+def upstream() -> Any:
+    with respx.mock(assert_all_called=False) as router:
+        counter = iter(range(1000))
+
+        def generated(_request: httpx.Request) -> httpx.Response:
+            task_id = f"{next(counter):032x}"
+            return httpx.Response(200, json={"code": 200, "msg": "success", "data": {"taskId": task_id}})
+
+        router.post(GENERATE).mock(side_effect=generated)
+        router.get(RECORD_INFO).mock(
+            return_value=httpx.Response(200, json={"code": 200, "msg": "success", "data": {"successFlag": 0}})
+        )
+        yield router
+
+
+def submit(client: str, context: Any, prompt: str = "a fox", **headers: str) -> str:
+    status, body = request(
+        client, "POST", "/tasks", context, {"prompt": prompt, "size": "1:1"}, headers=headers
+    )
+    assert status == 202, body
+    return str(body["taskId"])
+
+
+def finish(resources: Any, task_id: str, images: int = 0, failed: bool = False) -> None:
+    """What the callback and the downloader would do: the task ends stored (images in S3) or failed."""
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.task_models import StoredImage, TaskError, utc_now
+
+    store = TasksTable(resources.tasks_table)
+    task = store.get_task(task_id)
+    assert task is not None and task.submissionId
+    if failed:
+        assert store.fail_from_callback(
+            task_id, task.submissionId, TaskError(code=500, message="x"), utc_now()
+        )
+        return
+    urls = [f"https://tempfile.aiquickdraw.com/s/{task_id}_{i}.png" for i in range(images)]
+    assert store.start_downloading(task_id, task.submissionId, urls, utc_now(), utc_now())
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for index in range(images):
+        key = f"images/{task_id}/{index}.png"
+        for version in (b"first", b"second"):  # a versioned bucket: two versions of each image
+            s3.put_object(Bucket=resources.images_bucket, Key=key, Body=version)
+        image = StoredImage(
+            index=index,
+            key=key,
+            contentType="image/png",
+            bytes=6,
+            sha256=hashlib.sha256(b"second").hexdigest(),
+        )
+        store.add_image(task_id, image, utc_now())
+    assert store.mark_stored(task_id, utc_now())
+
+
+def test_another_clients_task_does_not_exist_for_you(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    alices = submit("alice", lambda_context)
+    # Bob gets exactly what an unknown id gets
+    unknown_status, unknown_body = request("bob", "GET", f"/tasks/{'f' * 32}", lambda_context)
+    assert request("bob", "GET", f"/tasks/{alices}", lambda_context) == (
+        404,
+        {**unknown_body, "message": f"task {alices} not found"},
+    )
+    assert unknown_status == 404
+    assert request("bob", "DELETE", f"/tasks/{alices}", lambda_context)[0] == 404
+    assert request("bob", "GET", "/tasks", lambda_context) == (200, {"tasks": [], "nextCursor": None})
+    # while Alice sees it
+    status, task = request("alice", "GET", f"/tasks/{alices}", lambda_context)
+    assert status == 200 and task["status"] == "submitted"
+
+
+def test_the_list_is_newest_first_paginated_and_filtered(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    mine = [submit("alice", lambda_context, f"fox {i}") for i in range(5)]
+    submit("bob", lambda_context, "not alice's")
+    finish(aws_stack, mine[1], images=1)
+    finish(aws_stack, mine[3], failed=True)
+    seen: list[str] = []
+    cursor = None
+    for _page in range(5):
+        query = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        status, page = request("alice", "GET", "/tasks", lambda_context, query=query)
+        assert status == 200 and len(page["tasks"]) <= 2
+        assert all("url" not in image for task in page["tasks"] for image in task["images"])
+        seen += [task["taskId"] for task in page["tasks"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(mine))
+    status, stored = request("alice", "GET", "/tasks", lambda_context, query={"status": "stored"})
+    assert [task["taskId"] for task in stored["tasks"]] == [mine[1]]
+    assert stored["tasks"][0]["images"][0]["key"] == f"images/{mine[1]}/0.png"
+    status, failed = request(
+        "alice", "GET", "/tasks", lambda_context, query={"status": "failed", "limit": "1"}
+    )
+    assert [task["taskId"] for task in failed["tasks"]] == [mine[3]] and failed["nextCursor"] is None
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "x"])
+def test_a_limit_outside_1_to_100_is_a_clear_422(
+    aws_stack: Any, upstream: Any, lambda_context: Any, limit: str
+) -> None:
+    status, body = request("alice", "GET", "/tasks", lambda_context, query={"limit": limit})
+    assert status == 422 and body["errors"][0]["field"] == "limit"
+
+
+def test_a_cursor_from_another_client_or_forged_is_400_never_their_data(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    import base64
+
+    for i in range(3):
+        submit("alice", lambda_context, f"fox {i}")
+    _, page = request("alice", "GET", "/tasks", lambda_context, query={"limit": "1"})
+    alices_cursor = page["nextCursor"]
+    assert alices_cursor
+    status, body = request("bob", "GET", "/tasks", lambda_context, query={"cursor": alices_cursor})
+    assert status == 400 and body["errors"][0]["field"] == "cursor"
+    key = json.loads(base64.urlsafe_b64decode(alices_cursor + "=" * (-len(alices_cursor) % 4)))
+    forged = base64.urlsafe_b64encode(json.dumps({**key, "owner": "bob"}).encode()).decode()
+    assert request("bob", "GET", "/tasks", lambda_context, query={"cursor": forged}) == (
+        200,
+        {"tasks": [], "nextCursor": None},
+    )  # a cursor naming bob continues bob's own (empty) list: never alice's
+    for junk in ("not-base64!", base64.urlsafe_b64encode(b"[1,2]").decode(), "x" * 2000):
+        assert request("alice", "GET", "/tasks", lambda_context, query={"cursor": junk})[0] in (400, 422)
+
+
+def test_delete_removes_every_stored_version_and_the_record(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    task_id = submit("alice", lambda_context)
+    finish(aws_stack, task_id, images=2)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    listed = s3.list_object_versions(Bucket=aws_stack.images_bucket, Prefix=f"images/{task_id}/")
+    assert len(listed["Versions"]) == 4
+    assert request("alice", "DELETE", f"/tasks/{task_id}", lambda_context) == (204, None)
+    listed = s3.list_object_versions(Bucket=aws_stack.images_bucket, Prefix=f"images/{task_id}/")
+    assert not listed.get("Versions") and not listed.get("DeleteMarkers")
+    assert request("alice", "GET", f"/tasks/{task_id}", lambda_context)[0] == 404
+    assert request("alice", "DELETE", f"/tasks/{task_id}", lambda_context)[0] == 404
+    assert request("alice", "GET", "/tasks", lambda_context)[1]["tasks"] == []
+
+
+def test_a_late_callback_for_a_deleted_task_stores_nothing(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.logic.callbacks import CallbackResult, handle_callback
+    from image_pipeline.upstream_models import CallbackPayload
+
+    task_id = submit("alice", lambda_context)
+    finish(aws_stack, task_id, images=1)
+    assert request("alice", "DELETE", f"/tasks/{task_id}", lambda_context)[0] == 204
+    store = TasksTable(aws_stack.tasks_table)
+    late = CallbackPayload.model_validate(
+        {
+            "code": 200,
+            "msg": "success",
+            "data": {
+                "taskId": task_id,
+                "info": {"result_urls": ["https://tempfile.aiquickdraw.com/s/a.png"]},
+            },
+        }
+    )
+
+    class NoQueue:
+        def send(self, jobs: Any) -> None:
+            raise AssertionError("nothing may be queued for a deleted task")
+
+    submission = store.get_task(task_id).submissionId  # type: ignore[union-attr]
+    result = handle_callback(
+        late, submission_id=submission, bound_task_id=task_id, store=store, queue=NoQueue()
+    )
+    assert result is CallbackResult.DUPLICATE
+
+
+def test_a_running_task_cannot_be_deleted(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    task_id = submit("alice", lambda_context)
+    assert request("alice", "DELETE", f"/tasks/{task_id}", lambda_context) == (
+        409,
+        {"message": "task is still running", "errors": []},
+    )
+    assert request("alice", "GET", f"/tasks/{task_id}", lambda_context)[0] == 200
+
+
+def test_idempotency_keys_are_per_client(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    alices = submit("alice", lambda_context, "same body", **{"Idempotency-Key": "order-1"})
+    bobs = submit("bob", lambda_context, "same body", **{"Idempotency-Key": "order-1"})
+    assert alices != bobs  # bob's request was generated, not answered with alice's task
+    assert submit("alice", lambda_context, "same body", **{"Idempotency-Key": "order-1"}) == alices
+    assert upstream.routes[0].call_count == 2
