@@ -31,13 +31,20 @@ def describe(services: Services, *, start_api_running: bool) -> str:
     api = services.api_url
     lines = [
         "sam local is wired up." if start_api_running else "The services for sam local are up.",
-        f"  API        {api}   (sam local start-api; no API key locally)",
+        f"  API        {api}   (sam local start-api; no API key: every request is the client local)",
         f"  AWS        moto: {services.moto_url} on network {services.network}"
         f" ({services.moto_host_url} from here)",
         f"  upstream   emulator: {services.upstream_url} ({services.upstream_host_url} from here)",
         f"  callbacks  PUBLIC_BASE_URL={services.public_base_url}",
         "",
     ]
+    if os.environ.get("LOCAL_API_KEYS"):
+        # sam local start-api enforces no API key and leaves requestContext.identity.apiKeyId unset.
+        lines += [
+            "  LOCAL_API_KEYS is not honoured here: sam local start-api checks no x-api-key and passes no",
+            "  apiKeyId, so every request is the client local. make local checks keys per client.",
+            "",
+        ]
     if not start_api_running:
         lines += [f"  sam local start-api --config-file {config}", ""]
     lines += [
