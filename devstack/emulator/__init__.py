@@ -1,4 +1,4 @@
-"""A local emulator of the 4o Image API (api.kie.ai), faithful to the contract in docs/upstream.md.
+"""A local emulator of the 4o Image API and its sibling Flux Kontext (api.kie.ai), per docs/upstream.md.
 
 Run it alone::
 
@@ -18,7 +18,17 @@ Upstream endpoints (Bearer auth, ``{"code","msg","data"}`` envelopes, errors in 
 
     POST /api/v1/gpt4o-image/generate          GET  /api/v1/gpt4o-image/record-info?taskId=
     POST /api/v1/gpt4o-image/download-url      POST /api/v1/common/download-url
+    POST /api/v1/flux/kontext/generate         GET  /api/v1/flux/kontext/record-info?taskId=
     GET  /api/v1/chat/credit                   GET  /s/<taskId>_<index>_<unixSec>_<4 digits>.png
+
+Flux Kontext tasks share the key, the generate rate limit (20 per 10 s, both APIs together), the
+credits (``credits_per_image`` per task) and callback delivery with 4o; each API's record-info and
+download-url answer "record is null" for the other's tasks. A Flux task makes one JPEG (or PNG) in
+its ``aspectRatio``: ``resultImageUrl`` ``/s/<taskId>_0_<unixSec>_<4 digits>.jpg`` and
+``originImageUrl`` ``/s/<taskId>_origin_...jpg`` (same bytes, 403 after ``origin_ttl_seconds``);
+its callback is always the single-image shape, its failures 400, 500 or 501 (any other fail code is
+sent as 500), its record-info has no ``status``/``progress``, ISO 8601 times and successFlag 3 for
+a failed generation (``fail_flag=2``: 2, creation failed). Flux has no download-url of its own.
 
 Fault switches
 --------------
@@ -33,25 +43,27 @@ marker anywhere in the prompt; task markers override run-wide values::
     concurrent=N [2]    N copies of the callback leave at the same moment (1..8)
     drop                never deliver the callback (recorded as dropped)
     fail=C [500]        the task fails: 400, 451, 500, or 501 (501 uses the single-image shape)
-    shape=flux|4o       callback body shape; flux = {"info":{"originImageUrl","resultImageUrl"}}
+    shape=flux|4o       4o callback body shape; flux = {"info":{"originImageUrl","resultImageUrl"}}
     submit=C [500]      generate answers code C (400 401 402 404 422 429 455 500 505 550)
     trickle=S [3]       image bodies dribble out over S seconds
     truncate            image responses announce a Content-Length twice what is sent
-    oversize=N          image bodies padded (still a valid PNG) to N bytes [25 MiB + 1 MiB]
-    html                image URLs answer 200, Content-Type image/png, with an HTML page
+    oversize=N          image bodies padded (still a decodable PNG/JPEG) to N bytes [25 MiB + 1 MiB]
+    html                image URLs answer 200, the image's Content-Type, with an HTML page
     expired             result and presigned links answer 403 AccessDenied "Request has expired"
     stale_links         result URLs answer 403 "Request has expired"; links minted by download-url work
     image_5xx=N [1]     the first N GETs of each image answer 503 SlowDown, later ones succeed
     slow_first=N [1]    the first N GETs of each image trickle over 30 s, later ones are prompt
     result_key=resultUrls|result_urls     record-info response key (default resultUrls)
-    time_format=ms|string                 createTime/completeTime (default epoch ms)
+    time_format=ms|string|iso             createTime/completeTime (default: epoch ms; Flux iso)
     download_form=auto|reference|quickstart  download-url answer: data string or data.downloadUrl
                                           (auto: quickstart when the request sent imageUrl)
     task_key=taskId|task_id|both          callback data key holding the task id
-    fail_flag=2|3 [3]   successFlag reported for failed tasks
+    fail_flag=2|3 [3]   successFlag reported for failed tasks (default: 4o 2, Flux 3)
     stall               the task never finishes by itself (POST /admin/tasks/<id>/complete does)
     gen=S               this task's generation time in seconds
+    submit_delay=S [30] generate creates the task but answers only after S seconds
     mirror_http         error envelopes also carry the code as HTTP status (429 always does)
+    tolerance_error=C [500]  Flux: the code for a safetyTolerance out of range (default 422)
 
 An unknown key in a prompt marker makes generate answer 422, so typos do not go unnoticed.
 
@@ -64,7 +76,8 @@ Admin endpoints (no auth, loopback clients only; JSON)::
     PUT    /admin/faults                      the same, replacing instead of merging
     DELETE /admin/faults  (or POST /admin/faults/clear)                    -> {"faults": {}}
     GET    /admin/tasks                       {"tasks": [taskId, ...]}
-    GET    /admin/tasks/<taskId>              state, request, faults, images (sha256), deliveries, served
+    GET    /admin/tasks/<taskId>              api, state, request, faults, images (sha256), deliveries,
+                                              served
     POST   /admin/tasks/<taskId>/complete     {} or {"fail": 500, "message": "..."}  (+ "completedNow")
     POST   /admin/tasks/<taskId>/redeliver    send the callback again now  (+ "redelivered")
     GET    /admin/deliveries?taskId=<id>      {"taskId", "deliveries": [...]}

@@ -1,4 +1,4 @@
-"""``python -m devstack.emulator``: run the 4o Image API emulator (127.0.0.1 unless --host) until stopped."""
+"""``python -m devstack.emulator``: run the 4o Image / Flux Kontext emulator (127.0.0.1 unless --host)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--link-ttl-seconds", type=float, default=d.link_ttl_seconds, help="presigned links")
     p.add_argument("--result-ttl-seconds", type=float, default=None, help="result URLs (default: retention)")
+    p.add_argument(
+        "--origin-ttl-seconds", type=float, default=d.origin_ttl_seconds, help="Flux originImageUrl (600)"
+    )
     p.add_argument("--retention-seconds", type=float, default=d.retention_seconds)
     p.add_argument("--credits", type=float, default=d.credits)
     p.add_argument("--generate-rate-limit", type=int, default=d.generate_rate_limit, help="per 10 s, 0 = off")
@@ -76,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             callback_retry_schedule=args.callback_retry_schedule,
             link_ttl_seconds=args.link_ttl_seconds,
             result_ttl_seconds=args.result_ttl_seconds,
+            origin_ttl_seconds=args.origin_ttl_seconds,
             retention_seconds=args.retention_seconds,
             credits=args.credits,
             generate_rate_limit=args.generate_rate_limit,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .faults import Faults, normalize_faults, parse_fault_spec
+from .faults import normalize_faults, parse_fault_spec
 from .state import CoreState
 
 
@@ -34,10 +34,10 @@ class AdminMixin(CoreState):
             task = self._tasks.get(task_id)
             if task is None:
                 return None
-            faults = Faults.build(self._run_faults, task.faults)
-            request = task.request
+            faults = self._faults_for(task)
             return {
                 "taskId": task.task_id,
+                "api": "flux-kontext" if task.is_flux else "gpt4o-image",
                 "status": task.status,
                 "successFlag": task.success_flag,
                 "progress": task.progress(),
@@ -45,20 +45,13 @@ class AdminMixin(CoreState):
                 "completedAt": task.completed_at,
                 "generationSeconds": task.generation_seconds,
                 "apiKey": task.api_key,
-                "request": {
-                    "size": request.size,
-                    "prompt": request.prompt,
-                    "filesUrl": list(request.files_url),
-                    "maskUrl": request.mask_url,
-                    "nVariants": request.n_variants,
-                    "callBackUrl": request.callback_url,
-                },
+                "request": task.request.summary(),
                 "paramJson": task.param_json,
                 "faults": dict(task.faults),
                 "effectiveFaults": faults.__dict__.copy(),
                 "errorCode": task.error_code,
                 "errorMessage": task.error_message,
-                "resultUrls": [image.url for image in task.images],
+                "resultUrls": [image.url for image in task.images if image.role == "result"],
                 "images": [image.__dict__.copy() for image in task.images],
                 "callbackBody": task.callback_body,
                 "deliveries": [dict(entry) for entry in task.deliveries],

@@ -32,15 +32,18 @@ class EmulatorConfig:
     """Lifetime of the presigned links minted by the download-url endpoints."""
     result_ttl_seconds: float | None = None
     """Lifetime of the result URLs themselves; None = retention_seconds (the real 14 days)."""
+    origin_ttl_seconds: float = 600.0
+    """Lifetime of a Flux Kontext task's ``originImageUrl`` after completion (the real 10 minutes)."""
     retention_seconds: float = FOURTEEN_DAYS
     generate_rate_limit: int = 20
-    """Generate requests per window per API key; 0 disables the limit."""
+    """Generate requests (4o and Flux Kontext together) per window per API key; 0 disables the limit."""
     generate_rate_window_seconds: float = 10.0
     record_info_rate_limit: int = 3
     """record-info queries per window per task; 0 disables the limit."""
     record_info_rate_window_seconds: float = 1.0
     credits: float = 1_000_000.0
     credits_per_image: float = 6.0
+    """Charged per 4o image and per Flux Kontext task (the contract prices neither model)."""
     public_base_url: str | None = None
     """Base of the URLs the emulator hands out; None = its own http://127.0.0.1:<port>."""
     allow_external_callbacks: bool = False
@@ -65,6 +68,7 @@ class EmulatorConfig:
             "generation_seconds",
             "callback_timeout_seconds",
             "link_ttl_seconds",
+            "origin_ttl_seconds",
             "retention_seconds",
             "generate_rate_window_seconds",
             "record_info_rate_window_seconds",

@@ -101,8 +101,14 @@ FAULT_KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "duplicate": (_int_in(range(1, 11), 2), "deliver the callback N times in a row (bare: 2)"),
     "concurrent": (_int_in(range(1, 9), 2), "send N copies of the callback at the same moment (bare: 2)"),
     "drop": (_as_bool, "never deliver the callback"),
-    "fail": (_int_in(FAIL_CODES, 500), "the task fails with 400/451/500, or 501 (single-image shape)"),
-    "shape": (_choice("4o", "flux", default="flux"), "callback body shape: 4o list or flux single image"),
+    "fail": (
+        _int_in(FAIL_CODES, 500),
+        "the task fails with 400/451/500, or 501 (single-image shape); Flux: 400/500/501, else 500",
+    ),
+    "shape": (
+        _choice("4o", "flux", default="flux"),
+        "4o tasks' callback body shape: 4o list or flux single image (Flux tasks: always single)",
+    ),
     "submit": (_int_in(SUBMIT_CODES, 500), "generate answers this error code instead of creating a task"),
     "trickle": (_float_in(0.0, 60.0, TRICKLE_DEFAULT_SECONDS), "image bodies dribble out over S seconds"),
     "truncate": (_as_bool, "image responses announce a Content-Length larger than what is sent"),
@@ -122,13 +128,19 @@ FAULT_KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     ),
     "slow_first": (_int_in(range(0, 11), 1), "the first N GETs of each image trickle for 30 s (bare: 1)"),
     "result_key": (_choice("resultUrls", "result_urls", default="result_urls"), "record-info URL list key"),
-    "time_format": (_choice("ms", "string", default="string"), "createTime/completeTime format"),
+    "time_format": (
+        _choice("ms", "string", "iso", default="string"),
+        "createTime/completeTime: epoch ms (4o default), string, iso (Flux default)",
+    ),
     "download_form": (
         _choice("auto", "reference", "quickstart", default="quickstart"),
         "download-url answer: data string (reference) or data.downloadUrl (quickstart)",
     ),
     "task_key": (_choice("taskId", "task_id", "both", default="task_id"), "callback data.taskId key"),
-    "fail_flag": (_int_in({2, 3}, 3), "successFlag reported for failed tasks"),
+    "fail_flag": (
+        _int_in({2, 3}, 3),
+        "successFlag of failed tasks (4o default 2; Flux default 3, and 2 = CREATE_TASK_FAILED)",
+    ),
     "stall": (_as_bool, "the task never finishes on its own (admin complete still works)"),
     "gen": (_float_in(0.0, 3600.0, 0.0), "this task's generation time in seconds"),
     "submit_delay": (
@@ -136,6 +148,10 @@ FAULT_KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
         "generate creates the task but answers only after S seconds (the caller times out; bare: 30)",
     ),
     "mirror_http": (_as_bool, "error envelopes also use the code as HTTP status"),
+    "tolerance_error": (
+        _int_in({422, 500}, 500),
+        "Flux generate's code for a safetyTolerance out of range (default 422; 500 per a quick start)",
+    ),
 }
 
 _ALIASES = {"resulturls": "result_key", "timeformat": "time_format", "taskkey": "task_key"}
@@ -208,6 +224,7 @@ class Faults:
     gen: float | None = None
     submit_delay: float = 0.0
     mirror_http: bool = False
+    tolerance_error: int = 422
 
     @classmethod
     def build(cls, *layers: Mapping[str, Any]) -> Faults:

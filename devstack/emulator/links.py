@@ -1,4 +1,10 @@
-"""Result files and links: download-url (both forms), presigned-style links, and GETs of ``/s/<name>``."""
+"""Result files and links: download-url (both forms), presigned-style links, and GETs of ``/s/<name>``.
+
+4o results are ``<taskId>_<index>_<unixSec>_<4 digits>.png``; a Flux Kontext task's are
+``<taskId>_0_...`` (its ``resultImageUrl``) and ``<taskId>_origin_...`` (``originImageUrl``), ``.jpg``
+or ``.png``. Flux has no download-url of its own: the 4o one answers "record is null" for a Flux task,
+while the common one (any file the platform made) serves both.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,11 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .images import padded_length, padded_png_chunks, render_png
+from .images import padded_chunks, padded_length
 from .model import ApiReply, FileReply, ResultImage, Task, envelope
 from .state import CoreState
 
-NAME_RE = re.compile(r"^(?P<task>[0-9a-f]{32})_(?P<index>\d+)_(?P<sec>\d+)_(?P<tag>\d{4})\.png$")
+NAME_RE = re.compile(r"^(?P<task>[0-9a-f]{32})_(?:\d+|origin)_\d+_\d{4}\.(?:png|jpg)$")
 MAX_LINKS = 20_000
 SLOW_FIRST_TRICKLE_SECONDS = 30.0  # longer than any sane download deadline: the fetch times out
 HTML_PAGE = (
@@ -57,7 +63,7 @@ class LinkMixin(CoreState):
                 task = self._tasks.get(str(task_id))
             if task is not None:
                 image = next((i for i in task.images if i.url == url or url.endswith("/s/" + i.name)), None)
-        if task is None:
+        if task is None or (task.is_flux and not generic):
             return self._error(422, "record is null", run)
         faults = self._faults_for(task)
         if time.time() - task.created_at > self.config.retention_seconds:
@@ -118,11 +124,7 @@ class LinkMixin(CoreState):
                 )
             if faults.expired or now > minted[1]:
                 return _s3_error(403, "AccessDenied", "Request has expired")
-        elif (
-            faults.expired
-            or faults.stale_links
-            or now > (task.completed_at or now) + self.config.effective_result_ttl
-        ):
+        elif faults.expired or faults.stale_links or now > (task.completed_at or now) + self._url_ttl(image):
             return _s3_error(403, "AccessDenied", "Request has expired")
         with self._lock:
             earlier_gets = self._image_gets.get(name, 0)
@@ -130,7 +132,6 @@ class LinkMixin(CoreState):
         if earlier_gets < faults.image_5xx:
             return _s3_error(503, "SlowDown", "Please reduce your request rate.")
 
-        request = task.request
         applied: list[str] = []
         if faults.html:
             applied.append("html")
@@ -139,20 +140,18 @@ class LinkMixin(CoreState):
             def chunks() -> Iterator[bytes]:
                 yield HTML_PAGE
         else:
-            png = render_png(
-                task.task_id, image.index, request.prompt or "", request.size, request.n_variants
-            )
+            data = task.render(image.index)
             if faults.oversize:
                 applied.append("oversize")
-                body_length = padded_length(png, faults.oversize)
+                body_length = padded_length(data, faults.oversize)
 
                 def chunks() -> Iterator[bytes]:
-                    yield from padded_png_chunks(png, faults.oversize)
+                    yield from padded_chunks(data, faults.oversize)
             else:
-                body_length = len(png)
+                body_length = len(data)
 
                 def chunks() -> Iterator[bytes]:
-                    yield png
+                    yield data
 
         declared = body_length
         sent = body_length
@@ -167,7 +166,7 @@ class LinkMixin(CoreState):
             applied.append("trickle")
         return FileReply(
             status=200,
-            content_type="image/png",
+            content_type=image.content_type,
             chunks=chunks,
             length=sent,
             declared_length=declared,
@@ -176,6 +175,10 @@ class LinkMixin(CoreState):
             task_id=task.task_id,
             index=image.index,
         )
+
+    def _url_ttl(self, image: ResultImage) -> float:
+        """How long a result URL works after completion (Flux's origin URL: 10 minutes)."""
+        return self.config.effective_result_ttl if image.ttl_seconds is None else image.ttl_seconds
 
     def record_served(self, entry: dict[str, Any]) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""What the emulated service holds and answers: tasks, result images, replies, the upstream's messages."""
+"""What the emulated service holds and answers: tasks (4o or Flux Kontext), images, replies, messages."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .validation import GenerateRequest
+from .faults import Faults
+from .images import render_flux, render_png
+from .validation import FluxRequest, GenerateRequest
 
 MAX_DELIVERY_RECORDS = 500
 
@@ -31,6 +33,16 @@ FAIL_MESSAGES = {
     500: "GPT 4O failed to edit the picture",
     501: "Image generation task failed",
 }
+# Flux Kontext: its own callback messages and codes (a code outside FLUX_FAIL_CODES becomes 500)
+FLUX_SUCCESS_MESSAGE = "BFL image generated successfully."
+FLUX_FAIL_MESSAGES = {
+    400: "Your prompt was flagged for violating content policy",
+    500: "Internal error, please try again later",
+    501: "Image generation task failed",
+}
+FLUX_FAIL_CODES = frozenset(FLUX_FAIL_MESSAGES)
+# Where Flux differs from 4o by default: failed tasks report 3 (generation failed), times are ISO 8601.
+FLUX_FAULT_DEFAULTS = {"fail_flag": 3, "time_format": "iso"}
 
 
 def envelope(code: int, msg: str, data: Any = None) -> dict[str, Any]:
@@ -68,13 +80,18 @@ class ResultImage:
     bytes: int
     width: int
     height: int
+    content_type: str = "image/png"
+    role: str = "result"
+    """"result", or "origin" for Flux Kontext's short-lived ``originImageUrl``."""
+    ttl_seconds: float | None = None
+    """How long the URL works after completion; None = the configured result TTL."""
 
 
 @dataclass
 class Task:
     task_id: str
     api_key: str
-    request: GenerateRequest
+    request: GenerateRequest | FluxRequest
     param_json: str
     faults: dict[str, Any]
     created_at: float
@@ -100,13 +117,43 @@ class Task:
         fraction = 0.99 if gen <= 0 else min(0.99, max(0.0, elapsed / gen))
         return f"{math.floor(fraction * 100) / 100:.2f}"
 
+    @property
+    def is_flux(self) -> bool:
+        return isinstance(self.request, FluxRequest)
+
+    def render(self, index: int) -> bytes:
+        """The bytes of result ``index`` (the same every time)."""
+        request = self.request
+        if isinstance(request, FluxRequest):
+            return render_flux(
+                self.task_id,
+                request.prompt,
+                request.model,
+                request.aspect_ratio,
+                request.output_format,
+                request.input_image,
+            )
+        return render_png(self.task_id, index, request.prompt or "", request.size, request.n_variants)
+
 
 def fmt_time(epoch: float | None, time_format: str) -> int | str | None:
     if epoch is None:
         return None
     if time_format == "string":
         return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+    if time_format == "iso":
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
     return int(epoch * 1000)
+
+
+def callback_ids(task_id: str, faults: Faults) -> dict[str, Any]:
+    """The callback's ``data`` before ``info``: the task id under the key(s) ``task_key`` says."""
+    data: dict[str, Any] = {}
+    if faults.task_key in ("taskId", "both"):
+        data["taskId"] = task_id
+    if faults.task_key in ("task_id", "both"):
+        data["task_id"] = task_id
+    return data
 
 
 def number(value: float) -> int | float:

@@ -154,6 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
         routes: dict[tuple[str, str], Callable[[str, dict[str, str]], None]] = {
             ("POST", "/gpt4o-image/generate"): self._generate,
             ("GET", "/gpt4o-image/record-info"): self._record_info,
+            ("POST", "/flux/kontext/generate"): self._flux_generate,
+            ("GET", "/flux/kontext/record-info"): self._flux_record_info,
             ("POST", "/gpt4o-image/download-url"): self._download_url,
             ("POST", "/common/download-url"): self._common_download_url,
             ("GET", "/chat/credit"): self._credit,
@@ -176,6 +178,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record_info(self, _api_key: str, query: dict[str, str]) -> None:
         self._reply(self.core.record_info(query.get("taskId")))
+
+    def _flux_generate(self, api_key: str, _query: dict[str, str]) -> None:
+        ok, body = self._read_json()
+        self._reply(self.core.flux_generate(api_key, body if ok else None))
+
+    def _flux_record_info(self, _api_key: str, query: dict[str, str]) -> None:
+        self._reply(self.core.record_info(query.get("taskId"), flux=True))
 
     def _download_url(self, _api_key: str, _query: dict[str, str]) -> None:
         ok, body = self._read_json()

@@ -15,7 +15,7 @@ from typing import Any
 from .callbacks import CallbackDispatcher, Scheduler
 from .config import EmulatorConfig
 from .faults import Faults
-from .model import ApiReply, Task, envelope
+from .model import FLUX_FAULT_DEFAULTS, ApiReply, Task, envelope
 
 MAX_SERVED_RECORDS = 5000
 
@@ -66,8 +66,10 @@ class CoreState:
             return dict(self._run_faults)
 
     def _faults_for(self, task: Task | None) -> Faults:
+        """Run-wide faults under the task's markers (over Flux's own defaults for a Flux task)."""
         with self._lock:
-            return Faults.build(self._run_faults, task.faults if task else {})
+            base = FLUX_FAULT_DEFAULTS if task is not None and task.is_flux else {}
+            return Faults.build(base, self._run_faults, task.faults if task else {})
 
     def _error(self, code: int, msg: str, faults: Faults, data: Any = None) -> ApiReply:
         status = 429 if code == 429 else (code if faults.mirror_http else 200)

@@ -1,4 +1,8 @@
-"""A task's life: generate, record-info while it runs, completion, and its callback (and redelivery)."""
+"""A task's life: generate, record-info while it runs, completion, and its callback (and redelivery).
+
+Both APIs go through here: 4o Image (``gpt4o-image``) and Flux Kontext (``flux/kontext``); ``flux.py``
+holds what differs for a Flux task. Each API sees only its own tasks ("record is null" otherwise).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,30 @@ import uuid
 from collections import deque
 from typing import Any
 
+from . import flux as flux_task
 from .account import hit
 from .callbacks import Delivery
 from .faults import Faults, FaultSpecError, parse_prompt_markers
-from .images import SIZES, render_png
-from .model import FAIL_MESSAGES, SUBMIT_MESSAGES, ApiReply, ResultImage, Task, envelope, fmt_time
+from .images import SIZES
+from .model import (
+    FAIL_MESSAGES,
+    SUBMIT_MESSAGES,
+    ApiReply,
+    ResultImage,
+    Task,
+    callback_ids,
+    envelope,
+    fmt_time,
+)
 from .state import CoreState
-from .validation import ValidationError, validate_generate
+from .validation import (
+    FluxRequest,
+    GenerateRequest,
+    SafetyToleranceError,
+    ValidationError,
+    validate_flux,
+    validate_generate,
+)
 
 MAX_RATE_KEYS = 10_000
 
@@ -23,6 +44,14 @@ MAX_RATE_KEYS = 10_000
 class TaskMixin(CoreState):
     # ----------------------------------------------------------------- API: generate
     def generate(self, api_key: str, body: Any) -> ApiReply:
+        """``POST /api/v1/gpt4o-image/generate``."""
+        return self._submit(api_key, body, flux=False)
+
+    def flux_generate(self, api_key: str, body: Any) -> ApiReply:
+        """``POST /api/v1/flux/kontext/generate``: the same account limits, one image per task."""
+        return self._submit(api_key, body, flux=True)
+
+    def _submit(self, api_key: str, body: Any, *, flux: bool) -> ApiReply:
         run = self._faults_for(None)
         with self._lock:
             if len(self._generate_hits) > MAX_RATE_KEYS:
@@ -41,11 +70,15 @@ class TaskMixin(CoreState):
         faults = Faults.build(self.run_faults(), task_faults)
         if faults.submit is not None:
             return self._error(faults.submit, SUBMIT_MESSAGES[faults.submit], faults)
+        request: GenerateRequest | FluxRequest
         try:
-            request = validate_generate(body)
+            request = validate_flux(body) if flux else validate_generate(body)
+        except SafetyToleranceError as exc:
+            return self._error(faults.tolerance_error, str(exc), faults)
         except ValidationError as exc:
             return self._error(422, str(exc), faults)
-        cost = self.config.credits_per_image * request.n_variants
+        images = request.n_variants if isinstance(request, GenerateRequest) else 1
+        cost = self.config.credits_per_image * images
         now, mono = time.time(), time.monotonic()
         gen = self.config.generation_seconds if faults.gen is None else faults.gen
         task = Task(
@@ -72,13 +105,14 @@ class TaskMixin(CoreState):
         )
 
     # ----------------------------------------------------------------- API: record-info
-    def record_info(self, task_id: str | None) -> ApiReply:
+    def record_info(self, task_id: str | None, *, flux: bool = False) -> ApiReply:
+        """``GET .../record-info?taskId=`` of either API; a task of the other API is not found."""
         run = self._faults_for(None)
         if not task_id:
             return self._error(422, "taskId: This field is required", run)
         with self._lock:
             task = self._tasks.get(task_id)
-            if task is None:
+            if task is None or task.is_flux != flux:
                 return self._error(422, "record is null", run)
             allowed = hit(
                 task.info_hits,
@@ -88,7 +122,9 @@ class TaskMixin(CoreState):
         faults = self._faults_for(task)
         if not allowed:
             return self._error(429, SUBMIT_MESSAGES[429], faults)
-        return ApiReply(200, envelope(200, "success", self._details(task, faults)))
+        with self._lock:
+            data = flux_task.details(task, faults) if flux else self._details(task, faults)
+        return ApiReply(200, envelope(200, "success", data))
 
     def _details(self, task: Task, faults: Faults) -> dict[str, Any]:
         with self._lock:
@@ -117,10 +153,16 @@ class TaskMixin(CoreState):
                 return False
         faults = self._faults_for(task)
         code = fail if fail is not None else faults.fail
+        request = task.request
+        if code is not None and isinstance(request, FluxRequest):
+            code = flux_task.fail_code(code)
         images: list[ResultImage] = []
         finished = time.time()
-        if code is None:
-            images = self._render_all(task, int(finished))
+        if code is None and isinstance(request, FluxRequest):
+            ttl = self.config.origin_ttl_seconds
+            images = flux_task.results(task, request, self.public_base, int(finished), ttl)
+        elif code is None and isinstance(request, GenerateRequest):
+            images = self._render_all(task, request, int(finished))
         with self._lock:
             if task.status != "GENERATING":
                 return False
@@ -129,24 +171,29 @@ class TaskMixin(CoreState):
                 task.status, task.success_flag = "SUCCESS", 1
                 task.final_progress = "1.00"
                 task.images = images
+            elif task.is_flux:
+                task.status, task.success_flag = flux_task.failure_state(faults)
+                task.final_progress = task.progress()
+                task.error_code = code
+                task.error_message = message or flux_task.fail_message(code)
             else:
                 task.status, task.success_flag = "GENERATE_FAILED", faults.fail_flag
                 task.final_progress = task.progress()
                 task.error_code = code
                 task.error_message = message or FAIL_MESSAGES.get(code, "Generation failed")
-            task.callback_body = self._callback_body(task, faults)
+            body = flux_task.callback_body if task.is_flux else self._callback_body
+            task.callback_body = body(task, faults)
         if task.request.callback_url:
             self.dispatcher.deliver(
                 Delivery(task.task_id, task.request.callback_url, task.callback_body, faults)
             )
         return True
 
-    def _render_all(self, task: Task, unix_sec: int) -> list[ResultImage]:
-        request = task.request
+    def _render_all(self, task: Task, request: GenerateRequest, unix_sec: int) -> list[ResultImage]:
         width, height = SIZES[request.size]
         images = []
         for index in range(request.n_variants):
-            data = render_png(task.task_id, index, request.prompt or "", request.size, request.n_variants)
+            data = task.render(index)
             tag = int(hashlib.sha256(f"{task.task_id}/{index}".encode()).hexdigest(), 16) % 10_000
             name = f"{task.task_id}_{index}_{unix_sec}_{tag:04d}.png"
             images.append(
@@ -163,20 +210,16 @@ class TaskMixin(CoreState):
         return images
 
     def _callback_body(self, task: Task, faults: Faults) -> dict[str, Any]:
-        flux = faults.shape == "flux" or task.error_code == 501
-        data: dict[str, Any] = {}
-        if faults.task_key in ("taskId", "both"):
-            data["taskId"] = task.task_id
-        if faults.task_key in ("task_id", "both"):
-            data["task_id"] = task.task_id
+        single = faults.shape == "flux" or task.error_code == 501
+        data = callback_ids(task.task_id, faults)
         if task.status == "SUCCESS":
             urls = [image.url for image in task.images]
-            if flux:
+            if single:
                 data["info"] = {"originImageUrl": urls[0], "resultImageUrl": urls[0]}
                 return envelope(200, "BFL image generated successfully.", data)
             data["info"] = {"result_urls": urls}
             return envelope(200, "success", data)
-        data["info"] = {"originImageUrl": "", "resultImageUrl": ""} if flux else None
+        data["info"] = {"originImageUrl": "", "resultImageUrl": ""} if single else None
         return envelope(task.error_code or 500, task.error_message or "failed", data)
 
     def redeliver(self, task_id: str) -> bool:

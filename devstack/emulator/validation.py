@@ -1,4 +1,7 @@
-"""Validation of a generate request, with the rules of the real service (422 on any breach)."""
+"""Validation of generate requests (4o Image and Flux Kontext), with the rules of the real service.
+
+Any breach is a ValidationError whose message starts with the field's name (code 422).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .images import SIZES
+from .images import FLUX_SIZES, SIZES
 
 ALLOWED_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".pjpeg", ".pjp", ".png", ".webp")
 N_VARIANTS = (1, 2, 4)
@@ -14,10 +17,18 @@ FALLBACK_MODELS = ("GPT_IMAGE_1", "FLUX_MAX")
 MAX_FILES = 5
 MAX_PROMPT_CHARS = 20_000
 MAX_URL_CHARS = 4096
+FLUX_MODELS = ("flux-kontext-pro", "flux-kontext-max")
+OUTPUT_FORMATS = ("jpeg", "png")
+SAFETY_TOLERANCE_DEFAULT = 2
+SAFETY_TOLERANCE_MAX = {False: 6, True: 2}  # text to image 0..6, edit (inputImage) 0..2
 
 
 class ValidationError(ValueError):
     """A request the real service would answer with code 422."""
+
+
+class SafetyToleranceError(ValidationError):
+    """safetyTolerance out of range: 422, or 500 as one Flux quick start says (``tolerance_error``)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,48 @@ class GenerateRequest:
     fallback_model: str
     upload_cn: bool
     callback_url: str | None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "prompt": self.prompt,
+            "filesUrl": list(self.files_url),
+            "maskUrl": self.mask_url,
+            "nVariants": self.n_variants,
+            "callBackUrl": self.callback_url,
+        }
+
+
+@dataclass(frozen=True)
+class FluxRequest:
+    """A Flux Kontext generate request; one image per task, edit mode when ``input_image`` is set."""
+
+    prompt: str
+    model: str
+    aspect_ratio: str
+    input_image: str | None
+    output_format: str
+    enable_translation: bool
+    prompt_upsampling: bool
+    safety_tolerance: int
+    upload_cn: bool
+    watermark: str | None
+    callback_url: str | None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "model": self.model,
+            "aspectRatio": self.aspect_ratio,
+            "inputImage": self.input_image,
+            "outputFormat": self.output_format,
+            "enableTranslation": self.enable_translation,
+            "promptUpsampling": self.prompt_upsampling,
+            "safetyTolerance": self.safety_tolerance,
+            "uploadCn": self.upload_cn,
+            "watermark": self.watermark,
+            "callBackUrl": self.callback_url,
+        }
 
 
 def _present(body: dict[str, Any], key: str) -> bool:
@@ -56,13 +109,31 @@ def _image_url(value: Any, field: str) -> str:
     return url
 
 
-def _bool(body: dict[str, Any], key: str) -> bool:
+def _bool(body: dict[str, Any], key: str, default: bool = False) -> bool:
     value = body.get(key)
     if value is None:
-        return False
+        return default
     if not isinstance(value, bool):
         raise ValidationError(f"{key}: must be a boolean")
     return value
+
+
+def _one_of(body: dict[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:
+    if not _present(body, key):
+        return default
+    value = body[key]
+    if value not in allowed:
+        raise ValidationError(f"{key}: must be one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _prompt(body: dict[str, Any]) -> str | None:
+    prompt = body.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise ValidationError("prompt: must be a string")
+    if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
+        raise ValidationError(f"prompt: longer than {MAX_PROMPT_CHARS} characters")
+    return prompt
 
 
 def validate_generate(body: dict[str, Any]) -> GenerateRequest:
@@ -73,11 +144,7 @@ def validate_generate(body: dict[str, Any]) -> GenerateRequest:
     if size not in SIZES:
         raise ValidationError(f"size: must be one of {', '.join(SIZES)}")
 
-    prompt = body.get("prompt")
-    if prompt is not None and not isinstance(prompt, str):
-        raise ValidationError("prompt: must be a string")
-    if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
-        raise ValidationError(f"prompt: longer than {MAX_PROMPT_CHARS} characters")
+    prompt = _prompt(body)
 
     files: list[str] = []
     if _present(body, "filesUrl"):
@@ -117,5 +184,43 @@ def validate_generate(body: dict[str, Any]) -> GenerateRequest:
         enable_fallback=_bool(body, "enableFallback"),
         fallback_model=fallback_model,
         upload_cn=_bool(body, "uploadCn"),
+        callback_url=callback,
+    )
+
+
+def validate_flux(body: dict[str, Any]) -> FluxRequest:
+    """A Flux Kontext request as the service understands it, or ValidationError naming the field."""
+    prompt = _prompt(body)
+    if not (prompt and prompt.strip()):
+        raise ValidationError("prompt: This field is required")
+    model = _one_of(body, "model", FLUX_MODELS, FLUX_MODELS[0])
+    aspect_ratio = _one_of(body, "aspectRatio", tuple(FLUX_SIZES), "16:9")
+    input_image = _http_url(body["inputImage"], "inputImage") if _present(body, "inputImage") else None
+    output_format = _one_of(body, "outputFormat", OUTPUT_FORMATS, "jpeg")
+
+    tolerance = body.get("safetyTolerance")
+    if tolerance is None:
+        tolerance = SAFETY_TOLERANCE_DEFAULT
+    highest = SAFETY_TOLERANCE_MAX[input_image is not None]
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int) or not 0 <= tolerance <= highest:
+        mode = "edit mode (inputImage given)" if input_image else "text to image"
+        raise SafetyToleranceError(f"safetyTolerance: must be an integer from 0 to {highest} in {mode}")
+
+    watermark = body.get("watermark")
+    if watermark is not None and not isinstance(watermark, str):
+        raise ValidationError("watermark: must be a string")
+    callback = _http_url(body["callBackUrl"], "callBackUrl") if _present(body, "callBackUrl") else None
+
+    return FluxRequest(
+        prompt=prompt,
+        model=model,
+        aspect_ratio=aspect_ratio,
+        input_image=input_image,
+        output_format=output_format,
+        enable_translation=_bool(body, "enableTranslation", default=True),
+        prompt_upsampling=_bool(body, "promptUpsampling"),
+        safety_tolerance=tolerance,
+        upload_cn=_bool(body, "uploadCn"),
+        watermark=watermark or None,
         callback_url=callback,
     )

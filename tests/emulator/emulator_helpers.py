@@ -106,3 +106,22 @@ def finished(server: EmulatorServer, task_id: str, timeout: float = 5.0) -> dict
     """Wait until the task left GENERATING; the admin view of it."""
     assert server.wait_for(lambda: server.inspect_task(task_id)["status"] != "GENERATING", timeout)
     return server.inspect_task(task_id)
+
+
+FLUX_GENERATE = "/api/v1/flux/kontext/generate"
+FLUX_RECORD = "/api/v1/flux/kontext/record-info"
+
+
+def flux_generate(client: httpx.Client, **body: Any) -> dict[str, Any]:
+    body = {"prompt": "a lighthouse at dusk", **body}
+    return client.post(FLUX_GENERATE, json=body).json()
+
+
+def flux_submit(client: httpx.Client, **body: Any) -> str:
+    reply = flux_generate(client, **body)
+    assert reply["code"] == 200, reply
+    return reply["data"]["taskId"]
+
+
+def flux_record(client: httpx.Client, task_id: str) -> dict[str, Any]:
+    return client.get(FLUX_RECORD, params={"taskId": task_id}).json()
