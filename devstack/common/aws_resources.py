@@ -5,13 +5,24 @@ Idempotent: what exists already is left as it is, so it can point at a long-live
 
 from __future__ import annotations
 
+import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from devstack.common.template import load_template, resources_of_type
+
+
+@dataclass(frozen=True)
+class QueueResources:
+    url: str
+    arn: str
+    dead_letter_url: str
+    dead_letter_id: str
+    max_receive_count: int
+    visibility_timeout: int
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,8 @@ class StackResources:
     images_bucket: str
     max_receive_count: int
     visibility_timeout: int
+    queues: dict[str, QueueResources] = field(default_factory=dict)  # every queue with a redrive policy
+    event_buses: dict[str, str] = field(default_factory=dict)  # logical id -> bus name
 
 
 def _logical(resource_type: str, template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -67,30 +80,21 @@ def create_stack_resources(session: Any, *, prefix: str = "imagegen-local") -> S
         table_names[table_id] = f"{prefix}-{table_id}"
         create_table(dynamodb, table_names[table_id], table)
 
-    queues = resources_of_type("AWS::SQS::Queue", template)
-    main_id = next(name for name, queue in queues.items() if "RedrivePolicy" in queue)
+    queues = {
+        queue_id: _create_queue_pair(
+            sqs, prefix, queue_id, queue, resources_of_type("AWS::SQS::Queue", template)
+        )
+        for queue_id, queue in resources_of_type("AWS::SQS::Queue", template).items()
+        if "RedrivePolicy" in queue
+    }
+    main_id = "DownloadQueue" if "DownloadQueue" in queues else next(iter(queues))
     main = queues[main_id]
-    dead_id = main["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
-    dead_url = sqs.create_queue(
-        QueueName=f"{prefix}-{dead_id}",
-        Attributes={"MessageRetentionPeriod": str(queues[dead_id].get("MessageRetentionPeriod", 345600))},
-    )["QueueUrl"]
-    dead_arn = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    max_receive = int(main["RedrivePolicy"]["maxReceiveCount"])
-    visibility = int(main["VisibilityTimeout"])
-    main_url = sqs.create_queue(
-        QueueName=f"{prefix}-{main_id}",
-        Attributes={
-            "VisibilityTimeout": str(visibility),
-            "MessageRetentionPeriod": str(main.get("MessageRetentionPeriod", 345600)),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": max_receive}),
-        },
-    )["QueueUrl"]
-    main_arn = sqs.get_queue_attributes(QueueUrl=main_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    buses = {}
+    for bus_id in resources_of_type("AWS::Events::EventBus", template):
+        buses[bus_id] = f"{prefix}-{bus_id}"
+        events = session.client("events")
+        with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
+            events.create_event_bus(Name=buses[bus_id])
 
     bucket_id, bucket_properties = _logical("AWS::S3::Bucket", template)
     bucket = f"{prefix}-{bucket_id}".lower()
@@ -116,12 +120,42 @@ def create_stack_resources(session: Any, *, prefix: str = "imagegen-local") -> S
     if versioning:  # as deployed: every overwrite keeps the old version (DELETE /tasks removes them all)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning})
     return StackResources(
+        queues=queues,
+        event_buses=buses,
         tasks_table=table_names["TasksTable"],
         idempotency_table=table_names["IdempotencyTable"],
-        download_queue_url=main_url,
-        download_queue_arn=main_arn,
-        dead_letter_queue_url=dead_url,
+        download_queue_url=main.url,
+        download_queue_arn=main.arn,
+        dead_letter_queue_url=main.dead_letter_url,
         images_bucket=bucket,
-        max_receive_count=max_receive,
-        visibility_timeout=visibility,
+        max_receive_count=main.max_receive_count,
+        visibility_timeout=main.visibility_timeout,
     )
+
+
+def _create_queue_pair(
+    sqs: Any, prefix: str, queue_id: str, queue: dict[str, Any], every_queue: dict[str, dict[str, Any]]
+) -> QueueResources:
+    """A queue with a redrive policy, and its dead-letter queue, as the template declares them."""
+    dead_id = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    dead_url = sqs.create_queue(
+        QueueName=f"{prefix}-{dead_id}",
+        Attributes={
+            "MessageRetentionPeriod": str(every_queue[dead_id].get("MessageRetentionPeriod", 345600))
+        },
+    )["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    max_receive = int(queue["RedrivePolicy"]["maxReceiveCount"])
+    visibility = int(queue["VisibilityTimeout"])
+    url = sqs.create_queue(
+        QueueName=f"{prefix}-{queue_id}",
+        Attributes={
+            "VisibilityTimeout": str(visibility),
+            "MessageRetentionPeriod": str(queue.get("MessageRetentionPeriod", 345600)),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": max_receive}),
+        },
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return QueueResources(url, arn, dead_url, dead_id, max_receive, visibility)

@@ -30,6 +30,7 @@ class LocalValues:
     callback_base_url: str  # where the upstream reaches the callback route, e.g. http://127.0.0.1:3000
     upstream_api_key: str = "local-dev-key"
     hmac_key: str = ""
+    webhook_secret: str = ""  # signs every local client's webhooks (LOCAL_WEBHOOK_SECRET)
     # Setting variables from the shell or a test (they win over the template's values).
     overrides: Mapping[str, str] = field(default_factory=dict)
 
@@ -67,6 +68,8 @@ def local_additions(values: LocalValues, declared: Mapping[str, Any]) -> dict[st
         additions["KIE_API_KEY"] = values.upstream_api_key
     if "KIE_WEBHOOK_HMAC_KEY_PARAMETER" in declared:
         additions["KIE_WEBHOOK_HMAC_KEY"] = values.hmac_key
+    if "WEBHOOK_SECRET_PARAMETER_PREFIX" in declared and values.webhook_secret:  # no SSM locally
+        additions["WEBHOOK_SECRET"] = values.webhook_secret
     if "DOWNLOAD_ALLOWED_HOSTS" in declared:
         # Downloads from exactly the local upstream's origin, and from nothing else on loopback.
         additions["DOWNLOAD_TRUSTED_ORIGINS"] = loopback_origin(values.upstream_url) or ""
@@ -119,6 +122,9 @@ class _Resolver:
             "DownloadQueue": resources.download_queue_url,
             "DownloadDeadLetterQueue": resources.dead_letter_queue_url,
             "ImagesBucket": resources.images_bucket,
+            **{queue_id: queue.url for queue_id, queue in resources.queues.items()},
+            **{queue.dead_letter_id: queue.dead_letter_url for queue in resources.queues.values()},
+            **resources.event_buses,
             "AWS::Region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
             "AWS::AccountId": "123456789012",
             "AWS::Partition": "aws",

@@ -13,6 +13,8 @@ Configuration (environment):
   LOCAL_PUBLIC_BASE_URL     the front door's public URL (a tunnel), when the upstream is the real API
   LOCAL_API_KEYS            "alice:KEY_A,bob:KEY_B": client apps and their x-api-key, checked as API
                             Gateway does (without it no key is needed: every request is client "local")
+  LOCAL_WEBHOOK_SECRET      whsec_... that signs the local clients' webhooks (generated and printed if unset)
+  WEBHOOK_TRUSTED_ORIGINS   exact origins (http://127.0.0.1:8123) a webhookUrl may use on loopback
 
 Any other variable a function's settings read (image_pipeline.settings: DOWNLOAD_RETRY_BASE_SECONDS,
 DOWNLOAD_CHECK_AFTER_SECONDS, DOWNLOAD_GIVE_UP_SECONDS, KIE_API_TIMEOUT_SECONDS, ...) is passed to
@@ -63,6 +65,7 @@ class StackConfig:
     )
     extra_environment: dict[str, str] = field(default_factory=dict)
     api_keys: dict[str, str] | None = None  # {key: client name} (LOCAL_API_KEYS); None: no key needed
+    webhook_secret: str = ""  # whsec_... signing every local client's webhooks; generated when empty
 
     @classmethod
     def from_environment(cls) -> StackConfig:
@@ -84,6 +87,7 @@ class StackConfig:
             public_base_url=env.get("LOCAL_PUBLIC_BASE_URL") or None,
             extra_environment=function_settings_from(env),
             api_keys=parse_api_keys(env["LOCAL_API_KEYS"]) if env.get("LOCAL_API_KEYS") else None,
+            webhook_secret=env.get("LOCAL_WEBHOOK_SECRET", ""),
         )
 
 
@@ -104,6 +108,19 @@ STACK_OWNED = frozenset(
 )
 
 
+def sqs_event_sources() -> list[tuple[str, str, int]]:
+    """(function, queue logical id, batch size) of every SQS event in the template, the downloader's first."""
+    sources = [
+        (name, event["Properties"]["Queue"]["Fn::GetAtt"][0], int(event["Properties"].get("BatchSize", 10)))
+        for name, function in resources_of_type("AWS::Serverless::Function").items()
+        for event in function.get("Events", {}).values()
+        if event["Type"] == "SQS"
+    ]
+    if not sources:
+        raise LookupError("template.yaml has no function with an SQS event")
+    return sorted(sources, key=lambda source: source[1] != "DownloadQueue")
+
+
 def function_settings_from(env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
     """The functions' own setting variables found in `env`, for the functions (bar the stack's own)."""
     import_layer()
@@ -119,13 +136,15 @@ class LocalStack:
         self.emulator: Any = None
         self.pool: LambdaPool | None = None
         self.front_door: FrontDoor | None = None
-        self.poller: SqsPoller | None = None
+        self.poller: SqsPoller | None = None  # the download queue's
+        self.pollers: list[SqsPoller] = []
         self.scheduler: Scheduler | None = None
         self.resources: StackResources | None = None
         self.endpoint_url = ""
         self.upstream_url = ""
         self._saved_environment: dict[str, str | None] = {}
         self.environments: dict[str, dict[str, str]] = {}
+        self.webhook_secret = ""
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -174,24 +193,30 @@ class LocalStack:
             self.upstream_url = self.emulator.base_url
 
         # Bind the front door first: the callback URL the functions hand out must name its port.
-        self.front_door = FrontDoor(port=config.api_port, access_log=config.access_log, api_keys=config.api_keys)
+        self.front_door = FrontDoor(
+            port=config.api_port, access_log=config.access_log, api_keys=config.api_keys
+        )
         self.environments = self.function_environments(config.public_base_url or self.front_door.base_url)
         self.pool = LambdaPool(workers=config.workers, environments=self.environments)
         self.front_door.pool = self.pool
         self.front_door.start()
         self.pool.warm_up(config.workers)
 
-        downloader, batch_size = self._sqs_function()
-        self.poller = SqsPoller(
-            self.pool,
-            session.client("sqs"),
-            function=downloader,
-            queue_url=self.resources.download_queue_url,
-            queue_arn=self.resources.download_queue_arn,
-            batch_size=batch_size,
-            region=session.region_name or REGION,
-            crash_probability=config.poller_crash_probability,
-        ).start()
+        # One poller per SQS event source, as Lambda's event source mappings (the downloader's first).
+        for function, queue_id, batch_size in sqs_event_sources():
+            queue = self.resources.queues[queue_id]
+            poller = SqsPoller(
+                self.pool,
+                session.client("sqs"),
+                function=function,
+                queue_url=queue.url,
+                queue_arn=queue.arn,
+                batch_size=batch_size,
+                region=session.region_name or REGION,
+                crash_probability=config.poller_crash_probability if queue_id == "DownloadQueue" else 0.0,
+            ).start()
+            self.pollers.append(poller)
+        self.poller = self.pollers[0]
         self.scheduler = Scheduler(self.pool, config.reconcile_interval_seconds)
         if config.reconcile_interval_seconds > 0:
             self.scheduler.start()
@@ -199,9 +224,10 @@ class LocalStack:
     def stop(self) -> None:
         if self.scheduler is not None and self.config.reconcile_interval_seconds > 0:
             self.scheduler.stop()
-        for part in (self.poller, self.front_door):
+        for part in (*self.pollers, self.front_door):
             if part is not None:
                 part.stop()
+        self.pollers = []
         if self.pool is not None:
             self.pool.shutdown()
         for part in (self.emulator, self.moto):
@@ -237,6 +263,11 @@ class LocalStack:
         """Each function's own environment: template.yaml's, resolved for this stack."""
         assert self.resources is not None
         overrides = {"RECONCILE_AFTER_SECONDS": f"{self.config.reconcile_after_seconds:g}"}
+        if not self.webhook_secret:
+            import_layer()
+            from image_pipeline.webhooks.signing import new_secret
+
+            self.webhook_secret = self.config.webhook_secret or new_secret()
         overrides.update(self.config.extra_environment)
         return function_environments(
             LocalValues(
@@ -245,16 +276,10 @@ class LocalStack:
                 callback_base_url=public_base_url,
                 upstream_api_key=self.config.upstream_api_key,
                 hmac_key=self.config.hmac_key,
+                webhook_secret=self.webhook_secret,
                 overrides=overrides,
             )
         )
-
-    def _sqs_function(self) -> tuple[str, int]:
-        for name, function in resources_of_type("AWS::Serverless::Function").items():
-            for event in function.get("Events", {}).values():
-                if event["Type"] == "SQS":
-                    return name, int(event["Properties"].get("BatchSize", 10))
-        raise LookupError("template.yaml has no function with an SQS event")
 
     def describe(self) -> str:
         assert self.resources is not None
@@ -277,6 +302,12 @@ class LocalStack:
             [
                 "Local stack is up.",
                 f"  API        {self.api_url}   (/tasks, /tasks/{{taskId}}, /openapi.json; {access})",
+                f"  webhooks   signed with {self.webhook_secret}"
+                + (
+                    "   (LOCAL_WEBHOOK_SECRET)"
+                    if self.config.webhook_secret
+                    else "   (generated: set LOCAL_WEBHOOK_SECRET to keep one)"
+                ),
                 f"  upstream   {upstream}",
                 f"  AWS        {aws}",
                 f"             table {self.resources.tasks_table}, bucket {self.resources.images_bucket}",

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
-from image_pipeline.api_models import TaskPage, TaskStatusName, TaskSubmitted, TaskView, responses
+from image_pipeline.api_models import TaskPage, TaskRequest, TaskStatusName, TaskSubmitted, TaskView, responses
 from image_pipeline.errors import (
     ImageDeletionError,
     InsufficientCredits,
@@ -42,7 +42,7 @@ from image_pipeline.logic.submission import submit_task
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import ApiSettings, api_settings
 from image_pipeline.task_models import TaskStatus
-from image_pipeline.upstream_models import GenerationOptions
+from image_pipeline.webhooks.urls import WebhookUrlError, check_webhook_url
 
 logger = logger_for("api")
 metrics = metrics_for("api")
@@ -72,7 +72,7 @@ def callback_base(settings: ApiSettings) -> str:
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 LOCAL_CLIENT = "local"  # every request's client where no API key is required (the local stacks)
-API_KEY_SECURITY = [{"apiKey": []}]
+API_KEY_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
 
 
 def caller() -> str:
@@ -99,7 +99,7 @@ class UnreadableBody(ValueError):
     ),
 )
 def create_task(
-    options: GenerationOptions,
+    options: TaskRequest,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -116,6 +116,8 @@ def create_task(
         raise UnreadableBody("the body must be one JSON object with the task's fields")
     settings = api_settings()
     owner = caller()
+    if options.webhookUrl:  # checked again, resolved and pinned, when it is delivered
+        check_webhook_url(options.webhookUrl, settings.webhook_trusted_origin_list)
 
     def submit() -> str:
         if settings.submit_rate_limit:
@@ -243,7 +245,7 @@ def openapi_json() -> str:
             "Every error is {message, errors: [{field, message}]}."
         ),
         servers=[Server(url="/", description="this deployment (the execute-api stage URL)")],
-        security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
+        security_schemes={"apiKey": APIKey.model_validate({"name": "x-api-key", "in": APIKeyIn.header})},
     )
 
 
@@ -275,6 +277,12 @@ def unreadable_body(error: Exception) -> Response[Any]:
     return _json(
         422, {"message": f"invalid request: {message}", "errors": [{"field": "body", "message": message}]}
     )
+
+
+@app.exception_handler(WebhookUrlError)
+def unsafe_webhook_url(error: WebhookUrlError) -> Response[Any]:
+    message = f"webhookUrl is refused: {error}"
+    return _json(422, {"message": message, "errors": [{"field": "webhookUrl", "message": str(error)}]})
 
 
 @app.exception_handler(InvalidIdempotencyKey)

@@ -65,6 +65,7 @@ def receive_callback(event: APIGatewayProxyEvent) -> CallbackResult:
         store=store,
         queue=wiring.download_queue(settings.download_queue_url),
         download_check_after=timedelta(seconds=settings.download_check_after_seconds),
+        notices=wiring.notices(settings.notification_queue_url),
     )
     logger.info(
         "callback handled", extra={"task_id": payload.task_id, "code": payload.code, "result": result}

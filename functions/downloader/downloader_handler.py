@@ -90,6 +90,7 @@ def process_record(record: SQSRecord) -> str:
             fetch=fetch,
             upstream=wiring.upstream_client(settings),
             time_left=InvocationClock.time_left,
+            notices=wiring.notices(settings.notification_queue_url),
         )
     except (RetryLater, ClientError, BotoCoreError) as error:  # passing: the message comes back later
         receive_count = int(record.attributes.approximate_receive_count or 1)

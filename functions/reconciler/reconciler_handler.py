@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import chain
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -27,6 +28,7 @@ REPORTED = {
     "requeued": "ImagesRequeued",
     "download_failed": "DownloadsGivenUp",
     "past_bound": "TasksPastBound",
+    "announced": "EndsAnnouncedBySweep",
 }
 
 
@@ -48,6 +50,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             download_check_after=timedelta(seconds=settings.download_check_after_seconds),
             download_give_up=timedelta(seconds=settings.download_give_up_seconds),
         ),
+        ended=chain(
+            store.tasks_due(TaskStatus.STORED, now, settings.max_tasks),
+            store.tasks_due(TaskStatus.FAILED, now, settings.max_tasks),
+        ),
+        notices=wiring.notices(settings.notification_queue_url),
         deadline=time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS,
     )
     summary = asdict(report)

@@ -116,7 +116,9 @@ def is_wildcard(resource: Any) -> bool:
         text = text[0]
     if not isinstance(text, str):
         return False
-    text = re.sub(r"\$\{[^}]*\}", "x", text)  # ${AWS::Region}, ${Bucket.Arn} ...: one name each
+    # ${AWS::Region}, ${Bucket.Arn}, ${SomePrefix} ...: one name each, so "parameter${Prefix}/*" is the
+    # parameters under one prefix, while "parameter/*" is every parameter of the account.
+    text = re.sub(r"\$\{[^}]*\}", "NAME", text)
     parts = text.split(":", 5)
     if len(parts) < 6:
         return text == "*"

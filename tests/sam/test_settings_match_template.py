@@ -40,7 +40,7 @@ def test_a_function_is_declared_nothing_it_does_not_read(logical_id: str) -> Non
 
 
 def test_the_local_stack_gives_each_function_its_own_template_environment() -> None:
-    from devstack.common.aws_resources import StackResources
+    from devstack.common.aws_resources import QueueResources, StackResources
     from devstack.common.function_environment import LocalValues, function_environments
 
     resources = StackResources(
@@ -52,6 +52,10 @@ def test_the_local_stack_gives_each_function_its_own_template_environment() -> N
         images_bucket="b",
         max_receive_count=5,
         visibility_timeout=360,
+        queues={
+            "NotificationQueue": QueueResources("n", "na", "nd", "NotificationDeadLetterQueue", 15, 180),
+        },
+        event_buses={"EventBus": "bus"},
     )
     environments = function_environments(
         LocalValues(

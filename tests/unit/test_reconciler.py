@@ -258,7 +258,8 @@ def test_a_download_that_never_succeeds_ends_failed_past_the_bound(
     task = store(reconciler_env).get_task(TASK_ID)
     assert task.status == "failed" and task.error.code == "download_failed"
     assert "image(s) 1 " in task.error.message and "503 from the image host" in task.error.message
-    assert task.nextCheckAt is None  # ended: out of the reconciler's index
+    # ended: it leaves the reconciler's index as soon as its end is announced (the notify outbox)
+    assert task.nextCheckAt is None and not task.notifyPending
     assert queued(reconciler_env) == []
 
 

@@ -7,7 +7,27 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from image_pipeline.upstream_models import GenerationOptions, HttpsUrl
+
 TaskStatusName = Literal["submitted", "downloading", "stored", "failed"]
+
+
+class TaskRequest(GenerationOptions):
+    """POST /tasks: the generation's fields, and where to be told when the task ends."""
+
+    webhookUrl: HttpsUrl | None = Field(
+        default=None,
+        description=(
+            "https URL that receives one signed event (Standard Webhooks) when the task is stored or "
+            "failed; private, loopback and link-local addresses are refused"
+        ),
+    )
+
+
+class NotificationOut(BaseModel):
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    lastError: str | None = None
 
 
 class FieldProblem(BaseModel):
@@ -63,6 +83,9 @@ class TaskView(BaseModel):
     error: TaskErrorOut | None
     createdAt: str
     updatedAt: str
+    notification: NotificationOut | None = Field(
+        default=None, description="the webhook's delivery; present when a webhookUrl was given"
+    )
 
 
 class TaskPage(BaseModel):

@@ -57,6 +57,12 @@ class ApiSettings(AwsResources, UpstreamSettings):
     reconcile_after_seconds: float = Field(alias="RECONCILE_AFTER_SECONDS", default=1800, ge=0)
     # Where a task that could not be written to DynamoDB is handed for recording later (the outbox).
     download_queue_url: str = Field(alias="DOWNLOAD_QUEUE_URL", default="")
+    # Exact origins (scheme://host:port) a webhookUrl may use over plain http on loopback (local runs).
+    webhook_trusted_origins: str = Field(alias="WEBHOOK_TRUSTED_ORIGINS", default="")
+
+    @property
+    def webhook_trusted_origin_list(self) -> tuple[str, ...]:
+        return _split(self.webhook_trusted_origins)
 
 
 class CallbackSettings(AwsResources):
@@ -66,6 +72,7 @@ class CallbackSettings(AwsResources):
     hmac_window_seconds: int = Field(alias="WEBHOOK_TIMESTAMP_WINDOW_SECONDS", default=300, ge=1)
     max_body_bytes: int = Field(alias="CALLBACK_MAX_BODY_BYTES", default=64 * 1024, ge=1024)
     download_check_after_seconds: float = Field(alias="DOWNLOAD_CHECK_AFTER_SECONDS", default=600, ge=0)
+    notification_queue_url: str = Field(alias="NOTIFICATION_QUEUE_URL", default="")
 
 
 class DownloaderSettings(AwsResources, UpstreamSettings):
@@ -78,6 +85,7 @@ class DownloaderSettings(AwsResources, UpstreamSettings):
     max_pixels: int = Field(alias="DOWNLOAD_MAX_PIXELS", default=50_000_000, ge=1)
     # A passing failure comes back after base, 2x base, 4x base ... seconds (capped at 15 minutes).
     retry_base_seconds: int = Field(alias="DOWNLOAD_RETRY_BASE_SECONDS", default=10, ge=0, le=900)
+    notification_queue_url: str = Field(alias="NOTIFICATION_QUEUE_URL", default="")
 
     @property
     def allowed_host_list(self) -> tuple[str, ...]:
@@ -98,6 +106,7 @@ class ReconcilerSettings(AwsResources, UpstreamSettings):
     download_check_after_seconds: float = Field(alias="DOWNLOAD_CHECK_AFTER_SECONDS", default=600, ge=0)
     # Past this, counted from the first callback, images still missing end the task failed.
     download_give_up_seconds: float = Field(alias="DOWNLOAD_GIVE_UP_SECONDS", default=6 * 3600, gt=0)
+    notification_queue_url: str = Field(alias="NOTIFICATION_QUEUE_URL", default="")
 
 
 def _load[SettingsT: BaseModel](model: type[SettingsT]) -> SettingsT:
@@ -138,6 +147,7 @@ def reset_settings_cache() -> None:
         downloader_settings,
         reconciler_settings,
         credit_monitor_settings,
+        notifier_settings,
     ):
         getter.cache_clear()
 
@@ -151,6 +161,33 @@ def credit_monitor_settings() -> CreditMonitorSettings:
     return _load(CreditMonitorSettings)
 
 
+class NotifierSettings(AwsResources):
+    """Telling client apps that their tasks ended: the event bus and their signed webhooks."""
+
+    images_bucket: str = Field(alias="IMAGES_BUCKET", min_length=1)
+    notification_queue_url: str = Field(alias="NOTIFICATION_QUEUE_URL", min_length=1)
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", default="")
+    presign_seconds: int = Field(alias="PRESIGNED_URL_SECONDS", default=900, ge=60, le=43200)
+    # Each client's signing secrets live in SSM SecureString "<prefix>/<client>" ("whsec_new whsec_old"
+    # while rotating); the plain value is for local runs, where it signs for every client.
+    webhook_secret_parameter_prefix: str = Field(alias="WEBHOOK_SECRET_PARAMETER_PREFIX", default="")
+    webhook_secret: str = Field(alias="WEBHOOK_SECRET", default="", repr=False)
+    webhook_trusted_origins: str = Field(alias="WEBHOOK_TRUSTED_ORIGINS", default="")
+    webhook_timeout_seconds: float = Field(alias="WEBHOOK_TIMEOUT_SECONDS", default=10.0, gt=0, le=30)
+    # Attempt n waits base x 2^(n-1) seconds (capped at 12 h); 12 attempts from 60 s is about a day.
+    webhook_retry_base_seconds: int = Field(alias="WEBHOOK_RETRY_BASE_SECONDS", default=60, ge=0, le=3600)
+    webhook_max_attempts: int = Field(alias="WEBHOOK_MAX_ATTEMPTS", default=12, ge=1, le=50)
+
+    @property
+    def webhook_trusted_origin_list(self) -> tuple[str, ...]:
+        return _split(self.webhook_trusted_origins)
+
+
+@cache
+def notifier_settings() -> NotifierSettings:
+    return _load(NotifierSettings)
+
+
 # Each function's settings model, by the POWERTOOLS_SERVICE_NAME its template entry declares:
 # tests/sam/test_settings_match_template.py holds template.yaml and these models to each other.
 SETTINGS_BY_SERVICE: dict[str, type[BaseModel]] = {
@@ -159,6 +196,7 @@ SETTINGS_BY_SERVICE: dict[str, type[BaseModel]] = {
     "downloader": DownloaderSettings,
     "reconciler": ReconcilerSettings,
     "credit-monitor": CreditMonitorSettings,
+    "notifier": NotifierSettings,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -53,6 +53,23 @@ class StoredImage(BaseModel):
     sha256: str
 
 
+EVENT_SOURCE = "image-pipeline"  # the source of every event on the bus
+
+
+class Notification(BaseModel):
+    state: Literal["pending", "delivered", "failed"] = "pending"
+    attempts: int = 0
+    lastError: str | None = None
+
+
+class NotifyTask(BaseModel):
+    """One SQS message on the notification queue: tell the world that this task ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    notifyTask: str  # the taskId
+
+
 class TaskRecord(BaseModel):
     """One item of the tasks table (pk = "task#<taskId>")."""
 
@@ -78,6 +95,10 @@ class TaskRecord(BaseModel):
     requeues: int = 0  # reconciler rounds that re-queued missing images
     lastDownloadError: str | None = None
     progress: float | None = None  # the upstream's last reported progress (cached for pollers)
+    webhookUrl: str | None = None  # where the client asked to be told when the task ends
+    notification: Notification | None = None  # the webhook's delivery, when one was asked for
+    notifyPending: bool = False  # ended, and its notify message is not yet known to be queued
+    eventPublished: bool = False
 
     def missing_indexes(self) -> list[int]:
         return [index for index in range(self.imagesExpected) if str(index) not in self.images]
@@ -112,3 +133,4 @@ class RecordTask(BaseModel):
     options: dict[str, Any]
     nextCheckAt: str
     owner: str | None = None
+    webhookUrl: str | None = None

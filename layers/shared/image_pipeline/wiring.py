@@ -5,20 +5,30 @@ The import rule: handlers -> wiring -> adapters; handlers -> logic -> models; ad
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 from image_pipeline.adapters.download_queue import DownloadQueue
 from image_pipeline.adapters.idempotency import run_once
 from image_pipeline.adapters.image_store import ImageStore
+from image_pipeline.adapters.notifications import EventBus, NotificationQueue
 from image_pipeline.adapters.secrets import resolve_secret
 from image_pipeline.adapters.submit_guard import SubmitGuard
 from image_pipeline.adapters.tasks_table import TasksTable
 from image_pipeline.adapters.upstream import UpstreamClient
 from image_pipeline.safe_fetch import FetchedImage, FetchPolicy, fetch_image
-from image_pipeline.settings import CallbackSettings, DownloaderSettings, UpstreamSettings
+from image_pipeline.settings import CallbackSettings, DownloaderSettings, NotifierSettings, UpstreamSettings
+from image_pipeline.webhooks.deliver import DeliveryResult, deliver
+from image_pipeline.webhooks.signing import parse_secrets, sign
 
 __all__ = [
     "download_queue",
+    "event_bus",
+    "notices",
+    "notification_queue",
+    "webhook_secrets",
+    "webhook_sender",
+    "webhook_signer",
     "fetch_policy",
     "hmac_key",
     "image_store",
@@ -82,9 +92,62 @@ def safe_fetch(url: str, policy: FetchPolicy) -> FetchedImage:
     return fetch_image(url, policy)
 
 
+@cache
+def notification_queue(queue_url: str) -> NotificationQueue:
+    return NotificationQueue(queue_url)
+
+
+def notices(queue_url: str) -> NotificationQueue | None:
+    """Where ended tasks are announced; None when this deployment has no notifier."""
+    return notification_queue(queue_url) if queue_url else None
+
+
+@cache
+def event_bus(bus_name: str) -> EventBus:
+    return EventBus(bus_name)
+
+
+def webhook_secrets(settings: NotifierSettings, client_id: str | None) -> tuple[str, ...]:
+    """The client's signing secrets (two while rotating); () when none is configured for it."""
+    if settings.webhook_secret:
+        return parse_secrets(settings.webhook_secret)
+    if not settings.webhook_secret_parameter_prefix or not client_id:
+        return ()
+    name = f"{settings.webhook_secret_parameter_prefix.rstrip('/')}/{client_id}"
+    try:
+        return parse_secrets(resolve_secret("", name))
+    except Exception:  # no parameter for this client yet, or not readable: it cannot be signed
+        return ()
+
+
+def webhook_sender(settings: NotifierSettings) -> Callable[[str, bytes, dict[str, str]], DeliveryResult]:
+    def send(url: str, body: bytes, headers: dict[str, str]) -> DeliveryResult:
+        return deliver(
+            url,
+            body,
+            headers,
+            trusted_origins=settings.webhook_trusted_origin_list,
+            timeout_seconds=settings.webhook_timeout_seconds,
+        )
+
+    return send
+
+
+webhook_signer = sign
+
+
 def reset() -> None:
     from image_pipeline.adapters import idempotency
 
     idempotency.persistence.cache_clear()
-    for factory in (tasks_table, download_queue, image_store, submit_guard, _upstream_for_key, fetch_policy):
+    for factory in (
+        tasks_table,
+        download_queue,
+        image_store,
+        submit_guard,
+        _upstream_for_key,
+        fetch_policy,
+        notification_queue,
+        event_bus,
+    ):
         factory.cache_clear()

@@ -7,6 +7,10 @@ Items (pk only):
 
 Every unfinished task carries `nextCheckAt`, the moment the reconciler should look at it; finished
 tasks drop it, so the `status-nextCheckAt` index is sparse and holds only work that is still due.
+
+Notifications use the same outbox: the write that ends a task also sets `notifyPending` and a
+`nextCheckAt` a little ahead; whoever ended it sends the notify message and clears both. If it
+crashed in between, the reconciler finds the ended task due and sends the message itself.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ DUE_INDEX = "status-nextCheckAt"
 OWNER_INDEX = "owner-createdAt"
 # The attributes of a list cursor: the key of the last task returned, in the owner index.
 CURSOR_KEYS = ("pk", "owner", "createdAt")
+# How long an ended task waits for its notify message before the reconciler sends it instead.
+NOTIFY_GRACE = timedelta(minutes=2)
 
 
 def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,6 +145,7 @@ class TasksTable:
         now: datetime,
         next_check_at: datetime,
         owner: str | None = None,
+        webhook_url: str | None = None,
     ) -> None:
         """Create the task, or fill in the submit's fields if its own callback came first.
 
@@ -152,6 +159,11 @@ class TasksTable:
             "taskId = :task, submissionId = :sub, options = :options, "
             "createdAt = if_not_exists(createdAt, :now), expiresAt = if_not_exists(expiresAt, :expires)"
             + (", #owner = :owner" if owner else "")
+            + (
+                ", webhookUrl = :webhook, notification = if_not_exists(notification, :waiting)"
+                if webhook_url
+                else ""
+            )
         )
         values = {
             "task": task_id,
@@ -163,6 +175,11 @@ class TasksTable:
             "empty": {},
             "due": iso(next_check_at),
             **({"owner": owner} if owner else {}),
+            **(
+                {"webhook": webhook_url, "waiting": {"state": "pending", "attempts": 0}}
+                if webhook_url
+                else {}
+            ),
         }
         names = {"#status": "status", **({"#owner": "owner"} if owner else {})}
         owned = self._update_if(
@@ -262,10 +279,12 @@ class TasksTable:
             task_id,
             submission_id,
             now,
-            "#status = :failed, #error = :error",
+            "#status = :failed, #error = :error, notifyPending = :true, nextCheckAt = :notify",
             {"#error": "error"},
-            "nextCheckAt",
+            "",
             failed=TaskStatus.FAILED.value,
+            true=True,
+            notify=iso(now + NOTIFY_GRACE),
             error=error.model_dump(),
         )
 
@@ -305,11 +324,17 @@ class TasksTable:
         return (
             self._update_if(
                 Key=task_key(task_id),
-                UpdateExpression="SET #status = :stored, updatedAt = :now REMOVE nextCheckAt",
+                UpdateExpression=(
+                    "SET #status = :stored, updatedAt = :now, notifyPending = :true, nextCheckAt = :notify"
+                ),
                 ConditionExpression="#status = :downloading AND storedCount >= imagesExpected",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=_values(
-                    stored=TaskStatus.STORED.value, downloading=TaskStatus.DOWNLOADING.value, now=iso(now)
+                    stored=TaskStatus.STORED.value,
+                    downloading=TaskStatus.DOWNLOADING.value,
+                    now=iso(now),
+                    true=True,
+                    notify=iso(now + NOTIFY_GRACE),
                 ),
             )
             is not None
@@ -321,7 +346,8 @@ class TasksTable:
             self._update_if(
                 Key=task_key(task_id),
                 UpdateExpression=(
-                    "SET #status = :failed, #error = :error, updatedAt = :now REMOVE nextCheckAt"
+                    "SET #status = :failed, #error = :error, updatedAt = :now, "
+                    "notifyPending = :true, nextCheckAt = :notify"
                 ),
                 ConditionExpression="#status IN (:submitted, :downloading)",
                 ExpressionAttributeNames={"#status": "status", "#error": "error"},
@@ -331,9 +357,48 @@ class TasksTable:
                     now=iso(now),
                     submitted=TaskStatus.SUBMITTED.value,
                     downloading=TaskStatus.DOWNLOADING.value,
+                    true=True,
+                    notify=iso(now + NOTIFY_GRACE),
                 ),
             )
             is not None
+        )
+
+    # -- notifications (the client's webhook, the event bus) ------------------------------------
+
+    def notify_sent(self, task_id: str) -> None:
+        """The notify message is on its queue: the ended task leaves the reconciler's index."""
+        self._update_if(
+            Key=task_key(task_id),
+            UpdateExpression="REMOVE notifyPending, nextCheckAt",
+            ConditionExpression="notifyPending = :true AND #status IN (:stored, :failed)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=_values(
+                true=True, stored=TaskStatus.STORED.value, failed=TaskStatus.FAILED.value
+            ),
+        )
+
+    def event_published(self, task_id: str) -> bool:
+        """Record that the task's event went to the event bus; False if it already had."""
+        return (
+            self._update_if(
+                Key=task_key(task_id),
+                UpdateExpression="SET eventPublished = :true",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(eventPublished)",
+                ExpressionAttributeValues=_values(true=True),
+            )
+            is not None
+        )
+
+    def record_delivery(self, task_id: str, notification: dict[str, Any]) -> None:
+        """The webhook's state after one delivery attempt (never moves back from delivered)."""
+        self._update_if(
+            Key=task_key(task_id),
+            UpdateExpression="SET notification = :notification",
+            ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(notification.#state) "
+            "OR notification.#state <> :delivered)",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues=_values(notification=notification, delivered="delivered"),
         )
 
     def note_download_error(self, task_id: str, reason: str, now: datetime) -> None:
@@ -453,7 +518,8 @@ class TasksTable:
                 Key=task_key(task_id),
                 UpdateExpression=(
                     "SET #status = :deleted, updatedAt = :now "
-                    "REMOVE #owner, options, images, resultUrls, #error, progress, lastDownloadError"
+                    "REMOVE #owner, options, images, resultUrls, #error, progress, lastDownloadError, "
+                    "webhookUrl, notification, notifyPending, nextCheckAt"
                 ),
                 ConditionExpression="#owner = :owner AND #status IN (:stored, :failed)",
                 ExpressionAttributeNames={"#status": "status", "#owner": "owner", "#error": "error"},

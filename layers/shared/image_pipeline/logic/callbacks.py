@@ -18,6 +18,7 @@ from enum import StrEnum
 from pydantic import ValidationError
 
 from image_pipeline.errors import CallbackRejected
+from image_pipeline.logic.notifications import NotifyQueue, announce_end
 from image_pipeline.logic.ports import JobQueue, TaskStore
 from image_pipeline.task_models import DownloadJob, TaskError, TaskRecord, TaskStatus, utc_now
 from image_pipeline.tokens import check_webhook_signature, is_submission_id, token_matches
@@ -119,6 +120,7 @@ def handle_callback(
     store: TaskStore,
     queue: JobQueue,
     download_check_after: timedelta = DEFAULT_DOWNLOAD_CHECK_AFTER,
+    notices: NotifyQueue | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> CallbackResult:
     """Apply an authenticated callback. Only the first delivery for a taskId has an effect, and only a
@@ -146,6 +148,7 @@ def handle_callback(
         message=payload.msg if not payload.succeeded and payload.msg else _failure_message(payload),
     )
     if store.fail_from_callback(task_id, submission_id, error, clock()):
+        announce_end(task_id, store=store, notices=notices)
         return CallbackResult.ACCEPTED
     _refuse_if_foreign(store.get_task(task_id), submission_id, store=store, bound_here=bound_here)
     return CallbackResult.DUPLICATE

@@ -8,6 +8,7 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from image_pipeline.errors import UpstreamError
+from image_pipeline.logic.notifications import NotifyQueue, announce_end
 from image_pipeline.logic.ports import ImageBlobs, TaskStore, Upstream
 from image_pipeline.safe_fetch import FetchedImage, FetchError
 from image_pipeline.task_models import (
@@ -54,6 +55,7 @@ def download_image(
     upstream: Upstream | None,
     clock: Callable[[], datetime] = utc_now,
     time_left: Callable[[], float] = lambda: float("inf"),
+    notices: NotifyQueue | None = None,
 ) -> DownloadResult:
     task = store.get_task(job.taskId)
     if task is None or task.status in (TaskStatus.STORED, TaskStatus.FAILED, TaskStatus.DELETED):
@@ -61,7 +63,9 @@ def download_image(
     if not _copies_a_listed_image(job, task):
         return DownloadResult.NOT_OURS
     if str(job.index) in task.images:
-        store.mark_stored(job.taskId, clock())  # finishes a run that crashed between the two writes
+        # finishes a run that crashed between the two writes
+        if store.mark_stored(job.taskId, clock()):
+            announce_end(job.taskId, store=store, notices=notices)
         return DownloadResult.ALREADY_STORED
     try:
         image = _fetch_with_fresh_link(job, fetch, upstream, time_left)
@@ -72,9 +76,10 @@ def download_image(
         if isinstance(error, FetchError) and error.retryable:
             store.note_download_error(job.taskId, f"image {job.index}: {error}", clock())
             raise RetryLater(str(error)) from error
-        store.mark_failed(
+        if store.mark_failed(
             job.taskId, TaskError(code="download_rejected", message=f"image {job.index}: {error}"), clock()
-        )
+        ):
+            announce_end(job.taskId, store=store, notices=notices)
         return DownloadResult.REJECTED
     key = image_key(job.taskId, job.index, image.extension)
     blobs.put(
@@ -101,7 +106,8 @@ def download_image(
         ),
         clock(),
     )
-    store.mark_stored(job.taskId, clock())
+    if store.mark_stored(job.taskId, clock()):
+        announce_end(job.taskId, store=store, notices=notices)
     return DownloadResult.STORED if recorded else DownloadResult.ALREADY_STORED
 
 

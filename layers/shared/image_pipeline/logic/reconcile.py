@@ -25,6 +25,7 @@ from image_pipeline.logic.callbacks import (
     handle_callback,
     resume_stranded_task,
 )
+from image_pipeline.logic.notifications import NotifyQueue, announce_end
 from image_pipeline.logic.ports import JobQueue, TaskStore, Upstream
 from image_pipeline.task_models import DownloadJob, TaskError, TaskRecord, utc_now
 from image_pipeline.upstream_models import CallbackData, CallbackPayload, ResultInfo, TaskDetails
@@ -59,6 +60,7 @@ class SweepReport:
     requeued: int = 0  # images queued again for a downloading task
     download_failed: int = 0
     past_bound: int = 0  # tasks past their bound that this sweep could not end (alarmed on)
+    announced: int = 0  # ended tasks whose notify message the sweep sent (their sender crashed)
     errors: list[str] = field(default_factory=list)
 
 
@@ -112,12 +114,26 @@ def reconcile(
     upstream: Upstream,
     pacer: Pacer,
     policy: SweepPolicy | None = None,
+    ended: Iterable[TaskRecord] = (),
+    notices: NotifyQueue | None = None,
     clock: Callable[[], datetime] = utc_now,
     deadline: float | None = None,
 ) -> SweepReport:
-    """`submitted` and `downloading`: tasks of that status whose check is due, most overdue first."""
+    """`submitted` and `downloading`: tasks of that status whose check is due, most overdue first.
+    `ended`: stored or failed tasks whose notify message may never have been sent (the outbox)."""
     policy = policy or SweepPolicy()
     report = SweepReport()
+    for task in ended:
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        if task.notifyPending and notices is not None:
+            if announce_end(task.taskId, store=store, notices=notices):
+                report.announced += 1
+            else:
+                _push_back_quietly(task, store, clock() + policy.download_check_after)
+        else:  # nothing left to announce: it leaves the index
+            with contextlib.suppress(Exception):
+                store.notify_sent(task.taskId)
     for task in downloading:
         if deadline is not None and time.monotonic() > deadline:
             break  # the next run picks up the rest: they are still due
@@ -131,6 +147,7 @@ def reconcile(
                 policy=policy,
                 clock=clock,
                 report=report,
+                notices=notices,
             )
         except Exception as error:  # one task's fault must not stop the sweep
             report.errors.append(f"{task.taskId}: {type(error).__name__}: {error}")
@@ -150,6 +167,7 @@ def reconcile(
                 policy=policy,
                 clock=clock,
                 report=report,
+                notices=notices,
             )
         except RateLimited as error:
             report.errors.append(f"{task.taskId}: rate limited ({error.message}); stopping this sweep")
@@ -183,16 +201,18 @@ def _sweep_downloading(
     policy: SweepPolicy,
     clock: Callable[[], datetime],
     report: SweepReport,
+    notices: NotifyQueue | None = None,
 ) -> None:
     now = clock()
     missing = task.missing_indexes()
     if not missing:  # every image is in: a crash came between the last image and the final write
-        store.mark_stored(task.taskId, now)
+        if store.mark_stored(task.taskId, now):
+            announce_end(task.taskId, store=store, notices=notices)
         report.completed += 1
         return
     started = datetime.fromisoformat(task.callbackAt or task.updatedAt)
     if now - started >= policy.download_give_up:
-        _give_up_download(task, missing, now, store=store, policy=policy, report=report)
+        _give_up_download(task, missing, now, store=store, policy=policy, report=report, notices=notices)
         return
     if resume_stranded_task(task, store=store, queue=queue, clock=clock):
         report.resumed += 1  # the callback's enqueue never completed: send every job now
@@ -223,6 +243,7 @@ def _give_up_download(
     store: TaskStore,
     policy: SweepPolicy,
     report: SweepReport,
+    notices: NotifyQueue | None,
 ) -> None:
     hours = policy.download_give_up.total_seconds() / 3600
     reason = task.lastDownloadError or "no download attempt was recorded"
@@ -234,6 +255,7 @@ def _give_up_download(
     )
     if store.mark_failed(task.taskId, error, now):  # False: it ended meanwhile, nothing to do
         report.download_failed += 1
+        announce_end(task.taskId, store=store, notices=notices)
 
 
 def _reconcile_one(
@@ -246,6 +268,7 @@ def _reconcile_one(
     policy: SweepPolicy,
     clock: Callable[[], datetime],
     report: SweepReport,
+    notices: NotifyQueue | None = None,
 ) -> None:
     now = clock()
     past_retention = now - datetime.fromisoformat(task.createdAt) > UPSTREAM_RETENTION
@@ -259,7 +282,7 @@ def _reconcile_one(
     payload = payload_from_details(details) if details else None
     if payload is None:
         if past_retention:
-            store.mark_failed(
+            expired = store.mark_failed(
                 task.taskId,
                 TaskError(
                     code="expired",
@@ -270,6 +293,8 @@ def _reconcile_one(
                 ),
                 now,
             )
+            if expired:
+                announce_end(task.taskId, store=store, notices=notices)
             report.gave_up += 1
         else:
             report.still_generating += 1
@@ -282,6 +307,7 @@ def _reconcile_one(
         store=store,
         queue=queue,
         download_check_after=policy.download_check_after,
+        notices=notices,
         clock=clock,
     )
     if result is CallbackResult.ACCEPTED:

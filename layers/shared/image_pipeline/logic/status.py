@@ -38,6 +38,7 @@ def task_status(
         "error": task.error.model_dump() if task.error else None,
         "createdAt": task.createdAt,
         "updatedAt": task.updatedAt,
+        **({"notification": task.notification.model_dump()} if task.webhookUrl and task.notification else {}),
     }
 
 

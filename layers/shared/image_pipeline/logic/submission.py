@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from image_pipeline.errors import UpstreamError
@@ -15,6 +15,7 @@ from image_pipeline.task_models import RecordTask, iso, utc_now
 from image_pipeline.tokens import hash_token, new_callback_token, new_submission_id
 from image_pipeline.upstream_models import GenerateRequest, GenerationOptions
 
+CLIENT_ONLY_FIELDS = {"webhookUrl"}
 RECORD_ATTEMPTS = 3
 RECORD_BACKOFF_SECONDS = 0.5
 # How long a task waits for its callback before the reconciler asks the upstream about it.
@@ -29,6 +30,11 @@ class SubmittedTask(NamedTuple):
 
 class SubmissionConflict(RuntimeError):
     """The upstream returned a taskId whose capability is already bound elsewhere (should never happen)."""
+
+
+def upstream_fields(options: GenerationOptions) -> dict[str, Any]:
+    """The generate fields of a request (a client's own fields, such as webhookUrl, stay with us)."""
+    return options.model_dump(exclude_none=True, exclude=CLIENT_ONLY_FIELDS)
 
 
 def callback_url(callback_base: str, submission_id: str, token: str) -> str:
@@ -58,7 +64,7 @@ def submit_task(
     token = new_callback_token()
     store.put_submission(submission_id, hash_token(token), clock())
     request = GenerateRequest(
-        **options.model_dump(exclude_none=True), callBackUrl=callback_url(callback_base, submission_id, token)
+        **upstream_fields(options), callBackUrl=callback_url(callback_base, submission_id, token)
     )
     try:
         task_id = upstream.generate(request)
@@ -72,7 +78,8 @@ def submit_task(
     record = RecordTask(
         recordTask=task_id,
         submissionId=submission_id,
-        options=options.model_dump(exclude_none=True),
+        options=upstream_fields(options),
+        webhookUrl=getattr(options, "webhookUrl", None),
         nextCheckAt=iso(clock() + reconcile_after),
         owner=owner,
     )
@@ -100,6 +107,7 @@ def record_task(record: RecordTask, *, store: TaskStore, clock: Callable[[], dat
         clock(),
         datetime.fromisoformat(record.nextCheckAt),
         owner=record.owner,
+        webhook_url=record.webhookUrl,
     )
 
 

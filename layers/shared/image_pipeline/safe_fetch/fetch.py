@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK_SIZE = 64 * 1024
 _MAX_ADDRESS_ATTEMPTS = 4
 _USER_AGENT = "image-pipeline-safe-fetch/1"
+_PINNED_HEADERS = frozenset({"host", "accept-encoding", "connection"})  # _send_pinned's, never replaced
 
 
 @dataclass(frozen=True)
@@ -135,15 +137,25 @@ def _send_pinned(
     policy: FetchPolicy,
     deadline: float,
     watchdog: _Watchdog,
+    *,
+    method: str = "GET",
+    content: bytes | None = None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
-    """GET ``target`` by connecting to one of the checked ``addresses`` (next one on connect failure)."""
-    headers = {
-        "Host": target.host_header,
-        "Accept": "image/png, image/jpeg, image/webp",
-        "Accept-Encoding": "identity",
-        "Connection": "close",  # every hop opens its own connection, which the watchdog then covers
-        "User-Agent": _USER_AGENT,
-    }
+    """Send ``method`` to ``target`` by connecting to one of the checked ``addresses`` (next one on
+    connect failure). ``extra_headers`` replace the defaults but never Host, Accept-Encoding, Connection."""
+    headers = httpx.Headers(
+        {
+            "Host": target.host_header,
+            "Accept": "image/png, image/jpeg, image/webp",
+            "Accept-Encoding": "identity",
+            "Connection": "close",  # every hop opens its own connection, which the watchdog then covers
+            "User-Agent": _USER_AGENT,
+        }
+    )
+    for name, value in (extra_headers or {}).items():
+        if name.lower() not in _PINNED_HEADERS:
+            headers[name] = value
     extensions: dict[str, Any] = {"trace": watchdog.trace}
     if target.scheme == "https" and target.ip is None:
         extensions["sni_hostname"] = target.host  # SNI + certificate check on the name, not the IP
@@ -160,7 +172,12 @@ def _send_pinned(
         )
         watchdog.expected = (ip, target.port)
         request = http.build_request(
-            "GET", target.url.copy_with(host=str(ip)), headers=headers, extensions=extensions, timeout=timeout
+            method,
+            target.url.copy_with(host=str(ip)),
+            content=content,
+            headers=headers,
+            extensions=extensions,
+            timeout=timeout,
         )
         try:
             return http.send(request, stream=True, follow_redirects=False)

@@ -23,6 +23,10 @@ class FetchPolicy:
     connect_timeout_seconds: float = 5.0
     max_redirects: int = 3
     max_pixels: int = 50_000_000
+    # Both off for downloads. Webhook receivers (image_pipeline.webhooks) are any public https host on
+    # any port: set in code only, so no configured allow-list string can switch them on.
+    any_host: bool = False
+    any_port: bool = False
     _trusted: frozenset[tuple[str, str, int]] = field(
         init=False, repr=False, compare=False, default=frozenset()
     )
@@ -45,6 +49,8 @@ class FetchPolicy:
 
     def host_allowed(self, host: str) -> bool:
         """Whether a normalised (lower-case, no trailing dot, IDNA) host is on the allow-list."""
+        if self.any_host:
+            return True
         for pattern in self.allowed_hosts:
             if pattern.startswith("*."):
                 suffix = pattern[1:]  # ".example.com": any depth of subdomain, never the apex itself

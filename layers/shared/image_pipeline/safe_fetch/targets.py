@@ -115,7 +115,7 @@ def _check_target(text: str, policy: FetchPolicy, *, invalid_reason: str, contex
             )
         if scheme != "https":
             raise FetchError("scheme", f"{context}refusing {desc}: only https is allowed")
-        if port != _DEFAULT_PORTS["https"]:
+        if port != _DEFAULT_PORTS["https"] and not policy.any_port:
             raise FetchError(
                 "port_not_allowed",
                 f"{context}refusing {desc}: port {port} is not allowed (allowed hosts: 443 only)",

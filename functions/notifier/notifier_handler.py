@@ -1,0 +1,74 @@
+"""Notifier: one SQS message per ended task; the event goes on the bus, the webhook is POSTed signed.
+
+A webhook that is not answered 2xx comes back after base x 2^(attempt-1) seconds (capped at 12 h),
+with the same webhook-id, until WEBHOOK_MAX_ATTEMPTS; then the task's notification is `failed`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from image_pipeline import wiring
+from image_pipeline.logic.notifications import WebhookNotDelivered, notify
+from image_pipeline.observability import logger_for, metrics_for
+from image_pipeline.settings import notifier_settings
+from image_pipeline.task_models import NotifyTask
+
+logger = logger_for("notifier")
+metrics = metrics_for("notifier")
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+MAX_WAIT_SECONDS = 43200
+
+
+def retry_delay(attempt: int, base_seconds: int) -> int:
+    return min(MAX_WAIT_SECONDS, base_seconds * 2 ** max(0, attempt - 1))
+
+
+def process_record(record: SQSRecord) -> str:
+    settings = notifier_settings()
+    message = NotifyTask.model_validate_json(record.body)  # a malformed message fails, and ends in the DLQ
+    attempt = int(record.attributes.approximate_receive_count or 1)
+    try:
+        outcome = notify(
+            message.notifyTask,
+            store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
+            images=wiring.image_store(settings.images_bucket),
+            presign_seconds=settings.presign_seconds,
+            events=wiring.event_bus(settings.event_bus_name) if settings.event_bus_name else None,
+            send=wiring.webhook_sender(settings),
+            sign=wiring.webhook_signer,
+            secrets_for=lambda client_id: wiring.webhook_secrets(settings, client_id),
+            attempt=attempt,
+            max_attempts=settings.webhook_max_attempts,
+        )
+    except WebhookNotDelivered as error:
+        delay = retry_delay(attempt, settings.webhook_retry_base_seconds)
+        logger.warning(
+            "webhook not delivered; retrying",
+            extra={
+                "task_id": message.notifyTask,
+                "attempt": attempt,
+                "reason": str(error),
+                "retry_in": delay,
+            },
+        )
+        wiring.notification_queue(settings.notification_queue_url).delay_retry(record.receipt_handle, delay)
+        raise
+    logger.info(
+        "task announced", extra={"task_id": message.notifyTask, "outcome": outcome, "attempt": attempt}
+    )
+    metrics.add_metric(name=f"Notify{outcome.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
+    return outcome.value
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=process_record, processor=processor, context=context
+    )

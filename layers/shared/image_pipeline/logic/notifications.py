@@ -1,0 +1,153 @@
+"""Telling the client app that its task ended: the event on the bus, and its signed webhook.
+
+A task's end is announced once, through an outbox: the write that ends it also marks it
+`notifyPending` (due for the reconciler a little later); whoever ended it then queues a notify message
+and clears the mark. The notifier consumes that queue: it puts the event on the event bus once and
+POSTs the webhook (Standard Webhooks signing) until it is answered 2xx or its attempts run out. Every
+attempt of one event carries the same `webhook-id`, so a receiver can drop repeats.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from image_pipeline.logic.ports import ImageBlobs, TaskStore
+from image_pipeline.task_models import Notification, TaskRecord, TaskStatus, utc_now
+
+DETAIL_TYPES = {TaskStatus.STORED: "Task Stored", TaskStatus.FAILED: "Task Failed"}
+EVENT_TYPES = {TaskStatus.STORED: "task.stored", TaskStatus.FAILED: "task.failed"}
+
+
+class NotifyQueue(Protocol):
+    def send_notify(self, task_id: str) -> None: ...
+
+
+class EventBus(Protocol):
+    def publish(self, detail_type: str, detail: dict[str, Any], resources: Sequence[str]) -> None: ...
+
+
+class Delivery(Protocol):
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def status_code(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+WebhookSender = Callable[[str, bytes, dict[str, str]], Delivery]
+Signer = Callable[[Sequence[str], str, int, bytes], dict[str, str]]
+
+
+class NotifyOutcome(StrEnum):
+    NOT_ENDED = "not_ended"  # nothing to announce (unknown, running or deleted task)
+    PUBLISHED = "published"  # the event is out and no webhook was asked for (or it was already done)
+    DELIVERED = "delivered"
+    GAVE_UP = "gave_up"  # the webhook's attempts ran out: notification.state = failed
+
+
+class WebhookNotDelivered(Exception):
+    """A passing failure: the notify message comes back later (same webhook-id)."""
+
+
+def announce_end(task_id: str, *, store: TaskStore, notices: NotifyQueue | None) -> bool:
+    """Right after a write that ended a task: queue its notify message, then clear the outbox mark.
+
+    Never raises: the task has ended whatever happens here, and a message not sent now is sent by the
+    reconciler once the mark is due.
+    """
+    if notices is None:
+        return False
+    try:
+        notices.send_notify(task_id)
+        store.notify_sent(task_id)
+    except Exception:  # the reconciler sends it; the caller's own work is done
+        return False
+    return True
+
+
+def webhook_id(task: TaskRecord) -> str:
+    """The same for every attempt of the one event a task's end produces."""
+    return f"msg_{task.taskId}_{task.status.value}"
+
+
+def task_data(task: TaskRecord, images: ImageBlobs | None, presign_seconds: int) -> dict[str, Any]:
+    """The task as GET /tasks/{id} shows it (links when `images` is given), without live progress."""
+    return {
+        "taskId": task.taskId,
+        "status": task.status.value,
+        "progress": 1.0 if task.status is TaskStatus.STORED else None,
+        "images": [
+            {
+                **image.model_dump(),
+                **({"url": images.presigned_url(image.key, presign_seconds)} if images else {}),
+            }
+            for image in task.stored_images()
+        ],
+        "error": task.error.model_dump() if task.error else None,
+        "createdAt": task.createdAt,
+        "updatedAt": task.updatedAt,
+    }
+
+
+def notify(
+    task_id: str,
+    *,
+    store: TaskStore,
+    images: ImageBlobs,
+    presign_seconds: int,
+    events: EventBus | None,
+    send: WebhookSender,
+    sign: Signer,
+    secrets_for: Callable[[str | None], Sequence[str]],
+    attempt: int,
+    max_attempts: int,
+    clock: Callable[[], datetime] = utc_now,
+) -> NotifyOutcome:
+    """One notify message: the event once, then one webhook attempt (`attempt` counts from 1)."""
+    task = store.get_task(task_id)
+    if task is None or task.status not in DETAIL_TYPES:
+        return NotifyOutcome.NOT_ENDED
+    if events is not None and not task.eventPublished:
+        detail = task_data(task, None, presign_seconds)  # no links: rules and logs keep events for long
+        events.publish(DETAIL_TYPES[task.status], detail, resources=[])
+        store.event_published(task.taskId)
+    notification = task.notification or Notification()
+    if not task.webhookUrl or notification.state != "pending":
+        return NotifyOutcome.PUBLISHED if notification.state != "delivered" else NotifyOutcome.DELIVERED
+    secrets = secrets_for(task.owner)
+    attempts = notification.attempts + 1
+    if not secrets:
+        store.record_delivery(
+            task.taskId,
+            Notification(
+                state="failed", attempts=attempts, lastError="no signing secret for this client"
+            ).model_dump(),
+        )
+        return NotifyOutcome.GAVE_UP
+    body = json.dumps(
+        {
+            "type": EVENT_TYPES[task.status],
+            "timestamp": task.updatedAt,
+            "data": task_data(task, images, presign_seconds),
+        },
+        separators=(",", ":"),
+    ).encode()
+    headers = sign(secrets, webhook_id(task), int(clock().timestamp()), body)
+    result = send(task.webhookUrl, body, headers)
+    if result.ok:
+        store.record_delivery(task.taskId, Notification(state="delivered", attempts=attempts).model_dump())
+        return NotifyOutcome.DELIVERED
+    error = result.error or f"answered HTTP {result.status_code}"
+    final = attempts >= max_attempts or attempt >= max_attempts
+    state: Literal["failed", "pending"] = "failed" if final else "pending"
+    store.record_delivery(
+        task.taskId, Notification(state=state, attempts=attempts, lastError=error[:500]).model_dump()
+    )
+    if final:
+        return NotifyOutcome.GAVE_UP
+    raise WebhookNotDelivered(error)

@@ -1,0 +1,114 @@
+"""Which webhook URLs may be called: safe_fetch's address rules, for any public https host and port.
+
+Checked without DNS when a task is submitted (:func:`check_webhook_url`) and again, with DNS and
+pinning, at every delivery (:func:`image_pipeline.webhooks.deliver`):
+
+* ``https`` only, on any host and any port: the receiver chooses its port, and every byte of the
+  request goes inside TLS verified against the URL's host name, to an address checked to be public.
+* no ``user:pass@``; IP literals in any spelling (``2130706433``, ``0x7f000001``, ``[::ffff:127.0.0.1]``...)
+  judged by safe_fetch: loopback, private, link-local (metadata), CGNAT, reserved, multicast refused;
+* ``localhost``, ``*.localhost`` and single-label names (``https://metadata/``) refused at once, before
+  DNS would send them to this machine or the local network;
+* exactly the ``trusted_origins`` (scheme, host, port: e.g. ``http://127.0.0.1:8123``) of a local
+  receiver may use plain http and loopback; nothing else on loopback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import httpx
+
+from image_pipeline.safe_fetch.errors import FetchError
+from image_pipeline.safe_fetch.policy import FetchPolicy
+from image_pipeline.safe_fetch.targets import _check_target, _describe, _Target
+
+MAX_URL_LENGTH = 2048
+_LOCALHOST = "refusing {}: localhost names are loopback"
+
+
+class WebhookUrlError(ValueError):
+    """A webhook URL that must not be called; ``reason`` as in safe_fetch (``address_blocked``...)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_webhook_url(url: str, trusted_origins: Sequence[str]) -> str:
+    """The URL as it will be called, or :class:`WebhookUrlError` saying why it may not be. No DNS."""
+    return str(_check_webhook_target(url, webhook_policy(trusted_origins)).url)
+
+
+def webhook_policy(trusted_origins: Sequence[str], timeout_seconds: float = 10.0) -> FetchPolicy:
+    """The :class:`FetchPolicy` of webhook receivers: any host, any port, https, public addresses."""
+    if isinstance(trusted_origins, str):
+        raise TypeError("trusted_origins must be a sequence of origins, not a string")
+    return _policy(tuple(trusted_origins), float(timeout_seconds))
+
+
+@lru_cache(maxsize=32)
+def _policy(trusted_origins: tuple[str, ...], timeout_seconds: float) -> FetchPolicy:
+    return FetchPolicy(
+        allowed_hosts=(),
+        trusted_origins=trusted_origins,
+        deadline_seconds=timeout_seconds,
+        connect_timeout_seconds=min(5.0, timeout_seconds),
+        max_redirects=0,
+        any_host=True,
+        any_port=True,
+    )
+
+
+def _check_webhook_target(url: str, policy: FetchPolicy) -> _Target:
+    if not isinstance(url, str):
+        raise WebhookUrlError("invalid", "the webhook URL must be a string")
+    text = url.strip()
+    if not text:
+        raise WebhookUrlError("invalid", "the webhook URL is empty")
+    if len(text) > MAX_URL_LENGTH:
+        raise WebhookUrlError("invalid", f"the webhook URL is longer than {MAX_URL_LENGTH} characters")
+    try:
+        target = _check_target(text, policy, invalid_reason="invalid", context="")
+    except FetchError as exc:
+        parsed = _parse(text)
+        if parsed is None:
+            raise WebhookUrlError(exc.reason, str(exc)) from None  # names the host only
+        if exc.reason != "invalid" and _is_localhost(parsed.host):  # say the real problem first
+            raise WebhookUrlError("address_blocked", _LOCALHOST.format(_origin(parsed))) from None
+        raise WebhookUrlError(exc.reason, _without_path(str(exc), parsed)) from None
+    if not target.trusted and target.ip is None:
+        origin = _origin(target.url)
+        if _is_localhost(target.host):
+            raise WebhookUrlError("address_blocked", _LOCALHOST.format(origin))
+        if "." not in target.host:
+            raise WebhookUrlError(
+                "host_not_allowed", f"refusing {origin}: {target.host!r} is not a fully qualified host name"
+            )
+    return target
+
+
+def _is_localhost(host: str) -> bool:
+    name = host.lower().removesuffix(".")
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _origin(url: httpx.URL) -> str:
+    """``scheme://host[:port]`` as safe_fetch describes URLs, without path, query or credentials."""
+    return _describe(url.copy_with(raw_path=b"/"))[:-1]
+
+
+def _without_path(message: str, url: httpx.URL) -> str:
+    """safe_fetch's message with its ``scheme://host[:port]/path?...`` cut to ``scheme://host[:port]``.
+
+    Webhook URLs often carry a token in the path (``/hooks/T0/B0/secret``): errors never show it.
+    """
+    return message.replace(_describe(url), _origin(url))
+
+
+def _parse(text: str) -> httpx.URL | None:
+    try:
+        return httpx.URL(text)
+    except (httpx.InvalidURL, TypeError, ValueError, UnicodeError):
+        return None

@@ -1,0 +1,169 @@
+"""The notifier, driven with SQS events under moto: the event goes on the bus once, the webhook is
+POSTed signed (verified with the standardwebhooks package) and retried with the same webhook-id until
+it is answered or its attempts run out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from tests.conftest import load_event
+from tests.unit.webhooks.receiver import Receiver, status
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver({"/ok": status(200), "/down": status(503)})
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def notifier_env(aws_stack: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("WEBHOOK_TRUSTED_ORIGINS", receiver.origin)
+    monkeypatch.setenv("WEBHOOK_MAX_ATTEMPTS", "3")
+    reset_settings_cache()
+    return aws_stack
+
+
+def ended_task(resources: Any, webhook_url: str | None, *, failed: bool = False) -> None:
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.task_models import StoredImage, TaskError, utc_now
+
+    store = TasksTable(resources.tasks_table)
+    store.put_submission("s" * 32, "hash", utc_now())
+    store.record_submitted(
+        TASK_ID,
+        "s" * 32,
+        {"prompt": "x", "size": "1:1"},
+        utc_now(),
+        utc_now(),
+        owner="alice",
+        webhook_url=webhook_url,
+    )
+    if failed:
+        assert store.fail_from_callback(TASK_ID, "s" * 32, TaskError(code=400, message="refused"), utc_now())
+    else:
+        url = "https://tempfile.aiquickdraw.com/s/a.png"
+        assert store.start_downloading(TASK_ID, "s" * 32, [url], utc_now(), utc_now())
+        image = StoredImage(
+            index=0, key=f"images/{TASK_ID}/0.png", contentType="image/png", bytes=1, sha256="0" * 64
+        )
+        store.add_image(TASK_ID, image, utc_now())
+        assert store.mark_stored(TASK_ID, utc_now())
+
+
+def notify(receive_count: int = 1) -> dict[str, Any]:
+    from notifier_handler import lambda_handler
+
+    event = load_event("sqs_download_batch")
+    record = {**event["Records"][0], "messageId": "notify-0", "body": json.dumps({"notifyTask": TASK_ID})}
+    record["attributes"] = {**record["attributes"], "ApproximateReceiveCount": str(receive_count)}
+    context = type(
+        "Context",
+        (),
+        {
+            "get_remaining_time_in_millis": staticmethod(lambda: 30_000),
+            "function_name": "n",
+            "memory_limit_in_mb": 256,
+            "invoked_function_arn": "arn",
+            "aws_request_id": "r",
+        },
+    )()
+    result: dict[str, Any] = lambda_handler({"Records": [record]}, context)
+    return result
+
+
+def task(resources: Any) -> Any:
+    from image_pipeline.adapters.tasks_table import TasksTable
+
+    return TasksTable(resources.tasks_table).get_task(TASK_ID)
+
+
+def bus_events(resources: Any) -> list[dict[str, Any]]:
+    """What a rule on the bus delivers to an SQS queue (moto's EventBridge)."""
+    events = boto3.client("events", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="bus-tap")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = resources.event_buses["EventBus"]
+    events.put_rule(Name="tap", EventBusName=bus, EventPattern=json.dumps({"source": ["image-pipeline"]}))
+    events.put_targets(Rule="tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
+    return [
+        json.loads(m["Body"])
+        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    ]
+
+
+def test_a_stored_task_is_delivered_signed_and_published_once(notifier_env: Any, receiver: Receiver) -> None:
+    ended_task(notifier_env, f"{receiver.origin}/ok")
+    bus_events(notifier_env)  # subscribe before the event is put
+    assert notify() == {"batchItemFailures": []}
+    assert notify() == {"batchItemFailures": []}  # a duplicate message: nothing more is sent
+    [delivery] = receiver.received
+    payload = Webhook(SECRET).verify(delivery.body, delivery.headers)
+    assert payload["type"] == "task.stored" and payload["data"]["taskId"] == TASK_ID
+    assert delivery.headers["webhook-id"] == f"msg_{TASK_ID}_stored"
+    record = task(notifier_env)
+    assert record.notification.state == "delivered" and record.notification.attempts == 1
+    assert record.eventPublished
+
+
+def test_a_failing_receiver_is_retried_with_one_webhook_id_then_given_up(
+    notifier_env: Any, receiver: Receiver
+) -> None:
+    ended_task(notifier_env, f"{receiver.origin}/down", failed=True)
+    assert notify(1)["batchItemFailures"] == [{"itemIdentifier": "notify-0"}]
+    assert task(notifier_env).notification.state == "pending"
+    assert notify(2)["batchItemFailures"] == [{"itemIdentifier": "notify-0"}]
+    assert notify(3) == {"batchItemFailures": []}  # the last attempt: done with, as failed
+    record = task(notifier_env)
+    assert record.notification.state == "failed" and record.notification.attempts == 3
+    assert "503" in record.notification.lastError
+    assert {r.headers["webhook-id"] for r in receiver.received} == {f"msg_{TASK_ID}_failed"}
+    assert len(receiver.received) == 3
+
+
+def test_a_task_without_a_webhook_only_goes_on_the_bus(notifier_env: Any, receiver: Receiver) -> None:
+    ended_task(notifier_env, None)
+    assert notify() == {"batchItemFailures": []}
+    assert receiver.received == []
+    record = task(notifier_env)
+    assert record.eventPublished and record.notification is None
+
+
+def test_an_ended_task_is_announced_by_the_reconciler_when_its_sender_crashed(
+    notifier_env: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox: the write that ended the task happened, the notify message was never sent."""
+    from datetime import timedelta
+
+    from image_pipeline.adapters import tasks_table
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setattr(tasks_table, "NOTIFY_GRACE", timedelta(0))
+    ended_task(notifier_env, None)
+    assert task(notifier_env).notifyPending
+    reset_settings_cache()
+    from reconciler_handler import lambda_handler as sweep
+
+    report = sweep(load_event("reconciler_scheduled"), lambda_context)
+    assert report["announced"] == 1
+    assert not task(notifier_env).notifyPending
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = notifier_env.queues["NotificationQueue"].url
+    bodies = [
+        json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    ]
+    assert bodies == [{"notifyTask": TASK_ID}]
