@@ -1,23 +1,31 @@
 """A small typed client for the bundle's HTTPS API (API Gateway + Lambda in front of the 4o Image API).
 
-The contract:
+The contract (``openapi.json`` at the top of the repository, also served at ``GET /openapi.json``):
 
-* ``POST {api}/tasks`` submits a generation and answers ``202 {"taskId", "status": "submitted"}``.
+* ``POST {api}/tasks`` submits a generation (a prompt, reference images, or both; optionally a
+  ``webhookUrl`` told when it ends) and answers ``202 {"taskId", "status": "submitted"}``.
 * ``GET {api}/tasks/{taskId}`` answers the task's status, progress, error and stored images
   (each with a short-lived presigned ``url`` and the ``sha256`` of the stored bytes).
+* ``GET {api}/tasks?status=&limit=&cursor=`` answers one page of the caller's own tasks, newest first:
+  ``{"tasks": [...], "nextCursor": ...}``.
+* ``DELETE {api}/tasks/{taskId}`` deletes a finished task and its images: ``204``; ``409`` while it runs.
 
-Every non-2xx answer becomes a typed :class:`ApiError` subclass, so callers (the CLI) can explain
-each failure without looking at status codes themselves. POSTs carry an ``Idempotency-Key`` that is
-reused when the client retries after a network error, a 5xx or a 429, so a retry never pays twice.
+Every non-2xx answer (``{"message", "errors": [{"field", "message"}]}``) becomes a typed :class:`ApiError`
+subclass, so callers (the CLI) can explain each failure without looking at status codes themselves.
+POSTs carry an ``Idempotency-Key`` that is reused when the client retries after a network error, a 5xx or
+a 429, so a retry never pays twice.
 
-The code lives in :mod:`imagegen.client` (the client), :mod:`imagegen.models` (requests and answers) and
-:mod:`imagegen.errors` (the exceptions); this module is the one import path for all of it.
+The code lives in :mod:`imagegen.client` (the client), :mod:`imagegen.models` (requests and answers, held
+to ``openapi.json`` by ``tests/client/test_imagegen_contract.py``) and :mod:`imagegen.errors` (the
+exceptions); this module is the one import path for all of it.
 """
 
 from __future__ import annotations
 
 from imagegen.client import (
+    API_KEY_HEADER,
     DEFAULT_API_URL,
+    IDEMPOTENCY_HEADER,
     MAX_ATTEMPTS,
     MAX_RETRY_DELAY,
     USER_AGENT,
@@ -29,6 +37,7 @@ from imagegen.errors import (
     ApiConnectionError,
     ApiError,
     ChecksumMismatchError,
+    ConflictError,
     DownloadError,
     FieldError,
     ForbiddenError,
@@ -42,39 +51,57 @@ from imagegen.errors import (
 )
 from imagegen.models import (
     FALLBACK_MODELS,
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    LIST_LIMIT_MIN,
     MAX_FILES,
+    NOTIFICATION_STATES,
     SIZES,
+    TASK_STATUSES,
     TERMINAL_STATUSES,
     VARIANTS,
     DownloadedImage,
+    ErrorBody,
+    Notification,
     RetryNotice,
     Submission,
     Task,
     TaskError,
     TaskImage,
+    TaskPage,
     TaskRequest,
     is_http_url,
 )
 
 __all__ = [
+    "API_KEY_HEADER",
     "DEFAULT_API_URL",
     "FALLBACK_MODELS",
+    "IDEMPOTENCY_HEADER",
+    "LIST_LIMIT_DEFAULT",
+    "LIST_LIMIT_MAX",
+    "LIST_LIMIT_MIN",
     "MAX_ATTEMPTS",
     "MAX_FILES",
     "MAX_RETRY_DELAY",
+    "NOTIFICATION_STATES",
     "SIZES",
+    "TASK_STATUSES",
     "TERMINAL_STATUSES",
     "USER_AGENT",
     "VARIANTS",
     "ApiConnectionError",
     "ApiError",
     "ChecksumMismatchError",
+    "ConflictError",
     "DownloadError",
     "DownloadedImage",
+    "ErrorBody",
     "FieldError",
     "ForbiddenError",
     "ImageApiClient",
     "InsufficientCreditsError",
+    "Notification",
     "RateLimitedError",
     "RequestValidationError",
     "RetryNotice",
@@ -84,6 +111,7 @@ __all__ = [
     "TaskError",
     "TaskImage",
     "TaskNotFoundError",
+    "TaskPage",
     "TaskRequest",
     "UnexpectedResponseError",
     "UpstreamAuthError",

@@ -1,7 +1,14 @@
 """``imagegen``: generate images through the bundle's API and download them.
 
     imagegen generate "a red fox in snow" --size 3:2 --variants 2 --out ./images
-    imagegen status TASK_ID [--json]
+    imagegen generate --files https://example.com/photo.png      # an edit: reference images, no prompt
+    imagegen status TASK_ID
+    imagegen list [--status S] [--limit N] [--all]
+    imagegen delete TASK_ID
+
+``--json`` (anywhere on the line) makes every command print exactly one JSON document on stdout and
+nothing else there; progress and messages go to stderr. The API is ``--api-url`` / ``IMAGEGEN_API_URL``
+(default the local stack, http://127.0.0.1:3000), its key ``--api-key`` / ``IMAGEGEN_API_KEY``.
 
 Exit codes: 0 ok, 1 the task failed, 2 usage or validation error, 3 API or network error,
 4 timed out waiting for the task (130 when interrupted).
@@ -19,7 +26,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -30,12 +37,18 @@ from imagegen import __version__
 from imagegen.api import (
     DEFAULT_API_URL,
     FALLBACK_MODELS,
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    LIST_LIMIT_MIN,
     MAX_FILES,
     SIZES,
+    TASK_STATUSES,
     VARIANTS,
     ApiConnectionError,
     ApiError,
     ChecksumMismatchError,
+    ConflictError,
+    DownloadedImage,
     DownloadError,
     ForbiddenError,
     ImageApiClient,
@@ -59,6 +72,16 @@ __all__ = ["ExitCode", "build_parser", "image_filename", "main"]
 ENV_API_URL = "IMAGEGEN_API_URL"
 ENV_API_KEY = "IMAGEGEN_API_KEY"
 TICK = 0.25  # seconds between redraws of the bar while waiting (TTY only)
+# The request fields as the command line names them, for its messages.
+FLAGS = {
+    "prompt": "PROMPT",
+    "size": "--size",
+    "filesUrl": "--files",
+    "maskUrl": "--mask",
+    "nVariants": "--variants",
+    "fallbackModel": "--fallback-model",
+    "webhookUrl": "--webhook",
+}
 
 EXTENSIONS = {
     "image/png": "png",
@@ -112,6 +135,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _list_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not LIST_LIMIT_MIN <= value <= LIST_LIMIT_MAX:
+        raise argparse.ArgumentTypeError(f"must be {LIST_LIMIT_MIN} to {LIST_LIMIT_MAX}, got {value}")
+    return value
+
+
 def _http_url(text: str) -> str:
     if not is_http_url(text):
         raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
@@ -134,6 +167,12 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help=f"sent as x-api-key when the API requires one (env {ENV_API_KEY})",
     )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print exactly one JSON document on stdout (progress and messages go to stderr)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,9 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen = commands.add_parser(
         "generate",
         help="submit a prompt, wait for the images and download them",
-        description="Submit a generation, follow it with a progress bar, download and verify the images.",
+        description="Submit a generation, follow it with a progress bar, download and verify the images. "
+        "Give a prompt, reference images (--files), or both: --files alone edits or varies the images.",
     )
-    gen.add_argument("prompt", help="what to draw")
+    gen.add_argument("prompt", nargs="?", help="what to draw (optional with --files)")
     gen.add_argument("--size", choices=SIZES, default="1:1", help="aspect ratio (default 1:1)")
     gen.add_argument("--variants", type=int, choices=VARIANTS, default=1, help="number of images (default 1)")
     gen.add_argument(
@@ -164,12 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=_http_url,
         default=[],
         metavar="URL",
-        help=f"reference image URLs (at most {MAX_FILES})",
+        help=f"reference image URLs (.png, .jpg, .webp...; at most {MAX_FILES})",
     )
-    gen.add_argument("--mask", type=_http_url, metavar="URL", help="mask image URL")
+    gen.add_argument("--mask", type=_http_url, metavar="URL", help="mask image URL (needs --files)")
     gen.add_argument("--enhance", action="store_true", help="let the service enhance the prompt")
     gen.add_argument("--fallback", action="store_true", help="fall back to another model if 4o fails")
     gen.add_argument("--fallback-model", choices=FALLBACK_MODELS, help="model for --fallback")
+    gen.add_argument(
+        "--webhook",
+        type=_http_url,
+        metavar="URL",
+        help="an https URL the API sends one signed event to when the task is stored or failed",
+    )
     gen.add_argument(
         "--timeout",
         type=_positive_float,
@@ -194,9 +240,34 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="show a task's status", description="Show a task's status, progress, error and images."
     )
     status.add_argument("task_id", metavar="TASK_ID")
-    status.add_argument("--json", action="store_true", help="print the API's JSON answer as is")
     _global_options(status)
     status.set_defaults(handler=cmd_status)
+
+    listing = commands.add_parser(
+        "list",
+        help="list your tasks, newest first",
+        description="List this API key's tasks, newest first, a page at a time (--all: every page).",
+    )
+    listing.add_argument("--status", choices=TASK_STATUSES, help="only tasks in this status")
+    listing.add_argument(
+        "--limit",
+        type=_list_limit,
+        metavar="N",
+        help=f"tasks per page, {LIST_LIMIT_MIN}-{LIST_LIMIT_MAX} (the API's default: {LIST_LIMIT_DEFAULT})",
+    )
+    listing.add_argument("--all", action="store_true", help="follow nextCursor through every page")
+    listing.add_argument("--cursor", metavar="CURSOR", help="start at this page (a nextCursor)")
+    _global_options(listing)
+    listing.set_defaults(handler=cmd_list)
+
+    delete = commands.add_parser(
+        "delete",
+        help="delete a finished task and its images",
+        description="Delete a stored or failed task and every stored version of its images.",
+    )
+    delete.add_argument("task_id", metavar="TASK_ID")
+    _global_options(delete)
+    delete.set_defaults(handler=cmd_delete)
     return parser
 
 
@@ -218,6 +289,7 @@ def main(
         if isinstance(exc.code, int):
             return exc.code
         return ExitCode.OK if exc.code is None else ExitCode.USAGE
+    args.json = getattr(args, "json", False)
     runtime = Runtime(transport=transport, sleep=sleep, monotonic=monotonic)
     try:
         return int(args.handler(args, runtime))
@@ -263,6 +335,26 @@ def _client(args: argparse.Namespace, runtime: Runtime, notify: Callable[[str], 
 # ---------------------------------------------------------------------------------------------- generate
 
 
+@dataclass
+class Generation:
+    """What ``generate`` knows so far: the ``--json`` document, written whatever the outcome."""
+
+    task_id: str
+    task: Task | None = None
+    files: list[tuple[int, DownloadedImage]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "taskId": self.task_id,
+            "status": self.task.status if self.task else "submitted",
+            "task": dict(self.task.raw) if self.task else None,
+            "files": [
+                {"index": index, "path": str(saved.path), "bytes": saved.bytes, "sha256": saved.sha256}
+                for index, saved in self.files
+            ],
+        }
+
+
 def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:
     request = TaskRequest(
         prompt=args.prompt,
@@ -273,13 +365,12 @@ def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:
         enhance=args.enhance,
         fallback=args.fallback,
         fallback_model=args.fallback_model,
+        webhook=args.webhook,
     )
-    if args.fallback_model and not args.fallback:
-        raise UsageError("--fallback-model needs --fallback")
-    if len(request.files) > MAX_FILES:
-        raise UsageError(f"--files takes at most {MAX_FILES} URLs (got {len(request.files)})")
     if problems := request.problems():
-        raise UsageError("; ".join(f"{p.field}: {p.message}" for p in problems))
+        raise UsageError(
+            "; ".join(f"{FLAGS.get(p.field, p.field)}: {_in_flags(p.message)}" for p in problems)
+        )
     out: Path = args.out
     if not args.no_download:
         try:
@@ -291,40 +382,64 @@ def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:
     reporter = ProgressReporter(sys.stderr, monotonic=runtime.monotonic)
     with _client(args, runtime, reporter.note) as client:
         submission = client.submit_task(request, idempotency_key=str(uuid.uuid4()))
-        task_id = submission.task_id
-        print(f"taskId: {task_id}", flush=True)
-        args.task_id = task_id  # for the error messages
+        args.task_id = submission.task_id  # for the error messages
+        generation = Generation(submission.task_id)
+        if not args.json:
+            print(f"taskId: {submission.task_id}", flush=True)
         try:
-            task = _wait_for_task(client, task_id, args.timeout, args.poll_interval, reporter, runtime)
-        except TaskTimeout as exc:
-            _err(
-                f"error: timed out after {exc.timeout:g}s waiting for task {task_id} (last status: "
-                f"{exc.last_status or 'unknown'}); it may still finish: "
-                f"check with `imagegen status {task_id}`"
-            )
-            return ExitCode.TIMEOUT
+            return _follow(client, request, generation, args, reporter, runtime)
         finally:
-            reporter.finish()
+            if args.json:  # once submitted, the task exists: say so, whatever happened next
+                _print_json(generation.to_json())
 
-        if task.status == "failed":
-            error = str(task.error) if task.error else "no error details"
-            _err(f"error: task {task_id} failed: {error}")
-            return ExitCode.TASK_FAILED
-        if not task.images:
-            _err(f"error: task {task_id} is stored but the API listed no images")
-            return ExitCode.API
-        if len(task.images) < request.variants:
-            _err(f"warning: asked for {request.variants} images, the task has {len(task.images)}")
-        if args.no_download:
+
+def _follow(
+    client: ImageApiClient,
+    request: TaskRequest,
+    generation: Generation,
+    args: argparse.Namespace,
+    reporter: ProgressReporter,
+    runtime: Runtime,
+) -> int:
+    task_id = generation.task_id
+    try:
+        task = _wait_for_task(client, generation, args.timeout, args.poll_interval, reporter, runtime)
+    except TaskTimeout as exc:
+        _err(
+            f"error: timed out after {exc.timeout:g}s waiting for task {task_id} (last status: "
+            f"{exc.last_status or 'unknown'}); it may still finish: "
+            f"check with `imagegen status {task_id}`"
+        )
+        return ExitCode.TIMEOUT
+    finally:
+        reporter.finish()
+
+    if task.status == "failed":
+        error = str(task.error) if task.error else "no error details"
+        _err(f"error: task {task_id} failed: {error}")
+        return ExitCode.TASK_FAILED
+    if not task.images:
+        _err(f"error: task {task_id} is stored but the API listed no images")
+        return ExitCode.API
+    if len(task.images) < request.variants:
+        _err(f"warning: asked for {request.variants} images, the task has {len(task.images)}")
+    if args.no_download:
+        if not args.json:
             for image in task.images:
                 print(f"image {image.index}: {image.url}")
-            return ExitCode.OK
-        return _download_all(client, task, out)
+        return ExitCode.OK
+    return _download_all(client, generation, args.out, quiet=args.json)
+
+
+def _in_flags(message: str) -> str:
+    """A request problem in the command line's words: ``filesUrl`` -> ``--files``."""
+    words = {**FLAGS, "enableFallback": "--fallback"}
+    return re.sub(r"\b[a-z]+[A-Z]\w*\b", lambda m: words.get(m.group(), m.group()), message)
 
 
 def _wait_for_task(
     client: ImageApiClient,
-    task_id: str,
+    generation: Generation,
     timeout: float,
     interval: float,
     reporter: ProgressReporter,
@@ -338,11 +453,11 @@ def _wait_for_task(
         if remaining <= 0:
             break
         _wait(min(interval, remaining), reporter, runtime)
-        task = client.get_task(task_id)
+        task = generation.task = client.get_task(generation.task_id)
         reporter.update(task.status, task.progress)
         if task.terminal:
             return task
-    raise TaskTimeout(task_id, timeout, reporter.status)
+    raise TaskTimeout(generation.task_id, timeout, reporter.status)
 
 
 def _wait(seconds: float, reporter: ProgressReporter, runtime: Runtime) -> None:
@@ -355,12 +470,15 @@ def _wait(seconds: float, reporter: ProgressReporter, runtime: Runtime) -> None:
         reporter.tick()
 
 
-def _download_all(client: ImageApiClient, task: Task, out: Path) -> int:
+def _download_all(client: ImageApiClient, generation: Generation, out: Path, *, quiet: bool) -> int:
+    """Download every image of the task into ``out``; each saved path on stdout unless ``quiet``."""
+    assert generation.task is not None
+    task = generation.task
     failures = 0
     for image in task.images:
         dest = out / image_filename(task.task_id, image)
         try:
-            saved = client.download_image(image.url, dest, expected_sha256=image.sha256)
+            saved = client.download_image(image.url or "", dest, expected_sha256=image.sha256)
         except ChecksumMismatchError as exc:
             failures += 1
             _err(f"error: image {image.index}: {exc.message}; the file was not kept")
@@ -379,7 +497,9 @@ def _download_all(client: ImageApiClient, task: Task, out: Path) -> int:
             continue
         if image.sha256 is None:
             _err(f"warning: image {image.index}: the API gave no sha256, {dest} was not verified")
-        print(saved.path)
+        generation.files.append((image.index, saved))
+        if not quiet:
+            print(saved.path, flush=True)
     if failures:
         _err(f"error: {failures} of {len(task.images)} images could not be saved")
         return ExitCode.API
@@ -407,7 +527,7 @@ def cmd_status(args: argparse.Namespace, runtime: Runtime) -> int:
     with _client(args, runtime, _err) as client:
         task = client.get_task(args.task_id)
     if args.json:
-        print(json.dumps(task.raw, indent=2, sort_keys=False))
+        _print_json(task.raw)  # the API's answer as is
         return ExitCode.OK
     rows: list[tuple[str, Any]] = [("task", task.task_id), ("status", task.status)]
     rows.append(("progress", "-" if task.progress is None else f"{round(task.progress * 100)}%"))
@@ -417,6 +537,8 @@ def cmd_status(args: argparse.Namespace, runtime: Runtime) -> int:
         rows.append(("updated", task.updated_at))
     if task.error:
         rows.append(("error", str(task.error)))
+    if task.notification:
+        rows.append(("webhook", str(task.notification)))
     rows.append(("images", len(task.images)))
     for name, value in rows:
         print(f"{name + ':':<10}{value}")
@@ -424,6 +546,54 @@ def cmd_status(args: argparse.Namespace, runtime: Runtime) -> int:
         size = f"{image.bytes} bytes" if image.bytes is not None else "? bytes"
         print(f"  [{image.index}] {image.content_type}, {size}, sha256 {image.sha256 or '?'}")
         print(f"      {image.url}")
+    return ExitCode.OK
+
+
+# ---------------------------------------------------------------------------------------------- list
+
+
+def cmd_list(args: argparse.Namespace, runtime: Runtime) -> int:
+    with _client(args, runtime, _err) as client:
+        if args.all:
+            pages = list(client.iter_pages(status=args.status, limit=args.limit, cursor=args.cursor))
+            tasks = [task for page in pages for task in page.tasks]
+            answer: dict[str, Any] = {"tasks": [dict(task.raw) for task in tasks], "nextCursor": None}
+        else:
+            page = client.list_tasks(status=args.status, limit=args.limit, cursor=args.cursor)
+            tasks, answer = list(page.tasks), dict(page.raw)
+    if args.json:
+        _print_json(answer)
+        return ExitCode.OK
+    if not tasks:
+        _err("no tasks" + (f" with status {args.status}" if args.status else ""))
+    else:
+        rows = [("TASK", "STATUS", "IMAGES", "CREATED", "ERROR")]
+        rows += [
+            (t.task_id, t.status, str(len(t.images)), t.created_at or "-", str(t.error) if t.error else "")
+            for t in tasks
+        ]
+        widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if cursor := answer.get("nextCursor"):
+        _err(f"more tasks: add --all for every page, or --cursor {cursor} for the next one")
+    return ExitCode.OK
+
+
+# ---------------------------------------------------------------------------------------------- delete
+
+
+def cmd_delete(args: argparse.Namespace, runtime: Runtime) -> int:
+    if not args.task_id.strip():
+        raise UsageError("the task id is empty")
+    with _client(args, runtime, _err) as client:
+        deleted_now = client.delete_task(args.task_id)
+    if args.json:
+        _print_json({"taskId": args.task_id, "deleted": True})
+    elif deleted_now:
+        print(f"deleted task {args.task_id}")
+    else:
+        print(f"deleted task {args.task_id} (by an earlier try whose answer was lost)")
     return ExitCode.OK
 
 
@@ -448,6 +618,13 @@ def _report_api_error(exc: ApiError, args: argparse.Namespace) -> int:
                 else f"this API needs a key: pass --api-key KEY or set {ENV_API_KEY}"
             )
             _err(f"error: forbidden ({status}): {hint}")
+        case ConflictError() if args.command == "delete":
+            _err(
+                f"error: task {args.task_id} is still running ({status}): it can be deleted once it is "
+                f"stored or failed (`imagegen status {args.task_id}`)"
+            )
+        case ConflictError():
+            _err(f"error: conflict ({status}): {exc.message}{_advice(exc.message)}")
         case TaskNotFoundError():
             task_id = getattr(args, "task_id", "?")
             detail = "" if "not found" in exc.message.lower() else f": {exc.message}"
@@ -473,7 +650,7 @@ def _report_api_error(exc: ApiError, args: argparse.Namespace) -> int:
             _err(f"error: network error talking to {api_url}: {exc.message}")
         case _:
             where = f" from {exc.method} {_short(exc.url)}" if exc.method and exc.url else ""
-            body = exc.body if isinstance(exc.body, str) else json.dumps(exc.body)
+            body = exc.body if isinstance(exc.body, str) or exc.body is None else json.dumps(exc.body)
             detail = f"{status}{where}" if status else f"bad answer{where}"
             _err(f"error: unexpected API answer ({detail}): {_one_line(body or exc.message)}")
     return ExitCode.API
@@ -498,6 +675,11 @@ def _short(url: str | None) -> str:
 def _one_line(text: str, limit: int = 500) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _print_json(document: Any) -> None:
+    """The command's one JSON document, the only thing on stdout with --json."""
+    print(json.dumps(document, indent=2), flush=True)
 
 
 def _err(message: str) -> None:

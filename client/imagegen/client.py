@@ -10,7 +10,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Self
@@ -22,8 +22,8 @@ from imagegen import __version__
 from imagegen.errors import (
     ApiConnectionError,
     ChecksumMismatchError,
+    ConflictError,
     DownloadError,
-    FieldError,
     ForbiddenError,
     InsufficientCreditsError,
     RateLimitedError,
@@ -33,7 +33,16 @@ from imagegen.errors import (
     UnexpectedResponseError,
     UpstreamAuthError,
 )
-from imagegen.models import DownloadedImage, RetryNotice, Submission, Task, TaskRequest, is_http_url
+from imagegen.models import (
+    DownloadedImage,
+    ErrorBody,
+    RetryNotice,
+    Submission,
+    Task,
+    TaskPage,
+    TaskRequest,
+    is_http_url,
+)
 
 DEFAULT_API_URL: Final = "http://127.0.0.1:3000"
 
@@ -43,6 +52,8 @@ MAX_RETRY_DELAY: Final = 60.0
 """Upper bound on one wait between retries, whatever Retry-After asks for."""
 
 USER_AGENT: Final = f"imagegen/{__version__} httpx/{httpx.__version__}"
+API_KEY_HEADER: Final = "x-api-key"
+IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 
 
 class ImageApiClient:
@@ -70,7 +81,7 @@ class ImageApiClient:
         self._on_retry = on_retry
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if api_key:
-            headers["x-api-key"] = api_key
+            headers[API_KEY_HEADER] = api_key
         self._http = httpx.Client(
             headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), transport=transport
         )
@@ -101,27 +112,71 @@ class ImageApiClient:
         response = self._send_with_retries(
             "POST",
             url,
-            lambda: self._http.post(url, json=request.to_json(), headers={"Idempotency-Key": key}),
+            lambda: self._http.post(url, json=request.to_json(), headers={IDEMPOTENCY_HEADER: key}),
         )
-        data = self._json_or_raise(response)
-        task_id = data.get("taskId") if isinstance(data, dict) else None
-        if not isinstance(task_id, str) or not task_id:
-            raise UnexpectedResponseError(
-                f"POST /tasks answered {response.status_code} without a taskId",
-                status=response.status_code,
-                body=data,
-                method="POST",
-                url=url,
-            )
-        return Submission(task_id=task_id, status=str(data.get("status") or "submitted"), idempotency_key=key)
+        return _read(response, lambda body: Submission.from_json(body, idempotency_key=key))
 
     def get_task(self, task_id: str) -> Task:
         """``GET /tasks/{taskId}`` (retried like the POST: it is safe to repeat)."""
+        url = self._task_url(task_id)
+        response = self._send_with_retries("GET", url, lambda: self._http.get(url))
+        return _read(response, Task.from_json)
+
+    def list_tasks(
+        self, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> TaskPage:
+        """``GET /tasks``: one page of this client's tasks, newest first (images without links)."""
+        url = f"{self.base_url}/tasks"
+        params = {
+            name: str(value)
+            for name, value in (("status", status), ("limit", limit), ("cursor", cursor))
+            if value is not None
+        }
+        response = self._send_with_retries("GET", url, lambda: self._http.get(url, params=params))
+        return _read(response, TaskPage.from_json)
+
+    def iter_pages(
+        self, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Iterator[TaskPage]:
+        """Every page of ``GET /tasks`` (from ``cursor``'s), following ``nextCursor`` to the last page."""
+        seen: set[str] = set()
+        while True:
+            page = self.list_tasks(status=status, limit=limit, cursor=cursor)
+            yield page
+            cursor = page.next_cursor
+            if cursor is None:
+                return
+            if cursor in seen:  # a loop would never end: the API is not following its contract
+                raise UnexpectedResponseError(
+                    f"GET /tasks handed out a cursor it had given before ({cursor!r}): stopped there",
+                    method="GET",
+                    url=f"{self.base_url}/tasks",
+                )
+            seen.add(cursor)
+
+    def delete_task(self, task_id: str) -> bool:
+        """``DELETE /tasks/{taskId}``: the task and every stored version of its images. True when deleted;
+        False when a retry found the task gone (the try whose answer was lost had deleted it)."""
+        url = self._task_url(task_id)
+        tries = 0
+
+        def send() -> httpx.Response:
+            nonlocal tries
+            tries += 1
+            return self._http.delete(url)
+
+        response = self._send_with_retries("DELETE", url, send)
+        if 200 <= response.status_code < 300:
+            return True
+        if response.status_code == 404 and tries > 1:
+            return False
+        _json_or_raise(response)  # raises the error the answer is
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _task_url(self, task_id: str) -> str:
         if not task_id.strip():
             raise ValueError("the task id is empty")
-        url = f"{self.base_url}/tasks/{quote(task_id, safe='')}"
-        response = self._send_with_retries("GET", url, lambda: self._http.get(url))
-        return Task.from_json(self._json_or_raise(response))
+        return f"{self.base_url}/tasks/{quote(task_id, safe='')}"
 
     def download_image(
         self, url: str, dest: Path | str, *, expected_sha256: str | None = None
@@ -210,50 +265,64 @@ class ImageApiClient:
             self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _json_or_raise(self, response: httpx.Response) -> Any:
-        method, url = response.request.method, str(response.request.url)
-        body = _body(response)
-        status = response.status_code
-        if 200 <= status < 300:
-            if not isinstance(body, dict):
-                raise UnexpectedResponseError(
-                    f"{method} {url} answered {status} with a body that is not a JSON object",
-                    status=status,
-                    body=body,
-                    method=method,
-                    url=url,
-                )
-            return body
-        message = body.get("message") if isinstance(body, dict) else None
-        message = str(message) if message else (response.text.strip()[:500] or response.reason_phrase)
-        common: dict[str, Any] = {"status": status, "body": body, "method": method, "url": url}
-        match status:
-            case 422 | 400:
-                errors = body.get("errors") if isinstance(body, dict) else None
-                fields = [
-                    FieldError(str(e.get("field") or "?"), str(e.get("message") or "invalid"))
-                    for e in (errors if isinstance(errors, list) else [])
-                    if isinstance(e, dict)
-                ]
-                raise RequestValidationError(message, field_errors=fields, **common)
-            case 402:
-                raise InsufficientCreditsError(message, **common)
-            case 403 | 401:
-                raise ForbiddenError(message, **common)
-            case 404:
-                raise TaskNotFoundError(message, **common)
-            case 429:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                raise RateLimitedError(message, retry_after=retry_after, **common)
-            case 502 if _rejects_our_upstream_key(response):
-                raise UpstreamAuthError(message, **common)
-            case 503:
-                raise ServiceUnavailableError(message, **common)
-            case _:
-                raise UnexpectedResponseError(message, **common)
-
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def _read[T](response: httpx.Response, parse: Callable[[Any], T]) -> T:
+    """A 2xx answer read by ``parse`` (a model's ``from_json``), any other as the error it is."""
+    body = _json_or_raise(response)
+    try:
+        return parse(body)
+    except UnexpectedResponseError as exc:
+        request = response.request
+        raise UnexpectedResponseError(
+            f"{request.method} {request.url.path} answered {response.status_code}: {exc.message}",
+            status=response.status_code,
+            body=body,
+            method=request.method,
+            url=str(request.url),
+        ) from None
+
+
+def _json_or_raise(response: httpx.Response) -> Any:
+    """The JSON object of a 2xx answer; any other answer raised as the typed error it is."""
+    method, url = response.request.method, str(response.request.url)
+    body = _body(response)
+    status = response.status_code
+    if 200 <= status < 300:
+        if not isinstance(body, dict):
+            raise UnexpectedResponseError(
+                f"{method} {url} answered {status} with a body that is not a JSON object",
+                status=status,
+                body=body,
+                method=method,
+                url=url,
+            )
+        return body
+    error = ErrorBody.from_json(body)
+    message = error.message or response.text.strip()[:500] or response.reason_phrase
+    common: dict[str, Any] = {"status": status, "body": body, "method": method, "url": url}
+    match status:
+        case 422 | 400 | 413:
+            raise RequestValidationError(message, field_errors=list(error.errors), **common)
+        case 402:
+            raise InsufficientCreditsError(message, **common)
+        case 403 | 401:
+            raise ForbiddenError(message, **common)
+        case 404:
+            raise TaskNotFoundError(message, **common)
+        case 409:
+            raise ConflictError(message, **common)
+        case 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise RateLimitedError(message, retry_after=retry_after, **common)
+        case 502 if _rejects_our_upstream_key(response):
+            raise UpstreamAuthError(message, **common)
+        case 503:
+            raise ServiceUnavailableError(message, **common)
+        case _:
+            raise UnexpectedResponseError(message, **common)
 
 
 def normalize_base_url(url: str) -> str:

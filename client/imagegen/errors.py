@@ -41,7 +41,7 @@ class FieldError:
 
 
 class RequestValidationError(ApiError):
-    """422: the request was rejected field by field."""
+    """422 (or 400, 413): the request was rejected, field by field when the API says which."""
 
     def __init__(self, message: str, *, field_errors: list[FieldError], **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -57,7 +57,11 @@ class ForbiddenError(ApiError):
 
 
 class TaskNotFoundError(ApiError):
-    """404: no such task."""
+    """404: no such task (for this client: another client's task is exactly an unknown one)."""
+
+
+class ConflictError(ApiError):
+    """409: the task is still running (DELETE), or the same Idempotency-Key is still being processed."""
 
 
 class RateLimitedError(ApiError):

@@ -1,28 +1,58 @@
-"""What the bundle's API takes and answers: the task request, the task and its images, retry notices."""
+"""What the bundle's API takes and answers: the task request, the task and its images, a page of tasks, the
+error body, retry notices.
+
+The client installs without the Lambda layer, so these models are the client's own; they follow the API's
+published contract (``openapi.json``: the request of ``POST /tasks``, ``TaskSubmitted``, ``TaskView``,
+``TaskSummary``, ``TaskPage``, ``ErrorBody``), and ``tests/client/test_imagegen_contract.py`` fails when
+they drift from it: every request field with its enum, limits and rules, every answer read and written
+back without losing a field.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeGuard
 from urllib.parse import urlsplit
 
 from imagegen.errors import FieldError, UnexpectedResponseError
 
+# -- the request (GenerationOptions)
 SIZES: Final = ("1:1", "3:2", "2:3")
 VARIANTS: Final = (1, 2, 4)
 FALLBACK_MODELS: Final = ("GPT_IMAGE_1", "FLUX_MAX")
 MAX_FILES: Final = 5
+MAX_PROMPT_CHARS: Final = 5000
+PROMPT_PATTERN: Final = r"\S"
+URL_MIN_CHARS: Final = 8
+URL_MAX_CHARS: Final = 2048
+IMAGE_EXTENSIONS: Final = (".jpg", ".jpeg", ".jfif", ".pjpeg", ".pjp", ".png", ".webp")
+# An http(s) URL of an image file, by its extension in any letter case: the contract's own pattern.
+IMAGE_URL_PATTERN: Final = (
+    r"^https?://[^/\s?#]+/[^\s?#]*\.([jJ][pP][eE]?[gG]|[jJ][fF][iI][fF]|[pP][jJ][pP]([eE][gG])?|[pP][nN][gG]"
+    r"|[wW][eE][bB][pP])([?#][^\s]*)?$"
+)
+
+WEBHOOK_URL_PATTERN: Final = r"^https?://[^\s]+$"
+
+# -- the answers (TaskView, TaskSummary) and GET /tasks
+TASK_STATUSES: Final = ("submitted", "downloading", "stored", "failed")
 TERMINAL_STATUSES: Final = frozenset({"stored", "failed"})
+LIST_LIMIT_MIN: Final = 1
+LIST_LIMIT_MAX: Final = 100
+LIST_LIMIT_DEFAULT: Final = 20
+NOTIFICATION_STATES: Final = ("pending", "delivered", "failed")
 
 
 @dataclass(frozen=True)
 class TaskRequest:
-    """What ``POST /tasks`` accepts. :meth:`problems` checks it before anything is sent."""
+    """What ``POST /tasks`` accepts: a prompt, reference images (``files``), or both; ``webhook`` is told
+    when the task ends. :meth:`problems` checks it, with the API's rules, before anything is sent."""
 
-    prompt: str
+    prompt: str | None = None
     size: str = "1:1"
     files: tuple[str, ...] = ()
     mask: str | None = None
@@ -30,34 +60,52 @@ class TaskRequest:
     enhance: bool = False
     fallback: bool = False
     fallback_model: str | None = None
+    webhook: str | None = None
 
     def problems(self) -> list[FieldError]:
         found: list[FieldError] = []
-        if not self.prompt.strip():
-            found.append(FieldError("prompt", "must not be empty"))
+        if self.prompt is not None:
+            if not re.search(PROMPT_PATTERN, self.prompt):
+                found.append(FieldError("prompt", "must not be empty"))
+            elif len(self.prompt) > MAX_PROMPT_CHARS:
+                found.append(
+                    FieldError("prompt", f"at most {MAX_PROMPT_CHARS} characters (got {len(self.prompt)})")
+                )
+        elif not self.files:
+            found.append(FieldError("prompt", "give a prompt, reference images (filesUrl), or both"))
         if self.size not in SIZES:
             found.append(FieldError("size", f"must be one of {', '.join(SIZES)}"))
         if self.variants not in VARIANTS:
             found.append(FieldError("nVariants", f"must be one of {', '.join(map(str, VARIANTS))}"))
         if len(self.files) > MAX_FILES:
             found.append(FieldError("filesUrl", f"at most {MAX_FILES} URLs (got {len(self.files)})"))
-        found.extend(
-            FieldError("filesUrl", f"not an http(s) URL: {url!r}")
-            for url in self.files
-            if not is_http_url(url)
-        )
-        if self.mask is not None and not is_http_url(self.mask):
-            found.append(FieldError("maskUrl", f"not an http(s) URL: {self.mask!r}"))
+        found.extend(FieldError("filesUrl", problem) for url in self.files if (problem := _image_url(url)))
+        if self.mask is not None:
+            if problem := _image_url(self.mask):
+                found.append(FieldError("maskUrl", problem))
+            if not self.files:
+                found.append(FieldError("maskUrl", "a mask edits an image: give the image in filesUrl"))
         if self.fallback_model is not None:
             if self.fallback_model not in FALLBACK_MODELS:
                 found.append(FieldError("fallbackModel", f"must be one of {', '.join(FALLBACK_MODELS)}"))
             if not self.fallback:
-                found.append(FieldError("fallbackModel", "only meaningful with enableFallback (--fallback)"))
+                found.append(FieldError("fallbackModel", "only meaningful with enableFallback"))
+        if self.webhook is not None and not (
+            URL_MIN_CHARS <= len(self.webhook) <= URL_MAX_CHARS
+            and re.search(WEBHOOK_URL_PATTERN, self.webhook)
+        ):
+            found.append(FieldError("webhookUrl", f"not an http(s) URL: {self.webhook!r}"))
+        texts = (self.prompt, self.mask, self.webhook, *self.files)
+        if any(_has_lone_surrogate(text) for text in texts if text):
+            found.append(FieldError("body", "contains invalid Unicode (a lone surrogate)"))
         return found
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "prompt": self.prompt,
+        """The body as sent: what is set, nothing left out (the API, not this method, says what is wrong)."""
+        body: dict[str, Any] = {}
+        if self.prompt is not None:
+            body["prompt"] = self.prompt
+        body |= {
             "size": self.size,
             "nVariants": self.variants,
             "isEnhance": self.enhance,
@@ -67,39 +115,91 @@ class TaskRequest:
             body["filesUrl"] = list(self.files)
         if self.mask is not None:
             body["maskUrl"] = self.mask
-        if self.fallback and self.fallback_model is not None:
+        if self.fallback_model is not None:
             body["fallbackModel"] = self.fallback_model
+        if self.webhook is not None:
+            body["webhookUrl"] = self.webhook
         return body
 
 
 @dataclass(frozen=True)
 class Submission:
+    """``202`` of ``POST /tasks`` (``TaskSubmitted``), with the Idempotency-Key that was sent."""
+
     task_id: str
     status: str
     idempotency_key: str
 
+    @classmethod
+    def from_json(cls, data: Any, *, idempotency_key: str) -> Self:
+        if not isinstance(data, dict) or not _non_empty_str(data.get("taskId")):
+            raise UnexpectedResponseError("the submission answer has no taskId", body=data)
+        return cls(data["taskId"], str(data.get("status") or "submitted"), idempotency_key)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"taskId": self.task_id, "status": self.status}
+
 
 @dataclass(frozen=True)
 class TaskImage:
+    """A stored image: ``LinkedImage`` (with its presigned ``url``) in a task, ``StoredImageOut``
+    (no link) in a page of tasks."""
+
     index: int
-    url: str
+    url: str | None = None
     key: str = ""
     content_type: str = "application/octet-stream"
     bytes: int | None = None
     sha256: str | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "index": self.index,
+            "key": self.key,
+            "contentType": self.content_type,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+        }
+        if self.url is not None:
+            body["url"] = self.url
+        return body
+
 
 @dataclass(frozen=True)
 class TaskError:
+    """``TaskErrorOut``: the upstream's code (an int) or the bundle's (a string), and a message."""
+
     code: int | str | None
     message: str
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}" if self.code not in (None, "") else self.message
 
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Notification:
+    """``NotificationOut``: how the delivery of the task's webhook event stands."""
+
+    state: str
+    attempts: int = 0
+    last_error: str | None = None
+
+    def __str__(self) -> str:
+        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        return f"{self.state} ({tries}{f'; last error: {self.last_error}' if self.last_error else ''})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "attempts": self.attempts, "lastError": self.last_error}
+
 
 @dataclass(frozen=True)
 class Task:
+    """``GET /tasks/{taskId}`` (``TaskView``), or one task of a page (``TaskSummary``: no progress, no
+    links). Read leniently: only ``taskId`` and ``status`` must be there."""
+
     task_id: str
     status: str
     progress: float | None = None
@@ -107,6 +207,7 @@ class Task:
     error: TaskError | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    notification: Notification | None = None  # when the task was submitted with a webhook
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -114,22 +215,23 @@ class Task:
         return self.status in TERMINAL_STATUSES
 
     @classmethod
-    def from_json(cls, data: Any) -> Self:
-        """Read a ``GET /tasks/{id}`` body; raise :class:`UnexpectedResponseError` if it is not one."""
+    def from_json(cls, data: Any, *, links: bool = True) -> Self:
+        """Read a task; ``links=False`` for the summaries of ``GET /tasks``, whose images have no url.
+        Raise :class:`UnexpectedResponseError` if it is not a task."""
         if not isinstance(data, dict):
             raise UnexpectedResponseError("the task answer is not a JSON object", body=data)
         task_id, status = data.get("taskId"), data.get("status")
-        if not isinstance(task_id, str) or not task_id or not isinstance(status, str) or not status:
+        if not _non_empty_str(task_id) or not _non_empty_str(status):
             raise UnexpectedResponseError("the task answer has no taskId/status", body=data)
         images: list[TaskImage] = []
         for item in data.get("images") or ():
-            if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+            if not isinstance(item, dict) or (links and not isinstance(item.get("url"), str)):
                 raise UnexpectedResponseError("an image in the task answer has no url", body=data)
             index = item.get("index", len(images))
             images.append(
                 TaskImage(
                     index=index if isinstance(index, int) and not isinstance(index, bool) else len(images),
-                    url=item["url"],
+                    url=item.get("url") if isinstance(item.get("url"), str) else None,
                     key=str(item.get("key") or ""),
                     content_type=str(item.get("contentType") or "application/octet-stream"),
                     bytes=item["bytes"] if isinstance(item.get("bytes"), int) else None,
@@ -142,6 +244,7 @@ class Task:
             task_error = TaskError(code=error.get("code"), message=str(error.get("message") or "no message"))
         elif isinstance(error, str) and error:
             task_error = TaskError(code=None, message=error)
+        notification = data.get("notification")
         return cls(
             task_id=task_id,
             status=status,
@@ -150,8 +253,82 @@ class Task:
             error=task_error,
             created_at=_opt_str(data.get("createdAt")),
             updated_at=_opt_str(data.get("updatedAt")),
+            notification=Notification(
+                state=str(notification.get("state") or "unknown"),
+                attempts=notification["attempts"] if isinstance(notification.get("attempts"), int) else 0,
+                last_error=_opt_str(notification.get("lastError")),
+            )
+            if isinstance(notification, dict)
+            else None,
             raw=data,
         )
+
+    def to_json(self, *, links: bool = True) -> dict[str, Any]:
+        """The task as the API writes it (``links=False``: as a summary, without progress)."""
+        body: dict[str, Any] = {"taskId": self.task_id, "status": self.status}
+        if links:
+            body["progress"] = self.progress
+        body |= {
+            "images": [image.to_json() for image in self.images],
+            "error": self.error.to_json() if self.error else None,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        }
+        if self.notification is not None:
+            body["notification"] = self.notification.to_json()
+        return body
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """``GET /tasks`` (``TaskPage``): the caller's tasks, newest first, and the cursor of the next page."""
+
+    tasks: tuple[Task, ...]
+    next_cursor: str | None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+            raise UnexpectedResponseError("the task list answer has no tasks", body=data)
+        cursor = data.get("nextCursor")
+        if cursor is not None and not _non_empty_str(cursor):
+            raise UnexpectedResponseError("the task list answer has a bad nextCursor", body=data)
+        tasks = tuple(Task.from_json(item, links=False) for item in data["tasks"])
+        return cls(tasks=tasks, next_cursor=cursor, raw=data)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tasks": [task.to_json(links=False) for task in self.tasks], "nextCursor": self.next_cursor}
+
+
+@dataclass(frozen=True)
+class ErrorBody:
+    """Every error the API answers itself: ``{"message", "errors": [{"field", "message"}]}``."""
+
+    message: str | None
+    errors: tuple[FieldError, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        """Whatever the body is (a gateway's HTML, text, JSON): what it says, if it says it our way."""
+        if not isinstance(data, dict):
+            return cls(message=None)
+        message = data.get("message")
+        errors = data.get("errors")
+        return cls(
+            message=str(message) if message else None,
+            errors=tuple(
+                FieldError(str(e.get("field") or "?"), str(e.get("message") or "invalid"))
+                for e in (errors if isinstance(errors, list) else [])
+                if isinstance(e, dict)
+            ),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "errors": [{"field": e.field, "message": e.message} for e in self.errors],
+        }
 
 
 @dataclass(frozen=True)
@@ -179,6 +356,29 @@ def is_http_url(value: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _image_url(url: str) -> str | None:
+    """What is wrong with a reference or mask image URL (None: nothing)."""
+    if not is_http_url(url):
+        return f"not an http(s) URL: {url!r}"
+    if not URL_MIN_CHARS <= len(url) <= URL_MAX_CHARS:
+        return f"URLs are {URL_MIN_CHARS} to {URL_MAX_CHARS} characters (got {len(url)})"
+    if not re.search(IMAGE_URL_PATTERN, url):
+        return f"not the URL of an image file ({', '.join(IMAGE_EXTENSIONS)}): {url!r}"
+    return None
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _non_empty_str(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value)
 
 
 def _progress(value: Any) -> float | None:

@@ -2,6 +2,9 @@
 
 ``FakeApi.handler`` is plugged into :class:`httpx.MockTransport`; tests script what POST answers
 and which states a task goes through on successive GETs, then drive ``imagegen.cli.main(argv)``.
+The fake is held to the API's contract (openapi.json): request bodies are validated as the API validates
+them (a 422 naming each bad field), and its own answers must conform to their documented schemas, so
+the fake cannot drift from the API either. Only scripted answers (``*_script``) may break the contract.
 (A uniquely named module rather than conftest.py, so importing it never picks another suite's conftest.)
 """
 
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import imagegen_contract as contract
 
 API_URL = "https://abc.execute-api.us-east-1.amazonaws.com/Prod"
 API_KEY = "test-key"
@@ -35,7 +39,8 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 @dataclass
 class FakeApi:
-    """The contract of POST /tasks and GET /tasks/{id}, plus presigned downloads."""
+    """POST /tasks, GET /tasks/{id}, GET /tasks (pages of summaries, newest first), DELETE /tasks/{id},
+    plus presigned downloads."""
 
     api_key: str | None = API_KEY
     task_id: str = "task-123"
@@ -43,6 +48,9 @@ class FakeApi:
     post_script: list[Scripted] = field(default_factory=list)
     # answers for the next GETs of a task (then the last state repeats forever)
     get_script: list[Scripted] = field(default_factory=list)
+    # answers for the next GET /tasks and DELETE /tasks/{id}
+    list_script: list[Scripted] = field(default_factory=list)
+    delete_script: list[Scripted] = field(default_factory=list)
     tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
@@ -98,8 +106,15 @@ class FakeApi:
             if self.post_script:
                 return self._play(self.post_script.pop(0), request)
             body = json.loads(request.content)
-            assert isinstance(body.get("prompt"), str)
-            return json_response(202, {"taskId": self.task_id, "status": "submitted"})
+            if problems := contract.problems(contract.request_schema("POST", "/tasks"), body):
+                errors = [{"field": "body", "message": problem} for problem in problems]
+                return self._answer("POST", "/tasks", 422, {"message": "invalid request", "errors": errors})
+            return self._answer("POST", "/tasks", 202, {"taskId": self.task_id, "status": "submitted"})
+
+        if request.method == "GET" and path == "/Prod/tasks":
+            if self.list_script:
+                return self._play(self.list_script.pop(0), request)
+            return self._list(request)
 
         if request.method == "GET" and path.startswith("/Prod/tasks/"):
             self.polls += 1
@@ -108,11 +123,53 @@ class FakeApi:
             task_id = path.removeprefix("/Prod/tasks/")
             states = self.tasks.get(task_id)
             if not states:
-                return json_response(404, {"message": f"task {task_id} not found"})
+                return self._answer("GET", "/tasks/{taskId}", 404, {"message": f"task {task_id} not found"})
             state = states.pop(0) if len(states) > 1 else states[0]
-            return json_response(200, task_body(task_id, **state))
+            return self._answer("GET", "/tasks/{taskId}", 200, task_body(task_id, **state))
 
-        return json_response(404, {"message": "Not Found"})
+        if request.method == "DELETE" and path.startswith("/Prod/tasks/"):
+            if self.delete_script:
+                return self._play(self.delete_script.pop(0), request)
+            task_id = path.removeprefix("/Prod/tasks/")
+            states = self.tasks.get(task_id)
+            if not states:
+                return self._answer(
+                    "DELETE", "/tasks/{taskId}", 404, {"message": f"task {task_id} not found"}
+                )
+            if states[0]["status"] in ("submitted", "downloading"):
+                return self._answer("DELETE", "/tasks/{taskId}", 409, {"message": "task is still running"})
+            del self.tasks[task_id]
+            return httpx.Response(204)
+
+        return json_response(403, {"message": "Missing Authentication Token"})
+
+    def _list(self, request: httpx.Request) -> httpx.Response:
+        """Newest (last added) first; the cursor is opaque to the client, any other is a 400."""
+        params = request.url.params
+        status, cursor = params.get("status"), params.get("cursor")
+        limit = int(params.get("limit", "20"))
+        assert set(params) <= {"status", "limit", "cursor"}, params
+        if cursor is not None and not cursor.startswith("page-after-"):
+            body = {"message": "invalid cursor", "errors": [{"field": "cursor", "message": "not yours"}]}
+            return self._answer("GET", "/tasks", 400, body)
+        listed = [
+            summary_body(task_id, **states[0])
+            for task_id, states in reversed(self.tasks.items())
+            if status is None or states[0]["status"] == status
+        ]
+        start = int(cursor.removeprefix("page-after-")) if cursor else 0
+        more = start + limit < len(listed)
+        page = {
+            "tasks": listed[start : start + limit],
+            "nextCursor": f"page-after-{start + limit}" if more else None,
+        }
+        return self._answer("GET", "/tasks", 200, page)
+
+    @staticmethod
+    def _answer(method: str, path: str, status: int, body: dict[str, Any]) -> httpx.Response:
+        schema = contract.response_schema(method, path, status)
+        assert schema is not None and contract.problems(schema, body) == [], (method, path, status, body)
+        return json_response(status, body)
 
     @staticmethod
     def _play(item: Scripted, request: httpx.Request) -> httpx.Response:
@@ -139,6 +196,14 @@ def task_body(
         "createdAt": "2025-01-01T00:00:00Z",
         "updatedAt": "2025-01-01T00:00:10Z",
     }
+
+
+def summary_body(task_id: str, status: str, **state: Any) -> dict[str, Any]:
+    """The task as ``GET /tasks`` lists it: no progress, images without their links."""
+    body = task_body(task_id, status, **state)
+    del body["progress"]
+    body["images"] = [{k: v for k, v in image.items() if k != "url"} for image in body["images"]]
+    return body
 
 
 @dataclass

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import imagegen_contract as contract
 import pytest
 from imagegen.cli import ExitCode, main
 from imagegen_fakes import API_KEY, API_URL, JPEG, PNG, FakeApi, json_response, sha256
@@ -85,6 +86,8 @@ def test_generate_sends_every_option(run, api, tmp_path):
         "--fallback",
         "--fallback-model",
         "FLUX_MAX",
+        "--webhook",
+        "https://hooks.example.com/imagegen",
         "--poll-interval",
         "0.5",
         "--out",
@@ -92,7 +95,8 @@ def test_generate_sends_every_option(run, api, tmp_path):
     )
 
     assert result.code == ExitCode.OK, result.err
-    assert json.loads(api.posts()[0].content) == {
+    body = json.loads(api.posts()[0].content)
+    assert body == {
         "prompt": "edit this",
         "size": "1:1",
         "nVariants": 1,
@@ -101,7 +105,39 @@ def test_generate_sends_every_option(run, api, tmp_path):
         "filesUrl": files,
         "maskUrl": "https://example.com/mask.png",
         "fallbackModel": "FLUX_MAX",
+        "webhookUrl": "https://hooks.example.com/imagegen",
     }
+    # every field the API takes can be set from the command line
+    assert sorted(body) == sorted(contract.resolve(contract.request_schema("POST", "/tasks"))["properties"])
+
+
+def test_generate_an_edit_from_reference_images_alone(run, api, tmp_path):
+    # Given reference images and no prompt (the API takes filesUrl alone)
+    task_id = stored_task(api, (PNG, "image/png"))
+    files = ["https://example.com/photo.png", "https://example.com/style.JPG?v=2"]
+    # When they are generated from
+    result = run("generate", "--files", *files, "--size", "2:3", "--out", str(tmp_path))
+    # Then the request carries the images and no prompt, and the result is downloaded as for a prompt
+    assert result.code == ExitCode.OK, result.err
+    assert json.loads(api.posts()[0].content) == {
+        "size": "2:3",
+        "nVariants": 1,
+        "isEnhance": False,
+        "enableFallback": False,
+        "filesUrl": files,
+    }
+    assert (tmp_path / f"{task_id}_0.png").read_bytes() == PNG
+
+
+def test_a_mask_edit_from_reference_images_alone(run, api, tmp_path):
+    stored_task(api, (PNG, "image/png"))
+    image, mask = "https://example.com/photo.webp", "https://example.com/mask.png"
+
+    result = run("generate", "--files", image, "--mask", mask, "--no-download")
+
+    assert result.code == ExitCode.OK, result.err
+    body = json.loads(api.posts()[0].content)
+    assert (body["filesUrl"], body["maskUrl"], "prompt" in body) == ([image], mask, False)
 
 
 def test_generate_no_download_prints_the_links(run, api, tmp_path):
@@ -441,6 +477,17 @@ def test_malformed_success_answer(run, api, tmp_path):
         ["generate", "a fox", "--timeout", "0"],
         ["generate", "a fox", "--poll-interval", "-1"],
         ["generate", "   "],
+        ["generate", "x" * 5001],
+        ["generate", "--size", "3:2"],  # neither a prompt nor reference images
+        ["generate", "a fox", "--mask", "https://e.com/m.png"],  # a mask needs the image it masks
+        ["generate", "a fox", "--files", "https://e.com/anim.gif"],  # not an image type the API takes
+        ["generate", "a fox", "--files", "https://photo.png"],  # a host, not an image file
+        ["generate", "a fox", "--webhook", "ftp://hooks.example.com/x"],
+        ["list", "--limit", "0"],
+        ["list", "--limit", "101"],
+        ["list", "--status", "done"],
+        ["delete", "  "],
+        ["delete"],
         ["--api-url", "abc.execute-api.us-east-1.amazonaws.com", "status", "t"],
         ["status"],
     ],

@@ -1,0 +1,306 @@
+"""imagegen's models held to the API's contract (openapi.json): any drift between what the client sends or
+reads and what the API's routes declare fails here.
+
+openapi.json is generated from the API's routes and models (tests/unit/test_openapi.py fails when it is
+stale), and the client package installs without the Lambda layer, so the client keeps its own models in
+imagegen.models and these tests compare them with the document: every request field with its type, enum,
+limits and cross-field rules, and every documented answer of every route.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import imagegen_contract as contract
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from imagegen.api import (
+    API_KEY_HEADER,
+    FALLBACK_MODELS,
+    IDEMPOTENCY_HEADER,
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    LIST_LIMIT_MIN,
+    MAX_FILES,
+    NOTIFICATION_STATES,
+    SIZES,
+    TASK_STATUSES,
+    VARIANTS,
+    ApiError,
+    ConflictError,
+    ErrorBody,
+    ForbiddenError,
+    ImageApiClient,
+    InsufficientCreditsError,
+    RateLimitedError,
+    RequestValidationError,
+    ServiceUnavailableError,
+    Submission,
+    Task,
+    TaskNotFoundError,
+    TaskPage,
+    TaskRequest,
+    UpstreamAuthError,
+)
+from imagegen_fakes import API_URL
+
+OPTIONS = contract.request_schema("POST", "/tasks")
+FIELDS = contract.resolve(OPTIONS)["properties"]
+IMAGE = "https://example.com/photo.png"
+MASK = "https://example.com/mask.webp"
+WEBHOOK = "https://hooks.example.com/imagegen"
+
+
+# ---------------------------------------------------------------------------------------------- requests
+
+
+def test_the_client_sends_every_request_field_of_the_contract_and_no_other():
+    # Given a request that sets every option the client has
+    every = TaskRequest(
+        "a fox",
+        size="3:2",
+        files=(IMAGE,),
+        mask=MASK,
+        variants=2,
+        enhance=True,
+        fallback=True,
+        fallback_model="FLUX_MAX",
+        webhook=WEBHOOK,
+    )
+    # Then its body names every field of the request schema, and the API accepts it
+    assert sorted(every.to_json()) == sorted(FIELDS)
+    assert every.problems() == []
+    assert contract.problems(OPTIONS, every.to_json()) == []
+
+
+def test_the_request_enums_limits_and_defaults_are_the_contracts():
+    assert list(SIZES) == contract.non_null(FIELDS["size"])["enum"]
+    assert list(VARIANTS) == contract.non_null(FIELDS["nVariants"])["enum"]
+    assert list(FALLBACK_MODELS) == contract.non_null(FIELDS["fallbackModel"])["enum"]
+    assert contract.non_null(FIELDS["filesUrl"])["maxItems"] == MAX_FILES
+    # the defaults the client sends are the API's own
+    plain = TaskRequest("a fox").to_json()
+    for name in ("nVariants", "isEnhance", "enableFallback"):
+        assert plain[name] == FIELDS[name]["default"], name
+    # what the schema requires is in every body the client sends
+    assert set(contract.resolve(OPTIONS)["required"]) <= set(plain)
+
+
+def test_the_client_checks_prompts_and_image_urls_with_the_contracts_own_rules():
+    from imagegen import models
+
+    prompt = contract.non_null(FIELDS["prompt"])
+    assert (prompt["maxLength"], prompt["pattern"]) == (models.MAX_PROMPT_CHARS, models.PROMPT_PATTERN)
+    for url in (contract.non_null(FIELDS["filesUrl"])["items"], contract.non_null(FIELDS["maskUrl"])):
+        assert (
+            url["minLength"],
+            url["maxLength"],
+            url["pattern"],
+        ) == (models.URL_MIN_CHARS, models.URL_MAX_CHARS, models.IMAGE_URL_PATTERN)
+    assert re.search(models.IMAGE_URL_PATTERN, IMAGE)
+    webhook = contract.non_null(FIELDS["webhookUrl"])
+    assert (
+        webhook["minLength"],
+        webhook["maxLength"],
+        webhook["pattern"],
+    ) == (models.URL_MIN_CHARS, models.URL_MAX_CHARS, models.WEBHOOK_URL_PATTERN)
+
+
+URLS = st.sampled_from(
+    [
+        IMAGE,
+        MASK,
+        "http://example.com/dir/photo.JPEG?v=2",
+        "https://example.com/photo.gif",  # not an image type the API takes
+        "https://example.com/photo",  # no extension
+        "https://photo.png",  # a host, not a file
+        "ftp://example.com/photo.png",
+        "https://example.com/a photo.png",
+        "https://example.com/" + "x" * 2048 + ".png",  # too long
+        "not a url",
+    ]
+)
+PROMPTS = st.one_of(
+    st.none(),
+    st.sampled_from(["", "  \n\t", "a red fox in snow", "x" * 5000, "x" * 5001]),
+    st.text(max_size=12),
+)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> TaskRequest:
+    return TaskRequest(
+        draw(PROMPTS),
+        size=draw(st.sampled_from(["1:1", "3:2", "2:3", "4:3"])),
+        files=tuple(draw(st.lists(URLS, max_size=MAX_FILES + 1))),
+        mask=draw(st.one_of(st.none(), URLS)),
+        variants=draw(st.sampled_from([1, 2, 3, 4])),
+        enhance=draw(st.booleans()),
+        fallback=draw(st.booleans()),
+        fallback_model=draw(st.one_of(st.none(), st.sampled_from(["GPT_IMAGE_1", "FLUX_MAX", "DALL_E"]))),
+        webhook=draw(
+            st.one_of(st.none(), st.sampled_from([WEBHOOK, "http://a.b", "http://", "ftp://x.com/h"]))
+        ),
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(requests())
+def test_the_client_refuses_exactly_the_requests_the_contract_refuses(request: TaskRequest):
+    # Given any request, good or bad in any of the ways the API distinguishes
+    body = request.to_json()
+    # Then the client finds a problem in it exactly when the API's schema does
+    refused_by_api = contract.problems(OPTIONS, body)
+    assert bool(request.problems()) == bool(refused_by_api), (body, request.problems(), refused_by_api)
+
+
+# ---------------------------------------------------------------------------------------------- routes
+
+# Each route of the contract, and how the client calls it.
+OPERATIONS: dict[tuple[str, str], Callable[[ImageApiClient], Any]] = {
+    ("POST", "/tasks"): lambda client: client.submit_task(TaskRequest("a fox")),
+    ("GET", "/tasks/{taskId}"): lambda client: client.get_task("t-1"),
+    ("GET", "/tasks"): lambda client: client.list_tasks(),
+    ("DELETE", "/tasks/{taskId}"): lambda client: client.delete_task("t-1"),
+}
+# Each success answer, read by the client's model and written back as the API wrote it.
+SUCCESSES: dict[tuple[str, str, int], Callable[[Any], Any] | None] = {
+    ("POST", "/tasks", 202): lambda body: Submission.from_json(body, idempotency_key="k").to_json(),
+    ("GET", "/tasks/{taskId}", 200): lambda body: Task.from_json(body).to_json(),
+    ("GET", "/tasks", 200): lambda body: TaskPage.from_json(body).to_json(),
+    ("DELETE", "/tasks/{taskId}", 204): None,  # no body
+}
+# Each error status, as the typed exception the client raises for it.
+ERRORS: dict[int, type[ApiError]] = {
+    400: RequestValidationError,
+    402: InsufficientCreditsError,
+    403: ForbiddenError,
+    404: TaskNotFoundError,
+    409: ConflictError,
+    413: RequestValidationError,
+    422: RequestValidationError,
+    429: RateLimitedError,
+    502: UpstreamAuthError,
+    503: ServiceUnavailableError,
+}
+ANSWERS = [
+    (method, path, int(status))
+    for method, path, operation in contract.operations()
+    for status in operation["responses"]
+]
+
+
+def test_the_client_calls_every_route_of_the_contract():
+    assert {(method, path) for method, path, _ in contract.operations()} == set(OPERATIONS)
+    assert {answer for answer in ANSWERS if answer[2] < 400} == set(SUCCESSES)
+    assert {status for _, _, status in ANSWERS if status >= 400} <= set(ERRORS)
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [a for a in ANSWERS if a[2] < 400 and a[2] != 204])
+def test_every_success_answer_is_read_without_losing_a_field(method, path, status):
+    schema = contract.response_schema(method, path, status)
+    assert schema is not None
+    read_and_written = SUCCESSES[(method, path, status)]
+    assert read_and_written is not None
+    for full in (True, False):
+        for variant in range(4):  # null and non-null, int and str codes, each status
+            # Given an answer the API may give (every optional field too, or only the required ones)
+            body = contract.instance(schema, full=full, variant=variant)
+            assert contract.problems(schema, body) == []
+            # Then the client's model reads every field of it, and writes it back unchanged
+            assert without_unset(read_and_written(body), schema) == without_unset(body, schema)
+
+
+def without_unset(value: Any, schema: dict[str, Any]) -> Any:
+    """``value`` without the optional properties that are null: absent and null say the same there."""
+    schema = contract.resolve(schema)
+    if "anyOf" in schema and value is not None:
+        schema = contract.non_null(schema)
+    if isinstance(value, dict):
+        required = set(schema.get("required", ()))
+        return {
+            key: without_unset(item, schema.get("properties", {}).get(key, {}))
+            for key, item in value.items()
+            if item is not None or key in required
+        }
+    if isinstance(value, list):
+        return [without_unset(item, schema.get("items", {})) for item in value]
+    return value
+
+
+def test_a_204_delete_has_no_body_to_read():
+    assert contract.response_schema("DELETE", "/tasks/{taskId}", 204) is None
+    with client_answering(httpx.Response(204)) as client:
+        assert client.delete_task("t-1") is True
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [a for a in ANSWERS if a[2] >= 400])
+def test_every_documented_error_is_raised_as_its_typed_exception(method, path, status):
+    # Given the error body the contract documents for this answer
+    schema = contract.response_schema(method, path, status)
+    assert schema is not None
+    assert contract.resolve(schema) == contract.component("ErrorBody")
+    body = contract.instance(schema, full=True)
+    if status == 502:  # the API's own 502 is about the deployment's upstream key (a gateway's is retried)
+        body["message"] = "the image service rejected this deployment's API key"
+    assert ErrorBody.from_json(body).to_json() == body
+    # When the route answers it
+    with client_answering(httpx.Response(status, json=body)) as client, pytest.raises(ApiError) as caught:
+        OPERATIONS[(method, path)](client)
+    # Then the client raises the exception that explains it, with the API's message and field errors
+    assert type(caught.value) is ERRORS[status]
+    assert (caught.value.status, caught.value.message) == (status, body["message"])
+    if isinstance(caught.value, RequestValidationError):
+        assert [(e.field, e.message) for e in caught.value.field_errors] == [
+            (e["field"], e["message"]) for e in body["errors"]
+        ]
+
+
+def test_an_error_body_without_field_errors_is_read_too():
+    body = contract.instance(contract.component("ErrorBody"), full=False)
+    assert body == {"message": "message-0"}
+    assert ErrorBody.from_json(body) == ErrorBody(message="message-0")
+
+
+def test_the_statuses_and_the_list_parameters_are_the_contracts():
+    for name in ("TaskView", "TaskSummary"):
+        assert list(TASK_STATUSES) == contract.component(name)["properties"]["status"]["enum"]
+    notification = contract.non_null(contract.component("TaskView")["properties"]["notification"])
+    assert list(NOTIFICATION_STATES) == notification["properties"]["state"]["enum"]
+    query = contract.parameters("GET", "/tasks", "query")
+    assert list(TASK_STATUSES) == contract.non_null(query["status"]["schema"])["enum"]
+    limit = query["limit"]["schema"]
+    assert (
+        limit["minimum"],
+        limit["maximum"],
+        limit["default"],
+    ) == (LIST_LIMIT_MIN, LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT)
+    # the client sends exactly the contract's parameter names
+    seen: list[httpx.Request] = []
+    page = {"tasks": [], "nextCursor": None}
+    with client_answering(httpx.Response(200, json=page), seen) as client:
+        client.list_tasks(status="stored", limit=5, cursor="c")
+    assert set(seen[0].url.params) == set(query)
+
+
+def test_the_headers_are_the_contracts():
+    schemes = contract.document()["components"]["securitySchemes"]
+    assert [(s["in"], s["name"]) for s in schemes.values()] == [("header", API_KEY_HEADER)]
+    headers = {name.lower() for name in contract.parameters("POST", "/tasks", "header")}
+    assert headers == {IDEMPOTENCY_HEADER.lower()}
+    for path in ("/tasks/{taskId}",):
+        for method in ("GET", "DELETE"):
+            assert set(contract.parameters(method, path, "path")) == {"taskId"}
+
+
+def client_answering(answer: httpx.Response, seen: list[httpx.Request] | None = None) -> ImageApiClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
+        return answer
+
+    return ImageApiClient(API_URL, "key", transport=httpx.MockTransport(handler), max_attempts=1)

@@ -1,0 +1,113 @@
+"""The imagegen CLI against the local stack with two clients' keys, as a user runs it: generate (from a
+prompt, and from reference images alone), list, delete, each with --json, configured by environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.local.stack import LocalStack, StackConfig
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+KEYS = "alice:key-of-alice,bob:key-of-bob"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOCAL_API_KEYS", KEYS)
+        patch.setenv("LOCAL_API_PORT", "0")
+        patch.setenv("EMULATOR_GENERATION_SECONDS", "0.3")
+        patch.setenv("LOCAL_RECONCILE_INTERVAL_SECONDS", "0")
+        for name in ("KIE_API_BASE_URL", "AWS_ENDPOINT_URL", "LOCAL_PUBLIC_BASE_URL"):
+            patch.delenv(name, raising=False)
+        with LocalStack(StackConfig.from_environment()) as running:
+            yield running
+
+
+def imagegen(stack: LocalStack, key: str | None, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``python -m imagegen ARGV``, told where the API is and its key by IMAGEGEN_API_URL / _KEY."""
+    env = {**os.environ, "IMAGEGEN_API_URL": stack.api_url}
+    env.pop("IMAGEGEN_API_KEY", None)
+    if key:
+        env["IMAGEGEN_API_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "imagegen", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def document(done: subprocess.CompletedProcess[str]) -> Any:
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # exactly one JSON document on stdout
+
+
+def test_two_clients_generate_list_and_delete_with_the_cli(stack: LocalStack, tmp_path: Path) -> None:
+    wait = ("--poll-interval", "0.2", "--timeout", "60")
+    # alice generates from a prompt: the images are downloaded and verified
+    drawn = document(
+        imagegen(
+            stack,
+            "key-of-alice",
+            "generate",
+            "a red fox",
+            "--variants",
+            "2",
+            "--out",
+            str(tmp_path),
+            *wait,
+            "--json",
+        )
+    )
+    assert drawn["status"] == "stored" and len(drawn["files"]) == 2
+    for saved in drawn["files"]:
+        assert sha256(Path(saved["path"]).read_bytes()).hexdigest() == saved["sha256"]
+    # and edits reference images without a prompt (filesUrl alone)
+    edited = document(
+        imagegen(
+            stack,
+            "key-of-alice",
+            "--json",
+            "generate",
+            "--files",
+            "https://example.com/photo.png",
+            "--no-download",
+            *wait,
+        )
+    )
+    assert edited["status"] == "stored" and edited["task"]["images"], edited
+
+    # each client lists only its own tasks, newest first, every page followed
+    listed = document(imagegen(stack, "key-of-alice", "list", "--all", "--limit", "1", "--json"))
+    assert [t["taskId"] for t in listed["tasks"]] == [edited["taskId"], drawn["taskId"]]
+    assert listed["nextCursor"] is None
+    assert document(imagegen(stack, "key-of-bob", "list", "--json")) == {"tasks": [], "nextCursor": None}
+
+    # bob cannot delete alice's task: it is unknown to him; alice can, and then it is gone
+    refused = imagegen(stack, "key-of-bob", "delete", drawn["taskId"])
+    assert refused.returncode == 3 and "not found (HTTP 404)" in refused.stderr and refused.stdout == ""
+    assert document(imagegen(stack, "key-of-alice", "delete", drawn["taskId"], "--json")) == {
+        "taskId": drawn["taskId"],
+        "deleted": True,
+    }
+    assert imagegen(stack, "key-of-alice", "status", drawn["taskId"]).returncode == 3
+    table = imagegen(stack, "key-of-alice", "list")
+    assert table.returncode == 0 and drawn["taskId"] not in table.stdout and edited["taskId"] in table.stdout
+
+    # without a key the front door refuses, and the CLI says how to pass one
+    anonymous = imagegen(stack, None, "list")
+    assert anonymous.returncode == 3 and "IMAGEGEN_API_KEY" in anonymous.stderr
