@@ -6,6 +6,7 @@ Every task belongs to the client app (API key) that submitted it: to any other i
 from __future__ import annotations
 
 import binascii
+import re
 from datetime import timedelta
 from functools import cache
 from typing import Annotated, Any
@@ -24,7 +25,14 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
-from image_pipeline.api_models import TaskPage, TaskRequest, TaskStatusName, TaskSubmitted, TaskView, responses
+from image_pipeline.api_models import (
+    TaskPage,
+    TaskRequest,
+    TaskStatusName,
+    TaskSubmitted,
+    TaskView,
+    responses,
+)
 from image_pipeline.errors import (
     ImageDeletionError,
     InsufficientCredits,
@@ -71,6 +79,7 @@ def callback_base(settings: ApiSettings) -> str:
 
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
+MODEL_RULE = re.compile(r"Value error, (?P<field>[A-Za-z]+): (?P<message>.+)", re.DOTALL)
 LOCAL_CLIENT = "local"  # every request's client where no API key is required (the local stacks)
 API_KEY_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
 
@@ -162,7 +171,7 @@ def create_task(
             table_name=settings.idempotency_table,
             lambda_context=app.lambda_context,
         )
-    logger.info("task submitted", extra={"task_id": task_id, "variants": options.nVariants, "client": owner})
+    logger.info("task submitted", extra={"task_id": task_id, "model": options.model, "client": owner})
     metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
     return _json(202, {"taskId": task_id, "status": "submitted"})
 
@@ -261,7 +270,12 @@ def invalid_request(error: RequestValidationError) -> Response[Any]:
         ]
         if problem.get("type") == "json_invalid":
             location = []
-        problems.append({"field": ".".join(location) or "body", "message": problem.get("msg", "invalid")})
+        message = str(problem.get("msg", "invalid"))
+        # A rule over several fields names the one at fault first: "Value error, size: required ..."
+        named = MODEL_RULE.match(message) if not location else None
+        if named:
+            location, message = [named["field"]], named["message"]
+        problems.append({"field": ".".join(location) or "body", "message": message})
     fields = ", ".join(problem["field"] for problem in problems)
     return _json(422, {"message": f"invalid request: check {fields}", "errors": problems})
 

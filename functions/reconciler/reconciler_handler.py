@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from itertools import chain
 from dataclasses import asdict
 from datetime import timedelta
+from itertools import chain
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit

@@ -3,25 +3,170 @@ the routes that use them, so the published contract is the code's own."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from image_pipeline.upstream_models import GenerationOptions, HttpsUrl
+from image_pipeline.upstream_models import (
+    FLUX_MODELS,
+    FOUR_O_MODEL,
+    FOUR_O_RULES,
+    MAX_EDIT_SAFETY_TOLERANCE,
+    MAX_INPUT_IMAGES,
+    MAX_PROMPT_CHARS,
+    MAX_SAFETY_TOLERANCE,
+    AspectRatio,
+    FallbackModel,
+    FluxKontextOptions,
+    GenerationOptions,
+    HttpsUrl,
+    ImageSize,
+    ImageUrl,
+    OutputFormat,
+    VariantCount,
+)
 
 TaskStatusName = Literal["submitted", "downloading", "stored", "failed"]
 
 
-class TaskRequest(GenerationOptions):
-    """POST /tasks: the generation's fields, and where to be told when the task ends."""
+ModelName = Literal["gpt-4o-image", "flux-kontext-pro", "flux-kontext-max"]
+FOUR_O_FIELDS = ("size", "filesUrl", "maskUrl", "nVariants", "isEnhance", "enableFallback", "fallbackModel")
+FLUX_FIELDS = (
+    "aspectRatio",
+    "inputImage",
+    "outputFormat",
+    "enableTranslation",
+    "promptUpsampling",
+    "safetyTolerance",
+    "watermark",
+)
 
+
+def _only(fields: tuple[str, ...]) -> dict[str, Any]:
+    """JSON Schema: none of these fields (null is the same as absent)."""
+    return {"properties": {name: {"type": "null"} for name in fields}}
+
+
+_FLUX = {"properties": {"model": {"enum": list(FLUX_MODELS)}}, "required": ["model"]}
+_TASK_REQUEST_RULES: dict[str, Any] = {
+    "allOf": [
+        {
+            "if": _FLUX,
+            "then": {
+                "allOf": [
+                    _only(FOUR_O_FIELDS),
+                    {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+                    {
+                        "if": {"required": ["inputImage"], "properties": {"inputImage": {"type": "string"}}},
+                        "then": {"properties": {"safetyTolerance": {"maximum": MAX_EDIT_SAFETY_TOLERANCE}}},
+                    },
+                ]
+            },
+            "else": {
+                "allOf": [
+                    _only(FLUX_FIELDS),
+                    {"required": ["size"], "properties": {"size": {"type": "string"}}},
+                    *FOUR_O_RULES,
+                ]
+            },
+        }
+    ]
+}
+
+
+class TaskRequest(BaseModel):
+    """POST /tasks: which model, its fields, and where to be told when the task ends.
+
+    `model` chooses the API: gpt-4o-image (the default) takes size, filesUrl, maskUrl, nVariants,
+    isEnhance, enableFallback, fallbackModel; flux-kontext-pro and flux-kontext-max take aspectRatio,
+    inputImage, outputFormat, enableTranslation, promptUpsampling, safetyTolerance, watermark. A field of
+    the other model is refused, naming it, and nothing is sent upstream.
+    """
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_TASK_REQUEST_RULES)
+
+    model: ModelName = "gpt-4o-image"
+    prompt: (
+        Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": r"\S"})]
+        | None
+    ) = None
+    # gpt-4o-image
+    size: ImageSize | None = None
+    filesUrl: Annotated[list[ImageUrl], Field(max_length=MAX_INPUT_IMAGES)] | None = None
+    maskUrl: ImageUrl | None = None
+    nVariants: VariantCount | None = Field(default=None, description="gpt-4o-image; 1 when absent")
+    isEnhance: bool | None = None
+    enableFallback: bool | None = None
+    fallbackModel: FallbackModel | None = None
+    # flux-kontext-pro, flux-kontext-max
+    aspectRatio: AspectRatio | None = Field(default=None, description="Flux Kontext; 16:9 when absent")
+    inputImage: HttpsUrl | None = Field(default=None, description="Flux Kontext: the image to edit")
+    outputFormat: OutputFormat | None = Field(default=None, description="Flux Kontext; jpeg when absent")
+    enableTranslation: bool | None = None
+    promptUpsampling: bool | None = None
+    safetyTolerance: Annotated[int, Field(ge=0, le=MAX_SAFETY_TOLERANCE)] | None = Field(
+        default=None, description="Flux Kontext: 0 (strictest) to 6, 0 to 2 with an inputImage; 2 when absent"
+    )
+    watermark: Annotated[str, Field(max_length=200)] | None = None
     webhookUrl: HttpsUrl | None = Field(
         default=None,
         description=(
             "https URL that receives one signed event (Standard Webhooks) when the task is stored or "
             "failed; private, loopback and link-local addresses are refused"
         ),
+        # Local runs may also allow exact http origins (WEBHOOK_TRUSTED_ORIGINS); the published contract
+        # is the deployed one. Which addresses are public is checked beyond the pattern.
+        json_schema_extra={"pattern": r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$"},
     )
+
+    @field_validator(*FOUR_O_FIELDS)
+    @classmethod
+    def _four_o_only(cls, value: Any, info: ValidationInfo) -> Any:
+        model = info.data.get("model", FOUR_O_MODEL)
+        if value is not None and model != FOUR_O_MODEL:
+            raise ValueError(f"is a gpt-4o-image field; {model} does not take it")
+        return value
+
+    @field_validator(*FLUX_FIELDS)
+    @classmethod
+    def _flux_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("model", FOUR_O_MODEL) not in FLUX_MODELS:
+            raise ValueError("is a Flux Kontext field; give model flux-kontext-pro or flux-kontext-max")
+        return value
+
+    @model_validator(mode="after")
+    def _the_models_own_rules(self) -> TaskRequest:
+        # Model-level problems name their field first ("size: ..."): the API reports them under it.
+        try:
+            self.generation()
+        except ValidationError as error:
+            first = error.errors(include_url=False)[0]
+            field = ".".join(str(part) for part in first["loc"] if isinstance(part, str))
+            message = str(first["msg"]).removeprefix("Value error, ")
+            if field and not message.startswith(f"{field}:"):
+                message = f"{field}: {message}"
+            raise ValueError(message) from None
+        return self
+
+    def given(self, fields: tuple[str, ...]) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
+
+    def generation(self) -> GenerationOptions | FluxKontextOptions:
+        """The upstream request's fields for the chosen model."""
+        fields: dict[str, Any] = {"prompt": self.prompt} if self.prompt is not None else {}
+        if self.model in FLUX_MODELS:
+            return FluxKontextOptions.model_validate(
+                {"model": self.model, **fields, **self.given(FLUX_FIELDS)}
+            )
+        return GenerationOptions.model_validate({**fields, **self.given(FOUR_O_FIELDS)})
 
 
 class NotificationOut(BaseModel):
@@ -68,6 +213,7 @@ class LinkedImage(StoredImageOut):
 
 class TaskSummary(BaseModel):
     taskId: str
+    model: ModelName
     status: TaskStatusName
     images: list[StoredImageOut]
     error: TaskErrorOut | None
@@ -77,6 +223,7 @@ class TaskSummary(BaseModel):
 
 class TaskView(BaseModel):
     taskId: str
+    model: ModelName
     status: TaskStatusName
     progress: float | None = Field(description="upstream generation progress 0..1 while submitted")
     images: list[LinkedImage]

@@ -100,6 +100,11 @@ class TaskRecord(BaseModel):
     notifyPending: bool = False  # ended, and its notify message is not yet known to be queued
     eventPublished: bool = False
 
+    @property
+    def model(self) -> str:
+        """gpt-4o-image, or the Flux Kontext model its options name."""
+        return str(self.options.get("model") or "gpt-4o-image")
+
     def missing_indexes(self) -> list[int]:
         return [index for index in range(self.imagesExpected) if str(index) not in self.images]
 

@@ -25,6 +25,12 @@ HttpsUrl = Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?
 _IMAGE_EXTENSION = (
     r"\.([jJ][pP][eE]?[gG]|[jJ][fF][iI][fF]|[pP][jJ][pP]([eE][gG])?|[pP][nN][gG]|[wW][eE][bB][pP])"
 )
+# A plain host name, an optional port, a path of URL characters ending in an image extension.
+IMAGE_URL_PATTERN = (
+    r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*"
+    + _IMAGE_EXTENSION
+    + r"([?#][!-~]*)?$"
+)
 # The pattern is documented in the schema; the validator below checks it with a readable message.
 ImageUrl = Annotated[
     str,
@@ -32,7 +38,7 @@ ImageUrl = Annotated[
         min_length=8,
         max_length=2048,
         pattern=r"^https?://[^\s]+$",
-        json_schema_extra={"pattern": rf"^https?://[^/\s?#]+/[^\s?#]*{_IMAGE_EXTENSION}([?#][^\s]*)?$"},
+        json_schema_extra={"pattern": IMAGE_URL_PATTERN},
     ),
 ]
 
@@ -43,15 +49,32 @@ def _present(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 _PRESENT_PROMPT = _present("prompt", {"type": "string"})
 _PRESENT_FILES = _present("filesUrl", {"type": "array", "minItems": 1})
+# The 4o request's cross-field rules as JSON Schema (the validators below check the same).
+FOUR_O_RULES: list[Any] = [
+    {"anyOf": [_PRESENT_PROMPT, _PRESENT_FILES]},
+    {"if": _present("maskUrl", {"type": "string"}), "then": _PRESENT_FILES},
+    {
+        "if": _present("fallbackModel", {"type": "string"}),
+        "then": _present("enableFallback", {"const": True}),
+    },
+]
 
 
 def _check_image_url(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
     if not parts.netloc:
         raise ValueError("must name a host (http(s)://host/path)")
     path = parts.path.lower()  # the file's path: "https://x.png" names a host, not a file
     if not path.endswith(INPUT_IMAGE_EXTENSIONS):
         raise ValueError(f"must point at an image file ending in one of {', '.join(INPUT_IMAGE_EXTENSIONS)}")
+    if not re.fullmatch(IMAGE_URL_PATTERN, url):
+        raise ValueError(
+            "must be a plain http(s) URL: a host name of letters, digits, dots and dashes, "
+            "URL characters in the path"
+        )
     return url
 
 
@@ -62,16 +85,7 @@ class GenerationOptions(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         populate_by_name=True,
-        json_schema_extra={
-            "allOf": [
-                {"anyOf": [_PRESENT_PROMPT, _PRESENT_FILES]},
-                {"if": _present("maskUrl", {"type": "string"}), "then": _PRESENT_FILES},
-                {
-                    "if": _present("fallbackModel", {"type": "string"}),
-                    "then": _present("enableFallback", {"const": True}),
-                },
-            ]
-        },
+        json_schema_extra={"allOf": FOUR_O_RULES},
     )
 
     prompt: (
@@ -120,6 +134,54 @@ class GenerationOptions(BaseModel):
 
 class GenerateRequest(GenerationOptions):
     """What we send to POST /api/v1/gpt4o-image/generate."""
+
+    callBackUrl: HttpsUrl | None = None
+
+    def to_upstream_json(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+# -- Flux Kontext: the sibling API (docs/upstream.md, "Flux Kontext") ------------------------------
+
+FOUR_O_MODEL = "gpt-4o-image"
+FLUX_MODELS = ("flux-kontext-pro", "flux-kontext-max")
+FluxModel = Literal["flux-kontext-pro", "flux-kontext-max"]
+AspectRatio = Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]
+OutputFormat = Literal["jpeg", "png"]
+MAX_SAFETY_TOLERANCE = 6  # text to image
+MAX_EDIT_SAFETY_TOLERANCE = 2  # with an inputImage
+
+
+class FluxKontextOptions(BaseModel):
+    """The Flux Kontext generate fields a client may set (one image per task; an inputImage edits it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+    model: FluxModel = "flux-kontext-pro"
+    aspectRatio: AspectRatio = "16:9"
+    inputImage: HttpsUrl | None = None
+    outputFormat: OutputFormat = "jpeg"
+    enableTranslation: bool = True
+    promptUpsampling: bool = False
+    safetyTolerance: Annotated[int, Field(ge=0, le=MAX_SAFETY_TOLERANCE)] = 2
+    watermark: Annotated[str, Field(max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _rules(self) -> FluxKontextOptions:
+        if not self.prompt.strip():
+            raise ValueError("prompt: must not be blank")
+        if not is_storable_text(self.model_dump()):
+            raise ValueError("contains invalid Unicode (a lone surrogate)")
+        if self.inputImage and self.safetyTolerance > MAX_EDIT_SAFETY_TOLERANCE:
+            raise ValueError(
+                f"safetyTolerance: must be 0 to {MAX_EDIT_SAFETY_TOLERANCE} when editing an inputImage"
+            )
+        return self
+
+
+class FluxGenerateRequest(FluxKontextOptions):
+    """What we send to POST /api/v1/flux/kontext/generate."""
 
     callBackUrl: HttpsUrl | None = None
 

@@ -24,19 +24,19 @@ from image_pipeline.webhooks.signing import parse_secrets, sign
 __all__ = [
     "download_queue",
     "event_bus",
-    "notices",
-    "notification_queue",
-    "webhook_secrets",
-    "webhook_sender",
-    "webhook_signer",
     "fetch_policy",
     "hmac_key",
     "image_store",
+    "notices",
+    "notification_queue",
     "run_once",
     "safe_fetch",
     "submit_guard",
     "tasks_table",
     "upstream_client",
+    "webhook_secrets",
+    "webhook_sender",
+    "webhook_signer",
 ]
 
 

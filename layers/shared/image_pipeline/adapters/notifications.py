@@ -18,7 +18,9 @@ class NotificationQueue:
         self._sqs = sqs or client("sqs")
 
     def send_notify(self, task_id: str) -> None:
-        self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=NotifyTask(notifyTask=task_id).model_dump_json())
+        self._sqs.send_message(
+            QueueUrl=self.queue_url, MessageBody=NotifyTask(notifyTask=task_id).model_dump_json()
+        )
 
     def delay_retry(self, receipt_handle: str, seconds: int) -> None:
         self._sqs.change_message_visibility(

@@ -1,4 +1,4 @@
-"""httpx client of the 4o Image API: envelopes in, typed errors out."""
+"""httpx client of the 4o Image API and its sibling Flux Kontext: envelopes in, typed errors out."""
 
 from __future__ import annotations
 
@@ -16,12 +16,23 @@ from image_pipeline.errors import (
     UpstreamUnauthorized,
     UpstreamUnavailable,
 )
-from image_pipeline.upstream_models import Envelope, GenerateRequest, TaskDetails
+from image_pipeline.upstream_models import (
+    FLUX_MODELS,
+    FOUR_O_MODEL,
+    Envelope,
+    FluxGenerateRequest,
+    GenerateRequest,
+    TaskDetails,
+)
 
 GENERATE_PATH = "/api/v1/gpt4o-image/generate"
 RECORD_INFO_PATH = "/api/v1/gpt4o-image/record-info"
 DOWNLOAD_URL_PATH = "/api/v1/gpt4o-image/download-url"
 CREDIT_PATH = "/api/v1/chat/credit"
+FLUX_GENERATE_PATH = "/api/v1/flux/kontext/generate"
+FLUX_RECORD_INFO_PATH = "/api/v1/flux/kontext/record-info"
+# Flux Kontext has no download-url of its own: the platform's common one renews any of its links.
+COMMON_DOWNLOAD_URL_PATH = "/api/v1/common/download-url"
 
 # The platform allows 20 generate calls per 10 s: when it gives no Retry-After, the window is the answer.
 DEFAULT_RETRY_AFTER_SECONDS = 10
@@ -94,22 +105,32 @@ class UpstreamClient:
         return envelope.data
 
     def generate(self, request: GenerateRequest) -> str:
-        data = self._call("POST", GENERATE_PATH, json=request.to_upstream_json())
+        return self._task_id(self._call("POST", GENERATE_PATH, json=request.to_upstream_json()))
+
+    def generate_flux(self, request: FluxGenerateRequest) -> str:
+        return self._task_id(self._call("POST", FLUX_GENERATE_PATH, json=request.to_upstream_json()))
+
+    @staticmethod
+    def _task_id(data: Any) -> str:
         task_id = data.get("taskId") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
             raise UpstreamUnavailable(200, "generate answered success without a taskId")
         return task_id
 
-    def task_details(self, task_id: str) -> TaskDetails:
-        data = self._call("GET", RECORD_INFO_PATH, params={"taskId": task_id})
+    def task_details(self, task_id: str, model: str = FOUR_O_MODEL) -> TaskDetails:
+        path = FLUX_RECORD_INFO_PATH if model in FLUX_MODELS else RECORD_INFO_PATH
+        data = self._call("GET", path, params={"taskId": task_id})
         try:
             return TaskDetails.model_validate(data)
         except ValidationError as error:
             raise UpstreamUnavailable(200, f"record-info answered unreadable task details: {error}") from None
 
-    def download_url(self, task_id: str, url: str) -> str:
+    def download_url(self, task_id: str, url: str, model: str = FOUR_O_MODEL) -> str:
         """A fresh 20-minute link for a result URL (reference form; the quick start's form is read too)."""
-        data = self._call("POST", DOWNLOAD_URL_PATH, json={"taskId": task_id, "url": url})
+        if model in FLUX_MODELS:
+            data = self._call("POST", COMMON_DOWNLOAD_URL_PATH, json={"url": url})
+        else:
+            data = self._call("POST", DOWNLOAD_URL_PATH, json={"taskId": task_id, "url": url})
         if isinstance(data, dict):
             data = data.get("downloadUrl") or data.get("url")
         if not isinstance(data, str) or not data:

@@ -36,6 +36,7 @@ def summary(task: TaskRecord) -> dict[str, Any]:
     """A task as the list shows it: GET /tasks/{id}'s shape without links or live progress."""
     return {
         "taskId": task.taskId,
+        "model": task.model,
         "status": task.status.value,
         "images": [image.model_dump() for image in task.stored_images()],
         "error": task.error.model_dump() if task.error else None,

@@ -79,6 +79,7 @@ def task_data(task: TaskRecord, images: ImageBlobs | None, presign_seconds: int)
     """The task as GET /tasks/{id} shows it (links when `images` is given), without live progress."""
     return {
         "taskId": task.taskId,
+        "model": task.model,
         "status": task.status.value,
         "progress": 1.0 if task.status is TaskStatus.STORED else None,
         "images": [

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from image_pipeline.task_models import DownloadJob, RecordTask, StoredImage, TaskError, TaskRecord, TaskStatus
-from image_pipeline.upstream_models import GenerateRequest, TaskDetails
+from image_pipeline.upstream_models import FluxGenerateRequest, GenerateRequest, TaskDetails
 
 
 class TaskStore(Protocol):
@@ -66,8 +66,9 @@ class RecordOutbox(Protocol):
 
 class Upstream(Protocol):
     def generate(self, request: GenerateRequest) -> str: ...
-    def task_details(self, task_id: str) -> TaskDetails: ...
-    def download_url(self, task_id: str, url: str) -> str: ...
+    def generate_flux(self, request: FluxGenerateRequest) -> str: ...
+    def task_details(self, task_id: str, model: str = ...) -> TaskDetails: ...
+    def download_url(self, task_id: str, url: str, model: str = ...) -> str: ...
 
 
 class ImageBlobs(Protocol):

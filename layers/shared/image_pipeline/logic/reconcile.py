@@ -227,7 +227,7 @@ def _fresh_job(task: TaskRecord, index: int, upstream: Upstream, pacer: Pacer) -
     source = task.resultUrls[index]
     pacer.wait()
     try:
-        fresh = upstream.download_url(task.taskId, source)
+        fresh = upstream.download_url(task.taskId, source, task.model)
     except UpstreamError:
         # Past the retention, or the upstream is down: the source URL still works until it expires,
         # and the downloader renews it itself if it has; the give-up bound ends the rest.
@@ -274,7 +274,7 @@ def _reconcile_one(
     past_retention = now - datetime.fromisoformat(task.createdAt) > UPSTREAM_RETENTION
     pacer.wait()
     try:
-        details = upstream.task_details(task.taskId)
+        details = upstream.task_details(task.taskId, task.model)
     except UpstreamBadRequest:
         if not past_retention:
             raise

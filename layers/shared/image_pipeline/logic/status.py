@@ -29,6 +29,7 @@ def task_status(
     task = own_task(task_id, owner, store)
     return {
         "taskId": task.taskId,
+        "model": task.model,
         "status": task.status.value,
         "progress": _progress(task, store, upstream, clock()),
         "images": [
@@ -49,7 +50,7 @@ def _progress(task: TaskRecord, store: TaskStore, upstream: Upstream | None, now
     if upstream is None or not store.claim_progress_refresh(task.taskId, now, now - PROGRESS_CACHE):
         return task.progress  # fresh enough, or another poller is asking right now
     try:
-        progress = upstream.task_details(task.taskId).progress_fraction
+        progress = upstream.task_details(task.taskId, task.model).progress_fraction
     except UpstreamError:
         return task.progress  # best effort: progress is a nicety
     if progress is not None:

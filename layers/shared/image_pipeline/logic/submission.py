@@ -9,13 +9,18 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
+from image_pipeline.api_models import TaskRequest
 from image_pipeline.errors import UpstreamError
 from image_pipeline.logic.ports import RecordOutbox, TaskStore, Upstream
 from image_pipeline.task_models import RecordTask, iso, utc_now
 from image_pipeline.tokens import hash_token, new_callback_token, new_submission_id
-from image_pipeline.upstream_models import GenerateRequest, GenerationOptions
+from image_pipeline.upstream_models import (
+    FluxGenerateRequest,
+    FluxKontextOptions,
+    GenerateRequest,
+    GenerationOptions,
+)
 
-CLIENT_ONLY_FIELDS = {"webhookUrl"}
 RECORD_ATTEMPTS = 3
 RECORD_BACKOFF_SECONDS = 0.5
 # How long a task waits for its callback before the reconciler asks the upstream about it.
@@ -32,9 +37,9 @@ class SubmissionConflict(RuntimeError):
     """The upstream returned a taskId whose capability is already bound elsewhere (should never happen)."""
 
 
-def upstream_fields(options: GenerationOptions) -> dict[str, Any]:
-    """The generate fields of a request (a client's own fields, such as webhookUrl, stay with us)."""
-    return options.model_dump(exclude_none=True, exclude=CLIENT_ONLY_FIELDS)
+def upstream_fields(generation: GenerationOptions | FluxKontextOptions) -> dict[str, Any]:
+    """The generate fields of a request, as recorded with the task (Flux's include its model)."""
+    return generation.model_dump(exclude_none=True)
 
 
 def callback_url(callback_base: str, submission_id: str, token: str) -> str:
@@ -42,7 +47,7 @@ def callback_url(callback_base: str, submission_id: str, token: str) -> str:
 
 
 def submit_task(
-    options: GenerationOptions,
+    options: TaskRequest,
     *,
     callback_base: str,
     store: TaskStore,
@@ -63,11 +68,15 @@ def submit_task(
     submission_id = new_submission_id()
     token = new_callback_token()
     store.put_submission(submission_id, hash_token(token), clock())
-    request = GenerateRequest(
-        **upstream_fields(options), callBackUrl=callback_url(callback_base, submission_id, token)
-    )
+    generation = options.generation()
+    callback = callback_url(callback_base, submission_id, token)
     try:
-        task_id = upstream.generate(request)
+        if isinstance(generation, FluxKontextOptions):
+            task_id = upstream.generate_flux(
+                FluxGenerateRequest(**upstream_fields(generation), callBackUrl=callback)
+            )
+        else:
+            task_id = upstream.generate(GenerateRequest(**upstream_fields(generation), callBackUrl=callback))
     except UpstreamError as error:
         # An error envelope means no task exists upstream; a timeout (code None) may hide one whose
         # callback is still to come, so its capability stays (its TTL removes it otherwise).
@@ -78,8 +87,8 @@ def submit_task(
     record = RecordTask(
         recordTask=task_id,
         submissionId=submission_id,
-        options=upstream_fields(options),
-        webhookUrl=getattr(options, "webhookUrl", None),
+        options=upstream_fields(generation),
+        webhookUrl=options.webhookUrl,
         nextCheckAt=iso(clock() + reconcile_after),
         owner=owner,
     )
