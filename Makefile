@@ -97,17 +97,22 @@ sam-local: install  ## sam build + sam local start-api on 127.0.0.1:3000, AWS an
 	$(PY) -m devstack.sam_local run --sam $(BIN)/sam --port $(SAM_LOCAL_PORT)
 
 # Client apps of the deployed stack (scripts/clients.py, boto3 with your AWS credentials): each has its own
-# API key on the stack's usage plan. STACK= and REGION= default to samconfig.toml's.
+# API key on the stack's usage plan, and its webhook signing secret in SSM. STACK= and REGION= default to
+# samconfig.toml's.
 CLIENTS := $(PY) scripts/clients.py $(if $(STACK),--stack $(STACK)) $(if $(REGION),--region $(REGION))
 
 .PHONY: add-client
-add-client: install  ## NAME=...: a client app's own API key on the deployed stack, printed once
+add-client: install  ## NAME=...: a client app's own API key and webhook signing secret on the deployed stack, printed once
 	$(CLIENTS) add "$(NAME)"
 
 .PHONY: remove-client
-remove-client: install  ## NAME=...: delete that client's API key (its requests then get 403)
+remove-client: install  ## NAME=...: delete that client's API key (its requests then get 403) and signing secret
 	$(CLIENTS) remove "$(NAME)"
 
 .PHONY: list-clients
 list-clients: install  ## the deployed stack's client apps and their key ids
 	$(CLIENTS) list
+
+.PHONY: rotate-webhook-secret
+rotate-webhook-secret: install  ## NAME=... [FINISH=1]: a new webhook signing secret beside the old (both sign); FINISH=1 drops the old
+	$(CLIENTS) rotate-secret "$(NAME)" $(if $(filter-out 0 no false,$(FINISH)),--finish)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from devstack.common.aws_resources import StackResources
+from devstack.common.aws_resources import QueueResources, StackResources
 from devstack.common.function_environment import LocalValues, declared_environment, function_environments
-from devstack.common.template import ROOT, load_template
+from devstack.common.template import ROOT, load_template, resources_of_type
 from devstack.sam_local.defaults import REGION, SamLocalError, lambda_arch, origin_of
 
 # As the docker-free stack (StackConfig's default): a task waiting a minute for its callback is polled.
@@ -50,7 +50,7 @@ def local_environments(
 def local_variable_names() -> dict[str, list[str]]:
     """The names of each function's local variables. The template is written (and built) before `up`
     creates the resources, and only the names matter here: the values are stand-ins."""
-    stand_in = StackResources("t", "i", "q", "arn", "dlq", "b", 5, 360)
+    stand_in = placeholder_resources()
     environments = local_environments(
         stand_in, aws_endpoint_url="", upstream_url="http://upstream:1", public_base_url="", api_key="k",
         hmac_key="",
@@ -123,3 +123,17 @@ def sam_environment() -> dict[str, str]:
     # sam build runs python3.13 from PATH: the venv that runs this has one.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+def placeholder_resources() -> StackResources:
+    """Names only (the values are not used): one of each queue and event bus the template declares."""
+    template = load_template()
+    queues = {
+        name: QueueResources(
+            "q", "arn", "dlq", queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0], 5, 360
+        )
+        for name, queue in resources_of_type("AWS::SQS::Queue", template).items()
+        if "RedrivePolicy" in queue
+    }
+    buses = {name: "bus" for name in resources_of_type("AWS::Events::EventBus", template)}
+    return StackResources("t", "i", "q", "arn", "dlq", "b", 5, 360, queues=queues, event_buses=buses)

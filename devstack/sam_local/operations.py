@@ -53,6 +53,7 @@ def seed(services: Services, *, clear: bool = False) -> None:
         {"prompt": "example", "size": "1:1"},
         now,
         now + timedelta(minutes=30),
+        owner="local",  # the client of every request without an API key id (the events', start-api's)
     )
 
 

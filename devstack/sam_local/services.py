@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from devstack.common.aws_resources import StackResources, create_stack_resources
+from devstack.common.aws_resources import QueueResources, StackResources, create_stack_resources
 from devstack.common.template import ROOT
 from devstack.sam_local.defaults import (
     API_KEY,
@@ -122,7 +122,9 @@ class Services:
         return _EndpointSession(self.moto_host_url)
 
     def stack_resources(self) -> StackResources:
-        return StackResources(**self.resources)
+        recorded = dict(self.resources)
+        queues = {name: QueueResources(**queue) for name, queue in recorded.pop("queues", {}).items()}
+        return StackResources(**recorded, queues=queues)
 
     def environments(self) -> dict[str, dict[str, str]]:
         """The --env-vars file, by function: the docker-free stack's variables, with in-network addresses."""
@@ -131,6 +133,14 @@ class Services:
             resources,
             download_queue_url=with_origin(resources.download_queue_url, self.moto_url),
             dead_letter_queue_url=with_origin(resources.dead_letter_queue_url, self.moto_url),
+            queues={
+                name: dataclasses.replace(
+                    queue,
+                    url=with_origin(queue.url, self.moto_url),
+                    dead_letter_url=with_origin(queue.dead_letter_url, self.moto_url),
+                )
+                for name, queue in resources.queues.items()
+            },
         )
         return local_environments(
             in_network,

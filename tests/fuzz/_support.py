@@ -166,9 +166,9 @@ CALLBACK_EVENTS = [
     "callback_4o_success",
     "callback_4o_failure",
     "callback_4o_duplicate",
-    "callback_single_success",
-    "callback_single_failure",
-    "callback_single_duplicate",
+    "callback_flux_success",
+    "callback_flux_failure",
+    "callback_flux_duplicate",
 ]
 
 

@@ -5,12 +5,13 @@ env-vars file gives each function what the docker-free stack gives it, with in-n
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
 from devstack import sam_local
-from devstack.common.aws_resources import StackResources
+from devstack.common.aws_resources import QueueResources, StackResources
 from devstack.common.function_environment import declared_environment
 from devstack.common.template import ROOT, load_template, resources_of_type
 
@@ -27,6 +28,21 @@ def services(tmp_path: Path) -> sam_local.Services:
         images_bucket="imagegen-local-imagesbucket",
         max_receive_count=5,
         visibility_timeout=360,
+        queues={
+            name: QueueResources(
+                f"http://127.0.0.1:40001/123456789012/imagegen-local-{name}",
+                f"arn:aws:sqs:us-east-1:123456789012:imagegen-local-{name}",
+                f"http://127.0.0.1:40001/123456789012/imagegen-local-{dead}",
+                dead,
+                5,
+                360,
+            )
+            for name, dead in (
+                ("DownloadQueue", "DownloadDeadLetterQueue"),
+                ("NotificationQueue", "NotificationDeadLetterQueue"),
+            )
+        },
+        event_buses={"EventBus": "imagegen-local-EventBus"},
     )
     found = sam_local.Services(
         name="net",
@@ -35,7 +51,7 @@ def services(tmp_path: Path) -> sam_local.Services:
         upstream_port=40002,
         public_base_url=PUBLIC,
     )
-    found.resources = resources.__dict__.copy()
+    found.resources = asdict(resources)
     return found
 
 
@@ -54,6 +70,12 @@ def test_env_vars_give_each_function_its_template_environment_with_network_addre
     assert api["CALLBACK_BASE_URL"] == f"{PUBLIC}/callbacks"
     assert api["KIE_API_KEY"] == sam_local.API_KEY and api["KIE_API_KEY_PARAMETER"] == ""
     assert environments["ReconcilerFunction"]["RECONCILE_AFTER_SECONDS"] == "60"
+    notifier = environments["NotifierFunction"]
+    assert (
+        notifier["NOTIFICATION_QUEUE_URL"]
+        == "http://net-moto:5000/123456789012/imagegen-local-NotificationQueue"
+    )
+    assert notifier["EVENT_BUS_NAME"] == "imagegen-local-EventBus"
 
 
 def test_local_template_declares_every_variable_and_builds_for_this_machine(tmp_path: Path) -> None:

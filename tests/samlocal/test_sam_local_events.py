@@ -23,6 +23,7 @@ EXAMPLE = sam_local.EXAMPLE_TASK_ID
 INVALID = "invalid request: check size, nVariants, colour"
 DUPLICATE = {"status": "duplicate"}
 
+FLUX_INVALID = "invalid request: check nVariants"  # a 4o field with a Flux model
 # (event file, function, precondition, expected status code or None for non-HTTP, expected body subset)
 CASES: list[tuple[str, str, str, int | None, dict[str, Any]]] = [
     # first, on the fresh stack: no task has waited past RECONCILE_AFTER_SECONDS yet
@@ -35,13 +36,15 @@ CASES: list[tuple[str, str, str, int | None, dict[str, Any]]] = [
     ("api_submit_task", "ApiFunction", "clear", 202, {"status": "submitted"}),
     ("api_submit_task_edit", "ApiFunction", "clear", 202, {"status": "submitted"}),
     ("api_submit_task_invalid", "ApiFunction", "clear", 422, {"message": INVALID}),
+    ("api_submit_task_flux", "ApiFunction", "clear", 202, {"status": "submitted"}),
+    ("api_submit_task_flux_invalid", "ApiFunction", "clear", 422, {"message": FLUX_INVALID}),
     ("callback_forged_token", "CallbackFunction", "seed", 403, {"message": "callback token does not match"}),
     ("callback_4o_success", "CallbackFunction", "seed", 200, {"status": "accepted"}),
     ("callback_4o_duplicate", "CallbackFunction", "after:callback_4o_success", 200, DUPLICATE),
     ("callback_4o_failure", "CallbackFunction", "seed", 200, {"status": "accepted"}),
-    ("callback_single_success", "CallbackFunction", "seed", 200, {"status": "accepted"}),
-    ("callback_single_duplicate", "CallbackFunction", "after:callback_single_success", 200, DUPLICATE),
-    ("callback_single_failure", "CallbackFunction", "seed", 200, {"status": "accepted"}),
+    ("callback_flux_success", "CallbackFunction", "seed", 200, {"status": "accepted"}),
+    ("callback_flux_duplicate", "CallbackFunction", "after:callback_flux_success", 200, DUPLICATE),
+    ("callback_flux_failure", "CallbackFunction", "seed", 200, {"status": "accepted"}),
 ]  # fmt: skip
 
 

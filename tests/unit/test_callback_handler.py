@@ -63,7 +63,7 @@ def table_items(resources: Any) -> list[dict[str, Any]]:
     ("success", "duplicate", "urls"),
     [
         ("callback_4o_success", "callback_4o_duplicate", 2),
-        ("callback_single_success", "callback_single_duplicate", 1),
+        ("callback_flux_success", "callback_flux_duplicate", 1),
     ],
 )
 def test_first_success_enqueues_one_job_per_image_and_duplicates_do_nothing(
@@ -91,7 +91,7 @@ def test_first_success_enqueues_one_job_per_image_and_duplicates_do_nothing(
     )
 
 
-@pytest.mark.parametrize(("event", "code"), [("callback_4o_failure", 400), ("callback_single_failure", 501)])
+@pytest.mark.parametrize(("event", "code"), [("callback_4o_failure", 400), ("callback_flux_failure", 501)])
 def test_failure_code_records_failed_with_code_and_message(
     aws_stack: Any, lambda_context: Any, event: str, code: int
 ) -> None:
