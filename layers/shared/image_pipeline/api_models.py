@@ -91,7 +91,22 @@ class TaskRequest(BaseModel):
     the other model is refused, naming it, and nothing is sent upstream.
     """
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_TASK_REQUEST_RULES)
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            **_TASK_REQUEST_RULES,
+            "examples": [
+                {"prompt": "a red fox in snow, watercolor", "size": "3:2", "nVariants": 2},
+                {"model": "flux-kontext-pro", "prompt": "a paper lantern festival", "aspectRatio": "16:9"},
+                {
+                    "size": "1:1",
+                    "filesUrl": ["https://example.com/photo.png"],
+                    "prompt": "make it a watercolor",
+                    "webhookUrl": "https://hooks.example.com/imagegen",
+                },
+            ],
+        },
+    )
 
     model: ModelName = "gpt-4o-image"
     prompt: (
@@ -183,11 +198,29 @@ class FieldProblem(BaseModel):
 class ErrorBody(BaseModel):
     """Every error the API answers itself has this shape."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "message": "invalid request: check size",
+                    "errors": [{"field": "size", "message": "Input should be '1:1', '3:2' or '2:3'"}],
+                },
+                {"message": "task 0123456789abcdef0123456789abcdef not found", "errors": []},
+            ]
+        }
+    )
+
     message: str
     errors: list[FieldProblem] = Field(default_factory=list)
 
 
 class TaskSubmitted(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"taskId": "522f93e8ab824c009f4d6aad6a8a95f7", "status": "submitted"}]
+        }
+    )
+
     taskId: str = Field(description="the upstream's task id")
     status: Literal["submitted"]
 
@@ -222,6 +255,32 @@ class TaskSummary(BaseModel):
 
 
 class TaskView(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "taskId": "522f93e8ab824c009f4d6aad6a8a95f7",
+                    "model": "gpt-4o-image",
+                    "status": "stored",
+                    "progress": 1.0,
+                    "images": [
+                        {
+                            "index": 0,
+                            "key": "images/522f93e8ab824c009f4d6aad6a8a95f7/0.png",
+                            "contentType": "image/png",
+                            "bytes": 78866,
+                            "sha256": "9f2c0e4b5a8d7c6b1e3f2a0d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b",
+                            "url": "https://bucket.s3.us-east-1.amazonaws.com/images/522f.../0.png?X-Amz-Algorithm=...",
+                        }
+                    ],
+                    "error": None,
+                    "createdAt": "2026-11-21T21:19:40.123Z",
+                    "updatedAt": "2026-11-21T21:19:48.456Z",
+                }
+            ]
+        }
+    )
+
     taskId: str
     model: ModelName
     status: TaskStatusName
