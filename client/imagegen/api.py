@@ -1,10 +1,13 @@
-"""A small typed client for the bundle's HTTPS API (API Gateway + Lambda in front of the 4o Image API).
+"""A small typed client for the bundle's HTTPS API (API Gateway + Lambda in front of the 4o Image and Flux
+Kontext APIs).
 
 The contract (``openapi.json`` at the top of the repository, also served at ``GET /openapi.json``):
 
-* ``POST {api}/tasks`` submits a generation (a prompt, reference images, or both; optionally a
-  ``webhookUrl`` told when it ends) and answers ``202 {"taskId", "status": "submitted"}``.
-* ``GET {api}/tasks/{taskId}`` answers the task's status, progress, error and stored images
+* ``POST {api}/tasks`` submits a generation on a ``model``: gpt-4o-image (the default: a prompt, reference
+  images, or both) or flux-kontext-pro / flux-kontext-max (a prompt, optionally an ``inputImage`` to edit),
+  each with its own fields; optionally a ``webhookUrl`` told when it ends. It answers
+  ``202 {"taskId", "status": "submitted"}``.
+* ``GET {api}/tasks/{taskId}`` answers the task's model, status, progress, error and stored images
   (each with a short-lived presigned ``url`` and the ``sha256`` of the stored bytes).
 * ``GET {api}/tasks?status=&limit=&cursor=`` answers one page of the caller's own tasks, newest first:
   ``{"tasks": [...], "nextCursor": ...}``.
@@ -50,12 +53,27 @@ from imagegen.errors import (
     UpstreamAuthError,
 )
 from imagegen.models import (
+    ASPECT_RATIOS,
+    DEFAULT_ASPECT_RATIO,
+    DEFAULT_MODEL,
+    DEFAULT_OUTPUT_FORMAT,
+    DEFAULT_SAFETY_TOLERANCE,
+    DEFAULT_SIZE,
     FALLBACK_MODELS,
+    FLUX_FIELDS,
+    FLUX_MODELS,
+    FOUR_O_FIELDS,
+    FOUR_O_MODEL,
     LIST_LIMIT_DEFAULT,
     LIST_LIMIT_MAX,
     LIST_LIMIT_MIN,
+    MAX_EDIT_SAFETY_TOLERANCE,
     MAX_FILES,
+    MAX_SAFETY_TOLERANCE,
+    MAX_WATERMARK_CHARS,
+    MODELS,
     NOTIFICATION_STATES,
+    OUTPUT_FORMATS,
     SIZES,
     TASK_STATUSES,
     TERMINAL_STATUSES,
@@ -75,16 +93,31 @@ from imagegen.models import (
 
 __all__ = [
     "API_KEY_HEADER",
+    "ASPECT_RATIOS",
     "DEFAULT_API_URL",
+    "DEFAULT_ASPECT_RATIO",
+    "DEFAULT_MODEL",
+    "DEFAULT_OUTPUT_FORMAT",
+    "DEFAULT_SAFETY_TOLERANCE",
+    "DEFAULT_SIZE",
     "FALLBACK_MODELS",
+    "FLUX_FIELDS",
+    "FLUX_MODELS",
+    "FOUR_O_FIELDS",
+    "FOUR_O_MODEL",
     "IDEMPOTENCY_HEADER",
     "LIST_LIMIT_DEFAULT",
     "LIST_LIMIT_MAX",
     "LIST_LIMIT_MIN",
     "MAX_ATTEMPTS",
+    "MAX_EDIT_SAFETY_TOLERANCE",
     "MAX_FILES",
     "MAX_RETRY_DELAY",
+    "MAX_SAFETY_TOLERANCE",
+    "MAX_WATERMARK_CHARS",
+    "MODELS",
     "NOTIFICATION_STATES",
+    "OUTPUT_FORMATS",
     "SIZES",
     "TASK_STATUSES",
     "TERMINAL_STATUSES",

@@ -2,6 +2,8 @@
 
     imagegen generate "a red fox in snow" --size 3:2 --variants 2 --out ./images
     imagegen generate --files https://example.com/photo.png      # an edit: reference images, no prompt
+    imagegen generate --model flux-kontext-pro --aspect-ratio 21:9 --format png "a lighthouse at dusk"
+    imagegen generate --model flux-kontext-max --input-image https://example.com/photo.jpg "make it snow"
     imagegen status TASK_ID
     imagegen list [--status S] [--limit N] [--all]
     imagegen delete TASK_ID
@@ -35,12 +37,26 @@ import httpx
 
 from imagegen import __version__
 from imagegen.api import (
+    ASPECT_RATIOS,
     DEFAULT_API_URL,
+    DEFAULT_ASPECT_RATIO,
+    DEFAULT_OUTPUT_FORMAT,
+    DEFAULT_SAFETY_TOLERANCE,
+    DEFAULT_SIZE,
     FALLBACK_MODELS,
+    FLUX_FIELDS,
+    FLUX_MODELS,
+    FOUR_O_FIELDS,
+    FOUR_O_MODEL,
     LIST_LIMIT_DEFAULT,
     LIST_LIMIT_MAX,
     LIST_LIMIT_MIN,
+    MAX_EDIT_SAFETY_TOLERANCE,
     MAX_FILES,
+    MAX_SAFETY_TOLERANCE,
+    MAX_WATERMARK_CHARS,
+    MODELS,
+    OUTPUT_FORMATS,
     SIZES,
     TASK_STATUSES,
     VARIANTS,
@@ -75,12 +91,22 @@ TICK = 0.25  # seconds between redraws of the bar while waiting (TTY only)
 # The request fields as the command line names them, for its messages.
 FLAGS = {
     "prompt": "PROMPT",
+    "model": "--model",
     "size": "--size",
     "filesUrl": "--files",
     "maskUrl": "--mask",
     "nVariants": "--variants",
+    "isEnhance": "--enhance",
+    "enableFallback": "--fallback",
     "fallbackModel": "--fallback-model",
-    "webhookUrl": "--webhook",
+    "aspectRatio": "--aspect-ratio",
+    "inputImage": "--input-image",
+    "outputFormat": "--format",
+    "enableTranslation": "--translate",
+    "promptUpsampling": "--upsample-prompt",
+    "safetyTolerance": "--safety-tolerance",
+    "watermark": "--watermark",
+    "webhookUrl": "--webhook-url",
 }
 
 EXTENSIONS = {
@@ -145,6 +171,13 @@ def _list_limit(text: str) -> int:
     return value
 
 
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
 def _http_url(text: str) -> str:
     if not is_http_url(text):
         raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
@@ -178,7 +211,8 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imagegen",
-        description="Generate images with the 4o Image API through the image pipeline bundle.",
+        description="Generate images with the 4o Image or Flux Kontext API through the image pipeline "
+        "bundle.",
         epilog="exit codes: 0 ok, 1 task failed, 2 usage/validation error, 3 API/network error, 4 timeout",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -189,15 +223,32 @@ def build_parser() -> argparse.ArgumentParser:
         "generate",
         help="submit a prompt, wait for the images and download them",
         description="Submit a generation, follow it with a progress bar, download and verify the images. "
-        "Give a prompt, reference images (--files), or both: --files alone edits or varies the images.",
+        f"With {FOUR_O_MODEL} (the default) give a prompt, reference images (--files), or both: --files "
+        "alone edits or varies the images. With a Flux Kontext model give a prompt, and --input-image to "
+        "edit an image. Each model takes only its own options.",
     )
     gen.add_argument("prompt", nargs="?", help="what to draw (optional with --files)")
-    gen.add_argument("--size", choices=SIZES, default="1:1", help="aspect ratio (default 1:1)")
-    gen.add_argument("--variants", type=int, choices=VARIANTS, default=1, help="number of images (default 1)")
+    gen.add_argument(
+        "--model",
+        choices=MODELS,
+        help=f"the image model (default {FOUR_O_MODEL}; {' and '.join(FLUX_MODELS)} are Flux Kontext)",
+    )
     gen.add_argument(
         "--out", type=Path, default=Path("images"), metavar="DIR", help="where to save (default ./images)"
     )
     gen.add_argument(
+        "--webhook-url",
+        "--webhook",
+        dest="webhook",
+        type=_http_url,
+        metavar="URL",
+        help="where the API sends one signed event when the task is stored or failed (https; "
+        "a local stack also takes the http origins in its WEBHOOK_TRUSTED_ORIGINS)",
+    )
+    four_o = gen.add_argument_group(f"{FOUR_O_MODEL} options")
+    four_o.add_argument("--size", choices=SIZES, help=f"aspect ratio (default {DEFAULT_SIZE})")
+    four_o.add_argument("--variants", type=int, choices=VARIANTS, help="number of images (default 1)")
+    four_o.add_argument(
         "--files",
         nargs="+",
         action="extend",
@@ -206,15 +257,44 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help=f"reference image URLs (.png, .jpg, .webp...; at most {MAX_FILES})",
     )
-    gen.add_argument("--mask", type=_http_url, metavar="URL", help="mask image URL (needs --files)")
-    gen.add_argument("--enhance", action="store_true", help="let the service enhance the prompt")
-    gen.add_argument("--fallback", action="store_true", help="fall back to another model if 4o fails")
-    gen.add_argument("--fallback-model", choices=FALLBACK_MODELS, help="model for --fallback")
-    gen.add_argument(
-        "--webhook",
-        type=_http_url,
-        metavar="URL",
-        help="an https URL the API sends one signed event to when the task is stored or failed",
+    four_o.add_argument("--mask", type=_http_url, metavar="URL", help="mask image URL (needs --files)")
+    four_o.add_argument(
+        "--enhance", action="store_true", default=None, help="let the service enhance the prompt"
+    )
+    four_o.add_argument(
+        "--fallback", action="store_true", default=None, help="fall back to another model if 4o fails"
+    )
+    four_o.add_argument("--fallback-model", choices=FALLBACK_MODELS, help="model for --fallback")
+    flux = gen.add_argument_group(f"Flux Kontext options ({', '.join(FLUX_MODELS)})")
+    flux.add_argument(
+        "--aspect-ratio", choices=ASPECT_RATIOS, help=f"aspect ratio (default {DEFAULT_ASPECT_RATIO})"
+    )
+    flux.add_argument("--input-image", type=_http_url, metavar="URL", help="an image to edit")
+    flux.add_argument(
+        "--format",
+        dest="output_format",
+        choices=OUTPUT_FORMATS,
+        help=f"image format (default {DEFAULT_OUTPUT_FORMAT}; saved as .jpg or .png)",
+    )
+    flux.add_argument(
+        "--safety-tolerance",
+        type=_whole_number,
+        metavar="N",
+        help=f"0 (strictest) to {MAX_SAFETY_TOLERANCE}, to {MAX_EDIT_SAFETY_TOLERANCE} with --input-image "
+        f"(default {DEFAULT_SAFETY_TOLERANCE})",
+    )
+    flux.add_argument(
+        "--translate",
+        action=argparse.BooleanOptionalAction,
+        help="translate a prompt that is not in English (the service's default: on)",
+    )
+    flux.add_argument(
+        "--upsample-prompt", action="store_true", default=None, help="let the service elaborate the prompt"
+    )
+    flux.add_argument(
+        "--watermark",
+        metavar="TEXT",
+        help=f"a watermark on the image (at most {MAX_WATERMARK_CHARS} characters)",
     )
     gen.add_argument(
         "--timeout",
@@ -358,6 +438,7 @@ class Generation:
 def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:
     request = TaskRequest(
         prompt=args.prompt,
+        model=args.model,
         size=args.size,
         files=tuple(args.files),
         mask=args.mask,
@@ -365,12 +446,17 @@ def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:
         enhance=args.enhance,
         fallback=args.fallback,
         fallback_model=args.fallback_model,
+        aspect_ratio=args.aspect_ratio,
+        input_image=args.input_image,
+        output_format=args.output_format,
+        translate=args.translate,
+        upsample_prompt=args.upsample_prompt,
+        safety_tolerance=args.safety_tolerance,
+        watermark=args.watermark,
         webhook=args.webhook,
     )
-    if problems := request.problems():
-        raise UsageError(
-            "; ".join(f"{FLAGS.get(p.field, p.field)}: {_in_flags(p.message)}" for p in problems)
-        )
+    if problems := _request_problems(request):
+        raise UsageError("; ".join(problems))
     out: Path = args.out
     if not args.no_download:
         try:
@@ -391,6 +477,41 @@ def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:
         finally:
             if args.json:  # once submitted, the task exists: say so, whatever happened next
                 _print_json(generation.to_json())
+
+
+def _request_problems(request: TaskRequest) -> list[str]:
+    """What is wrong with the request, in the command line's words: first the options of the other model,
+    each named (nothing is sent while there is one), then the rest."""
+    others = FOUR_O_FIELDS if request.is_flux else FLUX_FIELDS
+    flags = [
+        "--no-translate" if name == "enableTranslation" and request.translate is False else FLAGS[name]
+        for name in request.given()
+        if name in others
+    ]
+    found = []
+    if flags:
+        named = ", ".join(flags)
+        one = len(flags) == 1
+        kind = FOUR_O_MODEL if request.is_flux else "Flux Kontext"
+        what = f"{named} is a {kind} option" if one else f"{named} are {kind} options"
+        it = "it" if one else "them"
+        if request.is_flux:
+            found.append(
+                f"{what}: --model {request.model_name} does not take {it} (Flux Kontext takes "
+                "--aspect-ratio, --input-image, --format, --safety-tolerance, --translate/--no-translate, "
+                "--upsample-prompt, --watermark)"
+            )
+        else:
+            found.append(
+                f"{what}: {request.model_name} does not take {it} "
+                f"(add --model {' or --model '.join(FLUX_MODELS)})"
+            )
+    found += [
+        f"{FLAGS.get(p.field, p.field)}: {_in_flags(p.message)}"
+        for p in request.problems()
+        if p.field not in others
+    ]
+    return found
 
 
 def _follow(
@@ -421,8 +542,8 @@ def _follow(
     if not task.images:
         _err(f"error: task {task_id} is stored but the API listed no images")
         return ExitCode.API
-    if len(task.images) < request.variants:
-        _err(f"warning: asked for {request.variants} images, the task has {len(task.images)}")
+    if len(task.images) < request.image_count:
+        _err(f"warning: asked for {request.image_count} images, the task has {len(task.images)}")
     if args.no_download:
         if not args.json:
             for image in task.images:
@@ -433,8 +554,7 @@ def _follow(
 
 def _in_flags(message: str) -> str:
     """A request problem in the command line's words: ``filesUrl`` -> ``--files``."""
-    words = {**FLAGS, "enableFallback": "--fallback"}
-    return re.sub(r"\b[a-z]+[A-Z]\w*\b", lambda m: words.get(m.group(), m.group()), message)
+    return re.sub(r"\b[a-z]+[A-Z]\w*\b", lambda m: FLAGS.get(m.group(), m.group()), message)
 
 
 def _wait_for_task(
@@ -507,11 +627,15 @@ def _download_all(client: ImageApiClient, generation: Generation, out: Path, *, 
 
 
 def image_filename(task_id: str, image: TaskImage) -> str:
-    """``{taskId}_{index}.{ext}``, the extension from the content type; the task id is made safe
-    for a file name (it comes from the network)."""
+    """``{taskId}_{index}.{ext}``, the extension from the content type (``.jpg`` for a JPEG, ``.png``...),
+    else from the stored key (``images/{taskId}/0.jpg``); the task id is made safe for a file name (it
+    comes from the network)."""
     safe_id = re.sub(r"[^A-Za-z0-9._-]", "_", task_id).lstrip(".") or "task"
     content_type = image.content_type.split(";", 1)[0].strip().lower()
     ext = EXTENSIONS.get(content_type)
+    if ext is None:
+        suffix = Path(image.key).suffix.lower().lstrip(".")
+        ext = EXTENSIONS.get(f"image/{suffix}") if suffix else None
     if ext is None:
         guessed = mimetypes.guess_extension(content_type)
         ext = guessed.lstrip(".") if guessed else "bin"
@@ -529,7 +653,10 @@ def cmd_status(args: argparse.Namespace, runtime: Runtime) -> int:
     if args.json:
         _print_json(task.raw)  # the API's answer as is
         return ExitCode.OK
-    rows: list[tuple[str, Any]] = [("task", task.task_id), ("status", task.status)]
+    rows: list[tuple[str, Any]] = [("task", task.task_id)]
+    if task.model:
+        rows.append(("model", task.model))
+    rows.append(("status", task.status))
     rows.append(("progress", "-" if task.progress is None else f"{round(task.progress * 100)}%"))
     if task.created_at:
         rows.append(("created", task.created_at))
@@ -567,9 +694,16 @@ def cmd_list(args: argparse.Namespace, runtime: Runtime) -> int:
     if not tasks:
         _err("no tasks" + (f" with status {args.status}" if args.status else ""))
     else:
-        rows = [("TASK", "STATUS", "IMAGES", "CREATED", "ERROR")]
+        rows = [("TASK", "STATUS", "MODEL", "IMAGES", "CREATED", "ERROR")]
         rows += [
-            (t.task_id, t.status, str(len(t.images)), t.created_at or "-", str(t.error) if t.error else "")
+            (
+                t.task_id,
+                t.status,
+                t.model or "-",
+                str(len(t.images)),
+                t.created_at or "-",
+                str(t.error) if t.error else "",
+            )
             for t in tasks
         ]
         widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]

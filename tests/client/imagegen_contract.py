@@ -60,6 +60,14 @@ def problems(schema: dict[str, Any], instance: Any) -> list[str]:
     ]
 
 
+def field_problems(schema: dict[str, Any], instance: Any) -> list[dict[str, str]]:
+    """``problems`` as the API's 422 lists them: each under the field at fault (``body`` for the whole)."""
+    return [
+        {"field": ".".join(map(str, error.absolute_path)) or "body", "message": error.message}
+        for error in validator_for(schema).iter_errors(instance)
+    ]
+
+
 def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(METHOD, path, operation) of every route in the document."""
     for path, item in document()["paths"].items():

@@ -3,8 +3,9 @@
 ``FakeApi.handler`` is plugged into :class:`httpx.MockTransport`; tests script what POST answers
 and which states a task goes through on successive GETs, then drive ``imagegen.cli.main(argv)``.
 The fake is held to the API's contract (openapi.json): request bodies are validated as the API validates
-them (a 422 naming each bad field), and its own answers must conform to their documented schemas, so
-the fake cannot drift from the API either. Only scripted answers (``*_script``) may break the contract.
+them (a 422 naming each bad field, e.g. a field of the other model), tasks report the model they were
+submitted with, and its own answers must conform to their documented schemas, so the fake cannot drift
+from the API either. Only scripted answers (``*_script``) may break the contract.
 (A uniquely named module rather than conftest.py, so importing it never picks another suite's conftest.)
 """
 
@@ -25,6 +26,9 @@ STORAGE_HOST = "bucket.s3.test"
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"fake png pixels " * 64
 JPEG = b"\xff\xd8\xff\xe0" + b"fake jpeg pixels " * 64
+FOUR_O = "gpt-4o-image"
+# the stored key's extension by content type, as the API names its objects (images/{taskId}/0.jpg)
+KEY_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 
 Scripted = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
 
@@ -52,7 +56,9 @@ class FakeApi:
     list_script: list[Scripted] = field(default_factory=list)
     delete_script: list[Scripted] = field(default_factory=list)
     tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    blobs: dict[str, bytes] = field(default_factory=dict)
+    # the model each task was submitted with (POST), else the state's own, else gpt-4o-image
+    models: dict[str, str] = field(default_factory=dict)
+    blobs: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
     polls: int = 0
 
@@ -62,10 +68,12 @@ class FakeApi:
         self.tasks[task_id or self.task_id] = list(states)
         return task_id or self.task_id
 
-    def image(self, index: int, data: bytes, content_type: str, *, sha: str | None = None) -> dict[str, Any]:
-        key = f"images/{self.task_id}/{index}"
+    def image(
+        self, index: int, data: bytes, content_type: str, *, sha: str | None = None, key: str | None = None
+    ) -> dict[str, Any]:
+        key = key or f"images/{self.task_id}/{index}{KEY_EXTENSIONS.get(content_type, '')}"
         url = f"https://{STORAGE_HOST}/{key}?X-Amz-Signature=secret{index}&X-Amz-Expires=900"
-        self.blobs[f"/{key}"] = data
+        self.blobs[f"/{key}"] = (data, content_type)
         return {
             "index": index,
             "key": key,
@@ -94,7 +102,8 @@ class FakeApi:
             blob = self.blobs.get(request.url.path)
             if blob is None:
                 return httpx.Response(403, text="<Error><Code>AccessDenied</Code></Error>")
-            return httpx.Response(200, content=blob, headers={"Content-Type": "image/png"})
+            data, content_type = blob
+            return httpx.Response(200, content=data, headers={"Content-Type": content_type})
 
         assert request.url.host == httpx.URL(API_URL).host, request.url
         path = request.url.path
@@ -106,9 +115,9 @@ class FakeApi:
             if self.post_script:
                 return self._play(self.post_script.pop(0), request)
             body = json.loads(request.content)
-            if problems := contract.problems(contract.request_schema("POST", "/tasks"), body):
-                errors = [{"field": "body", "message": problem} for problem in problems]
+            if errors := contract.field_problems(contract.request_schema("POST", "/tasks"), body):
                 return self._answer("POST", "/tasks", 422, {"message": "invalid request", "errors": errors})
+            self.models[self.task_id] = body.get("model", FOUR_O)
             return self._answer("POST", "/tasks", 202, {"taskId": self.task_id, "status": "submitted"})
 
         if request.method == "GET" and path == "/Prod/tasks":
@@ -125,7 +134,8 @@ class FakeApi:
             if not states:
                 return self._answer("GET", "/tasks/{taskId}", 404, {"message": f"task {task_id} not found"})
             state = states.pop(0) if len(states) > 1 else states[0]
-            return self._answer("GET", "/tasks/{taskId}", 200, task_body(task_id, **state))
+            body = task_body(task_id, **{"model": self.models.get(task_id, FOUR_O), **state})
+            return self._answer("GET", "/tasks/{taskId}", 200, body)
 
         if request.method == "DELETE" and path.startswith("/Prod/tasks/"):
             if self.delete_script:
@@ -153,7 +163,7 @@ class FakeApi:
             body = {"message": "invalid cursor", "errors": [{"field": "cursor", "message": "not yours"}]}
             return self._answer("GET", "/tasks", 400, body)
         listed = [
-            summary_body(task_id, **states[0])
+            summary_body(task_id, **{"model": self.models.get(task_id, FOUR_O), **states[0]})
             for task_id, states in reversed(self.tasks.items())
             if status is None or states[0]["status"] == status
         ]
@@ -186,9 +196,11 @@ def task_body(
     progress: float | None = None,
     images: list[dict[str, Any]] | None = None,
     error: dict[str, Any] | None = None,
+    model: str = FOUR_O,
 ) -> dict[str, Any]:
     return {
         "taskId": task_id,
+        "model": model,
         "status": status,
         "progress": progress,
         "images": images or [],

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import imagegen_contract as contract
 import pytest
+from imagegen.api import FLUX_FIELDS, FOUR_O_FIELDS
 from imagegen.cli import ExitCode, main
 from imagegen_fakes import API_KEY, API_URL, JPEG, PNG, FakeApi, json_response, sha256
 
@@ -76,6 +77,8 @@ def test_generate_sends_every_option(run, api, tmp_path):
     result = run(
         "generate",
         "edit this",
+        "--model",
+        "gpt-4o-image",
         "--files",
         *files[:2],
         "--files",
@@ -97,6 +100,7 @@ def test_generate_sends_every_option(run, api, tmp_path):
     assert result.code == ExitCode.OK, result.err
     body = json.loads(api.posts()[0].content)
     assert body == {
+        "model": "gpt-4o-image",
         "prompt": "edit this",
         "size": "1:1",
         "nVariants": 1,
@@ -107,8 +111,163 @@ def test_generate_sends_every_option(run, api, tmp_path):
         "fallbackModel": "FLUX_MAX",
         "webhookUrl": "https://hooks.example.com/imagegen",
     }
-    # every field the API takes can be set from the command line
-    assert sorted(body) == sorted(contract.resolve(contract.request_schema("POST", "/tasks"))["properties"])
+    # every field the API takes for 4o can be set from the command line
+    assert sorted(body) == sorted(FIELDS - set(FLUX_FIELDS))
+
+
+FIELDS = set(contract.resolve(contract.request_schema("POST", "/tasks"))["properties"])
+
+
+def flux_task(api: FakeApi, data: bytes, content_type: str) -> str:
+    """submitted -> stored with one image, as Flux Kontext makes them (images/{taskId}/0.jpg or .png)."""
+    return api.add_task(
+        {"status": "submitted", "progress": 0.5},
+        {"status": "stored", "progress": 1.0, "images": [api.image(0, data, content_type)]},
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "data", "content_type", "saved_as"),
+    [
+        ([], JPEG, "image/jpeg", "jpg"),  # jpeg, the API's default
+        (["--format", "jpeg"], JPEG, "image/jpeg", "jpg"),
+        (["--format", "png"], PNG, "image/png", "png"),
+    ],
+)
+def test_a_flux_kontext_generate_saves_its_image_with_the_formats_extension(
+    run, api, tmp_path, argv, data, content_type, saved_as
+):
+    # Given a Flux Kontext task that stores one image in the format asked for
+    task_id = flux_task(api, data, content_type)
+    # When it is generated with a Flux Kontext model
+    result = run(
+        "generate",
+        "--model",
+        "flux-kontext-pro",
+        "--aspect-ratio",
+        "16:9",
+        *argv,
+        "a lighthouse",
+        "--out",
+        str(tmp_path),
+    )
+    # Then the request carries the model and its own fields only, and the image is saved as .jpg or .png
+    assert result.code == ExitCode.OK, result.err
+    body = json.loads(api.posts()[0].content)
+    assert body == {"model": "flux-kontext-pro", "prompt": "a lighthouse", "aspectRatio": "16:9"} | (
+        {"outputFormat": argv[1]} if argv else {}
+    )
+    saved = tmp_path / f"{task_id}_0.{saved_as}"
+    assert saved.read_bytes() == data
+    assert result.out.splitlines() == [f"taskId: {task_id}", str(saved)]
+    assert "warning" not in result.err  # one image is what Flux Kontext makes
+
+
+def test_a_flux_kontext_edit_sends_every_option(run, api, tmp_path):
+    flux_task(api, PNG, "image/png")
+    image = "https://example.com/photo.jpg?size=large"
+
+    result = run(
+        "generate",
+        "make it snow",
+        "--model",
+        "flux-kontext-max",
+        "--aspect-ratio",
+        "9:16",
+        "--input-image",
+        image,
+        "--format",
+        "png",
+        "--safety-tolerance",
+        "2",
+        "--no-translate",
+        "--upsample-prompt",
+        "--watermark",
+        "acme",
+        "--webhook",
+        "https://hooks.example.com/imagegen",
+        "--out",
+        str(tmp_path),
+    )
+
+    assert result.code == ExitCode.OK, result.err
+    body = json.loads(api.posts()[0].content)
+    assert body == {
+        "model": "flux-kontext-max",
+        "prompt": "make it snow",
+        "aspectRatio": "9:16",
+        "inputImage": image,
+        "outputFormat": "png",
+        "enableTranslation": False,
+        "promptUpsampling": True,
+        "safetyTolerance": 2,
+        "watermark": "acme",
+        "webhookUrl": "https://hooks.example.com/imagegen",
+    }
+    # every field the API takes for Flux Kontext can be set from the command line
+    assert sorted(body) == sorted(FIELDS - set(FOUR_O_FIELDS))
+    assert run("generate", "x", "--model", "flux-kontext-pro", "--translate", "--no-download").code == 0
+    assert json.loads(api.posts()[1].content)["enableTranslation"] is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--size", "1:1"], "--size"),
+        (["--variants", "1"], "--variants"),
+        (["--files", "https://e.com/p.png"], "--files"),
+        (["--mask", "https://e.com/m.png"], "--mask"),
+        (["--enhance"], "--enhance"),
+        (["--fallback"], "--fallback"),
+        (["--fallback-model", "FLUX_MAX"], "--fallback-model"),
+    ],
+)
+def test_a_4o_option_with_a_flux_kontext_model_is_refused_before_anything_is_sent(
+    run, api, tmp_path, argv, option
+):
+    result = run("generate", "a fox", "--model", "flux-kontext-pro", *argv, "--out", str(tmp_path))
+
+    assert result.code == ExitCode.USAGE
+    assert f"{option} is a gpt-4o-image option: --model flux-kontext-pro does not take it" in result.err
+    assert api.requests == []
+
+
+def test_every_option_of_the_other_model_is_named_at_once(run, api, tmp_path):
+    argv = ("a fox", "--model", "flux-kontext-max", "--size", "3:2", "--files", "https://e.com/p.png")
+
+    result = run("generate", *argv, "--aspect-ratio", "1:1", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.USAGE
+    (line,) = [line for line in result.err.splitlines() if line.startswith("imagegen: error:")]
+    # both named at once, and not the model's own option
+    expected = "--size, --files are gpt-4o-image options: --model flux-kontext-max does not take them"
+    assert line.split(" (")[0] == f"imagegen: error: {expected}"
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("model", [[], ["--model", "gpt-4o-image"]])
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--aspect-ratio", "16:9"], "--aspect-ratio"),
+        (["--input-image", "https://e.com/p.png"], "--input-image"),
+        (["--format", "jpeg"], "--format"),
+        (["--safety-tolerance", "2"], "--safety-tolerance"),
+        (["--translate"], "--translate"),
+        (["--no-translate"], "--no-translate"),
+        (["--upsample-prompt"], "--upsample-prompt"),
+        (["--watermark", "acme"], "--watermark"),
+    ],
+)
+def test_a_flux_kontext_option_with_4o_is_refused_before_anything_is_sent(
+    run, api, tmp_path, model, argv, option
+):
+    result = run("generate", "a fox", *model, *argv, "--out", str(tmp_path))
+
+    assert result.code == ExitCode.USAGE
+    assert f"{option} is a Flux Kontext option: gpt-4o-image does not take it" in result.err
+    assert "--model flux-kontext-pro" in result.err
+    assert api.requests == []
 
 
 def test_generate_an_edit_from_reference_images_alone(run, api, tmp_path):
@@ -148,7 +307,7 @@ def test_generate_no_download_prints_the_links(run, api, tmp_path):
 
     assert result.code == ExitCode.OK, result.err
     assert result.out.splitlines()[0] == f"taskId: {task_id}"
-    assert result.out.splitlines()[1].startswith(f"image 0: https://bucket.s3.test/images/{task_id}/0?")
+    assert result.out.splitlines()[1].startswith(f"image 0: https://bucket.s3.test/images/{task_id}/0.png?")
     assert api.downloads() == []
     assert not out.exists()
 
@@ -483,6 +642,18 @@ def test_malformed_success_answer(run, api, tmp_path):
         ["generate", "a fox", "--files", "https://e.com/anim.gif"],  # not an image type the API takes
         ["generate", "a fox", "--files", "https://photo.png"],  # a host, not an image file
         ["generate", "a fox", "--webhook", "ftp://hooks.example.com/x"],
+        ["generate", "a fox", "--webhook-url", "http://hooks example.com/x"],  # not a URL
+        ["generate", "a fox", "--files", "https://exa_mple.com/p.png"],  # not a plain host name
+        ["generate", "a fox", "--model", "dall-e"],
+        ["generate", "--model", "flux-kontext-pro"],  # Flux Kontext needs a prompt
+        ["generate", "--model", "flux-kontext-pro", "--input-image", "https://e.com/p.png"],
+        ["generate", "a fox", "--model", "flux-kontext-pro", "--aspect-ratio", "3:2"],
+        ["generate", "a fox", "--model", "flux-kontext-pro", "--format", "webp"],
+        ["generate", "a fox", "--model", "flux-kontext-pro", "--input-image", "not-a-url"],
+        ["generate", "a fox", "--model", "flux-kontext-pro", "--safety-tolerance", "7"],
+        ["generate", "a fox", "--model", "flux-kontext-pro", "--safety-tolerance", "-1"],
+        ["generate", "a fox", "--model", "flux-kontext-pro", "--safety-tolerance", "two"],
+        ["generate", "a fox", "--model", "flux-kontext-pro", "--watermark", "w" * 201],
         ["list", "--limit", "0"],
         ["list", "--limit", "101"],
         ["list", "--status", "done"],
@@ -498,6 +669,21 @@ def test_usage_errors_exit_2_before_any_request(run, api, tmp_path, argv):
     assert result.code == ExitCode.USAGE == 2
     assert "error" in result.err
     assert api.requests == []
+
+
+def test_the_safety_tolerance_of_an_edit_is_at_most_2(run, api, tmp_path):
+    edit = ("--model", "flux-kontext-pro", "--input-image", "https://e.com/p.png", "--safety-tolerance")
+
+    result = run("generate", "a fox", *edit, "3", "--out", str(tmp_path))
+
+    assert result.code == ExitCode.USAGE
+    assert "--safety-tolerance: must be 0 to 2 when editing an --input-image" in result.err
+    assert api.requests == []
+    # while a text-to-image task takes up to 6, and an edit 2
+    flux_task(api, JPEG, "image/jpeg")
+    assert run("generate", "a fox", *edit[:2], "--safety-tolerance", "6", "--no-download").code == ExitCode.OK
+    assert run("generate", "a fox", *edit, "2", "--no-download").code == ExitCode.OK
+    assert [json.loads(post.content)["safetyTolerance"] for post in api.posts()] == [6, 2]
 
 
 def test_out_must_be_a_directory(run, api, tmp_path):
@@ -526,10 +712,27 @@ def test_status_prints_status_progress_and_images(run, api):
     result = run("status", "task-123")
 
     assert result.code == ExitCode.OK
+    assert "model:    gpt-4o-image" in result.out
     assert "status:   stored" in result.out
     assert "progress: 100%" in result.out
     assert f"[0] image/png, {len(PNG)} bytes, sha256 {sha256(PNG)}" in result.out
     assert image["url"] in result.out
+
+
+def test_status_shows_the_model(run, api):
+    image = api.image(0, JPEG, "image/jpeg")
+    api.add_task({"status": "stored", "progress": 1.0, "images": [image], "model": "flux-kontext-max"})
+
+    result = run("status", "task-123")
+
+    assert result.code == ExitCode.OK
+    assert result.out.splitlines()[:3] == [
+        "task:     task-123",
+        "model:    flux-kontext-max",
+        "status:   stored",
+    ]
+    assert f"[0] image/jpeg, {len(JPEG)} bytes" in result.out
+    assert "images/task-123/0.jpg?" in result.out
 
 
 def test_status_of_a_failed_task_shows_the_error(run, api):
@@ -551,6 +754,7 @@ def test_status_json_prints_the_raw_answer(run, api):
     assert result.code == ExitCode.OK
     assert json.loads(result.out) == {
         "taskId": "task-123",
+        "model": "gpt-4o-image",
         "status": "downloading",
         "progress": 0.5,
         "images": [],

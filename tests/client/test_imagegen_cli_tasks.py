@@ -33,16 +33,17 @@ def list_requests(api: FakeApi) -> list[httpx.Request]:
 
 def test_list_prints_the_tasks_newest_first(run, api):
     add_tasks(api, "stored", "failed", "submitted")
+    api.models["t-2"] = "flux-kontext-pro"
 
     result = run("list")
 
     assert result.code == ExitCode.OK, result.err
     header, *rows = result.out.splitlines()
-    assert header.split() == ["TASK", "STATUS", "IMAGES", "CREATED", "ERROR"]
-    assert [row.split()[:3] for row in rows] == [
-        ["t-2", "submitted", "0"],
-        ["t-1", "failed", "0"],
-        ["t-0", "stored", "1"],
+    assert header.split() == ["TASK", "STATUS", "MODEL", "IMAGES", "CREATED", "ERROR"]
+    assert [row.split()[:4] for row in rows] == [
+        ["t-2", "submitted", "flux-kontext-pro", "0"],
+        ["t-1", "failed", "gpt-4o-image", "0"],
+        ["t-0", "stored", "gpt-4o-image", "1"],
     ]
     assert rows[1].endswith("[400] prompt flagged")
     assert list_requests(api)[0].url.params == httpx.QueryParams()  # the API's own defaults
@@ -199,6 +200,7 @@ def test_generate_json_still_names_the_task_when_it_fails_or_times_out(run, api,
         "status": "failed",
         "task": {
             "taskId": "task-123",
+            "model": "gpt-4o-image",
             "status": "failed",
             "progress": None,
             "images": [],

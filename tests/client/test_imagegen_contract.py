@@ -20,13 +20,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from imagegen.api import (
     API_KEY_HEADER,
+    ASPECT_RATIOS,
+    DEFAULT_ASPECT_RATIO,
+    DEFAULT_MODEL,
+    DEFAULT_OUTPUT_FORMAT,
+    DEFAULT_SAFETY_TOLERANCE,
     FALLBACK_MODELS,
+    FLUX_FIELDS,
+    FLUX_MODELS,
+    FOUR_O_FIELDS,
     IDEMPOTENCY_HEADER,
     LIST_LIMIT_DEFAULT,
     LIST_LIMIT_MAX,
     LIST_LIMIT_MIN,
+    MAX_EDIT_SAFETY_TOLERANCE,
     MAX_FILES,
+    MAX_SAFETY_TOLERANCE,
+    MAX_WATERMARK_CHARS,
+    MODELS,
     NOTIFICATION_STATES,
+    OUTPUT_FORMATS,
     SIZES,
     TASK_STATUSES,
     VARIANTS,
@@ -53,28 +66,83 @@ FIELDS = contract.resolve(OPTIONS)["properties"]
 IMAGE = "https://example.com/photo.png"
 MASK = "https://example.com/mask.webp"
 WEBHOOK = "https://hooks.example.com/imagegen"
+EVERY_FOUR_O = TaskRequest(
+    "a fox",
+    model="gpt-4o-image",
+    size="3:2",
+    files=(IMAGE,),
+    mask=MASK,
+    variants=2,
+    enhance=True,
+    fallback=True,
+    fallback_model="FLUX_MAX",
+    webhook=WEBHOOK,
+)
+EVERY_FLUX = TaskRequest(
+    "a fox",
+    model="flux-kontext-max",
+    aspect_ratio="21:9",
+    input_image="https://example.com/photo.jpg?v=1",
+    output_format="png",
+    translate=False,
+    upsample_prompt=True,
+    safety_tolerance=MAX_EDIT_SAFETY_TOLERANCE,
+    watermark="acme",
+    webhook=WEBHOOK,
+)
+
+
+def model_rules() -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    """The request schema's switch on the model: (the Flux models, the Flux branch, the 4o branch)."""
+    (switch,) = contract.resolve(OPTIONS)["allOf"]
+    return switch["if"]["properties"]["model"]["enum"], switch["then"], switch["else"]
+
+
+def refused_fields(branch: dict[str, Any]) -> list[str]:
+    """The fields a branch refuses: those it allows only as null (the other model's)."""
+    return [
+        name
+        for rule in branch["allOf"]
+        for name, schema in rule.get("properties", {}).items()
+        if schema == {"type": "null"}
+    ]
+
+
+def required_fields(branch: dict[str, Any]) -> set[str]:
+    """What a branch requires unconditionally."""
+    return {name for rule in branch["allOf"] if "if" not in rule for name in rule.get("required", ())}
 
 
 # ---------------------------------------------------------------------------------------------- requests
 
 
 def test_the_client_sends_every_request_field_of_the_contract_and_no_other():
-    # Given a request that sets every option the client has
-    every = TaskRequest(
-        "a fox",
-        size="3:2",
-        files=(IMAGE,),
-        mask=MASK,
-        variants=2,
-        enhance=True,
-        fallback=True,
-        fallback_model="FLUX_MAX",
-        webhook=WEBHOOK,
-    )
-    # Then its body names every field of the request schema, and the API accepts it
-    assert sorted(every.to_json()) == sorted(FIELDS)
-    assert every.problems() == []
-    assert contract.problems(OPTIONS, every.to_json()) == []
+    # Given a request on each model that sets every option the client has for it
+    bodies = [EVERY_FOUR_O.to_json(), EVERY_FLUX.to_json()]
+    # Then together they name every field of the request schema, and the API accepts each
+    assert sorted(set(bodies[0]) | set(bodies[1])) == sorted(FIELDS)
+    for request, body in zip((EVERY_FOUR_O, EVERY_FLUX), bodies, strict=True):
+        assert request.problems() == []
+        assert contract.problems(OPTIONS, body) == []
+    # and each carries only its own model's fields
+    assert not set(bodies[0]) & set(FLUX_FIELDS) and not set(bodies[1]) & set(FOUR_O_FIELDS)
+
+
+def test_the_models_and_their_fields_are_the_contracts():
+    flux_models, flux, four_o = model_rules()
+    assert list(MODELS) == FIELDS["model"]["enum"]
+    assert FIELDS["model"]["default"] == DEFAULT_MODEL
+    assert list(FLUX_MODELS) == flux_models
+    # each model refuses exactly the other one's fields
+    assert sorted(FOUR_O_FIELDS) == sorted(refused_fields(flux))
+    assert sorted(FLUX_FIELDS) == sorted(refused_fields(four_o))
+    assert set(FIELDS) == {"model", "prompt", "webhookUrl", *FOUR_O_FIELDS, *FLUX_FIELDS}
+    # a field of the other model is refused by the client too, naming it
+    for request, other in ((EVERY_FOUR_O, EVERY_FLUX), (EVERY_FLUX, EVERY_FOUR_O)):
+        mixed = TaskRequest(**{**vars(other), "model": request.model})
+        named = {problem.field for problem in mixed.problems()}
+        assert set(other.given()) <= named, (named, other.given())
+        assert contract.problems(OPTIONS, mixed.to_json()) != []
 
 
 def test_the_request_enums_limits_and_defaults_are_the_contracts():
@@ -82,12 +150,27 @@ def test_the_request_enums_limits_and_defaults_are_the_contracts():
     assert list(VARIANTS) == contract.non_null(FIELDS["nVariants"])["enum"]
     assert list(FALLBACK_MODELS) == contract.non_null(FIELDS["fallbackModel"])["enum"]
     assert contract.non_null(FIELDS["filesUrl"])["maxItems"] == MAX_FILES
-    # the defaults the client sends are the API's own
+    assert list(ASPECT_RATIOS) == contract.non_null(FIELDS["aspectRatio"])["enum"]
+    assert list(OUTPUT_FORMATS) == contract.non_null(FIELDS["outputFormat"])["enum"]
+    tolerance = contract.non_null(FIELDS["safetyTolerance"])
+    assert (tolerance["minimum"], tolerance["maximum"]) == (0, MAX_SAFETY_TOLERANCE)
+    _, flux, four_o = model_rules()
+    (edit,) = [rule["then"] for rule in flux["allOf"] if "if" in rule]
+    assert edit["properties"]["safetyTolerance"]["maximum"] == MAX_EDIT_SAFETY_TOLERANCE
+    assert contract.non_null(FIELDS["watermark"])["maxLength"] == MAX_WATERMARK_CHARS
+    # the defaults the client sends or shows are the API's own (the contract says them in words)
     plain = TaskRequest("a fox").to_json()
-    for name in ("nVariants", "isEnhance", "enableFallback"):
-        assert plain[name] == FIELDS[name]["default"], name
-    # what the schema requires is in every body the client sends
-    assert set(contract.resolve(OPTIONS)["required"]) <= set(plain)
+    assert f"{plain['nVariants']} when absent" in FIELDS["nVariants"]["description"]
+    assert (plain["isEnhance"], plain["enableFallback"]) == (False, False)
+    for name, default in (
+        ("aspectRatio", DEFAULT_ASPECT_RATIO),
+        ("outputFormat", DEFAULT_OUTPUT_FORMAT),
+        ("safetyTolerance", DEFAULT_SAFETY_TOLERANCE),
+    ):
+        assert f"{default} when absent" in FIELDS[name]["description"], name
+    # what each model's branch requires is in every body the client sends for it
+    assert required_fields(four_o) <= set(plain)
+    assert required_fields(flux) <= set(TaskRequest("a fox", model="flux-kontext-pro").to_json())
 
 
 def test_the_client_checks_prompts_and_image_urls_with_the_contracts_own_rules():
@@ -102,12 +185,16 @@ def test_the_client_checks_prompts_and_image_urls_with_the_contracts_own_rules()
             url["pattern"],
         ) == (models.URL_MIN_CHARS, models.URL_MAX_CHARS, models.IMAGE_URL_PATTERN)
     assert re.search(models.IMAGE_URL_PATTERN, IMAGE)
-    webhook = contract.non_null(FIELDS["webhookUrl"])
-    assert (
-        webhook["minLength"],
-        webhook["maxLength"],
-        webhook["pattern"],
-    ) == (models.URL_MIN_CHARS, models.URL_MAX_CHARS, models.WEBHOOK_URL_PATTERN)
+    for name in ("inputImage", "webhookUrl"):
+        url = contract.non_null(FIELDS[name])
+        assert (
+            url["minLength"],
+            url["maxLength"],
+            url["pattern"],
+        ) == (models.URL_MIN_CHARS, models.URL_MAX_CHARS, models.HTTP_URL_PATTERN)
+    # and a webhook is https to a host name, besides
+    assert FIELDS["webhookUrl"]["pattern"] == models.WEBHOOK_URL_PATTERN
+    assert re.search(models.WEBHOOK_URL_PATTERN, WEBHOOK)
 
 
 URLS = st.sampled_from(
@@ -115,6 +202,12 @@ URLS = st.sampled_from(
         IMAGE,
         MASK,
         "http://example.com/dir/photo.JPEG?v=2",
+        "https://example.com:8443/dir/ph%20oto.jpg#frag",
+        "https://exa_mple.com/photo.png",  # not a plain host name
+        "https://user@example.com/photo.png",  # credentials in the URL
+        "https://[::1]/photo.png",
+        "https://example.com/a<b>.png",  # not URL characters
+        "https://example.com/photo.png?q=a b",
         "https://example.com/photo.gif",  # not an image type the API takes
         "https://example.com/photo",  # no extension
         "https://photo.png",  # a host, not a file
@@ -131,25 +224,65 @@ PROMPTS = st.one_of(
 )
 
 
+WEBHOOKS = st.sampled_from(
+    [
+        WEBHOOK,
+        "https://hooks.example.com:8443",
+        "http://hooks.example.com/imagegen",  # not https
+        "https://user@hooks.example.com/x",
+        "https://a.b",
+        "http://a.b",
+        "https://",
+        "ftp://x.com/h",
+    ]
+)
+
+
+def maybe[T](values: st.SearchStrategy[T]) -> st.SearchStrategy[T | None]:
+    return st.one_of(st.none(), values)
+
+
 @st.composite
-def requests(draw: st.DrawFn) -> TaskRequest:
+def four_o_fields(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "size": draw(maybe(st.sampled_from(["1:1", "3:2", "2:3", "4:3"]))),
+        "files": tuple(draw(st.lists(st.one_of(st.just(IMAGE), URLS), max_size=MAX_FILES + 1))),
+        "mask": draw(maybe(st.one_of(st.just(MASK), URLS))),
+        "variants": draw(maybe(st.sampled_from([1, 2, 3, 4]))),
+        "enhance": draw(maybe(st.booleans())),
+        "fallback": draw(maybe(st.booleans())),
+        "fallback_model": draw(maybe(st.sampled_from(["GPT_IMAGE_1", "FLUX_MAX", "DALL_E"]))),
+    }
+
+
+@st.composite
+def flux_fields(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "aspect_ratio": draw(maybe(st.sampled_from(["16:9", "21:9", "9:16", "3:2", "2:1"]))),
+        "input_image": draw(maybe(st.one_of(URLS, st.sampled_from(["https://example.com/photo"])))),
+        "output_format": draw(maybe(st.sampled_from(["jpeg", "png", "webp"]))),
+        "translate": draw(maybe(st.booleans())),
+        "upsample_prompt": draw(maybe(st.booleans())),
+        "safety_tolerance": draw(maybe(st.sampled_from([-1, 0, 2, 3, 6, 7]))),
+        "watermark": draw(maybe(st.sampled_from(["", "acme", "x" * 200, "x" * 201]))),
+    }
+
+
+@st.composite
+def requests(draw: st.DrawFn, models: st.SearchStrategy[str | None] | None = None) -> TaskRequest:
+    model = draw(models if models is not None else maybe(st.sampled_from([*MODELS, "dall-e"])))
+    # mostly only the model's own fields (or the default model's), sometimes the other model's too
+    fields = draw(flux_fields()) if model in FLUX_MODELS else draw(four_o_fields())
+    if models is None and draw(st.integers(0, 3)) == 0:
+        fields |= {k: v for k, v in draw(st.one_of(four_o_fields(), flux_fields())).items() if v}
+    prompt = draw(st.one_of(st.just("a red fox"), PROMPTS))
     return TaskRequest(
-        draw(PROMPTS),
-        size=draw(st.sampled_from(["1:1", "3:2", "2:3", "4:3"])),
-        files=tuple(draw(st.lists(URLS, max_size=MAX_FILES + 1))),
-        mask=draw(st.one_of(st.none(), URLS)),
-        variants=draw(st.sampled_from([1, 2, 3, 4])),
-        enhance=draw(st.booleans()),
-        fallback=draw(st.booleans()),
-        fallback_model=draw(st.one_of(st.none(), st.sampled_from(["GPT_IMAGE_1", "FLUX_MAX", "DALL_E"]))),
-        webhook=draw(
-            st.one_of(st.none(), st.sampled_from([WEBHOOK, "http://a.b", "http://", "ftp://x.com/h"]))
-        ),
+        prompt, model=model, webhook=draw(maybe(st.one_of(st.just(WEBHOOK), WEBHOOKS))), **fields
     )
 
 
 @settings(max_examples=400, deadline=None)
-@given(requests())
+@given(st.one_of(requests(), requests(st.sampled_from(FLUX_MODELS))))
 def test_the_client_refuses_exactly_the_requests_the_contract_refuses(request: TaskRequest):
     # Given any request, good or bad in any of the ways the API distinguishes
     body = request.to_json()
@@ -269,6 +402,7 @@ def test_an_error_body_without_field_errors_is_read_too():
 def test_the_statuses_and_the_list_parameters_are_the_contracts():
     for name in ("TaskView", "TaskSummary"):
         assert list(TASK_STATUSES) == contract.component(name)["properties"]["status"]["enum"]
+        assert list(MODELS) == contract.component(name)["properties"]["model"]["enum"]
     notification = contract.non_null(contract.component("TaskView")["properties"]["notification"])
     assert list(NOTIFICATION_STATES) == notification["properties"]["state"]["enum"]
     query = contract.parameters("GET", "/tasks", "query")

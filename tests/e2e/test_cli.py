@@ -1,5 +1,6 @@
 """The imagegen CLI against the local stack with two clients' keys, as a user runs it: generate (from a
-prompt, and from reference images alone), list, delete, each with --json, configured by environment."""
+prompt, and from reference images alone), list, delete, each with --json, configured by environment; and
+a Flux Kontext generate, saved with its format's extension."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from devstack.local.stack import LocalStack, StackConfig
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
-KEYS = "alice:key-of-alice,bob:key-of-bob"
+KEYS = "alice:key-of-alice,bob:key-of-bob,carol:key-of-carol"
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +113,42 @@ def test_two_clients_generate_list_and_delete_with_the_cli(stack: LocalStack, tm
     # without a key the front door refuses, and the CLI says how to pass one
     anonymous = imagegen(stack, None, "list")
     assert anonymous.returncode == 3 and "IMAGEGEN_API_KEY" in anonymous.stderr
+
+
+def test_a_flux_kontext_generate_with_the_cli(stack: LocalStack, tmp_path: Path) -> None:
+    wait = ("--poll-interval", "0.2", "--timeout", "60")
+    # carol draws with Flux Kontext, in 16:9 and PNG
+    drawn = document(
+        imagegen(
+            stack,
+            "key-of-carol",
+            "generate",
+            "--model",
+            "flux-kontext-pro",
+            "--aspect-ratio",
+            "16:9",
+            "--format",
+            "png",
+            "a lighthouse at dusk",
+            "--out",
+            str(tmp_path),
+            *wait,
+            "--json",
+        )
+    )
+    # the one image is stored and saved as a .png of that ratio, its bytes those the API vouched for
+    assert drawn["status"] == "stored" and drawn["task"]["model"] == "flux-kontext-pro", drawn
+    (saved,) = drawn["files"]
+    path = Path(saved["path"])
+    assert path.name == f"{drawn['taskId']}_0.png"
+    assert sha256(path.read_bytes()).hexdigest() == saved["sha256"]
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert abs(image.width / image.height - 16 / 9) < 0.01
+    # status says the model; a 4o option with it is refused before anything is sent
+    shown = imagegen(stack, "key-of-carol", "status", drawn["taskId"])
+    assert shown.returncode == 0 and "model:    flux-kontext-pro" in shown.stdout, shown.stderr
+    refused = imagegen(stack, "key-of-carol", "generate", "x", "--model", "flux-kontext-max", "--size", "1:1")
+    assert refused.returncode == 2 and "--size is a gpt-4o-image option" in refused.stderr
+    listed = document(imagegen(stack, "key-of-carol", "list", "--json"))
+    assert [t["taskId"] for t in listed["tasks"]] == [drawn["taskId"]]

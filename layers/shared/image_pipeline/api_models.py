@@ -137,9 +137,9 @@ class TaskRequest(BaseModel):
             "https URL that receives one signed event (Standard Webhooks) when the task is stored or "
             "failed; private, loopback and link-local addresses are refused"
         ),
-        # Local runs may also allow exact http origins (WEBHOOK_TRUSTED_ORIGINS); the published contract
-        # is the deployed one. Which addresses are public is checked beyond the pattern.
-        json_schema_extra={"pattern": r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$"},
+        # http only for the exact origins a deployment trusts (WEBHOOK_TRUSTED_ORIGINS: local runs);
+        # https and a public address otherwise, which is checked beyond the pattern.
+        json_schema_extra={"pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$"},
     )
 
     @field_validator(*FOUR_O_FIELDS)
