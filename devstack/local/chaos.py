@@ -4,15 +4,19 @@ Faults: duplicate and concurrent callbacks, dropped callbacks (the reconciler mu
 failure codes, the single-image shape, expired result links (re-minted), image 5xx and stalls,
 HTML instead of an image, bursts of SQS send errors, S3 put errors and DynamoDB throttling, and a
 downloader that crashes after a batch, and an image host outage longer than the queue's own retries
-(the reconciler must re-queue it). Fails unless lost = 0, duplicates = 0 and unfinished = 0: every
-task ends `stored` or `failed`.
+(the reconciler must re-queue it). Most tasks ask for a webhook, to a receiver on loopback that
+answers 5xx, holds its answer past the sender's timeout or trickles its body (chaos_receiver.py).
+Fails unless lost = 0, duplicates = 0, unfinished = 0 and notify lost = 0: every task ends `stored` or
+`failed`, and every ended task that asked for a webhook was delivered as one verified event.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import random
+import secrets
 import sys
 import threading
 import time
@@ -25,6 +29,7 @@ import boto3
 import httpx
 
 from devstack.local.aws_faults import AwsFaults
+from devstack.local.chaos_receiver import ChaosReceiver
 from devstack.local.stack import LocalStack, StackConfig
 
 # (scenario, weight, prompt marker, expected failure code or None)
@@ -46,6 +51,15 @@ SCENARIOS: list[tuple[str, int, str, int | str | None]] = [
     ("dropped + failed", 2, "[fault:drop,fail=500]", 500),
 ]
 SUBMIT_ATTEMPTS = 40
+WEBHOOK_SHARE = 0.9  # of the tasks ask for a webhook
+WEBHOOK_TIMEOUT_SECONDS = 2
+# The receiver fails one event at most 3 times (5xx or timeout): 8 attempts leave room for the
+# notifier's own AWS faults (a throttled write after a 2xx brings the message back, same webhook-id).
+WEBHOOK_MAX_ATTEMPTS = 8
+RECEIVER_MAX_FAULTS = 3
+# Once every task has ended, its webhooks settle within a few backoffs and a notify batch or two
+# returning after its visibility timeout (35 s): past this, a `pending` one is not coming.
+NOTIFY_SETTLE_SECONDS = 120
 
 
 @dataclass
@@ -55,6 +69,7 @@ class Planned:
     prompt: str
     variants: int
     expected_failure: int | str | None
+    webhook: bool = False
     idempotency_key: str = field(default_factory=lambda: str(uuid.uuid4()))
     task_id: str | None = None
     submit_error: str | None = None
@@ -63,9 +78,14 @@ class Planned:
     def images_expected(self) -> int:
         return 0 if self.expected_failure is not None else self.variants
 
+    @property
+    def webhook_path(self) -> str:
+        return f"/hooks/{self.number}"
+
 
 def plan(count: int, seed: int) -> list[Planned]:
     chooser = random.Random(seed)
+    asks = random.Random(seed + 1)  # its own stream: the scenarios stay those of the seed
     names = [name for name, *_ in SCENARIOS]
     weights = [weight for _, weight, *_ in SCENARIOS]
     planned = []
@@ -75,13 +95,16 @@ def plan(count: int, seed: int) -> list[Planned]:
         # The single-image shape is Flux's, which makes one image: a 4o task with it would list more
         # images in record-info than in its callback.
         variants = 1 if "shape=flux" in marker else chooser.choice([1, 2, 4])
-        planned.append(Planned(number, name, f"chaos {number} {marker}".strip(), variants, expected))
+        prompt = f"chaos {number} {marker}".strip()
+        planned.append(Planned(number, name, prompt, variants, expected, asks.random() < WEBHOOK_SHARE))
     return planned
 
 
-def submit(api: httpx.Client, task: Planned) -> None:
+def submit(api: httpx.Client, task: Planned, webhook_origin: str) -> None:
     """A well-behaved client: one Idempotency-Key, retried on 409/429/5xx after Retry-After."""
-    body = {"prompt": task.prompt, "size": "1:1", "nVariants": task.variants}
+    body: dict[str, Any] = {"prompt": task.prompt, "size": "1:1", "nVariants": task.variants}
+    if task.webhook:
+        body["webhookUrl"] = webhook_origin + task.webhook_path
     for _attempt in range(SUBMIT_ATTEMPTS):
         try:
             response = api.post("/tasks", json=body, headers={"Idempotency-Key": task.idempotency_key})
@@ -109,10 +132,50 @@ class Tally:
     lost: int = 0
     unfinished: int = 0  # still submitted or downloading when the run settled
     failed_as_expected: int = 0
+    webhooks: int = 0  # ended tasks that asked for one
+    notified: int = 0  # ... delivered as exactly one verified event (one webhook-id), accepted 2xx
+    notify_lost: int = 0  # ... with no accepted verified delivery, or not `delivered` in GET
     problems: list[str] = field(default_factory=list)
 
+    @property
+    def passed(self) -> bool:
+        return (self.lost, self.duplicates, self.unfinished, self.notify_lost) == (0, 0, 0, 0)
 
-def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client) -> Tally:
+
+def tally_notification(result: Tally, task: Planned, record: dict[str, Any], receiver: ChaosReceiver) -> None:
+    """An ended task that asked for a webhook: one logical event (deduped by webhook-id), verified
+    with standardwebhooks on arrival, of the right type and task, accepted, and `delivered` in GET."""
+    result.webhooks += 1
+    where = f"#{task.number} {task.scenario} {task.task_id}"
+    deliveries = receiver.at(task.webhook_path)
+    kind = "task.stored" if record["status"] == "stored" else "task.failed"
+    expected_id = f"msg_{task.task_id}_{record['status']}"
+    ids = {delivery.webhook_id for delivery in deliveries}
+    good = [
+        delivery
+        for delivery in deliveries
+        if delivery.payload is not None
+        and delivery.payload.get("type") == kind
+        and delivery.payload.get("data", {}).get("taskId") == task.task_id
+        and delivery.webhook_id == expected_id
+    ]
+    for delivery in deliveries:
+        if delivery not in good:
+            result.problems.append(f"{where}: bad delivery {delivery.webhook_id} {delivery.error or ''}")
+    state = (record.get("notification") or {}).get("state")
+    if len(ids) > 1:
+        result.duplicates += len(ids) - 1
+        result.problems.append(f"{where}: {len(ids)} webhook-ids {sorted(ids)}")
+    elif not any(delivery.accepted for delivery in good) or state != "delivered":
+        result.notify_lost += 1
+        result.problems.append(
+            f"{where}: notification {record.get('notification')}, {len(good)}/{len(deliveries)} verified"
+        )
+    else:
+        result.notified += 1
+
+
+def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver: ChaosReceiver) -> Tally:
     assert stack.resources is not None
     result = Tally(tasks=len(planned))
     s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1")
@@ -138,6 +201,8 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client) -> Tally
                 f"#{task.number} {task.scenario} {task.task_id}: still {record.get('status')}"
             )
             continue
+        if task.webhook:
+            tally_notification(result, task, record, receiver)
         listed = stack.emulator.inspect_task(task.task_id)["images"]
         generated = {image["index"]: image["sha256"] for image in listed}
         objects = s3.list_objects_v2(Bucket=stack.resources.images_bucket, Prefix=f"images/{task.task_id}/")
@@ -181,7 +246,7 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client) -> Tally
     return result
 
 
-def chaos_config(seed: int) -> tuple[StackConfig, AwsFaults]:
+def chaos_config(seed: int, webhook_origin: str, webhook_secret: str) -> tuple[StackConfig, AwsFaults]:
     faults = AwsFaults(probability=0.03, burst=5, seed=seed)
     config = StackConfig(
         api_port=0,
@@ -199,54 +264,89 @@ def chaos_config(seed: int) -> tuple[StackConfig, AwsFaults]:
             "DOWNLOAD_CHECK_AFTER_SECONDS": "20",
             "DOWNLOAD_GIVE_UP_SECONDS": "240",
             "POWERTOOLS_LOG_LEVEL": "CRITICAL",  # injected faults log by design; the tally is the output
+            "WEBHOOK_TRUSTED_ORIGINS": webhook_origin,
+            "WEBHOOK_TIMEOUT_SECONDS": str(WEBHOOK_TIMEOUT_SECONDS),
+            "WEBHOOK_RETRY_BASE_SECONDS": "1",  # 1, 2, 4 ... s between attempts
+            "WEBHOOK_MAX_ATTEMPTS": str(WEBHOOK_MAX_ATTEMPTS),
         },
         access_log=False,
+        webhook_secret=webhook_secret,
     )
     return config, faults
 
 
+def submit_all(api: httpx.Client, planned: list[Planned], webhook_origin: str, timeout: float) -> None:
+    queue = list(planned)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                task = queue.pop(0)
+            submit(api, task, webhook_origin)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+
+
+def wait_until(api: httpx.Client, tasks: list[Planned], settled: Any, deadline: float) -> None:
+    """Poll GET /tasks/{id} until `settled(record)` holds for every task, or the deadline."""
+    while tasks and time.monotonic() < deadline:
+        tasks = [task for task in tasks if not settled(api.get(f"/tasks/{task.task_id}").json())]
+        if tasks:
+            time.sleep(1)
+
+
+def ended(record: dict[str, Any]) -> bool:
+    return record.get("status") in ("stored", "failed")
+
+
+def notification_settled(record: dict[str, Any]) -> bool:
+    """Not ended (the tally says so), or its webhook `delivered` or `failed`: nothing more will come."""
+    state = (record.get("notification") or {}).get("state")
+    return not ended(record) or state in ("delivered", "failed")
+
+
 def run(count: int, seed: int, timeout: float, out: Any = sys.stdout) -> Tally:
-    config, aws_faults = chaos_config(seed)
     planned = plan(count, seed)
-    with LocalStack(config) as stack:
-        assert stack.resources is not None
-        # Time compressed: a crashed batch comes back after 35 s instead of the template's 360 s
-        # (still longer than a batch can run here: 10 images x the 3 s download deadline).
-        boto3.client("sqs", endpoint_url=stack.endpoint_url, region_name="us-east-1").set_queue_attributes(
-            QueueUrl=stack.resources.download_queue_url, Attributes={"VisibilityTimeout": "35"}
-        )
-        started = time.monotonic()
-        with httpx.Client(base_url=stack.api_url, timeout=30) as api:
-            queue = list(planned)
-            lock = threading.Lock()
-
-            def worker() -> None:
-                while True:
-                    with lock:
-                        if not queue:
-                            return
-                        task = queue.pop(0)
-                    submit(api, task)
-
-            threads = [threading.Thread(target=worker) for _ in range(4)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout)
-            submitted_in = time.monotonic() - started
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    # The receiver first: the stack must list its origin among the trusted loopback ones.
+    with ChaosReceiver(secret, WEBHOOK_TIMEOUT_SECONDS, RECEIVER_MAX_FAULTS, seed) as receiver:
+        config, aws_faults = chaos_config(seed, receiver.origin, secret)
+        with LocalStack(config) as stack:
+            assert stack.resources is not None and stack.webhook_secret == secret
+            # Time compressed: a crashed batch comes back after 35 s instead of the template's 360 s
+            # (still longer than a batch can run here: 10 images x the 3 s download deadline); a
+            # notify batch the notifier failed (a throttled write), after 35 s instead of 180 s.
+            sqs = boto3.client("sqs", endpoint_url=stack.endpoint_url, region_name="us-east-1")
+            for queue_url in (
+                stack.resources.download_queue_url,
+                stack.resources.queues["NotificationQueue"].url,
+            ):
+                sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"VisibilityTimeout": "35"})
+            started = time.monotonic()
             deadline = started + timeout
-            pending = [task for task in planned if task.task_id]
-            while pending and time.monotonic() < deadline:
-                pending = [
-                    task
-                    for task in pending
-                    if api.get(f"/tasks/{task.task_id}").json()["status"] not in ("stored", "failed")
-                ]
-                time.sleep(1)
-            time.sleep(2)  # let any (wrong) late duplicate land before counting
-            result = tally(stack, planned, api)
-        elapsed = time.monotonic() - started
-        print_report(result, planned, aws_faults, stack, submitted_in, elapsed, out)
+            with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+                submit_all(api, planned, receiver.origin, timeout)
+                submitted_in = time.monotonic() - started
+                submitted = [task for task in planned if task.task_id]
+                wait_until(api, submitted, ended, deadline)
+                settled_in = time.monotonic() - started
+                asked = [task for task in submitted if task.webhook]
+                wait_until(
+                    api, asked, notification_settled, min(deadline, time.monotonic() + NOTIFY_SETTLE_SECONDS)
+                )
+                time.sleep(2)  # let any (wrong) late duplicate land before counting
+                result = tally(stack, planned, api, receiver)
+            elapsed = time.monotonic() - started
+            print_report(
+                result, planned, aws_faults, stack, receiver, (submitted_in, settled_in, elapsed), out
+            )
     return result
 
 
@@ -255,8 +355,8 @@ def print_report(
     planned: list[Planned],
     aws: AwsFaults,
     stack: LocalStack,
-    submitted_in: float,
-    elapsed: float,
+    receiver: ChaosReceiver,
+    timings: tuple[float, float, float],
     out: Any,
 ) -> None:
     scenarios = Counter(task.scenario for task in planned)
@@ -266,22 +366,32 @@ def print_report(
         print(f"  {name:<18}{count:>6}", file=out)
     print(f"\n  injected AWS errors: {dict(aws.injected) or 'none'}", file=out)
     print(f"  downloader crashes after a batch: {stack.poller.crashes if stack.poller else 0}", file=out)
-    print(f"  submitted in {submitted_in:.1f} s, settled in {elapsed:.1f} s\n", file=out)
-    header = ("tasks", "images expected", "stored", "duplicates", "lost", "unfinished", "failed as expected")
-    values = (
-        result.tasks,
-        result.images_expected,
-        result.stored,
-        result.duplicates,
-        result.lost,
-        result.unfinished,
-        result.failed_as_expected,
-    )
-    print("  " + " | ".join(f"{name:>{len(name)}}" for name in header), file=out)
+    events = len({delivery.webhook_id for delivery in receiver.deliveries})
     print(
-        "  " + " | ".join(f"{value:>{len(name)}}" for name, value in zip(header, values, strict=True)),
+        f"  webhook deliveries: {len(receiver.deliveries)} for {events} events, receiver answers "
+        f"{dict(receiver.injected) or 'none'}",
         file=out,
     )
+    submitted_in, settled_in, elapsed = timings
+    print(
+        f"  submitted in {submitted_in:.1f} s, tasks ended in {settled_in:.1f} s, "
+        f"notifications settled in {elapsed:.1f} s\n",
+        file=out,
+    )
+    columns = {
+        "tasks": result.tasks,
+        "images expected": result.images_expected,
+        "stored": result.stored,
+        "duplicates": result.duplicates,
+        "lost": result.lost,
+        "unfinished": result.unfinished,
+        "failed as expected": result.failed_as_expected,
+        "webhooks": result.webhooks,
+        "notified": result.notified,
+        "notify lost": result.notify_lost,
+    }
+    print("  " + " | ".join(columns), file=out)
+    print("  " + " | ".join(f"{value:>{len(name)}}" for name, value in columns.items()), file=out)
     for problem in result.problems[:30]:
         print(f"  ! {problem}", file=out)
 
@@ -295,12 +405,11 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole run (bounded)")
     arguments = parser.parse_args()
     result = run(arguments.tasks, arguments.seed, arguments.timeout)
-    ok = result.lost == 0 and result.duplicates == 0 and result.unfinished == 0
     print(
-        f"\n{'PASS' if ok else 'FAIL'}: lost = {result.lost}, duplicates = {result.duplicates}, "
-        f"unfinished = {result.unfinished}"
+        f"\n{'PASS' if result.passed else 'FAIL'}: lost = {result.lost}, duplicates = {result.duplicates}, "
+        f"unfinished = {result.unfinished}, notify lost = {result.notify_lost}"
     )
-    return 0 if ok else 1
+    return 0 if result.passed else 1
 
 
 if __name__ == "__main__":

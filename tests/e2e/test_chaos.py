@@ -1,5 +1,6 @@
 """A small chaos run inside `make test` (`make chaos` runs 200): nothing lost, nothing duplicated,
-every task ended."""
+every task ended, and every ended task that asked for a webhook notified exactly once (one verified
+event per task, deduped by webhook-id) through a receiver that fails at random."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ def test_small_chaos_run_loses_and_duplicates_nothing() -> None:
     assert result.tasks == 24
     assert (result.lost, result.duplicates, result.unfinished) == (0, 0, 0), report.getvalue()
     assert result.stored == result.images_expected
+    assert result.webhooks > 0 and result.notify_lost == 0, report.getvalue()
+    assert result.notified == result.webhooks, report.getvalue()
+    assert result.passed
 
 
 def test_plan_covers_every_scenario_at_scale() -> None:
     planned = chaos.plan(200, seed=7)
     assert {task.scenario for task in planned} == {name for name, *_ in chaos.SCENARIOS}
+    assert 0 < sum(task.webhook for task in planned) < len(planned)  # most ask for a webhook, not all

@@ -167,3 +167,39 @@ def test_an_ended_task_is_announced_by_the_reconciler_when_its_sender_crashed(
         json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     ]
     assert bodies == [{"notifyTask": TASK_ID}]
+
+
+def test_a_webhook_recorded_after_its_task_already_ended_is_still_delivered(
+    notifier_env: Any, receiver: Receiver, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The callback can end a task before the submit records it (and its webhookUrl): found by chaos."""
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.settings import reset_settings_cache
+    from image_pipeline.task_models import TaskError, utc_now
+
+    store = TasksTable(notifier_env.tasks_table)
+    # Given the callback created the task and ended it, and its end was announced without a webhook
+    store.put_submission("s" * 32, "hash", utc_now())
+    assert store.fail_from_callback(TASK_ID, "s" * 32, TaskError(code=501, message="failed"), utc_now())
+    store.notify_sent(TASK_ID)
+    assert notify() == {"batchItemFailures": []}
+    assert receiver.received == []
+    # When the submit's record arrives, with the webhook the client asked for
+    store.record_submitted(
+        TASK_ID,
+        "s" * 32,
+        {"prompt": "x", "size": "1:1"},
+        utc_now(),
+        utc_now(),
+        owner="alice",
+        webhook_url=f"{receiver.origin}/ok",
+    )
+    # Then the next sweep announces the end again and the webhook is delivered
+    reset_settings_cache()
+    from reconciler_handler import lambda_handler as sweep
+
+    assert sweep(load_event("reconciler_scheduled"), lambda_context)["announced"] == 1
+    assert notify() == {"batchItemFailures": []}
+    [delivery] = receiver.received
+    assert Webhook(SECRET).verify(delivery.body, delivery.headers)["type"] == "task.failed"
+    assert task(notifier_env).notification.state == "delivered"
