@@ -7,6 +7,8 @@ Items (pk only):
 
 Every unfinished task carries `nextCheckAt`, the moment the reconciler should look at it; finished
 tasks drop it, so the `status-nextCheckAt` index is sparse and holds only work that is still due.
+Both indexes project keys only: a write to the table touches an index only when it changes that
+index's keys, and the readers fetch the items themselves (template.yaml, README "What it costs").
 
 Notifications use the same outbox: the write that ends a task also sets `notifyPending` and a
 `nextCheckAt` a little ahead; whoever ended it sends the notify message and clears both. If it
@@ -206,6 +208,28 @@ class TasksTable:
                 ExpressionAttributeNames={**names, "#error": "error"},
                 ExpressionAttributeValues=_values(**values, zero=0),
             )
+        if webhook_url:
+            self._announce_again_if_ended(task_id, now)
+
+    def _announce_again_if_ended(self, task_id: str, now: datetime) -> None:
+        """The callback can end a task before its submit records the webhook: if its end was already
+        announced (without the webhook), it becomes due for the reconciler to announce again."""
+        self._update_if(
+            Key=task_key(task_id),
+            UpdateExpression="SET notifyPending = :true, nextCheckAt = :now",
+            ConditionExpression=(
+                "#status IN (:stored, :failed) AND notification.#state = :pending "
+                "AND attribute_not_exists(notifyPending)"
+            ),
+            ExpressionAttributeNames={"#status": "status", "#state": "state"},
+            ExpressionAttributeValues=_values(
+                true=True,
+                now=iso(now),
+                stored=TaskStatus.STORED.value,
+                failed=TaskStatus.FAILED.value,
+                pending="pending",
+            ),
+        )
 
     def unbind_submission(self, submission_id: str, task_id: str) -> None:
         """Undo a binding made for a callback that was then refused (so the capability stays usable)."""
@@ -454,7 +478,12 @@ class TasksTable:
         )
 
     def tasks_due(self, status: TaskStatus, now: datetime, limit: int = 100) -> Iterator[TaskRecord]:
-        """Unfinished tasks in `status` whose check is due, the longest overdue first."""
+        """Unfinished tasks in `status` whose check is due, the longest overdue first.
+
+        The index holds keys only (an update that leaves `status` and `nextCheckAt` alone writes nothing
+        to it): each task is read from the table as the sweep reaches it, consistently, and skipped if it
+        has moved on since the index saw it.
+        """
         paginator = self._db.get_paginator("query")
         pages = paginator.paginate(
             TableName=self.table_name,
@@ -464,9 +493,17 @@ class TasksTable:
             ExpressionAttributeValues=_values(status=status.value, now=iso(now)),
             PaginationConfig={"MaxItems": limit, "PageSize": min(limit, 100)},
         )
+        due_by = iso(now)
         for page in pages:
-            for item in page.get("Items", []):
-                yield TaskRecord.model_validate(_from_item(item))
+            for key in page.get("Items", []):
+                found = self._db.get_item(
+                    TableName=self.table_name, Key={"pk": key["pk"]}, ConsistentRead=True
+                )
+                if "Item" not in found:
+                    continue
+                task = TaskRecord.model_validate(_from_item(found["Item"]))
+                if task.status is status and task.nextCheckAt is not None and task.nextCheckAt <= due_by:
+                    yield task
 
     # -- a client's own tasks ---------------------------------------------------------------------
 
@@ -478,7 +515,12 @@ class TasksTable:
         status: TaskStatus | None = None,
         after: dict[str, str] | None = None,
     ) -> tuple[list[TaskRecord], dict[str, str] | None]:
-        """One page of a client's tasks, newest first, and the key to continue after (None: no more)."""
+        """One page of a client's tasks, newest first, and the key to continue after (None: no more).
+
+        The owner index holds keys only, so that no update but the task's creation and deletion writes
+        to it: each page of keys is read from the table with one BatchGetItem, and `status` is matched
+        here.
+        """
         found: list[TaskRecord] = []
         start = {name: {"S": value} for name, value in after.items()} if after else None
         while True:
@@ -491,22 +533,46 @@ class TasksTable:
                 "ScanIndexForward": False,
                 "Limit": min(100, limit - len(found)) if status is None else 100,
             }
-            if status is not None:
-                request["FilterExpression"] = "#status = :status"
-                request["ExpressionAttributeNames"]["#status"] = "status"
-                request["ExpressionAttributeValues"].update(_values(status=status.value))
             if start:
                 request["ExclusiveStartKey"] = start
             page = self._db.query(**request)
-            for item in page.get("Items", []):
-                found.append(TaskRecord.model_validate(_from_item(item)))
+            keys = page.get("Items", [])
+            records = self._read_many([key["pk"]["S"] for key in keys])
+            listed = [
+                task
+                for task in (records.get(key["pk"]["S"]) for key in keys)
+                # deleted meanwhile, or not in the status asked for
+                if task is not None and task.owner == owner and (status is None or task.status is status)
+            ]
+            for task in listed:
+                found.append(task)
                 if len(found) == limit:
-                    last = found[-1]
-                    more = item is not page["Items"][-1] or "LastEvaluatedKey" in page
-                    return found, _cursor_key(last, owner) if more else None
+                    more = task is not listed[-1] or "LastEvaluatedKey" in page
+                    return found, _cursor_key(task, owner) if more else None
             start = page.get("LastEvaluatedKey")
             if not start:
                 return found, None
+
+    def _read_many(self, pks: list[str]) -> dict[str, TaskRecord]:
+        """The items of up to 100 keys, by key (BatchGetItem, again for any keys it left unprocessed)."""
+        records: dict[str, TaskRecord] = {}
+        wanted: list[dict[str, Any]] = [{"pk": {"S": pk}} for pk in dict.fromkeys(pks)]
+        for _attempt in range(5):
+            if not wanted:
+                break
+            answer = self._db.batch_get_item(
+                RequestItems={self.table_name: {"Keys": wanted, "ConsistentRead": True}}
+            )
+            for item in answer.get("Responses", {}).get(self.table_name, []):
+                record = _from_item(item)
+                records[record["pk"]] = TaskRecord.model_validate(record)
+            wanted = answer.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
+        if wanted:  # throttled throughout: an AWS fault like any other (503, retry)
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "keys unprocessed"}},
+                "BatchGetItem",
+            )
+        return records
 
     def tombstone(self, task_id: str, owner: str, now: datetime) -> bool:
         """Forget a finished task but its id: a late callback for it is then a plain duplicate.
