@@ -1,0 +1,436 @@
+"""Least privilege, proven both ways: every AWS call a function makes is allowed by its own role as
+deployed, and every grant of that role is used by some call or kept for a reason written here.
+
+The calls come from a scenario this module runs itself (tests/iam/scenario.py: every handler,
+configured as deployed, through the paths that call AWS), not from whatever else ran before it: the
+verdict is the same alone, in any order and under pytest-xdist (each worker that gets a test of
+this module runs the scenario once, in its own moto). To check the calls of the whole suite too,
+run it with IAM_RECORD_DIR set (tests/iam/plugin.py).
+
+The roles are template.yaml translated by the SAM translator and resolved for the scenario's stack
+(tests/iam/policy.py). The README's table of grants is generated from the same data and checked
+here: IAM_WRITE_README=1 rewrites it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.iam.policy import (
+    DEPLOYED_PARAMETERS,
+    Deployment,
+    Grant,
+    Role,
+    Statement,
+    decide,
+    denials,
+    deployed_roles,
+    grants,
+    uses,
+)
+from tests.iam.recorder import Call, Permission, permissions_for
+from tests.sam.test_policies import function_roles, translated_template
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+FUNCTIONS = (
+    "ApiFunction",
+    "CallbackFunction",
+    "DownloaderFunction",
+    "ReconcilerFunction",
+    "CreditMonitorFunction",
+    "NotifierFunction",
+)
+
+# -- the grants no call of the scenario uses, each kept for a reason ------------------------------
+# Keyed by (function, action, resource as the README names it). A grant no call uses and that is
+# not here fails the check: remove it from template.yaml, or write down here why it stays. (No role
+# grants X-Ray: Tracing is off, see template.yaml's Globals.)
+LAMBDA_WRITES_LOGS = (
+    "Lambda writes the function's stdout (its JSON logs and Powertools' EMF metrics) to its log group "
+    "as this role; no code of the function calls CloudWatch Logs"
+)
+
+
+def _event_source_mapping(queue: str) -> str:
+    return (
+        f"the SQS event source mapping polls {queue} as this role (ReceiveMessage, GetQueueAttributes, "
+        "and DeleteMessage of each batch's successes); the function's own code never does"
+    )
+
+
+KEPT_UNUSED: dict[tuple[str, str, str], str] = {
+    **{
+        (function, action, f"{function}LogGroup"): LAMBDA_WRITES_LOGS
+        for function in FUNCTIONS
+        for action in ("logs:CreateLogStream", "logs:PutLogEvents")
+    },
+    **{
+        ("DownloaderFunction", action, "DownloadQueue"): _event_source_mapping("DownloadQueue")
+        for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+    },
+    **{
+        ("NotifierFunction", action, "NotificationQueue"): _event_source_mapping("NotificationQueue")
+        for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def recorded() -> list[Call]:
+    from tests.iam.scenario import deployed_stack, run
+
+    with deployed_stack() as stack:
+        run(stack)
+    _check_names_match(stack.resources)
+    return stack.recorder.calls
+
+
+@pytest.fixture(scope="module")
+def roles() -> dict[str, Role]:
+    return deployed_roles(parameters=DEPLOYED_PARAMETERS)
+
+
+@pytest.fixture(scope="module")
+def deployment() -> Deployment:
+    return Deployment(translated_template(), parameters=DEPLOYED_PARAMETERS)
+
+
+def _check_names_match(resources: Any) -> None:
+    """The resolver names the resources as devstack/common/aws_resources.py created them."""
+    found = Deployment(translated_template()).attributes
+    assert found("TasksTable")["Ref"] == resources.tasks_table
+    assert found("IdempotencyTable")["Ref"] == resources.idempotency_table
+    assert found("ImagesBucket")["Ref"] == resources.images_bucket
+    assert found("EventBus")["Ref"] == resources.event_buses["EventBus"]
+    for queue_id, queue in resources.queues.items():
+        assert (found(queue_id)["Ref"], found(queue_id)["Arn"]) == (queue.url, queue.arn)
+
+
+# -- the verdict --------------------------------------------------------------------------------
+
+
+def test_every_call_a_function_makes_is_allowed_by_its_own_role(
+    recorded: list[Call], roles: dict[str, Role]
+) -> None:
+    assert set(roles) == set(FUNCTIONS)
+    assert {call.function for call in recorded} == set(FUNCTIONS), "a function made no AWS call at all"
+    found = denials(roles, recorded)
+    assert not found, "calls their function's role does not allow:\n" + "\n".join(map(str, found))
+
+
+def test_every_grant_is_used_or_kept_for_a_written_reason(
+    recorded: list[Call], roles: dict[str, Role], deployment: Deployment
+) -> None:
+    unused = {
+        (grant.function, grant.action, deployment.display(grant.resource)): grant
+        for role in roles.values()
+        for grant in grants(role)
+        if not uses(grant, recorded)
+    }
+    print("\nGrants no recorded call used:")
+    for key in sorted(unused):
+        print(f"  {' '.join(key)}: " + KEPT_UNUSED.get(key, "NO REASON - remove it or write one down"))
+    unexplained = sorted(set(unused) - set(KEPT_UNUSED))
+    assert not unexplained, f"grants no call uses and no reason keeps (remove them): {unexplained}"
+    stale = sorted(set(KEPT_UNUSED) - set(unused))
+    assert not stale, f"kept as unused, but now used or no longer granted (drop the reason): {stale}"
+
+
+def test_presigned_links_are_recorded_as_the_get_they_allow(recorded: list[Call]) -> None:
+    presigned = {
+        (call.function, permission.action)
+        for call in recorded
+        if call.operation == "s3.presign GetObject"
+        for permission in call.permissions
+    }
+    assert presigned == {("ApiFunction", "s3:GetObject"), ("NotifierFunction", "s3:GetObject")}
+
+
+def test_the_hmac_grant_exists_only_when_its_parameter_is_set() -> None:
+    defaults, configured = deployed_roles(), deployed_roles(parameters=DEPLOYED_PARAMETERS)
+    assert {f: r for f, r in defaults.items() if f != "CallbackFunction"} == {
+        f: r for f, r in configured.items() if f != "CallbackFunction"
+    }
+    only_configured = set(configured["CallbackFunction"].statements) - set(
+        defaults["CallbackFunction"].statements
+    )
+    [statement] = only_configured
+    assert statement.actions == ("ssm:GetParameter",) and statement.when == ("HasHmacKey",)
+    assert statement.resources == (
+        "arn:aws:ssm:us-east-1:123456789012:parameter/imagegen/kie-webhook-hmac-key",
+    )
+
+
+# -- the check catches what it must -------------------------------------------------------------
+
+
+def test_a_role_with_one_statement_removed_fails_the_check(recorded: list[Call]) -> None:
+    """The Downloader's s3:PutObject statement dropped from a translated copy of the template."""
+    template = copy.deepcopy(translated_template())
+    policy = template["Resources"]["DownloaderFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    kept = [s for s in policy["Statement"] if s.get("Action") != "s3:PutObject"]
+    assert len(kept) == len(policy["Statement"]) - 1
+    policy["Statement"] = kept
+    found = [str(d) for d in denials(deployed_roles(template, parameters=DEPLOYED_PARAMETERS), recorded)]
+    print("\n" + "\n".join(found))
+    assert found and all(
+        line.startswith(
+            "DownloaderFunction: s3.PutObject needs s3:PutObject on arn:aws:s3:::test-imagesbucket/images/"
+        )
+        for line in found
+    ), found
+
+
+def test_a_new_call_without_a_grant_fails_the_check(roles: dict[str, Role]) -> None:
+    """The notifier made to list the task's stored images (s3:ListBucket) on its real code path."""
+    from image_pipeline.adapters.aws import client
+    from image_pipeline.adapters.notifications import EventBus
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.task_models import TaskError, utc_now
+
+    from tests.iam.scenario import deployed_stack
+
+    with deployed_stack() as stack, pytest.MonkeyPatch.context() as patch:
+        publish = EventBus.publish
+
+        def publish_after_listing(
+            bus: EventBus, detail_type: str, detail: dict[str, Any], resources: Any
+        ) -> None:
+            client("s3").list_objects_v2(
+                Bucket=stack.resources.images_bucket, Prefix=f"images/{detail['taskId']}/"
+            )
+            publish(bus, detail_type, detail, resources)
+
+        patch.setattr(EventBus, "publish", publish_after_listing)
+        store = TasksTable(stack.resources.tasks_table)
+        store.put_submission("s" * 32, "hash", utc_now())
+        store.record_submitted("f" * 32, "s" * 32, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now())
+        assert store.fail_from_callback("f" * 32, "s" * 32, TaskError(code=400, message="no"), utc_now())
+        with stack.step("notify message"):
+            assert stack.notify([stack.notify_record("f" * 32)]) == []
+    found = [str(d) for d in denials(roles, stack.recorder.calls)]
+    print("\n" + "\n".join(found))
+    assert len(found) == 1 and found[0].startswith(
+        "NotifierFunction: s3.ListObjectsV2 needs s3:ListBucket on arn:aws:s3:::test-imagesbucket "
+        "(no statement allows it; called from "
+    ), found
+
+
+# -- the evaluator and the mapping, case by case -------------------------------------------------
+
+
+def _allow(action: str, resource: str, effect: str = "Allow", condition: str = "") -> Statement:
+    return Statement(effect, (action,), (resource,), condition=condition)
+
+
+@pytest.mark.parametrize(
+    ("statement", "permission", "allowed"),
+    [
+        (
+            _allow("s3:GetObject", "arn:aws:s3:::b/images/*"),
+            Permission("s3:GetObject", "arn:aws:s3:::b/images/t/0.png"),
+            True,
+        ),
+        (
+            _allow("s3:GetObject", "arn:aws:s3:::b/images/*"),
+            Permission("s3:GetObject", "arn:aws:s3:::b/other/0.png"),
+            False,
+        ),
+        (_allow("s3:getobject", "arn:aws:s3:::b/*"), Permission("s3:GetObject", "arn:aws:s3:::b/k"), True),
+        (_allow("s3:GetObject", "arn:aws:s3:::B/*"), Permission("s3:GetObject", "arn:aws:s3:::b/k"), False),
+        (_allow("s3:Get*", "*"), Permission("s3:GetObjectVersion", "arn:aws:s3:::b/k"), True),
+        (_allow("sqs:SendMessage?", "*"), Permission("sqs:SendMessage", "q"), False),
+        (
+            _allow("sqs:SendMessag?", "arn:aws:sqs:*:123456789012:q?"),
+            Permission("sqs:SendMessage", "arn:aws:sqs:us-east-1:123456789012:q1"),
+            True,
+        ),
+        (_allow("dynamodb:Query", "arn:t/x"), Permission("dynamodb:Query", "arn:t/x/index/i"), False),
+        (_allow("dynamodb:Query", "arn:t/x/index/*"), Permission("dynamodb:Query", "arn:t/x/index/i"), True),
+        (Statement("Allow", (), ("*",), not_actions=("iam:*",)), Permission("s3:GetObject", "x"), True),
+        (Statement("Allow", (), ("*",), not_actions=("iam:*",)), Permission("iam:PassRole", "x"), False),
+        (
+            Statement("Allow", ("*",), (), not_resources=("arn:a",)),
+            Permission("s3:GetObject", "arn:a"),
+            False,
+        ),
+    ],
+)
+def test_the_evaluator_follows_iam_wildcards(
+    statement: Statement, permission: Permission, allowed: bool
+) -> None:
+    assert decide([statement], permission).allowed is allowed
+
+
+def test_an_explicit_deny_wins_and_conditions_are_named_not_evaluated() -> None:
+    permission = Permission("s3:ListBucketVersions", "arn:aws:s3:::b", (("s3:prefix", "images/t/"),))
+    condition = json.dumps({"StringLike": {"s3:prefix": "images/*"}})
+    allow = _allow("s3:ListBucketVersions", "arn:aws:s3:::b", condition=condition)
+    decision = decide([allow], permission)
+    assert decision.allowed and decision.conditions_not_evaluated == (condition,)
+    assert not decide([allow, _allow("s3:*", "*", effect="Deny")], permission).allowed
+    assert not decide([], permission).allowed
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "params", "expected"),
+    [
+        (
+            "sqs",
+            "SendMessageBatch",
+            {"QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/q", "Entries": []},
+            [("sqs:SendMessage", "arn:aws:sqs:us-east-1:123456789012:q")],
+        ),
+        (
+            "sqs",
+            "ChangeMessageVisibility",
+            {"QueueUrl": "http://127.0.0.1:5000/123456789012/q"},
+            [("sqs:ChangeMessageVisibility", "arn:aws:sqs:us-east-1:123456789012:q")],
+        ),
+        (
+            "s3",
+            "HeadObject",
+            {"Bucket": "b", "Key": "images/k"},
+            [("s3:GetObject", "arn:aws:s3:::b/images/k")],
+        ),
+        (
+            "s3",
+            "GetObject",
+            {"Bucket": "b", "Key": "k", "VersionId": "v"},
+            [("s3:GetObjectVersion", "arn:aws:s3:::b/k")],
+        ),
+        (
+            "s3",
+            "ListObjectVersions",
+            {"Bucket": "b", "Prefix": "images/t/"},
+            [("s3:ListBucketVersions", "arn:aws:s3:::b")],
+        ),
+        ("s3", "ListObjectsV2", {"Bucket": "b"}, [("s3:ListBucket", "arn:aws:s3:::b")]),
+        (
+            "s3",
+            "DeleteObjects",
+            {"Bucket": "b", "Delete": {"Objects": [{"Key": "a", "VersionId": "1"}, {"Key": "c"}]}},
+            [("s3:DeleteObjectVersion", "arn:aws:s3:::b/a"), ("s3:DeleteObject", "arn:aws:s3:::b/c")],
+        ),
+        (
+            "events",
+            "PutEvents",
+            {"Entries": [{"EventBusName": "bus"}]},
+            [("events:PutEvents", "arn:aws:events:us-east-1:123456789012:event-bus/bus")],
+        ),
+        (
+            "events",
+            "PutEvents",
+            {"Entries": [{}]},
+            [("events:PutEvents", "arn:aws:events:us-east-1:123456789012:event-bus/default")],
+        ),
+        (
+            "ssm",
+            "GetParameter",
+            {"Name": "/imagegen/k", "WithDecryption": True},
+            [("ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/imagegen/k")],
+        ),
+        (
+            "dynamodb",
+            "Query",
+            {"TableName": "t", "IndexName": "i"},
+            [("dynamodb:Query", "arn:aws:dynamodb:us-east-1:123456789012:table/t/index/i")],
+        ),
+        (
+            "dynamodb",
+            "Query",
+            {"TableName": "t"},
+            [("dynamodb:Query", "arn:aws:dynamodb:us-east-1:123456789012:table/t")],
+        ),
+        (
+            "dynamodb",
+            "BatchGetItem",
+            {"RequestItems": {"t": {}}},
+            [("dynamodb:BatchGetItem", "arn:aws:dynamodb:us-east-1:123456789012:table/t")],
+        ),
+        (
+            "dynamodb",
+            "TransactWriteItems",
+            {"TransactItems": [{"Put": {"TableName": "t"}}, {"ConditionCheck": {"TableName": "u"}}]},
+            [
+                ("dynamodb:PutItem", "arn:aws:dynamodb:us-east-1:123456789012:table/t"),
+                ("dynamodb:ConditionCheckItem", "arn:aws:dynamodb:us-east-1:123456789012:table/u"),
+            ],
+        ),
+        ("kinesis", "PutRecord", {"StreamName": "s"}, [("kinesis:PutRecord", "*")]),
+    ],
+)
+def test_each_operation_maps_to_what_iam_checks(
+    service: str, operation: str, params: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    assert [
+        (p.action, p.resource) for p in permissions_for(service, operation, params, "us-east-1")
+    ] == expected
+
+
+# -- the README's table -------------------------------------------------------------------------
+TABLE_START, TABLE_END = "<!-- iam-grants:start -->", "<!-- iam-grants:end -->"
+
+
+def _resource_cell(grant: Grant, deployment: Deployment) -> str:
+    cell = f"`{deployment.display(grant.resource)}`"
+    if grant.statement.condition:
+        cell += f" if `{grant.statement.condition}` (not evaluated)"
+    if grant.statement.when:
+        cell += f" (only with {', '.join(grant.statement.when)})"
+    return cell
+
+
+def grants_table(calls: list[Call], roles: dict[str, Role], deployment: Deployment) -> str:
+    """One row per function, resource and reason; actions that share them share a row."""
+    step_order = {step: position for position, step in enumerate(dict.fromkeys(call.step for call in calls))}
+    rows: dict[tuple[str, str, str, str], list[str]] = {}
+    for function in FUNCTIONS:
+        for grant in grants(roles[function]):
+            used = uses(grant, calls)
+            if used:
+                steps = ", ".join(sorted({call.step for call, _ in used}, key=step_order.__getitem__))
+                by_operation: dict[str, set[str]] = {}
+                for call, _ in used:
+                    by_operation.setdefault(call.operation.split(".", 1)[1], set()).add(call.site)
+                why = "; ".join(
+                    f"`{op}` in {', '.join(sorted(sites))}" for op, sites in sorted(by_operation.items())
+                )
+            else:
+                steps = "not called by the function's code"
+                why = KEPT_UNUSED.get(
+                    (function, grant.action, deployment.display(grant.resource)), "NO REASON"
+                )
+            key = (function.removesuffix("Function"), _resource_cell(grant, deployment), steps, why)
+            rows.setdefault(key, []).append(f"`{grant.action}`")
+    lines = ["| Function | Action | Resource | Used by | Why granted |", "|---|---|---|---|---|"]
+    lines += [f"| {f} | {', '.join(actions)} | {r} | {s} | {w} |" for (f, r, s, w), actions in rows.items()]
+    return "\n".join(lines)
+
+
+def test_the_readme_table_is_the_roles_as_checked(
+    recorded: list[Call], roles: dict[str, Role], deployment: Deployment
+) -> None:
+    expected = grants_table(recorded, roles, deployment) + "\n"
+    text = README.read_text(encoding="utf-8")
+    found = re.search(re.escape(TABLE_START) + r"\n(.*?)" + re.escape(TABLE_END), text, re.DOTALL)
+    assert found, f"README.md has no {TABLE_START} ... {TABLE_END} section"
+    if found.group(1) != expected and os.environ.get("IAM_WRITE_README") == "1":
+        README.write_text(text[: found.start(1)] + expected + text[found.end(1) :], encoding="utf-8")
+        return
+    assert found.group(1) == expected, (
+        "README.md's table of grants is not the roles as checked; IAM_WRITE_README=1 rewrites it:\n"
+        + expected
+    )
+
+
+def test_every_function_role_is_checked() -> None:
+    assert set(function_roles(translated_template())) == set(FUNCTIONS)
