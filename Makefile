@@ -27,11 +27,23 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
 		| awk -F':.*## ' -v runtime='$(RUNTIME)' '{gsub(/\$$\(RUNTIME\)/, runtime, $$2); printf "  make %-12s %s\n", $$1, $$2}'
 
+# uv installs the lock in seconds (pip takes minutes): the one on PATH, else uv==$(UV_VERSION) from PyPI into
+# the venv (a bare machine has only Python); pip installs the lock itself only when neither works.
+UV_VERSION := 0.9.7
 $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	@python_bin="$$($(find_python))" && echo "using $$python_bin" && \
 	{ [ -x $(PY) ] && $(PY) -c 'import sys; assert sys.version_info[:2] == ($(subst .,$(comma),$(RUNTIME)))' 2>/dev/null || "$$python_bin" -m venv --clear $(VENV); }
-	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@uv="$$(command -v uv || true)"; \
+	if [ -z "$$uv" ] && $(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" >/dev/null 2>&1; then uv=$(BIN)/uv; fi; \
+	if [ -n "$$uv" ]; then \
+		echo "installing requirements-dev.lock with $$uv"; \
+		"$$uv" pip install --quiet --python $(PY) --require-hashes -r requirements-dev.lock && \
+		"$$uv" pip install --quiet --python $(PY) --no-deps -e .; \
+	else \
+		echo "uv unavailable: installing requirements-dev.lock with pip (slower)"; \
+		$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock && \
+		$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .; \
+	fi
 	@touch $@
 
 comma := ,
@@ -40,8 +52,10 @@ comma := ,
 install: $(VENV)/.installed  ## create .venv with the pinned tools (Python $(RUNTIME))
 
 .PHONY: test
+# On every core (pytest-xdist): each test module stays on one worker (--dist loadfile), so a module's
+# local stack, moto server or SAM build is started once, by that worker, on ports and folders of its own.
 test: install  ## run every test: unit, SAM build, local stack end to end
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 # The fast path: no SAM build, no local stack, no sam local. On all cores when pytest-xdist is installed.
 .PHONY: test-unit
@@ -72,13 +86,14 @@ chaos: install  ## N tasks (CHAOS_TASKS, default 200) through the local stack wi
 	$(PY) -m devstack.local.chaos --tasks $${CHAOS_TASKS:-200}
 
 .PHONY: bench
-bench: install  ## benchmarks: cold start, downloader memory, safe-fetch overhead, pipeline throughput
+bench: install  ## the performance budget: every figure against its floor and target, one table (FULL=1 also times make test)
 	$(PY) -m tests.bench
 
 .PHONY: lock
-lock:  ## re-pin requirements-dev.lock from pyproject.toml and the layer's requirements
-	uv pip compile pyproject.toml layers/shared/requirements.txt --extra dev --python-version $(RUNTIME) \
+lock:  ## re-pin requirements-dev.lock (pyproject.toml + the layer's requirements.in), then the layer's requirements.txt from it
+	uv pip compile pyproject.toml layers/shared/requirements.in --extra dev --python-version $(RUNTIME) \
 		--python-platform linux --generate-hashes -o requirements-dev.lock
+	$(PY) scripts/layer_requirements.py
 
 .PHONY: deploy
 deploy: build  ## sam deploy --guided (needs AWS credentials)

@@ -99,3 +99,12 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         reset_settings_cache()
         aws.reset_clients()
         wiring.reset()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """IAM_RECORD_DIR=<dir>: record every AWS call the functions make in this run and check each
+    against its function's role at the end (tests/iam/plugin.py). Off otherwise: nothing is hooked."""
+    if os.environ.get("IAM_RECORD_DIR"):
+        from tests.iam.plugin import register
+
+        register(config)

@@ -99,6 +99,10 @@ def sam_build_command(sam: str, template: Path, build_dir: Path, arch: str | Non
         str(template),
         "--build-dir",
         str(build_dir),
+        # samconfig.toml says cached = true: the cache beside the build, never another build's (tests run
+        # several builds at once).
+        "--cache-dir",
+        str(build_dir.parent / "cache"),
         "--parameter-overrides",
         f"Architecture={arch or lambda_arch()}",
     ]

@@ -1,359 +1,371 @@
-"""1. Cold start: the import time of each handler, in a fresh interpreter per run, beside a baseline
-that imports everything the layer ships. Also: the heaviest imports, and whether Pillow loads at start.
+"""1. Cold start, on the deployed artefacts: `sam build` output for this machine's architecture, run by a
+fresh interpreter (-I -S) that sees only the function, its layer and boto3 (what the Lambda runtime adds).
 
-The venv holds dev tools (aws-sam-cli brings rich, click, pygments and awscrt) that a deployed function
-does not have, and httpx and botocore import them when present. The main measurement therefore hides
-every installed package outside the layer's requirements (and boto3, which the Lambda runtime provides)
-from the probe interpreter, as Lambda would; the venv as it is gets a column of its own.
+- cold import: `import boto3` then `import <handler>` in one interpreter; the figure is the whole import
+  against boto3's alone (a handler that leaves boto3 to its first call saves nothing here). Beside it,
+  the Powertools "hello" anchor (tests/bench/anchor) and the design's floor: boto3 + pydantic's BaseModel
+  + one model + Powertools Logger and Metrics, what any function built on them imports.
+- cold start: the import plus the first invocation on the function's `events/` file, against moto (a
+  server in this process, seeded as `sam_local seed` does), against a bare handler that imports boto3,
+  makes the function's clients and makes one call. Work deferred to the first call counts here.
+
+Runs are interleaved round by round (drift on a shared machine hits every target alike); medians.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
+import platform
+import shutil
 import subprocess
 import sys
-import time
-from collections import defaultdict
-from importlib import metadata
+import sysconfig
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from tests.bench.common import (
     EXIT_ERROR,
-    FUNCTION_DIRS,
-    HANDLER_MODULES,
-    LAYER_DIR,
-    Budgets,
+    ROOT,
+    Row,
     banner,
     local_environment,
     median,
     ms,
     print_table,
-    ratio,
+    summary_rows,
 )
 
-RUNS = 5
-VENV_RUNS = 3  # the venv as-is column is context, not the measurement: fewer runs
-TOP = 5
+RUNS = 7
 PROBE_TIMEOUT_SECONDS = 60
-RUNTIME_DISTRIBUTIONS = ("boto3",)  # provided by the Lambda Python runtime, not by the layer
-
-# Runs in a fresh interpreter (-I: no cwd, no user site, no PYTHON* variables): time around the imports.
-PROBE = """
-import json, sys, time
-spec = json.loads(sys.argv[1])
-hidden = frozenset(spec["hidden"])
-refused = set()
-
-class NotDeployed:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in hidden:
-            refused.add(name.partition(".")[0])
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-if hidden:
-    sys.meta_path.insert(0, NotDeployed())
-sys.path[:0] = spec["paths"]
-before = set(sys.modules)
-skipped = []
-t0 = time.perf_counter()
-for name in spec["modules"]:
-    __import__(name)
-for name in spec["optional"]:
-    try:
-        __import__(name)
-    except ImportError:
-        skipped.append(name)
-elapsed = time.perf_counter() - t0
-loaded = set(sys.modules) - before
-dev_only = sorted({name.partition(".")[0] for name in loaded} & set(spec["dev_only"]))
-print(json.dumps({"seconds": elapsed, "before": sorted(before), "loaded": sorted(loaded), "skipped": skipped,
-                  "refused": sorted(refused), "dev_only": dev_only}))
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
+HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[
+    platform.machine().lower()
+]
+# function -> (build folder, handler module, event file, clients the bare handler makes, target)
+FUNCTIONS: dict[str, tuple[str, str, str, tuple[str, ...], float]] = {
+    "callback": ("CallbackFunction", "callback_handler", "callback_4o_success", ("dynamodb", "sqs"), 1.3),
+    "downloader": (
+        "DownloaderFunction",
+        "downloader_handler",
+        "sqs_download_batch",
+        ("dynamodb", "sqs", "s3"),
+        1.3,
+    ),
+    "reconciler": (
+        "ReconcilerFunction",
+        "reconciler_handler",
+        "reconciler_scheduled",
+        ("dynamodb", "sqs"),
+        1.4,
+    ),
+    "api": ("ApiFunction", "api_handler", "api_get_task", ("dynamodb", "s3", "sqs"), 1.6),
+}
+FLOOR_CODE = """
+from pydantic import BaseModel
+from aws_lambda_powertools import Logger, Metrics
+class Floor(BaseModel):
+    name: str
+    count: int = 0
+Floor(name="x")
+Logger(service="floor"); Metrics(namespace="Floor", service="floor")
 """
 
-# Which heavy parts each target ends up with (module name prefixes).
-MARKERS = {
-    "PIL": "PIL",
-    "pydantic": "pydantic",
-    "httpx": "httpx",
-    "botocore": "botocore",
-    "pt.event_handler": "aws_lambda_powertools.event_handler",
-    "pt.openapi": "aws_lambda_powertools.event_handler.openapi",
-    "pt.batch": "aws_lambda_powertools.utilities.batch",
-}
-NO_PIL_AT_START = ("api", "callback")
+# import boto3, then the module (or code): both times, in one fresh interpreter.
+IMPORT_PROBE = """
+import json, sys, time
+spec = json.loads(sys.argv[1])
+sys.path[:0] = spec["paths"]
+t0 = time.perf_counter()
+import boto3
+t1 = time.perf_counter()
+if spec.get("module"):
+    __import__(spec["module"])
+else:
+    exec(spec["code"], {})
+t2 = time.perf_counter()
+print(json.dumps({"boto3": t1 - t0, "total": t2 - t0, "modules": sorted(sys.modules)}))
+"""
+
+# The function's import and first invocation, as the Lambda runtime's init and first invoke.
+START_PROBE = """
+import json, sys, time
+spec = json.loads(sys.argv[1])
+sys.path[:0] = spec["paths"]
+t0 = time.perf_counter()
+module = __import__(spec["module"])
+t1 = time.perf_counter()
+class Context:
+    function_name = "bench"; function_version = "$LATEST"; memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench-1"; log_group_name = "/aws/lambda/bench"; log_stream_name = "bench"
+    def get_remaining_time_in_millis(self): return 60000
+answer = module.lambda_handler(spec["event"], Context())
+t2 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "total": t2 - t0, "answer": str(answer)[:300]}))
+"""
+
+# The floor of a cold start: boto3, the function's clients, one call.
+BARE_PROBE = """
+import json, sys, time
+spec = json.loads(sys.argv[1])
+sys.path[:0] = spec["paths"]
+t0 = time.perf_counter()
+import boto3
+clients = {name: boto3.client(name) for name in spec["clients"]}
+clients["dynamodb"].get_item(TableName=spec["table"], Key={"pk": {"S": "task#none"}})
+t1 = time.perf_counter()
+print(json.dumps({"total": t1 - t0}))
+"""
 
 
-def deployed_distributions() -> set[str]:
-    """The layer's requirements and the runtime's boto3, with everything they require (no extras)."""
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    lines = (LAYER_DIR / "requirements.txt").read_text().splitlines()
-    todo = [Requirement(line.split("#")[0]).name for line in lines if line.split("#")[0].strip()]
-    todo += RUNTIME_DISTRIBUTIONS
-    seen: set[str] = set()
-    while todo:
-        name = canonicalize_name(todo.pop())
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            requires = metadata.requires(name) or []
-        except metadata.PackageNotFoundError:
-            continue
-        for text in requires:
-            requirement = Requirement(text)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(requirement.name)
-    return seen
-
-
-def not_deployed_modules() -> list[str]:
-    """Top-level modules of the installed distributions a deployed function would not have."""
-    from packaging.utils import canonicalize_name
-
-    allowed = deployed_distributions()
-    return sorted(
-        module
-        for module, distributions in metadata.packages_distributions().items()
-        if not any(canonicalize_name(distribution) in allowed for distribution in distributions)
-    )
-
-
-def _package_modules(package_dir: Path, package: str) -> list[str]:
-    names = []
-    for path in sorted(package_dir.rglob("*.py")):
-        parts = list(path.relative_to(package_dir).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        if "swagger_ui" in parts:  # static assets and their loader, not code a resolver imports
-            continue
-        names.append(".".join([package, *parts]))
-    return names
-
-
-def _installed_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"{package} is not installed")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def targets() -> dict[str, dict[str, Any]]:
-    specs: dict[str, dict[str, Any]] = {}
-    for name, module in HANDLER_MODULES.items():
-        specs[module] = {
-            "function": name,
-            "paths": [str(LAYER_DIR), str(FUNCTION_DIRS[name])],
-            "modules": [module],
-            "optional": [],
-        }
-    powertools = _installed_dir("aws_lambda_powertools")
-    # Everything the layer ships (and boto3, which the Lambda runtime provides and the adapters use).
-    specs["baseline (whole layer)"] = {
-        "function": None,
-        "paths": [str(LAYER_DIR)],
-        "modules": [
-            "boto3",
-            "botocore.exceptions",
-            "pydantic",
-            "httpx",
-            "PIL.Image",
-            "PIL.PngImagePlugin",
-            "PIL.JpegImagePlugin",
-            "PIL.WebPImagePlugin",
-            "aws_lambda_powertools",
-            "aws_lambda_powertools.logging",
-            "aws_lambda_powertools.metrics",
-            "aws_lambda_powertools.utilities.batch",
-            "aws_lambda_powertools.utilities.data_classes",
-            "aws_lambda_powertools.utilities.typing",
-            *_package_modules(LAYER_DIR / "image_pipeline", "image_pipeline"),
-        ],
-        # The full event_handler package; a module needing an extra the layer does not ship is skipped.
-        "optional": _package_modules(powertools / "event_handler", "aws_lambda_powertools.event_handler"),
-    }
-    return specs
-
-
-def probe(spec: dict[str, Any], *, importtime: bool = False) -> tuple[dict[str, Any], str, float]:
+def sam_build(target: Path) -> None:
+    sam = shutil.which("sam", path=str(Path(sys.executable).parent)) or shutil.which("sam")
+    if not sam:
+        raise RuntimeError("the SAM CLI is not installed (make install)")
+    env = {**local_environment(), "SAM_CLI_TELEMETRY": "0"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     command = [
-        sys.executable,
-        "-I",
-        *(["-X", "importtime"] if importtime else []),
-        "-c",
-        PROBE,
-        json.dumps(spec),
-    ]
-    started = time.perf_counter()
-    completed = subprocess.run(
-        command,
+        sam, "build", "--build-dir", str(target / "build"), "--cache-dir", str(target / "cache"),
+        "--parameter-overrides", f"Architecture={HOST_ARCH}",
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"sam build failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+def runtime_dir(target: Path) -> Path:
+    """Only the packages the Lambda runtime ships besides the standard library, linked from this venv."""
+    folder = target / "runtime"
+    folder.mkdir()
+    site = Path(sysconfig.get_paths()["purelib"])
+    for name in RUNTIME_PACKAGES:
+        (folder / name).symlink_to(site / name)
+    return folder
+
+
+def probe(code: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code, json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=PROBE_TIMEOUT_SECONDS,
-        env=local_environment(),
+        env=env,
         check=False,
     )
-    wall = time.perf_counter() - started
-    if completed.returncode != 0:
-        raise RuntimeError(f"import probe failed ({spec['modules'][:1]}):\n{completed.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return result, completed.stderr, wall
+    if done.returncode != 0:
+        raise RuntimeError(f"probe failed ({spec.get('module')}):\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
-def heaviest(importtime_log: str, before: set[str]) -> list[tuple[str, int, float, int]]:
-    """(package, self us, share, modules): self time summed per top-level package, so rows never overlap."""
-    self_us: dict[str, int] = defaultdict(int)
-    count: dict[str, int] = defaultdict(int)
-    for line in importtime_log.splitlines():
-        if not line.startswith("import time:"):
-            continue
-        fields = line[len("import time:") :].split("|")
-        if len(fields) != 3 or not fields[0].strip().isdigit():
-            continue  # the header line
-        name = fields[2].strip()
-        if name in before:
-            continue
-        root = name.split(".")[0]
-        self_us[root] += int(fields[0])
-        count[root] += 1
-    total = sum(self_us.values()) or 1
-    ranked = sorted(self_us, key=lambda root: self_us[root], reverse=True)[:TOP]
-    rows = [(root, self_us[root], self_us[root] / total, count[root]) for root in ranked]
-    return [*rows, ("(all)", total, 1.0, sum(count.values()))]
+class Stack:
+    """moto in this process with the template's tables, queues and bucket, and each function's environment."""
+
+    def __init__(self) -> None:
+        import boto3
+
+        from devstack.common.aws_resources import create_stack_resources
+        from devstack.common.function_environment import LocalValues, function_environments
+        from devstack.common.moto_server import LocalMotoServer
+
+        self.server = LocalMotoServer().start()
+        os.environ["AWS_ENDPOINT_URL"] = self.server.endpoint_url
+        self.resources = create_stack_resources(boto3.Session(region_name="us-east-1"), prefix="bench")
+        self.environments = function_environments(
+            LocalValues(
+                resources=self.resources,
+                upstream_url="http://127.0.0.1:9",  # nothing listens: an upstream call fails at once
+                callback_base_url="http://127.0.0.1:9",
+                overrides={"POWERTOOLS_LOG_LEVEL": "ERROR"},
+            )
+        )
+
+    def environment(self, logical_id: str) -> dict[str, str]:
+        return {
+            **local_environment(),
+            **self.environments.get(logical_id, {}),
+            "AWS_ENDPOINT_URL": self.server.endpoint_url,
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }
+
+    def seed(self) -> None:
+        """The example task of events/*.json, submitted and waiting for its callback (sam_local seed)."""
+        from datetime import timedelta
+
+        from image_pipeline.adapters import aws
+        from image_pipeline.adapters.tasks_table import TasksTable
+        from image_pipeline.task_models import utc_now
+        from image_pipeline.tokens import hash_token
+
+        from devstack.sam_local.operations import EXAMPLE_SUBMISSION_ID, EXAMPLE_TASK_ID, EXAMPLE_TOKEN
+
+        aws.reset_clients()
+        store = TasksTable(self.resources.tasks_table)
+        dynamodb = aws.client("dynamodb")
+        for key in (f"task#{EXAMPLE_TASK_ID}", f"sub#{EXAMPLE_SUBMISSION_ID}"):
+            dynamodb.delete_item(TableName=self.resources.tasks_table, Key={"pk": {"S": key}})
+        now = utc_now()
+        store.put_submission(EXAMPLE_SUBMISSION_ID, hash_token(EXAMPLE_TOKEN), now)
+        store.bind_submission(EXAMPLE_SUBMISSION_ID, EXAMPLE_TASK_ID)
+        store.record_submitted(
+            EXAMPLE_TASK_ID,
+            EXAMPLE_SUBMISSION_ID,
+            {"prompt": "example", "size": "1:1"},
+            now,
+            now + timedelta(minutes=30),
+            owner="local",
+        )
+
+    def stop(self) -> None:
+        self.server.stop()
+        os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
 def main() -> int:
-    banner(f"1. Cold start: handler import time, fresh interpreter per run, median of {RUNS}")
+    banner(f"1. Cold start on the sam build output ({HOST_ARCH}), fresh interpreters, median of {RUNS}")
+    sys.path[:0] = [str(ROOT / "layers" / "shared"), str(ROOT)]
+    os.environ.update(local_environment())
+    work = Path(tempfile.mkdtemp(prefix="bench-cold-"))
+    stack = None
     try:
-        hidden = not_deployed_modules()
-        specs = targets()
-        names = list(specs)
-        modes = {"deployed": hidden, "venv": []}
-        seconds: dict[tuple[str, str], list[float]] = {(n, m): [] for n in names for m in modes}
-        walls: dict[str, list[float]] = {name: [] for name in names}
-        last: dict[tuple[str, str], dict[str, Any]] = {}
-        for round_ in range(RUNS + 1):  # round 0 warms the pyc files and the page cache, and is discarded
-            for name in names:  # interleaved, so drift on a shared machine hits every target alike
-                for mode, hide in modes.items():
-                    if mode == "venv" and not 0 < round_ <= VENV_RUNS:
-                        continue
-                    spec = {**specs[name], "hidden": hide, "dev_only": hidden}
-                    result, _log, wall = probe(spec)
-                    last[name, mode] = result
-                    if round_ > 0:
-                        seconds[name, mode].append(result["seconds"])
-                        if mode == "deployed":
-                            walls[name].append(wall)
-        logs = {
-            name: probe({**specs[name], "hidden": hidden, "dev_only": hidden}, importtime=True)
-            for name in names
+        sam_build(work)
+        build = work / "build"
+        runtime = runtime_dir(work)
+        layer = build / "SharedLayer" / "python"
+        stack = Stack()
+        events = {
+            name: json.loads((ROOT / "events" / f"{spec[2]}.json").read_text())
+            for name, spec in FUNCTIONS.items()
         }
+        imports: dict[str, list[tuple[float, float]]] = {name: [] for name in [*FUNCTIONS, "anchor", "floor"]}
+        starts: dict[str, list[float]] = {name: [] for name in FUNCTIONS}
+        bares: dict[str, list[float]] = {name: [] for name in FUNCTIONS}
+        loaded: dict[str, list[str]] = {}
+        answers: dict[str, str] = {}
+        plain_env = local_environment()
+        for round_ in range(RUNS + 1):  # round 0 warms the pyc files and the page cache, and is discarded
+            for name, (folder, module, _event, clients, _target) in FUNCTIONS.items():
+                paths = [str(build / folder), str(layer), str(runtime)]
+                env = stack.environment(folder)
+                found = probe(IMPORT_PROBE, {"paths": paths, "module": module}, env)
+                loaded[name] = found["modules"]
+                stack.seed()
+                started = probe(START_PROBE, {"paths": paths, "module": module, "event": events[name]}, env)
+                answers[name] = started["answer"]
+                bare = probe(
+                    BARE_PROBE,
+                    {"paths": [str(runtime)], "clients": clients, "table": stack.resources.tasks_table},
+                    env,
+                )
+                if round_:
+                    imports[name].append((found["boto3"], found["total"]))
+                    starts[name].append(started["total"])
+                    bares[name].append(bare["total"])
+            anchor = probe(
+                IMPORT_PROBE,
+                {
+                    "paths": [str(ROOT / "tests" / "bench" / "anchor"), str(layer), str(runtime)],
+                    "module": "hello_handler",
+                },
+                plain_env,
+            )
+            floor = probe(IMPORT_PROBE, {"paths": [str(layer), str(runtime)], "code": FLOOR_CODE}, plain_env)
+            if round_:
+                imports["anchor"].append((anchor["boto3"], anchor["total"]))
+                imports["floor"].append((floor["boto3"], floor["total"]))
     except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError) as error:
         print(f"ERROR: {error}")
         return EXIT_ERROR
+    finally:
+        if stack is not None:
+            stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
-    baseline = next(name for name in names if specs[name]["function"] is None)
-    base_median = median(seconds[baseline, "deployed"])
+    def import_ratio(name: str) -> tuple[float, float, float]:
+        boto3_alone = median([boto for boto, _total in imports[name]])
+        total = median([total for _boto, total in imports[name]])
+        return boto3_alone, total, total / boto3_alone
+
     print_table(
-        "Import time, as deployed (ms; time.perf_counter around the import in a fresh interpreter)",
+        "Cold import: import boto3, then the handler, in one fresh interpreter (ms, median)",
+        ["target", "boto3", "boto3 + handler", "ratio", "modules"],
         [
-            "target",
-            "median",
-            "min",
-            "max",
-            "process wall",
-            "vs baseline",
-            "modules",
-            "| venv as-is",
-            "dev-only pkgs",
+            (name, ms(a), ms(b), f"{r:.2f}x", len(loaded.get(name, [])) or "")
+            for name in imports
+            for a, b, r in [import_ratio(name)]
         ],
+        notes=[
+            "anchor = Powertools hello: Logger, Metrics, APIGatewayRestResolver(enable_validation=True),"
+            " one pydantic body, boto3 (tests/bench/anchor/hello_handler.py)",
+            "floor = boto3 + pydantic BaseModel + one model built + Powertools Logger and Metrics",
+        ],
+    )
+    markers = {"httpx": "httpx", "PIL": "PIL", "safe_fetch": "image_pipeline.safe_fetch",
+               "webhooks": "image_pipeline.webhooks", "event_handler": "aws_lambda_powertools.event_handler",
+               "api_models": "image_pipeline.api_models"}  # fmt: skip
+    print_table(
+        "What each handler's import loads (yes = loaded)",
+        ["function", *markers],
         [
             (
                 name,
-                ms(median(seconds[name, "deployed"])),
-                ms(min(seconds[name, "deployed"])),
-                ms(max(seconds[name, "deployed"])),
-                ms(median(walls[name])),
-                ratio(median(seconds[name, "deployed"]), base_median),
-                len(last[name, "deployed"]["loaded"]),
-                ms(median(seconds[name, "venv"])),
-                len(last[name, "venv"]["dev_only"]),
+                *(
+                    "yes" if any(m == p or m.startswith(p + ".") for m in loaded[name]) else "-"
+                    for p in markers.values()
+                ),
             )
-            for name in names
-        ],
-        notes=[
-            "baseline = boto3 + pydantic + httpx + PIL (Image, PNG/JPEG/WebP plugins) + powertools logging,"
-            " metrics, batch, data_classes and every event_handler module + every image_pipeline module",
-            "baseline skipped (needs an extra the layer does not ship): "
-            + (", ".join(last[baseline, "deployed"]["skipped"]) or "none"),
-            "as deployed = installed packages outside layers/shared/requirements.txt + boto3 (and what they"
-            f" require) are hidden; {len(hidden)} hidden, refused when asked for: "
-            + (", ".join(sorted({r for n in names for r in last[n, "deployed"]["refused"]})) or "none"),
-            f"venv as-is = the same import with nothing hidden (median of {VENV_RUNS});"
-            " dev-only pkgs = how many hidden packages it then loads: "
-            + (", ".join(sorted({p for n in names for p in last[n, "venv"]["dev_only"]})) or "none"),
-            "process wall = spawn to exit of the probe interpreter (interpreter start included), median",
-            "vs baseline < 1.00x means the handler imports only part of what the layer ships",
+            for name in FUNCTIONS
         ],
     )
-
-    def has(name: str, prefix: str) -> bool:
-        loaded = last[name, "deployed"]["loaded"]
-        return any(module == prefix or module.startswith(prefix + ".") for module in loaded)
-
     print_table(
-        "What each target imports at cold start (yes = loaded by the import)",
-        ["target", *MARKERS],
-        [(name, *("yes" if has(name, prefix) else "-" for prefix in MARKERS.values())) for name in names],
+        "Cold start: import + first invocation on its events/ file, vs a bare boto3 handler (ms, median)",
+        ["function", "event", "bare: boto3 + clients + 1 call", "import + first call", "ratio", "answer"],
+        [
+            (
+                name,
+                FUNCTIONS[name][2],
+                ms(median(bares[name])),
+                ms(median(starts[name])),
+                f"{median(starts[name]) / median(bares[name]):.2f}x",
+                answers[name][:60],
+            )
+            for name in FUNCTIONS
+        ],  # fmt: skip
+        notes=["against moto in this process (a local HTTP server): each AWS call is a real request"],
     )
-
+    anchor_ratio = import_ratio("anchor")[2]
+    floor_ratio = import_ratio("floor")[2]
     rows = []
-    for name in names:
-        result, log, _wall = logs[name]
-        for rank, (package, self_us, share, modules) in enumerate(
-            heaviest(log, set(result["before"])), start=1
-        ):
-            rows.append(
-                (
-                    name if rank == 1 else "",
-                    "" if package == "(all)" else rank,
-                    package,
-                    f"{self_us / 1000:.1f}",
-                    f"{share * 100:.0f}%",
-                    modules,
-                )
+    for name, (*_rest, target) in FUNCTIONS.items():
+        boto3_alone, total, ratio_ = import_ratio(name)
+        rows.append(
+            Row(
+                f"cold import: {name}",
+                f"import boto3 {ms(boto3_alone)} ms",
+                f"{ms(total)} ms",
+                f"{ratio_:.2f}x",
+                f"<= {target}x (anchor {anchor_ratio:.2f}x, floor {floor_ratio:.2f}x)",
+                ratio_ <= target,
             )
-    print_table(
-        f"Heaviest {TOP} imports per target, as deployed (one -X importtime run)",
-        ["target", "#", "top-level package", "self ms", "share", "modules"],
-        rows,
-        notes=[
-            "self time of every module summed per top-level package: rows never overlap,"
-            " (all) is the whole import",
-            "-X importtime inflates absolute times; compare shares, and use the timed table above for ms",
-        ],
-    )
-
-    budgets = Budgets()
-    for name in names:
-        function = specs[name]["function"]
-        if function is None:
-            continue
-        pil = has(name, "PIL")
-        if function in NO_PIL_AT_START:
-            budgets.check(
-                f"{name}: PIL at cold start", "imported" if pil else "not imported", "not imported", not pil
+        )
+    for name, (*_rest, target) in FUNCTIONS.items():
+        value, floor_ = median(starts[name]), median(bares[name])
+        rows.append(
+            Row(
+                f"cold start (import + 1st call): {name}",
+                f"bare handler {ms(floor_)} ms",
+                f"{ms(value)} ms",
+                f"{value / floor_:.2f}x",
+                f"<= {target}x",
+                value / floor_ <= target,
             )
-        else:
-            print(
-                f"  info: {name} {'imports' if pil else 'does not import'} PIL at cold start"
-                " (no budget: it verifies downloaded images with Pillow, lazily)"
-            )
-    return budgets.report()
+        )
+    summary_rows(rows)
+    return 0
 
 
 if __name__ == "__main__":

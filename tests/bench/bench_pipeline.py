@@ -1,5 +1,9 @@
-"""4. Pipeline throughput on the local stack (moto, the upstream emulator, the front door, the SQS poller
-and the functions in worker processes): K tasks submitted over HTTP, time until every image is stored."""
+"""4. The pipeline on the local stack (moto, the upstream emulator, the front door, the SQS pollers and the
+functions in worker processes): K tasks submitted over HTTP, each read once when it ended.
+
+Measures throughput, callback -> all images stored, and what it costs: every AWS call counted by
+operation at moto, DynamoDB write units from the items themselves (tests/bench/costs.py), Lambda
+durations as measured here; and the stack's fixed monthly cost at zero traffic, from the template."""
 
 from __future__ import annotations
 
@@ -13,12 +17,14 @@ from typing import Any, TextIO
 
 from tests.bench.common import (
     EXIT_ERROR,
+    Row,
     add_code_paths,
     banner,
     median,
     ms,
     percentile,
     print_table,
+    summary_rows,
     use_local_environment,
 )
 
@@ -67,9 +73,28 @@ def main() -> int:
         from image_pipeline.adapters import aws
         from image_pipeline.adapters.tasks_table import TasksTable
 
+        from devstack.common.template import load_template
+        from devstack.local.lambda_runtime import LambdaPool
         from devstack.local.stack import LocalStack, StackConfig
+        from tests.bench.costs import CallCounter, Indexes
 
+        template = load_template()
+        table = template["Resources"]["TasksTable"]["Properties"]
+        counter = CallCounter("-TasksTable", Indexes(table, [k["AttributeName"] for k in table["KeySchema"]]))
+        durations: dict[str, list[float]] = {}
+        original_submit = LambdaPool.submit
+
+        def timed_submit(pool: Any, logical_id: str, event: dict[str, Any]) -> Any:
+            started = time.perf_counter()
+            future = original_submit(pool, logical_id, event)
+            future.add_done_callback(
+                lambda _f: durations.setdefault(logical_id, []).append(time.perf_counter() - started)
+            )
+            return future
+
+        LambdaPool.submit = timed_submit  # type: ignore[method-assign]
         config = StackConfig(
+            aws_middleware=counter.middleware,
             api_port=0,  # a free port on 127.0.0.1
             generation_seconds=GENERATION_SECONDS,
             callback_retry_schedule=(1.0, 2.0, 3.0),
@@ -100,7 +125,13 @@ def main() -> int:
                     submitted[response.json()["taskId"]] = (wall, latency)
                 submit_span = time.time() - first_submit
             finished = wait_until_finished(store, list(submitted))
+            with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+                for task_id in submitted:  # the client's one read of each ended task
+                    api.get(f"/tasks/{task_id}")
+            time.sleep(2.0)  # the notifier's last messages
+            counted = (dict(counter.calls), dict(counter.wru), counter.rru, counter.events, dict(durations))
         aws.reset_clients()
+        LambdaPool.submit = original_submit  # type: ignore[method-assign]
     except Exception as error:  # report and fail the run, whatever broke
         print(f"ERROR: {type(error).__name__}: {error}")
         return EXIT_ERROR
@@ -165,6 +196,95 @@ def main() -> int:
             f"ERROR: {len(not_stored)} task(s) not stored within {STORED_TIMEOUT_SECONDS:g} s: {not_stored}"
         )
         return EXIT_ERROR
+    callback_to_stored = [
+        stored_at[task_id] - parse_time(record.callbackAt)
+        for task_id, record in stored.items()
+        if record.callbackAt
+    ]
+    return report_costs(counted, len(stored), images, callback_to_stored, template)
+
+
+def report_costs(
+    counted: tuple[dict[str, int], dict[str, int], float, int, dict[str, list[float]]],
+    tasks: int,
+    images: int,
+    callback_to_stored: list[float],
+    template: dict[str, Any],
+) -> int:
+    from tests.bench.costs import PRICES, price
+    from tests.bench.fixed_costs import fixed_monthly
+
+    calls, wru, rru, events, durations = counted
+    print_table(
+        f"AWS calls by operation, {tasks} tasks x {VARIANTS} images (per task)",
+        ["operation", "calls", "per task"],
+        [(name, count, f"{count / tasks:.2f}") for name, count in sorted(calls.items())],
+    )
+    print_table(
+        "DynamoDB write units on the tasks table, per task",
+        ["operation", "table", "indexes"],
+        [
+            (op, f"{wru.get('table:' + op, 0) / tasks:.2f}", f"{wru.get('index:' + op, 0) / tasks:.2f}")
+            for op in ("PutItem", "UpdateItem", "DeleteItem")
+        ],
+        notes=[
+            "WRU = ceil(item KB) per write (a refused conditional write too), plus one per index entry"
+            " written (two when an index key changes), from the template's projections"
+        ],
+    )
+    wru_per_task = sum(wru.values()) / tasks
+    functions = {
+        name: r["Properties"]
+        for name, r in template["Resources"].items()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+    default_memory = template["Globals"]["Function"].get("MemorySize", 128)
+    gb_seconds = sum(
+        functions[name].get("MemorySize", default_memory) / 1024 * sum(values)
+        for name, values in durations.items()
+    )
+    invocations = sum(len(values) for values in durations.values())
+    per_images = 1000 / images
+    parts = {
+        "Lambda requests": price("lambda_request", invocations),
+        "Lambda GB-s (arm64)": price("lambda_gb_second_arm64", gb_seconds),
+        "API Gateway (submit, callback, GET)": price("apigateway_rest_request", 3 * tasks),
+        "SQS requests": price("sqs_request", sum(c for n, c in calls.items() if n.startswith("sqs:"))),
+        "S3 PUT/LIST": price("s3_put", sum(c for n, c in calls.items() if n.split(":")[-1] in ("PutObject", "ListObjectVersions") and n.startswith("s3:"))),
+        "S3 GET/HEAD": price("s3_get", sum(c for n, c in calls.items() if n in ("s3:GetObject", "s3:HeadObject"))),
+        "DynamoDB writes": price("dynamodb_wru", sum(wru.values())),
+        "DynamoDB reads": price("dynamodb_rru", rru),
+        "EventBridge events": price("eventbridge_event", events),
+    }  # fmt: skip
+    total = sum(parts.values()) * per_images
+    print_table(
+        "Cost per 1,000 images (us-east-1 list prices, before free tiers; cents)",
+        ["part", "cents"],
+        [
+            *((name, f"{value * per_images * 100:.3f}") for name, value in parts.items()),
+            ("total", f"{total * 100:.3f}"),
+        ],
+        notes=[
+            f"{invocations} invocations, {gb_seconds:.2f} GB-s at the template's memory sizes, durations as"
+            " measured here (wall time of each invocation on this machine, its queueing included)",
+            "prices: tests/bench/costs.py PRICES ("
+            + ", ".join(sorted({v[2] for v in PRICES.values()}))
+            + ")",
+            "storage (S3, DynamoDB, logs) apart",
+        ],
+    )
+    fixed = fixed_monthly(template)
+    cb50, cb95 = median(callback_to_stored) * 1000, percentile(callback_to_stored, 95) * 1000
+    summary_rows(
+        [
+            Row("callback -> all images stored, p50", "-", f"{cb50:.0f} ms", "-", "<= 150 ms", cb50 <= 150),
+            Row("callback -> all images stored, p95", "-", f"{percentile(callback_to_stored, 95) * 1000:.0f} ms", "-", "<= 300 ms", cb95 <= 300),
+            Row("DynamoDB write units per 2-image task", "-", f"{wru_per_task:.1f} WRU", "-", "<= 12 WRU", wru_per_task <= 12),
+            Row("compute + requests per 1,000 images", "-", f"{total * 100:.2f} cents", "-", "<= 1.5 cents", total * 100 <= 1.5),
+            Row("fixed monthly cost, zero traffic (list)", "-", f"${fixed['list']:.2f}", "-", "<= $0.50", fixed["list"] <= 0.5),
+            Row("fixed monthly cost, after always-free tiers", "-", f"${fixed['free']:.2f}", "-", "<= $0.50", fixed["free"] <= 0.5),
+        ]
+    )  # fmt: skip
     return 0
 
 

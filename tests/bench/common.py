@@ -151,3 +151,62 @@ class Budgets:
             [(name, measured, budget, "ok" if ok else "BROKEN") for name, measured, budget, ok in self.rows],
         )
         return EXIT_OK if all(ok for *_, ok in self.rows) else EXIT_BUDGET_BROKEN
+
+
+# ------------------------------------------------------------------------------------------- summary
+
+SUMMARY_FILE_VARIABLE = "BENCH_SUMMARY_FILE"
+
+
+@dataclass
+class Row:
+    """One row of `make bench`'s summary table: a figure, its floor, the value, their ratio, the target."""
+
+    figure: str
+    floor: str
+    value: str
+    ratio: str
+    target: str
+    ok: bool | None  # None: measured, no target to meet
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "figure": self.figure,
+            "floor": self.floor,
+            "value": self.value,
+            "ratio": self.ratio,
+            "target": self.target,
+            "ok": self.ok,
+        }
+
+
+def summary_rows(rows: Iterable[Row]) -> None:
+    """Hand rows to `python -m tests.bench` (one JSON line each), or print them when run alone."""
+    import json
+
+    rows = list(rows)
+    path = os.environ.get(SUMMARY_FILE_VARIABLE)
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row.to_json()) + "\n")
+    else:
+        print_summary(rows)
+
+
+def print_summary(rows: Sequence[Row], title: str = "Summary") -> None:
+    print_table(
+        title,
+        ["figure", "floor", "value", "ratio", "target", "met"],
+        [
+            (
+                row.figure,
+                row.floor,
+                row.value,
+                row.ratio,
+                row.target,
+                {True: "yes", False: "NO", None: "-"}[row.ok],
+            )
+            for row in rows
+        ],
+    )

@@ -102,7 +102,9 @@ def test_callbacks_have_their_own_api_without_key_tracing_or_shared_throttle() -
         ("post", "/callbacks/{submissionId}"): "CallbackApi",
     }
     assert not routes[("GET", "/openapi.json")].api_key_required  # the contract, readable without a key
-    assert routes[("GET", "/tasks")].api_key_required and routes[("DELETE", "/tasks/{taskId}")].api_key_required
+    assert (
+        routes[("GET", "/tasks")].api_key_required and routes[("DELETE", "/tasks/{taskId}")].api_key_required
+    )
 
 
 def test_callback_urls_name_the_callback_api_and_nothing_depends_on_itself() -> None:
@@ -213,7 +215,10 @@ def test_no_function_pays_for_empty_traces() -> None:
 
 
 def test_every_failure_mode_has_an_alarm_on_the_dashboard() -> None:
-    alarms = resources_of_type("AWS::CloudWatch::Alarm")
+    # AlarmLevel=all: every alarm but the essential level's one errors alarm (a metric-math alarm)
+    alarms = {
+        name: a for name, a in resources_of_type("AWS::CloudWatch::Alarm").items() if "Metrics" not in a
+    }
     watched = {
         (alarm["Namespace"], alarm["MetricName"], str(alarm["Dimensions"][0]["Value"]))
         for alarm in alarms.values()
@@ -234,4 +239,52 @@ def test_every_failure_mode_has_an_alarm_on_the_dashboard() -> None:
         for alarm in alarms.values()
     )
     body = resources()["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    assert {name for name in alarms if f"${{{name}.Arn}}" in body} == set(alarms)
+    essential_only = {
+        name for name, alarm in resources().items() if alarm.get("Condition") == "EssentialAlarms"
+    }
+    assert {name for name in alarms if f"${{{name}.Arn}}" in body} == set(alarms) - essential_only
+
+
+ESSENTIAL_ALARMS = {
+    "DownloadDeadLetterAlarm",
+    "NotificationDeadLetterAlarm",
+    "TasksPastBoundAlarm",
+    "FunctionErrorsAlarm",
+}
+
+
+def test_essential_alarms_by_default_every_alarm_with_alarm_level_all() -> None:
+    template = load_template()
+    assert template["Parameters"]["AlarmLevel"]["Default"] == "essential"
+    declared = {name: r for name, r in resources().items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    # Given the default AlarmLevel: only the essential alarms exist (no condition, or EssentialAlarms)
+    essential = {name for name, r in declared.items() if r.get("Condition") in (None, "EssentialAlarms")}
+    assert essential == ESSENTIAL_ALARMS
+    # Then every other alarm, the dashboard and the hourly credit reading come with AlarmLevel=all
+    assert {r.get("Condition") for name, r in declared.items() if name not in ESSENTIAL_ALARMS} == {
+        "AllAlarms"
+    }
+    assert resources()["Dashboard"]["Condition"] == "AllAlarms"
+    [event] = resources()["CreditMonitorFunction"]["Properties"]["Events"].values()
+    assert event["Properties"]["State"] == {"Fn::If": ["AllAlarms", "ENABLED", "DISABLED"]}
+    # The one errors alarm sums every function's Errors metric (billed per metric it reads)
+    metrics = declared["FunctionErrorsAlarm"]["Properties"]["Metrics"]
+    watched = {
+        m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"] for m in metrics if "MetricStat" in m
+    }
+    assert watched == set(resources_of_type("AWS::Serverless::Function"))
+    assert {m["MetricStat"]["Metric"]["MetricName"] for m in metrics if "MetricStat" in m} == {"Errors"}
+
+
+def test_download_jobs_are_not_held_back_by_a_batching_window() -> None:
+    [event] = resources()["DownloaderFunction"]["Properties"]["Events"].values()
+    assert event["Type"] == "SQS"
+    assert "MaximumBatchingWindowInSeconds" not in event["Properties"]
+
+
+def test_the_tasks_indexes_project_keys_only() -> None:
+    indexes = resources()["TasksTable"]["Properties"]["GlobalSecondaryIndexes"]
+    assert {index["IndexName"]: index["Projection"]["ProjectionType"] for index in indexes} == {
+        "status-nextCheckAt": "KEYS_ONLY",
+        "owner-createdAt": "KEYS_ONLY",
+    }

@@ -53,7 +53,16 @@ def test_template_passes_sam_validate_lint() -> None:
 @pytest.fixture(scope="session")
 def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("sam") / "build"
-    result = sam("build", "--build-dir", str(target), "--parameter-overrides", f"Architecture={HOST_ARCH}")
+    # samconfig.toml says cached = true: a cache of its own, so parallel workers never share .aws-sam/cache.
+    result = sam(
+        "build",
+        "--build-dir",
+        str(target),
+        "--cache-dir",
+        str(target.parent / "cache"),
+        "--parameter-overrides",
+        f"Architecture={HOST_ARCH}",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return target
 
@@ -69,7 +78,9 @@ def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_default_build_targets_arm64(tmp_path: Path) -> None:
-    result = sam("build", "SharedLayer", "--build-dir", str(tmp_path / "arm"))
+    result = sam(
+        "build", "SharedLayer", "--build-dir", str(tmp_path / "arm"), "--cache-dir", str(tmp_path / "cache")
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     cores = list((tmp_path / "arm").rglob("_pydantic_core*.so"))
     assert cores and all("aarch64" in core.name for core in cores), cores

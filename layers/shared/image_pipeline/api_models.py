@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from image_pipeline.models_base import Model
 from image_pipeline.upstream_models import (
     FLUX_MODELS,
     FOUR_O_MODEL,
@@ -82,7 +83,7 @@ _TASK_REQUEST_RULES: dict[str, Any] = {
 }
 
 
-class TaskRequest(BaseModel):
+class TaskRequest(Model):
     """POST /tasks: which model, its fields, and where to be told when the task ends.
 
     `model` chooses the API: gpt-4o-image (the default) takes size, filesUrl, maskUrl, nVariants,
@@ -184,18 +185,18 @@ class TaskRequest(BaseModel):
         return GenerationOptions.model_validate({**fields, **self.given(FOUR_O_FIELDS)})
 
 
-class NotificationOut(BaseModel):
+class NotificationOut(Model):
     state: Literal["pending", "delivered", "failed"]
     attempts: int
     lastError: str | None = None
 
 
-class FieldProblem(BaseModel):
+class FieldProblem(Model):
     field: str = Field(description="the request field, header or parameter at fault ('body' for the whole)")
     message: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     """Every error the API answers itself has this shape."""
 
     model_config = ConfigDict(
@@ -214,7 +215,7 @@ class ErrorBody(BaseModel):
     errors: list[FieldProblem] = Field(default_factory=list)
 
 
-class TaskSubmitted(BaseModel):
+class TaskSubmitted(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [{"taskId": "522f93e8ab824c009f4d6aad6a8a95f7", "status": "submitted"}]
@@ -225,14 +226,14 @@ class TaskSubmitted(BaseModel):
     status: Literal["submitted"]
 
 
-class TaskErrorOut(BaseModel):
+class TaskErrorOut(Model):
     code: int | str = Field(
         description="upstream code (400, 451, 500, 501) or ours: download_rejected, download_failed, expired"
     )
     message: str = Field(max_length=500)
 
 
-class StoredImageOut(BaseModel):
+class StoredImageOut(Model):
     index: int
     key: str
     contentType: str
@@ -244,7 +245,7 @@ class LinkedImage(StoredImageOut):
     url: str = Field(description="a presigned GET link, valid for PRESIGNED_URL_SECONDS")
 
 
-class TaskSummary(BaseModel):
+class TaskSummary(Model):
     taskId: str
     model: ModelName
     status: TaskStatusName
@@ -254,7 +255,7 @@ class TaskSummary(BaseModel):
     updatedAt: str
 
 
-class TaskView(BaseModel):
+class TaskView(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -294,7 +295,7 @@ class TaskView(BaseModel):
     )
 
 
-class TaskPage(BaseModel):
+class TaskPage(Model):
     tasks: list[TaskSummary]
     nextCursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
 

@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from image_pipeline.models_base import Model
+
 DEFAULT_UPSTREAM = "https://api.kie.ai"
 DEFAULT_RESULT_HOSTS = "tempfile.aiquickdraw.com,*.aiquickdraw.com"
 
@@ -20,14 +22,14 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-class AwsResources(BaseModel):
+class AwsResources(Model):
     model_config = ConfigDict(frozen=True)  # hashable: settings key the per-process caches
     tasks_table: str = Field(alias="TASKS_TABLE", min_length=1)
     # Every writer of the table sets the records' TTL, so every function that writes reads it.
     record_ttl_days: int = Field(alias="RECORD_TTL_DAYS", default=30, ge=1)
 
 
-class UpstreamSettings(BaseModel):
+class UpstreamSettings(Model):
     model_config = ConfigDict(frozen=True)
     base_url: str = Field(alias="KIE_API_BASE_URL", default=DEFAULT_UPSTREAM)
     # Deployed stacks name an SSM SecureString / Secrets Manager secret; the plain value is for local runs.

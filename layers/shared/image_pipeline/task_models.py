@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from image_pipeline.models_base import Model
 
 # Failure messages come from outside (the upstream's callback, a fetch error): kept short when stored.
 MAX_ERROR_MESSAGE_CHARS = 500
@@ -33,7 +35,7 @@ def image_key(task_id: str, index: int, extension: str) -> str:
     return f"images/{task_id}/{index}.{extension}"
 
 
-class TaskError(BaseModel):
+class TaskError(Model):
     code: int | str
     message: str
 
@@ -45,7 +47,7 @@ class TaskError(BaseModel):
         return message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
 
 
-class StoredImage(BaseModel):
+class StoredImage(Model):
     index: int
     key: str
     contentType: str
@@ -56,13 +58,13 @@ class StoredImage(BaseModel):
 EVENT_SOURCE = "image-pipeline"  # the source of every event on the bus
 
 
-class Notification(BaseModel):
+class Notification(Model):
     state: Literal["pending", "delivered", "failed"] = "pending"
     attempts: int = 0
     lastError: str | None = None
 
 
-class NotifyTask(BaseModel):
+class NotifyTask(Model):
     """One SQS message on the notification queue: tell the world that this task ended."""
 
     model_config = ConfigDict(extra="forbid")
@@ -70,7 +72,7 @@ class NotifyTask(BaseModel):
     notifyTask: str  # the taskId
 
 
-class TaskRecord(BaseModel):
+class TaskRecord(Model):
     """One item of the tasks table (pk = "task#<taskId>")."""
 
     model_config = ConfigDict(extra="ignore")
@@ -112,7 +114,7 @@ class TaskRecord(BaseModel):
         return sorted(self.images.values(), key=lambda image: image.index)
 
 
-class DownloadJob(BaseModel):
+class DownloadJob(Model):
     """One SQS message: copy result image `index` of `taskId` from `url` into S3."""
 
     model_config = ConfigDict(extra="forbid")
@@ -128,7 +130,7 @@ class DownloadJob(BaseModel):
         return self.sourceUrl or self.url
 
 
-class RecordTask(BaseModel):
+class RecordTask(Model):
     """One SQS message: a task the API could not record (DynamoDB kept failing); the downloader does."""
 
     model_config = ConfigDict(extra="forbid")

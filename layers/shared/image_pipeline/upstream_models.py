@@ -10,7 +10,9 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
+
+from image_pipeline.models_base import Model
 
 ImageSize = Literal["1:1", "3:2", "2:3"]
 FallbackModel = Literal["GPT_IMAGE_1", "FLUX_MAX"]
@@ -78,7 +80,7 @@ def _check_image_url(url: str) -> str:
     return url
 
 
-class GenerationOptions(BaseModel):
+class GenerationOptions(Model):
     """The generate fields a client may set: every field and rule of the upstream's generate request."""
 
     # The cross-field rules, also in the JSON Schema (so openapi.json says what the validator checks).
@@ -152,7 +154,7 @@ MAX_SAFETY_TOLERANCE = 6  # text to image
 MAX_EDIT_SAFETY_TOLERANCE = 2  # with an inputImage
 
 
-class FluxKontextOptions(BaseModel):
+class FluxKontextOptions(Model):
     """The Flux Kontext generate fields a client may set (one image per task; an inputImage edits it)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -189,7 +191,7 @@ class FluxGenerateRequest(FluxKontextOptions):
         return self.model_dump(exclude_none=True)
 
 
-class Envelope(BaseModel):
+class Envelope(Model):
     """Every upstream answer: the body `code` is the real status, whatever the HTTP status says."""
 
     model_config = ConfigDict(extra="allow")
@@ -199,7 +201,7 @@ class Envelope(BaseModel):
     data: Any = None
 
 
-class ResultInfo(BaseModel):
+class ResultInfo(Model):
     """The result part of a callback or of task details, in any of the shapes the platform uses."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -216,7 +218,7 @@ class ResultInfo(BaseModel):
         return [self.resultImageUrl] if self.resultImageUrl else []
 
 
-class TaskDetails(BaseModel):
+class TaskDetails(Model):
     """data of GET /api/v1/gpt4o-image/record-info."""
 
     model_config = ConfigDict(extra="allow")
@@ -262,7 +264,7 @@ def is_storable_text(document: Any) -> bool:
     return True
 
 
-class CallbackData(BaseModel):
+class CallbackData(Model):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     # The 4o body says taskId; the platform's signing sample reads task_id: take whichever is present.
@@ -272,7 +274,7 @@ class CallbackData(BaseModel):
     info: ResultInfo | None = None
 
 
-class CallbackPayload(BaseModel):
+class CallbackPayload(Model):
     """The body the upstream POSTs to callBackUrl: the 4o list shape or the single-image shape."""
 
     model_config = ConfigDict(extra="allow")

@@ -1,25 +1,35 @@
 """Builds the real adapters from settings, once per process: the handlers' only way to the outside.
 
 The import rule: handlers -> wiring -> adapters; handlers -> logic -> models; adapters -> models.
+
+Each factory imports its adapter itself, so a function loads only the adapters it uses: the callback
+never imports httpx, safe_fetch, Pillow or the webhook sender, the API never imports the fetcher
+(tests/unit/test_wiring_imports.py holds each handler to its list).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from image_pipeline.adapters.download_queue import DownloadQueue
-from image_pipeline.adapters.idempotency import run_once
-from image_pipeline.adapters.image_store import ImageStore
-from image_pipeline.adapters.notifications import EventBus, NotificationQueue
 from image_pipeline.adapters.secrets import resolve_secret
-from image_pipeline.adapters.submit_guard import SubmitGuard
-from image_pipeline.adapters.tasks_table import TasksTable
-from image_pipeline.adapters.upstream import UpstreamClient
-from image_pipeline.safe_fetch import FetchedImage, FetchPolicy, fetch_image
-from image_pipeline.settings import CallbackSettings, DownloaderSettings, NotifierSettings, UpstreamSettings
-from image_pipeline.webhooks.deliver import DeliveryResult, deliver
-from image_pipeline.webhooks.signing import parse_secrets, sign
+
+if TYPE_CHECKING:
+    from image_pipeline.adapters.download_queue import DownloadQueue
+    from image_pipeline.adapters.image_store import ImageStore
+    from image_pipeline.adapters.notifications import EventBus, NotificationQueue
+    from image_pipeline.adapters.submit_guard import SubmitGuard
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.adapters.upstream import UpstreamClient
+    from image_pipeline.safe_fetch import FetchedImage, FetchPolicy
+    from image_pipeline.settings import (
+        CallbackSettings,
+        DownloaderSettings,
+        NotifierSettings,
+        UpstreamSettings,
+    )
+    from image_pipeline.webhooks.deliver import DeliveryResult
 
 __all__ = [
     "download_queue",
@@ -42,26 +52,50 @@ __all__ = [
 
 @cache
 def tasks_table(table_name: str, ttl_days: int = 30) -> TasksTable:
+    from image_pipeline.adapters.tasks_table import TasksTable
+
     return TasksTable(table_name, ttl_days=ttl_days)
 
 
 @cache
 def download_queue(queue_url: str) -> DownloadQueue:
+    from image_pipeline.adapters.download_queue import DownloadQueue
+
     return DownloadQueue(queue_url)
 
 
 @cache
 def image_store(bucket: str) -> ImageStore:
+    from image_pipeline.adapters.image_store import ImageStore
+
     return ImageStore(bucket)
 
 
 @cache
 def submit_guard(table_name: str, limit: int, window_seconds: float) -> SubmitGuard:
+    from image_pipeline.adapters.submit_guard import SubmitGuard
+
     return SubmitGuard(table_name, limit=limit, window_seconds=window_seconds)
+
+
+def run_once(
+    idempotency_key: str,
+    request: dict[str, Any],
+    action: Callable[[], str],
+    *,
+    table_name: str,
+    lambda_context: Any = None,
+) -> str:
+    """Powertools idempotency around `action` (image_pipeline.adapters.idempotency.run_once)."""
+    from image_pipeline.adapters.idempotency import run_once as run
+
+    return run(idempotency_key, request, action, table_name=table_name, lambda_context=lambda_context)
 
 
 @cache
 def _upstream_for_key(base_url: str, api_key: str, timeout_seconds: float) -> UpstreamClient:
+    from image_pipeline.adapters.upstream import UpstreamClient
+
     return UpstreamClient(base_url, api_key, timeout_seconds=timeout_seconds)
 
 
@@ -78,6 +112,8 @@ def hmac_key(settings: CallbackSettings) -> str:
 
 @cache
 def fetch_policy(settings: DownloaderSettings) -> FetchPolicy:
+    from image_pipeline.safe_fetch import FetchPolicy
+
     return FetchPolicy(
         allowed_hosts=settings.allowed_host_list,
         trusted_origins=settings.trusted_origin_list,
@@ -89,11 +125,15 @@ def fetch_policy(settings: DownloaderSettings) -> FetchPolicy:
 
 def safe_fetch(url: str, policy: FetchPolicy) -> FetchedImage:
     """The downloader's only way to fetch a URL (allow-list, address checks, caps)."""
+    from image_pipeline.safe_fetch import fetch_image
+
     return fetch_image(url, policy)
 
 
 @cache
 def notification_queue(queue_url: str) -> NotificationQueue:
+    from image_pipeline.adapters.notifications import NotificationQueue
+
     return NotificationQueue(queue_url)
 
 
@@ -104,11 +144,15 @@ def notices(queue_url: str) -> NotificationQueue | None:
 
 @cache
 def event_bus(bus_name: str) -> EventBus:
+    from image_pipeline.adapters.notifications import EventBus
+
     return EventBus(bus_name)
 
 
 def webhook_secrets(settings: NotifierSettings, client_id: str | None) -> tuple[str, ...]:
     """The client's signing secrets (two while rotating); () when none is configured for it."""
+    from image_pipeline.webhooks.signing import parse_secrets
+
     if settings.webhook_secret:
         return parse_secrets(settings.webhook_secret)
     if not settings.webhook_secret_parameter_prefix or not client_id:
@@ -121,6 +165,8 @@ def webhook_secrets(settings: NotifierSettings, client_id: str | None) -> tuple[
 
 
 def webhook_sender(settings: NotifierSettings) -> Callable[[str, bytes, dict[str, str]], DeliveryResult]:
+    from image_pipeline.webhooks.deliver import deliver
+
     def send(url: str, body: bytes, headers: dict[str, str]) -> DeliveryResult:
         return deliver(
             url,
@@ -133,13 +179,19 @@ def webhook_sender(settings: NotifierSettings) -> Callable[[str, bytes, dict[str
     return send
 
 
-webhook_signer = sign
+def webhook_signer(secrets: Sequence[str], message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """Standard Webhooks headers for `body` (image_pipeline.webhooks.signing.sign)."""
+    from image_pipeline.webhooks.signing import sign
+
+    return sign(secrets, message_id, timestamp, body)
 
 
 def reset() -> None:
-    from image_pipeline.adapters import idempotency
+    import sys
 
-    idempotency.persistence.cache_clear()
+    idempotency = sys.modules.get("image_pipeline.adapters.idempotency")
+    if idempotency is not None:
+        idempotency.persistence.cache_clear()
     for factory in (
         tasks_table,
         download_queue,

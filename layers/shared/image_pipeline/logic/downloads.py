@@ -106,7 +106,11 @@ def download_image(
         ),
         clock(),
     )
-    if store.mark_stored(job.taskId, clock()):
+    # The last image ends the task: add_image returns the count, so the others write nothing more. An
+    # image recorded by someone else (None) may have been the last one: finish it as that one would.
+    if (recorded is None or recorded.storedCount >= recorded.imagesExpected) and store.mark_stored(
+        job.taskId, clock()
+    ):
         announce_end(job.taskId, store=store, notices=notices)
     return DownloadResult.STORED if recorded else DownloadResult.ALREADY_STORED
 

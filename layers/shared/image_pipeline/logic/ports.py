@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from image_pipeline.task_models import DownloadJob, RecordTask, StoredImage, TaskError, TaskRecord, TaskStatus
-from image_pipeline.upstream_models import FluxGenerateRequest, GenerateRequest, TaskDetails
+
+if TYPE_CHECKING:  # the callback's and the downloader's logic never needs the upstream's request models
+    from image_pipeline.upstream_models import FluxGenerateRequest, GenerateRequest, TaskDetails
 
 
 class TaskStore(Protocol):

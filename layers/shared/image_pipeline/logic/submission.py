@@ -6,12 +6,12 @@ import contextlib
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
-from image_pipeline.api_models import TaskRequest
 from image_pipeline.errors import UpstreamError
 from image_pipeline.logic.ports import RecordOutbox, TaskStore, Upstream
+from image_pipeline.logic.records import SubmissionConflict, record_task
 from image_pipeline.task_models import RecordTask, iso, utc_now
 from image_pipeline.tokens import hash_token, new_callback_token, new_submission_id
 from image_pipeline.upstream_models import (
@@ -20,6 +20,11 @@ from image_pipeline.upstream_models import (
     GenerateRequest,
     GenerationOptions,
 )
+
+if TYPE_CHECKING:
+    from image_pipeline.api_models import TaskRequest
+
+__all__ = ["SubmissionConflict", "SubmittedTask", "record_task", "submit_task"]
 
 RECORD_ATTEMPTS = 3
 RECORD_BACKOFF_SECONDS = 0.5
@@ -31,10 +36,6 @@ class SubmittedTask(NamedTuple):
     task_id: str
     recorded: bool  # False: storage failed after the upstream accepted; the outbox records it later
     queued_for_record: bool = False  # the RecordTask message is on the queue
-
-
-class SubmissionConflict(RuntimeError):
-    """The upstream returned a taskId whose capability is already bound elsewhere (should never happen)."""
 
 
 def upstream_fields(generation: GenerationOptions | FluxKontextOptions) -> dict[str, Any]:
@@ -103,21 +104,6 @@ def submit_task(
     except Exception:  # the answer must still name the paid task; the caller logs it
         return SubmittedTask(task_id, recorded=False)
     return SubmittedTask(task_id, recorded=False, queued_for_record=True)
-
-
-def record_task(record: RecordTask, *, store: TaskStore, clock: Callable[[], datetime] = utc_now) -> None:
-    """Bind the capability to its task and write the task (idempotent: safe to repeat)."""
-    if not store.bind_submission(record.submissionId, record.recordTask):
-        raise SubmissionConflict(f"callback capability {record.submissionId} is bound to another task")
-    store.record_submitted(
-        record.recordTask,
-        record.submissionId,
-        record.options,
-        clock(),
-        datetime.fromisoformat(record.nextCheckAt),
-        owner=record.owner,
-        webhook_url=record.webhookUrl,
-    )
 
 
 def _record(

@@ -1,0 +1,66 @@
+"""Each handler imports what its path needs and nothing else: the callback never loads the HTTP client,
+the safe fetcher, Pillow or the webhook sender; only the API loads the router. In a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+NEVER = {
+    "callback_handler": ("httpx", "PIL", "image_pipeline.safe_fetch", "image_pipeline.webhooks",
+                         "aws_lambda_powertools.event_handler", "image_pipeline.api_models",
+                         "aws_lambda_powertools.utilities.data_classes"),
+    "reconciler_handler": ("PIL", "image_pipeline.safe_fetch", "image_pipeline.webhooks",
+                           "aws_lambda_powertools.event_handler", "image_pipeline.api_models"),
+    "downloader_handler": ("PIL", "image_pipeline.webhooks", "aws_lambda_powertools.event_handler",
+                           "image_pipeline.api_models"),
+    "notifier_handler": ("PIL", "image_pipeline.safe_fetch", "aws_lambda_powertools.event_handler",
+                         "image_pipeline.api_models"),
+    "api_handler": ("PIL",),
+}  # fmt: skip
+FOLDERS = {
+    "callback_handler": "callback",
+    "reconciler_handler": "reconciler",
+    "downloader_handler": "downloader",
+    "notifier_handler": "notifier",
+    "api_handler": "api",
+}
+
+
+@pytest.mark.parametrize("module", sorted(NEVER))
+def test_a_handler_imports_only_what_its_path_needs(module: str) -> None:
+    # Given a fresh interpreter with the layer and the function's folder; When the handler is imported
+    paths = [str(ROOT / "layers" / "shared"), str(ROOT / "functions" / FOLDERS[module])]
+    code = (
+        f"import sys, json; sys.path[:0] = {paths!r}; import {module}; print(json.dumps(sorted(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = json.loads(done.stdout.splitlines()[-1])
+    # Then none of what it never uses is loaded
+    unexpected = [p for p in NEVER[module] if any(m == p or m.startswith(p + ".") for m in loaded)]
+    assert unexpected == []
+
+
+def test_the_models_are_built_on_first_use() -> None:
+    # Given the models' modules imported; Then no model is built until it is used (defer_build)
+    code = (
+        f"import sys; sys.path[:0] = [{str(ROOT / 'layers' / 'shared')!r}]\n"
+        "from image_pipeline import api_models, settings, task_models, upstream_models\n"
+        "built = [m.__name__ for mod in (api_models, settings, task_models, upstream_models)\n"
+        "         for m in vars(mod).values() if isinstance(m, type) and issubclass(m, mod.Model)\n"
+        "         and m is not mod.Model and m.__pydantic_complete__]\n"
+        "print(built)\n"
+        "task_models.DownloadJob(taskId='t', index=0, url='https://x/y.png')\n"
+        "print(task_models.DownloadJob.__pydantic_complete__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == ["[]", "True"]
