@@ -43,6 +43,7 @@ from image_pipeline.errors import (
     UpstreamBadRequest,
     UpstreamError,
     UpstreamUnauthorized,
+    WebhookUrlError,
 )
 from image_pipeline.logic.client_tasks import delete_task, list_tasks
 from image_pipeline.logic.status import task_status
@@ -50,7 +51,6 @@ from image_pipeline.logic.submission import submit_task
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import ApiSettings, api_settings
 from image_pipeline.task_models import TaskStatus
-from image_pipeline.webhooks.urls import WebhookUrlError, check_webhook_url
 
 logger = logger_for("api")
 metrics = metrics_for("api")
@@ -126,7 +126,7 @@ def create_task(
     settings = api_settings()
     owner = caller()
     if options.webhookUrl:  # checked again, resolved and pinned, when it is delivered
-        check_webhook_url(options.webhookUrl, settings.webhook_trusted_origin_list)
+        wiring.check_webhook_url(options.webhookUrl, settings.webhook_trusted_origin_list)
 
     def submit() -> str:
         if settings.submit_rate_limit:

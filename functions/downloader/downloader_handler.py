@@ -20,10 +20,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
+from image_pipeline.fetch_models import FetchedImage
 from image_pipeline.logic.downloads import RetryLater, download_image
 from image_pipeline.logic.records import SubmissionConflict, record_task
 from image_pipeline.observability import logger_for, metrics_for
-from image_pipeline.safe_fetch import FetchedImage
 from image_pipeline.settings import DownloaderSettings, downloader_settings
 from image_pipeline.task_models import DownloadJob, RecordTask
 

@@ -67,3 +67,11 @@ class TaskStillRunning(Exception):
 
 class InvalidCursor(ValueError):
     """A list cursor that this client was not given."""
+
+
+class WebhookUrlError(ValueError):
+    """A webhook URL that must not be called; ``reason`` as in safe_fetch (``address_blocked``...)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from image_pipeline.webhooks.deliver import DeliveryResult
 
 __all__ = [
+    "check_webhook_url",
     "download_queue",
     "event_bus",
     "fetch_policy",
@@ -184,6 +185,13 @@ def webhook_signer(secrets: Sequence[str], message_id: str, timestamp: int, body
     from image_pipeline.webhooks.signing import sign
 
     return sign(secrets, message_id, timestamp, body)
+
+
+def check_webhook_url(url: str, trusted_origins: tuple[str, ...]) -> str:
+    """A submitted webhookUrl, checked without DNS (WebhookUrlError when it must not be called)."""
+    from image_pipeline.webhooks.urls import check_webhook_url as check
+
+    return check(url, trusted_origins)
 
 
 def reset() -> None:

@@ -8,9 +8,9 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from image_pipeline.errors import UpstreamError
+from image_pipeline.fetch_models import FetchedImage, FetchError
 from image_pipeline.logic.notifications import NotifyQueue, announce_end
 from image_pipeline.logic.ports import ImageBlobs, TaskStore, Upstream
-from image_pipeline.safe_fetch import FetchedImage, FetchError
 from image_pipeline.task_models import (
     DownloadJob,
     StoredImage,

@@ -1,62 +1,7 @@
-"""FetchError: why a fetch was refused or failed, and whether trying again can help."""
+"""FetchError: why a fetch was refused or failed (defined with the plain types in fetch_models)."""
 
 from __future__ import annotations
 
-from typing import Any
+from image_pipeline.fetch_models import _RETRYABLE_BY_DEFAULT, FetchError, _rebuild_fetch_error
 
-_RETRYABLE_BY_DEFAULT = {
-    "scheme": False,
-    "host_not_allowed": False,
-    "port_not_allowed": False,
-    "address_blocked": False,
-    "dns": True,
-    "too_many_redirects": False,
-    "bad_redirect": False,
-    "http_status": False,
-    "too_large": False,
-    "deadline": True,
-    "network": True,
-    "not_image": False,
-    "truncated": True,
-}
-
-
-class FetchError(Exception):
-    """A fetch was refused or failed.
-
-    ``reason`` is one of ``scheme``, ``host_not_allowed``, ``port_not_allowed``, ``address_blocked``, ``dns``,
-    ``too_many_redirects``, ``bad_redirect``, ``http_status``, ``too_large``, ``deadline``,
-    ``network``, ``not_image``, ``truncated``. ``retryable`` is True for transient failures
-    (network, deadline, 5xx, 429, truncated, temporary DNS failures), False for policy violations.
-    ``status_code`` is the upstream HTTP status for ``http_status``.
-    """
-
-    reason: str
-    retryable: bool
-    status_code: int | None
-
-    def __init__(
-        self, reason: str, message: str, *, retryable: bool | None = None, status_code: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.retryable = _RETRYABLE_BY_DEFAULT.get(reason, False) if retryable is None else retryable
-        self.status_code = status_code
-
-    @property
-    def link_expired(self) -> bool:
-        """True when the upstream said 403/404/410: a presigned link that expired, re-mint it."""
-        return self.reason == "http_status" and self.status_code in (403, 404, 410)
-
-    def __repr__(self) -> str:
-        return (
-            f"FetchError(reason={self.reason!r}, retryable={self.retryable}, "
-            f"status_code={self.status_code!r}, message={str(self)!r})"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable despite the keyword-only arguments
-        return (_rebuild_fetch_error, (self.reason, str(self), self.retryable, self.status_code))
-
-
-def _rebuild_fetch_error(reason: str, message: str, retryable: bool, status_code: int | None) -> FetchError:
-    return FetchError(reason, message, retryable=retryable, status_code=status_code)
+__all__ = ["_RETRYABLE_BY_DEFAULT", "FetchError", "_rebuild_fetch_error"]

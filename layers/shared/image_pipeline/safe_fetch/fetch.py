@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +14,9 @@ import httpx
 if TYPE_CHECKING:
     import ssl
 
+from image_pipeline.fetch_models import FetchedImage, FetchError
 from image_pipeline.image_check import ImageCheckError, sniff_image_type, verify_image
 from image_pipeline.safe_fetch.addresses import IPAddress, Resolver, _default_resolver
-from image_pipeline.safe_fetch.errors import FetchError
 from image_pipeline.safe_fetch.policy import FetchPolicy
 from image_pipeline.safe_fetch.targets import _check_target, _resolve_checked, _Target
 from image_pipeline.safe_fetch.watchdog import _Watchdog
@@ -27,21 +26,6 @@ _CHUNK_SIZE = 64 * 1024
 _MAX_ADDRESS_ATTEMPTS = 4
 _USER_AGENT = "image-pipeline-safe-fetch/1"
 _PINNED_HEADERS = frozenset({"host", "accept-encoding", "connection"})  # _send_pinned's, never replaced
-
-
-@dataclass(frozen=True)
-class FetchedImage:
-    body: bytes = field(repr=False)
-    content_type: str  # from the magic bytes: image/png, image/jpeg, image/webp
-    extension: str  # png | jpg | webp
-    sha256: str  # hex
-    width: int
-    height: int
-    final_url: str  # after redirects, without query string or fragment
-
-    @property
-    def size(self) -> int:
-        return len(self.body)
 
 
 @cache

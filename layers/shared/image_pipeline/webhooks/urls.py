@@ -20,20 +20,13 @@ from functools import lru_cache
 
 import httpx
 
+from image_pipeline.errors import WebhookUrlError
 from image_pipeline.safe_fetch.errors import FetchError
 from image_pipeline.safe_fetch.policy import FetchPolicy
 from image_pipeline.safe_fetch.targets import _check_target, _describe, _Target
 
 MAX_URL_LENGTH = 2048
 _LOCALHOST = "refusing {}: localhost names are loopback"
-
-
-class WebhookUrlError(ValueError):
-    """A webhook URL that must not be called; ``reason`` as in safe_fetch (``address_blocked``...)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def check_webhook_url(url: str, trusted_origins: Sequence[str]) -> str:
