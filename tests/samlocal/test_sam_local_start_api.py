@@ -95,7 +95,7 @@ def test_start_api_answers_like_the_local_stack(samlocal: SamLocal, api: httpx.C
     unknown = api.get("/tasks/00000000000000000000000000000000")
     assert (unknown.status_code, unknown.json()) == (
         404,
-        {"message": "task 00000000000000000000000000000000 not found"},
+        {"message": "task 00000000000000000000000000000000 not found", "errors": []},
     )
     invalid = api.post("/tasks", json={"prompt": "x", "size": "4:3"})
     assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "size", invalid.text

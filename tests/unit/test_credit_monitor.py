@@ -242,3 +242,20 @@ def test_against_the_emulator(
             wiring.reset()
     values = [d["values"]["CreditBalance"] for d in emitted_metrics(stdout.readouterr().out) if d["values"]]
     assert values == [321.25]
+
+
+def test_each_function_labels_its_own_metrics_in_a_shared_process(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local stack's workers and the tests run several functions in one process."""
+    from image_pipeline.observability import metrics_for
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    first, second = metrics_for("callback"), metrics_for("credit-monitor")
+    first.add_metric(name="One", unit="Count", value=1)  # an invocation that never flushed (it crashed)
+    first.add_dimension(name="service", value="callback")
+    second.add_metric(name="Two", unit="Count", value=1)
+    second.flush_metrics()
+    [document] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert document["service"] == "credit-monitor" and "One" not in document
+    first.clear_metrics()

@@ -6,6 +6,7 @@ import os
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ImagePipeline")
 
@@ -19,4 +20,18 @@ def logger_for(service: str) -> Logger:
 
 
 def metrics_for(service: str) -> Metrics:
-    return Metrics(namespace=NAMESPACE, service=service)
+    """Metrics of one function, with state of its own.
+
+    Powertools' Metrics share their metric and dimension sets across instances in a process: where one
+    process runs several functions (the local stack's workers, the tests) the first function's
+    `service` dimension would label every other's metrics.
+    """
+    provider = AmazonCloudWatchEMFProvider(
+        namespace=NAMESPACE,
+        service=service,
+        metric_set={},
+        dimension_set={},
+        metadata_set={},
+        default_dimensions={},
+    )
+    return Metrics(namespace=NAMESPACE, service=service, provider=provider)
