@@ -395,4 +395,6 @@ def mint_submission(
     store.put_submission(submission_id, hash_token(token), utc_now())
     if bound_to:
         store.bind_submission(submission_id, bound_to)
-        store.record_submitted(bound_to, submission_id, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now(), owner="local")
+        store.record_submitted(
+            bound_to, submission_id, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now(), owner="local"
+        )

@@ -92,8 +92,12 @@ def upstream(aws_stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstre
     reset_settings_cache()
 
     store = TasksTable(aws_stack.tasks_table)
-    store.record_submitted(SUBMITTED_TASK, "s" * 32, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now(), owner="local")
-    store.record_submitted(FAILED_TASK, "t" * 32, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now(), owner="local")
+    store.record_submitted(
+        SUBMITTED_TASK, "s" * 32, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now(), owner="local"
+    )
+    store.record_submitted(
+        FAILED_TASK, "t" * 32, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now(), owner="local"
+    )
     store.fail_from_callback(FAILED_TASK, "t" * 32, TaskError(code=400, message="refused"), utc_now())
     with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
         yield Upstream(router)

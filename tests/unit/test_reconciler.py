@@ -301,7 +301,6 @@ def test_a_still_generating_task_is_pushed_back_not_polled_every_sweep(
     assert store(reconciler_env).get_task(TASK_ID).checks == 1
 
 
-
 def test_an_invocation_with_nothing_to_count_logs_no_powertools_warning() -> None:
     import importlib
     import warnings
