@@ -18,9 +18,9 @@ subclass, so callers (the CLI) can explain each failure without looking at statu
 POSTs carry an ``Idempotency-Key`` that is reused when the client retries after a network error, a 5xx or
 a 429, so a retry never pays twice.
 
-The code lives in :mod:`imagegen.client` (the client), :mod:`imagegen.models` (requests and answers, held
-to ``openapi.json`` by ``tests/client/test_imagegen_contract.py``) and :mod:`imagegen.errors` (the
-exceptions); this module is the one import path for all of it.
+The code lives in :mod:`imagegen.client` (the client), :mod:`imagegen.request` and :mod:`imagegen.responses`
+(requests and answers, held to ``openapi.json`` by ``tests/client/test_imagegen_contract.py``) and
+:mod:`imagegen.errors` (the exceptions); this module is the one import path for all of it.
 """
 
 from __future__ import annotations

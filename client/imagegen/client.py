@@ -33,16 +33,8 @@ from imagegen.errors import (
     UnexpectedResponseError,
     UpstreamAuthError,
 )
-from imagegen.models import (
-    DownloadedImage,
-    ErrorBody,
-    RetryNotice,
-    Submission,
-    Task,
-    TaskPage,
-    TaskRequest,
-    is_http_url,
-)
+from imagegen.request import TaskRequest, is_http_url
+from imagegen.responses import DownloadedImage, ErrorBody, RetryNotice, Submission, Task, TaskPage
 
 DEFAULT_API_URL: Final = "http://127.0.0.1:3000"
 
