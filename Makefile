@@ -86,7 +86,7 @@ chaos: install  ## N tasks (CHAOS_TASKS, default 200) through the local stack wi
 	$(PY) -m devstack.local.chaos --tasks $${CHAOS_TASKS:-200}
 
 .PHONY: bench
-bench: install  ## the performance budget: every figure against its floor and target, one table (FULL=1 also times make test)
+bench: install  ## the performance budget: every figure against its floor and target, measured in one run, one table
 	$(PY) -m tests.bench
 
 .PHONY: lock

@@ -334,7 +334,7 @@ def main() -> int:
                 answers[name][:60],
             )
             for name in FUNCTIONS
-        ],  # fmt: skip
+        ],
         notes=["against moto in this process (a local HTTP server): each AWS call is a real request"],
     )
     anchor_ratio = import_ratio("anchor")[2]

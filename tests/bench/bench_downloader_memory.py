@@ -25,11 +25,13 @@ from tests.bench.common import (
     EXIT_ERROR,
     Budgets,
     LambdaContext,
+    Row,
     add_code_paths,
     banner,
     local_environment,
     mib,
     print_table,
+    summary_rows,
     use_local_environment,
 )
 
@@ -269,14 +271,26 @@ def main() -> int:
         ],
     )
     budgets = Budgets()
+    summary = []
     for mode, by_size in results.items():
-        measured = by_size[BATCHES[-1]]["peak"] / by_size[1]["peak"]
+        one, many = by_size[1]["peak"], by_size[BATCHES[-1]]["peak"]
         budgets.check(
             f"peak({BATCHES[-1]}) / peak(1), {mode}",
-            f"{measured:.2f}",
+            f"{many / one:.2f}",
             f"< {RATIO_BUDGET:g}",
-            measured < RATIO_BUDGET,
+            many / one < RATIO_BUDGET,
         )
+        summary.append(
+            Row(
+                f"downloader peak memory, {BATCHES[-1]} vs 1 images of 4 MB, {mode.split(',')[0]}",
+                f"batch of 1: {mib(one)} MiB",
+                f"{mib(many)} MiB",
+                f"{many / one:.2f}x",
+                f"< {RATIO_BUDGET:g}x",
+                many / one < RATIO_BUDGET,
+            )
+        )
+    summary_rows(summary)
     return budgets.report()
 
 

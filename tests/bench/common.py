@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import statistics
@@ -98,6 +99,22 @@ def mib(size: float) -> str:
 # ------------------------------------------------------------------------------------------- output
 
 
+def machine() -> str:
+    """Cores, CPU model, architecture, Python and the load when asked: what the table was measured on."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = ""
+    with contextlib.suppress(OSError, AttributeError):
+        load = f", load average {os.getloadavg()[0]:.1f}"
+    return f"{os.cpu_count()} cores, {model} ({platform.machine()}), Python {platform.python_version()}{load}"
+
+
 def banner(title: str) -> None:
     line = "=" * max(60, len(title) + 6)
     print(f"\n{line}\n== {title}\n{line}", flush=True)
@@ -123,7 +140,7 @@ def print_table(
         ]
         return "  ".join(parts).rstrip()
 
-    print(f"\n{title}")
+    print(f"\n{title}" if title else "")
     print(line(headers))
     print(line(["-" * width for width in widths]))
     for row in cells:
@@ -197,7 +214,7 @@ def summary_rows(rows: Iterable[Row]) -> None:
 def print_summary(rows: Sequence[Row], title: str = "Summary") -> None:
     print_table(
         title,
-        ["figure", "floor", "value", "ratio", "target", "met"],
+        ["figure", "floor / anchor", "value", "ratio", "target", "met?"],
         [
             (
                 row.figure,

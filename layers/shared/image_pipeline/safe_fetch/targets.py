@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ipaddress
+import os
 import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -22,6 +24,7 @@ from image_pipeline.safe_fetch.addresses import (
 )
 from image_pipeline.safe_fetch.errors import FetchError
 from image_pipeline.safe_fetch.policy import _DEFAULT_PORTS, FetchPolicy
+from image_pipeline.safe_fetch.watchdog import _IDLE_SECONDS
 
 _ROUGH_AUTHORITY_RE = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.\-]*:/*([^/?#\\]*)")
 
@@ -156,27 +159,17 @@ def _call_resolver(resolver: Resolver, host: str, port: int, deadline: float) ->
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise FetchError("deadline", f"deadline passed before resolving {host}")
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = resolver(host, port)
-        except Exception as exc:  # reported in the calling thread
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, name="safe-fetch-dns", daemon=True)
-    worker.start()
-    worker.join(remaining)
-    if worker.is_alive():
+    box = _LOOKUPS.submit(lambda: resolver(host, port))
+    if not box.done.wait(remaining):
         raise FetchError("deadline", f"DNS lookup of {host} did not finish before the deadline")
-    if "error" in box:
-        exc = box["error"]
+    if box.error is not None:
+        exc = box.error
         if isinstance(exc, FetchError):
             raise exc
         permanent = isinstance(exc, socket.gaierror) and exc.errno in _PERMANENT_GAI_ERRORS
         raise FetchError("dns", f"DNS lookup of {host} failed: {exc}", retryable=not permanent) from exc
     addresses: list[IPAddress] = []
-    for raw in box.get("value") or ():
+    for raw in box.value or ():
         try:
             ip = ipaddress.ip_address(str(raw))
         except ValueError as exc:
@@ -187,6 +180,58 @@ def _call_resolver(resolver: Resolver, host: str, port: int, deadline: float) ->
         raise FetchError("dns", f"DNS lookup of {host} returned no address", retryable=False)
     return addresses
 
+
+class _Lookup:
+    def __init__(self, call: Callable[[], list[str]]) -> None:
+        self.call = call
+        self.done = threading.Event()
+        self.value: list[str] | None = None
+        self.error: Exception | None = None
+
+
+class _Lookups:
+    """Resolver calls on daemon threads ("safe-fetch-dns") that the process's fetches reuse, so the
+    deadline can cut a lookup short without a thread started per fetch. A lookup that hangs keeps its
+    thread (the next one gets another); a thread ends after ``_IDLE_SECONDS`` without work."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every lookup and thread (a forked child has no copy of the threads)."""
+        self._condition = threading.Condition(threading.Lock())
+        self._pending: collections.deque[_Lookup] = collections.deque()
+        self._idle = 0  # threads waiting for a lookup
+
+    def submit(self, call: Callable[[], list[str]]) -> _Lookup:
+        lookup = _Lookup(call)
+        with self._condition:
+            self._pending.append(lookup)
+            if self._idle >= len(self._pending):
+                self._condition.notify()
+            else:
+                threading.Thread(target=self._work, name="safe-fetch-dns", daemon=True).start()
+        return lookup
+
+    def _work(self) -> None:
+        while True:
+            with self._condition:
+                if not self._pending:
+                    self._idle += 1
+                    self._condition.wait(_IDLE_SECONDS)
+                    self._idle -= 1
+                    if not self._pending:
+                        return
+                lookup = self._pending.popleft()
+            try:
+                lookup.value = lookup.call()
+            except Exception as exc:  # reported in the calling thread
+                lookup.error = exc
+            lookup.done.set()
+
+
+_LOOKUPS = _Lookups()
+os.register_at_fork(after_in_child=_LOOKUPS.reset)
 
 _PERMANENT_GAI_ERRORS = frozenset(
     e for e in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if e is not None
