@@ -35,12 +35,11 @@ $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	{ [ -x $(PY) ] && $(PY) -c 'import sys; assert sys.version_info[:2] == ($(subst .,$(comma),$(RUNTIME)))' 2>/dev/null || "$$python_bin" -m venv --clear $(VENV); }
 	@uv="$$(command -v uv || true)"; \
 	if [ -z "$$uv" ] && $(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" >/dev/null 2>&1; then uv=$(BIN)/uv; fi; \
-	if [ -n "$$uv" ]; then \
-		echo "installing requirements-dev.lock with $$uv"; \
-		"$$uv" pip install --quiet --python $(PY) --require-hashes -r requirements-dev.lock && \
-		"$$uv" pip install --quiet --python $(PY) --no-deps -e .; \
+	if [ -n "$$uv" ] && echo "installing requirements-dev.lock with $$uv" && \
+		"$$uv" pip install --quiet --native-tls --python $(PY) --require-hashes -r requirements-dev.lock && \
+		"$$uv" pip install --quiet --native-tls --python $(PY) --no-deps -e .; then :; \
 	else \
-		echo "uv unavailable: installing requirements-dev.lock with pip (slower)"; \
+		echo "uv unavailable or failed: installing requirements-dev.lock with pip (slower)"; \
 		$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock && \
 		$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .; \
 	fi
