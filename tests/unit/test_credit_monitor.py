@@ -98,6 +98,10 @@ def test_scheduled_event_is_an_eventbridge_schedule() -> None:
 def test_balance_is_published_as_a_metric_and_returned(
     monitor_env: None, lambda_context: Any, stdout: pytest.CaptureFixture[str]
 ) -> None:
+    import credit_handler
+
+    # Invocations with metrics disabled (other tests in this process) keep their values unflushed.
+    credit_handler.metrics.clear_metrics()
     with respx.mock:
         route = respx.get(CREDIT).mock(
             return_value=httpx.Response(200, json={"code": 200, "msg": "success", "data": 1234.5})
