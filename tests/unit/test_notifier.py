@@ -203,3 +203,37 @@ def test_a_webhook_recorded_after_its_task_already_ended_is_still_delivered(
     [delivery] = receiver.received
     assert Webhook(SECRET).verify(delivery.body, delivery.headers)["type"] == "task.failed"
     assert task(notifier_env).notification.state == "delivered"
+
+
+def test_a_client_without_a_secret_parameter_has_none_but_an_ssm_fault_is_not_taken_for_that(
+    aws_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing secret ends the webhook failed; a passing SSM fault must not: the message is retried."""
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+    from botocore.exceptions import ClientError
+    from image_pipeline import wiring
+    from image_pipeline.settings import notifier_settings, reset_settings_cache
+
+    monkeypatch.setenv("WEBHOOK_SECRET", "")
+    monkeypatch.setenv("WEBHOOK_SECRET_PARAMETER_PREFIX", "/imagegen/webhook-secrets")
+    monkeypatch.setenv("NOTIFICATION_QUEUE_URL", aws_stack.queues["NotificationQueue"].url)
+    reset_settings_cache()
+    settings = notifier_settings()
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name="/imagegen/webhook-secrets/alice", Value=SECRET, Type="SecureString"
+    )
+    assert wiring.webhook_secrets(settings, "alice") == (SECRET,)
+    assert wiring.webhook_secrets(settings, "bob") == ()  # no parameter: it cannot be signed
+
+    def throttled(name: str, **_options: Any) -> str:  # what Powertools raises for an SSM throttle
+        try:
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetParameter"
+            )
+        except ClientError as error:
+            raise GetParameterError(str(error)) from None
+
+    monkeypatch.setattr(parameters, "get_parameter", throttled)
+    with pytest.raises(GetParameterError, match="ThrottlingException"):
+        wiring.webhook_secrets(settings, "carol")

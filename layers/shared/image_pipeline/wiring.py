@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from image_pipeline.adapters.secrets import resolve_secret
+from image_pipeline.adapters.secrets import SecretNotFound, resolve_secret
 
 if TYPE_CHECKING:
     from image_pipeline.adapters.download_queue import DownloadQueue
@@ -161,8 +161,8 @@ def webhook_secrets(settings: NotifierSettings, client_id: str | None) -> tuple[
     name = f"{settings.webhook_secret_parameter_prefix.rstrip('/')}/{client_id}"
     try:
         return parse_secrets(resolve_secret("", name))
-    except Exception:  # no parameter for this client yet, or not readable: it cannot be signed
-        return ()
+    except (SecretNotFound, ValueError):  # no parameter for this client yet, or not whsec_ values
+        return ()  # a passing SSM fault propagates: the notify message is retried, not given up
 
 
 def webhook_sender(settings: NotifierSettings) -> Callable[[str, bytes, dict[str, str]], DeliveryResult]:

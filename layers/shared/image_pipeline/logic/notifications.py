@@ -10,6 +10,7 @@ attempt of one event carries the same `webhook-id`, so a receiver can drop repea
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -18,6 +19,7 @@ from typing import Any, Literal, Protocol
 from image_pipeline.logic.ports import ImageBlobs, TaskStore
 from image_pipeline.task_models import Notification, TaskRecord, TaskStatus, utc_now
 
+log = logging.getLogger(__name__)
 DETAIL_TYPES = {TaskStatus.STORED: "Task Stored", TaskStatus.FAILED: "Task Failed"}
 EVENT_TYPES = {TaskStatus.STORED: "task.stored", TaskStatus.FAILED: "task.failed"}
 
@@ -65,7 +67,8 @@ def announce_end(task_id: str, *, store: TaskStore, notices: NotifyQueue | None)
     try:
         notices.send_notify(task_id)
         store.notify_sent(task_id)
-    except Exception:  # the reconciler sends it; the caller's own work is done
+    except Exception:  # the reconciler sends it; the caller's own work is done, but say so
+        log.warning("the end of task %s is not announced yet; the reconciler will", task_id, exc_info=True)
         return False
     return True
 
