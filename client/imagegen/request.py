@@ -115,11 +115,11 @@ class TaskRequest:
         """How many images the task makes: one with Flux Kontext, ``variants`` with 4o."""
         return 1 if self.is_flux else self.variants or 1
 
-    def given(self) -> list[str]:
-        """The model-specific fields this request sets, by their API names, in the contract's order."""
-        values: dict[str, Any] = {
+    def model_fields(self) -> dict[str, Any]:
+        """The model-specific fields by their API names, in the contract's order (None: not set)."""
+        return {
             "size": self.size,
-            "filesUrl": self.files or None,
+            "filesUrl": list(self.files) if self.files else None,
             "maskUrl": self.mask,
             "nVariants": self.variants,
             "isEnhance": self.enhance,
@@ -133,7 +133,10 @@ class TaskRequest:
             "safetyTolerance": self.safety_tolerance,
             "watermark": self.watermark,
         }
-        return [name for name, value in values.items() if value is not None]
+
+    def given(self) -> list[str]:
+        """The model-specific fields this request sets, by their API names, in the contract's order."""
+        return [name for name, value in self.model_fields().items() if value is not None]
 
     def problems(self) -> list[FieldError]:
         found: list[FieldError] = []
@@ -222,32 +225,15 @@ class TaskRequest:
             body["model"] = self.model
         if self.prompt is not None:
             body["prompt"] = self.prompt
-        if not self.is_flux:
-            body |= {
+        fields = self.model_fields() | {"webhookUrl": self.webhook}
+        if not self.is_flux:  # the 4o defaults, sent explicitly
+            fields |= {
                 "size": DEFAULT_SIZE if self.size is None else self.size,
                 "nVariants": 1 if self.variants is None else self.variants,
                 "isEnhance": bool(self.enhance),
                 "enableFallback": bool(self.fallback),
             }
-        else:
-            fields = {"size": self.size, "nVariants": self.variants}
-            fields |= {"isEnhance": self.enhance, "enableFallback": self.fallback}
-            body |= {name: value for name, value in fields.items() if value is not None}
-        if self.files:
-            body["filesUrl"] = list(self.files)
-        optional = {
-            "maskUrl": self.mask,
-            "fallbackModel": self.fallback_model,
-            "aspectRatio": self.aspect_ratio,
-            "inputImage": self.input_image,
-            "outputFormat": self.output_format,
-            "enableTranslation": self.translate,
-            "promptUpsampling": self.upsample_prompt,
-            "safetyTolerance": self.safety_tolerance,
-            "watermark": self.watermark,
-            "webhookUrl": self.webhook,
-        }
-        body |= {name: value for name, value in optional.items() if value is not None}
+        body |= {name: value for name, value in fields.items() if value is not None}
         return body
 
 
