@@ -79,9 +79,12 @@ def _worker_init(paths: list[str]) -> None:
     sys.stdout = sys.stderr
 
 
-def _import_modules(modules: list[str]) -> None:
-    for module in modules:
-        importlib.import_module(module)
+def _import_handlers(specs: list[FunctionSpec]) -> None:
+    """Import each handler with its own function's environment, as its Lambda instance would (what a
+    module reads at import time, such as Powertools' log level, is that function's)."""
+    for spec in specs:
+        _apply_environment(spec.environment)
+        importlib.import_module(spec.module)
 
 
 _applied_environment: set[str] = set()
@@ -131,8 +134,8 @@ class LambdaPool:
 
     def warm_up(self, workers: int) -> None:
         """Start the workers and import the handlers now, so the first request does not pay for it."""
-        modules = sorted({spec.module for spec in self.specs.values()})
-        futures = [self._executor.submit(_import_modules, modules) for _ in range(workers)]
+        specs = sorted(self.specs.values(), key=lambda spec: spec.logical_id)
+        futures = [self._executor.submit(_import_handlers, specs) for _ in range(workers)]
         for future in futures:
             future.result(timeout=120)
 
