@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -276,3 +277,72 @@ def test_a_slow_host_never_makes_a_batch_of_ten_time_out(
     assert stored | failed | resent == set(range(10))
     # Records that never started are sent again as fresh messages, not counted as failed attempts.
     assert not resent & failed
+
+
+# DynamoDB bills every write: the task's item should be written once per image and no more.
+TABLE_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
+
+
+@contextlib.contextmanager
+def writes_to_tasks_table(resources: Any) -> Iterator[list[str]]:
+    """The write requests the functions send to the tasks table while the block runs (refused ones too)."""
+    from image_pipeline.adapters import aws
+
+    seen: list[str] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name in TABLE_WRITES and params.get("TableName") == resources.tasks_table:
+            seen.append(params.get("UpdateExpression", model.name))
+
+    events = aws.client("dynamodb").meta.events
+    events.register("provide-client-params.dynamodb", record)
+    try:
+        yield seen
+    finally:
+        events.unregister("provide-client-params.dynamodb", record)
+
+
+@pytest.mark.parametrize("images", [1, 2, 4])
+def test_the_last_image_ends_the_task_in_the_write_that_records_it(
+    aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any, images: int
+) -> None:
+    urls = [server.serve(f"/s/{TASK_ID}_{i}.png", Reply(body=png_bytes())) for i in range(images)]
+    downloading_task(aws_stack, urls)
+
+    with writes_to_tasks_table(aws_stack) as writes:
+        assert run(batch(urls), lambda_context) == []
+
+    record = task(aws_stack)
+    assert record.status == "stored" and record.storedCount == images
+    assert record.notifyPending and record.nextCheckAt  # the outbox mark, for the notifier to clear
+    image_writes = [expression for expression in writes if "images." in expression]
+    assert len(image_writes) == images, writes  # one per image: no separate "stored" write
+    assert len(writes) == images, writes
+
+
+def test_a_stale_last_image_falls_back_and_still_ends_the_task_once(aws_stack: Any) -> None:
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.task_models import StoredImage, utc_now
+
+    store = TasksTable(aws_stack.tasks_table)
+    store.record_submitted(TASK_ID, "sub", {"prompt": "x", "size": "1:1"}, utc_now(), utc_now())
+    assert store.start_downloading(
+        TASK_ID, "sub", ["https://a/0.png", "https://a/1.png"], utc_now(), utc_now()
+    )
+    image = StoredImage(
+        index=1, key=f"images/{TASK_ID}/1.png", contentType="image/png", bytes=3, sha256="0" * 64
+    )
+    # Read when image 0 was not yet stored: image 1 is not the last one, the write is refused.
+    assert not store.finish_with_image(TASK_ID, image, stored_before=1, images_expected=2, now=utc_now())
+    assert store.get_task(TASK_ID).status == "downloading"  # type: ignore[union-attr]
+    first = StoredImage(
+        index=0, key=f"images/{TASK_ID}/0.png", contentType="image/png", bytes=3, sha256="1" * 64
+    )
+    assert store.finish_with_image(TASK_ID, first, stored_before=0, images_expected=1, now=utc_now()) is False
+    assert store.add_image(TASK_ID, first, utc_now()) is not None
+    assert store.finish_with_image(TASK_ID, image, stored_before=1, images_expected=2, now=utc_now())
+    # A second copy of the last image (a redelivered job) changes nothing.
+    assert not store.finish_with_image(TASK_ID, image, stored_before=1, images_expected=2, now=utc_now())
+    ended = store.get_task(TASK_ID)
+    assert ended is not None and ended.status == "stored" and ended.storedCount == 2
+    assert ended.notifyPending and ended.nextCheckAt is not None

@@ -160,13 +160,19 @@ def test_an_ended_task_is_announced_by_the_reconciler_when_its_sender_crashed(
 
     report = sweep(load_event("reconciler_scheduled"), lambda_context)
     assert report["announced"] == 1
-    assert not task(notifier_env).notifyPending
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = notifier_env.queues["NotificationQueue"].url
     bodies = [
         json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     ]
     assert bodies == [{"notifyTask": TASK_ID}]
+    # The mark stays until the notifier has handled the message, but the task is not due at every sweep
+    assert task(notifier_env).notifyPending
+    assert sweep(load_event("reconciler_scheduled"), lambda_context)["announced"] == 0
+    # Once the notifier has handled it, the task leaves the reconciler's index in the same write
+    assert notify() == {"batchItemFailures": []}
+    record = task(notifier_env)
+    assert record.eventPublished and not record.notifyPending and record.nextCheckAt is None
 
 
 def test_a_webhook_recorded_after_its_task_already_ended_is_still_delivered(
@@ -181,9 +187,9 @@ def test_a_webhook_recorded_after_its_task_already_ended_is_still_delivered(
     # Given the callback created the task and ended it, and its end was announced without a webhook
     store.put_submission("s" * 32, "hash", utc_now())
     assert store.fail_from_callback(TASK_ID, "s" * 32, TaskError(code=501, message="failed"), utc_now())
-    store.notify_sent(TASK_ID)
     assert notify() == {"batchItemFailures": []}
     assert receiver.received == []
+    assert not task(notifier_env).notifyPending
     # When the submit's record arrives, with the webhook the client asked for
     store.record_submitted(
         TASK_ID,

@@ -258,8 +258,12 @@ def test_a_download_that_never_succeeds_ends_failed_past_the_bound(
     task = store(reconciler_env).get_task(TASK_ID)
     assert task.status == "failed" and task.error.code == "download_failed"
     assert "image(s) 1 " in task.error.message and "503 from the image host" in task.error.message
-    # ended: it leaves the reconciler's index as soon as its end is announced (the notify outbox)
-    assert task.nextCheckAt is None and not task.notifyPending
+    # ended: its end is announced (the notify outbox), and the mark stays for the notifier to clear
+    assert task.notifyPending and task.nextCheckAt is not None
+    notifications = boto3.client("sqs", region_name="us-east-1").receive_message(
+        QueueUrl=reconciler_env.queues["NotificationQueue"].url, MaxNumberOfMessages=10
+    )["Messages"]
+    assert [json.loads(message["Body"]) for message in notifications] == [{"notifyTask": TASK_ID}]
     assert queued(reconciler_env) == []
 
 

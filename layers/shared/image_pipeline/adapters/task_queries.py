@@ -22,28 +22,20 @@ CURSOR_KEYS = ("pk", "owner", "createdAt")
 class TaskQueries(ConditionalTable):
     # -- notifications (the client's webhook, the event bus) ------------------------------------
 
-    def notify_sent(self, task_id: str) -> None:
-        """The notify message is on its queue: the ended task leaves the reconciler's index."""
+    def clear_notify_mark(self, task_id: str, *, event_published: bool = False) -> None:
+        """The ended task's notify message is handled (and its event is on the bus, if
+        `event_published`): it leaves the reconciler's index, in one write."""
         self._update_if(
             Key=task_key(task_id),
-            UpdateExpression="REMOVE notifyPending, nextCheckAt",
-            ConditionExpression="notifyPending = :true AND #status IN (:stored, :failed)",
+            UpdateExpression=("SET eventPublished = :true " if event_published else "")
+            + "REMOVE notifyPending, nextCheckAt",
+            ConditionExpression="#status IN (:stored, :failed)",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues=_values(
-                true=True, stored=TaskStatus.STORED.value, failed=TaskStatus.FAILED.value
+                stored=TaskStatus.STORED.value,
+                failed=TaskStatus.FAILED.value,
+                **({"true": True} if event_published else {}),
             ),
-        )
-
-    def event_published(self, task_id: str) -> bool:
-        """Record that the task's event went to the event bus; False if it already had."""
-        return (
-            self._update_if(
-                Key=task_key(task_id),
-                UpdateExpression="SET eventPublished = :true",
-                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(eventPublished)",
-                ExpressionAttributeValues=_values(true=True),
-            )
-            is not None
         )
 
     def record_delivery(self, task_id: str, notification: dict[str, Any]) -> None:

@@ -11,8 +11,9 @@ Both indexes project keys only: a write to the table touches an index only when 
 index's keys, and the readers fetch the items themselves (template.yaml, README "What it costs").
 
 Notifications use the same outbox: the write that ends a task also sets `notifyPending` and a
-`nextCheckAt` a little ahead; whoever ended it sends the notify message and clears both. If it
-crashed in between, the reconciler finds the ended task due and sends the message itself.
+`nextCheckAt` a little ahead; whoever ended it sends the notify message, and the notifier clears both
+once it has handled it. If the message was never sent or never handled, the reconciler finds the
+ended task due and sends it again.
 """
 
 from __future__ import annotations
@@ -297,6 +298,43 @@ class TasksTable(TaskQueries):
             ReturnValues="ALL_NEW",
         )
         return TaskRecord.model_validate(_from_item(found["Attributes"])) if found is not None else None
+
+    def finish_with_image(
+        self, task_id: str, image: StoredImage, *, stored_before: int, images_expected: int, now: datetime
+    ) -> bool:
+        """Record the task's last missing image and end it `stored`, in one write.
+
+        Only if the task still has exactly `stored_before` images, this one not among them, and it is
+        the last: a caller working from a stale read is refused and records the image with add_image.
+        """
+        if stored_before + 1 != images_expected:
+            return False
+        count_is = "storedCount = :before" if stored_before else "attribute_not_exists(storedCount)"
+        return (
+            self._update_if(
+                Key=task_key(task_id),
+                UpdateExpression=(
+                    "SET images.#index = :image, storedCount = :expected, #status = :stored, "
+                    "updatedAt = :now, notifyPending = :true, nextCheckAt = :notify"
+                ),
+                ConditionExpression=(
+                    f"attribute_not_exists(images.#index) AND #status = :downloading AND {count_is} "
+                    "AND imagesExpected = :expected"
+                ),
+                ExpressionAttributeNames={"#index": str(image.index), "#status": "status"},
+                ExpressionAttributeValues=_values(
+                    image=image.model_dump(),
+                    expected=images_expected,
+                    stored=TaskStatus.STORED.value,
+                    downloading=TaskStatus.DOWNLOADING.value,
+                    now=iso(now),
+                    true=True,
+                    notify=iso(now + NOTIFY_GRACE),
+                    **({"before": stored_before} if stored_before else {}),
+                ),
+            )
+            is not None
+        )
 
     def mark_stored(self, task_id: str, now: datetime) -> bool:
         return (

@@ -148,7 +148,7 @@ def handle_callback(
         message=payload.msg if not payload.succeeded and payload.msg else _failure_message(payload),
     )
     if store.fail_from_callback(task_id, submission_id, error, clock()):
-        announce_end(task_id, store=store, notices=notices)
+        announce_end(task_id, notices=notices)
         return CallbackResult.ACCEPTED
     _refuse_if_foreign(store.get_task(task_id), submission_id, store=store, bound_here=bound_here)
     return CallbackResult.DUPLICATE

@@ -65,7 +65,7 @@ def download_image(
     if str(job.index) in task.images:
         # finishes a run that crashed between the two writes
         if store.mark_stored(job.taskId, clock()):
-            announce_end(job.taskId, store=store, notices=notices)
+            announce_end(job.taskId, notices=notices)
         return DownloadResult.ALREADY_STORED
     try:
         image = _fetch_with_fresh_link(job, fetch, upstream, time_left, task.model)
@@ -79,7 +79,7 @@ def download_image(
         if store.mark_failed(
             job.taskId, TaskError(code="download_rejected", message=f"image {job.index}: {error}"), clock()
         ):
-            announce_end(job.taskId, store=store, notices=notices)
+            announce_end(job.taskId, notices=notices)
         return DownloadResult.REJECTED
     key = image_key(job.taskId, job.index, image.extension)
     blobs.put(
@@ -95,23 +95,31 @@ def download_image(
             "height": str(image.height),
         },
     )
-    recorded = store.add_image(
-        job.taskId,
-        StoredImage(
-            index=job.index,
-            key=key,
-            contentType=image.content_type,
-            bytes=len(image.body),
-            sha256=image.sha256,
-        ),
-        clock(),
+    stored = StoredImage(
+        index=job.index,
+        key=key,
+        contentType=image.content_type,
+        bytes=len(image.body),
+        sha256=image.sha256,
     )
-    # The last image ends the task: add_image returns the count, so the others write nothing more. An
-    # image recorded by someone else (None) may have been the last one: finish it as that one would.
+    # The last missing image ends the task in the write that records it. From a stale read (another
+    # image landed meanwhile) that write is refused, and the image is counted the usual way.
+    if store.finish_with_image(
+        job.taskId,
+        stored,
+        stored_before=task.storedCount,
+        images_expected=task.imagesExpected,
+        now=clock(),
+    ):
+        announce_end(job.taskId, notices=notices)
+        return DownloadResult.STORED
+    recorded = store.add_image(job.taskId, stored, clock())
+    # add_image returns the count, so only the image that completes it ends the task. An image
+    # recorded by someone else (None) may have been the last one: finish it as that one would.
     if (recorded is None or recorded.storedCount >= recorded.imagesExpected) and store.mark_stored(
         job.taskId, clock()
     ):
-        announce_end(job.taskId, store=store, notices=notices)
+        announce_end(job.taskId, notices=notices)
     return DownloadResult.STORED if recorded else DownloadResult.ALREADY_STORED
 
 

@@ -1,10 +1,12 @@
 """Telling the client app that its task ended: the event on the bus, and its signed webhook.
 
-A task's end is announced once, through an outbox: the write that ends it also marks it
-`notifyPending` (due for the reconciler a little later); whoever ended it then queues a notify message
-and clears the mark. The notifier consumes that queue: it puts the event on the event bus once and
-POSTs the webhook (Standard Webhooks signing) until it is answered 2xx or its attempts run out. Every
-attempt of one event carries the same `webhook-id`, so a receiver can drop repeats.
+A task's end is announced through an outbox: the write that ends it also marks it `notifyPending`
+(due for the reconciler a little later), and whoever ended it then queues a notify message. The
+notifier consumes that queue: it puts the event on the event bus once and clears the mark in one
+write, then POSTs the webhook (Standard Webhooks signing) until it is answered 2xx or its attempts run
+out. A message never sent, or never handled, is sent again by the reconciler while the mark stays, so
+a message may arrive twice: the event goes out once, and every attempt of one event carries the same
+`webhook-id`, so a receiver can drop repeats.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ class WebhookNotDelivered(Exception):
     """A passing failure: the notify message comes back later (same webhook-id)."""
 
 
-def announce_end(task_id: str, *, store: TaskStore, notices: NotifyQueue | None) -> bool:
-    """Right after a write that ended a task: queue its notify message, then clear the outbox mark.
+def announce_end(task_id: str, *, notices: NotifyQueue | None) -> bool:
+    """Right after a write that ended a task: queue its notify message (the notifier clears the mark).
 
     Never raises: the task has ended whatever happens here, and a message not sent now is sent by the
     reconciler once the mark is due.
@@ -66,7 +68,6 @@ def announce_end(task_id: str, *, store: TaskStore, notices: NotifyQueue | None)
         return False
     try:
         notices.send_notify(task_id)
-        store.notify_sent(task_id)
     except Exception:  # the reconciler sends it; the caller's own work is done, but say so
         log.warning("the end of task %s is not announced yet; the reconciler will", task_id, exc_info=True)
         return False
@@ -116,10 +117,12 @@ def notify(
     task = store.get_task(task_id)
     if task is None or task.status not in DETAIL_TYPES:
         return NotifyOutcome.NOT_ENDED
-    if events is not None and not task.eventPublished:
+    publish = events is not None and not task.eventPublished
+    if events is not None and publish:
         detail = task_data(task, None, presign_seconds)  # no links: rules and logs keep events for long
         events.publish(DETAIL_TYPES[task.status], detail, resources=[])
-        store.event_published(task.taskId)
+    if publish or task.notifyPending:  # the message is handled: the outbox mark goes
+        store.clear_notify_mark(task.taskId, event_published=publish)
     notification = task.notification or Notification()
     if not task.webhookUrl or notification.state != "pending":
         return NotifyOutcome.PUBLISHED if notification.state != "delivered" else NotifyOutcome.DELIVERED

@@ -127,13 +127,14 @@ def reconcile(
         if deadline is not None and time.monotonic() > deadline:
             break
         if task.notifyPending and notices is not None:
-            if announce_end(task.taskId, store=store, notices=notices):
+            # Sent (again) or not, it is looked at later: the notifier clears the mark once it has
+            # handled a message, and until then the message is not sent at every sweep.
+            if announce_end(task.taskId, notices=notices):
                 report.announced += 1
-            else:
-                _push_back_quietly(task, store, clock() + policy.download_check_after)
+            _push_back_quietly(task, store, clock() + policy.download_check_after)
         else:  # nothing left to announce: it leaves the index
             with contextlib.suppress(Exception):
-                store.notify_sent(task.taskId)
+                store.clear_notify_mark(task.taskId)
     for task in downloading:
         if deadline is not None and time.monotonic() > deadline:
             break  # the next run picks up the rest: they are still due
@@ -207,7 +208,7 @@ def _sweep_downloading(
     missing = task.missing_indexes()
     if not missing:  # every image is in: a crash came between the last image and the final write
         if store.mark_stored(task.taskId, now):
-            announce_end(task.taskId, store=store, notices=notices)
+            announce_end(task.taskId, notices=notices)
         report.completed += 1
         return
     started = datetime.fromisoformat(task.callbackAt or task.updatedAt)
@@ -255,7 +256,7 @@ def _give_up_download(
     )
     if store.mark_failed(task.taskId, error, now):  # False: it ended meanwhile, nothing to do
         report.download_failed += 1
-        announce_end(task.taskId, store=store, notices=notices)
+        announce_end(task.taskId, notices=notices)
 
 
 def _reconcile_one(
@@ -294,7 +295,7 @@ def _reconcile_one(
                 now,
             )
             if expired:
-                announce_end(task.taskId, store=store, notices=notices)
+                announce_end(task.taskId, notices=notices)
             report.gave_up += 1
         else:
             report.still_generating += 1
