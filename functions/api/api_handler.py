@@ -9,20 +9,13 @@ import binascii
 import re
 from datetime import timedelta
 from functools import cache
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyPersistenceLayerError,
-    IdempotencyValidationError,
-)
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
 from image_pipeline.api_models import (
@@ -34,6 +27,9 @@ from image_pipeline.api_models import (
     responses,
 )
 from image_pipeline.errors import (
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    IdempotencyStoreError,
     ImageDeletionError,
     InsufficientCredits,
     InvalidCursor,
@@ -51,6 +47,9 @@ from image_pipeline.logic.submission import submit_task
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import ApiSettings, api_settings
 from image_pipeline.task_models import TaskStatus
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logger_for("api")
 metrics = metrics_for("api")
@@ -246,6 +245,10 @@ def openapi_document() -> Response[Any]:
 @cache
 def openapi_json() -> str:
     """The published contract (openapi.json at the top of the repository is this, committed)."""
+    # Powertools' OpenAPI document models (some 40 pydantic models, built when imported: about a third
+    # of this function's import) serve this route only, so only this route imports them.
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
+
     return app.get_openapi_json_schema(
         title="image-pipeline client API",
         version="1.0.0",
@@ -306,14 +309,14 @@ def invalid_idempotency_key(error: InvalidIdempotencyKey) -> Response[Any]:
     )
 
 
-@app.exception_handler(IdempotencyValidationError)
-def idempotency_key_reused(error: IdempotencyValidationError) -> Response[Any]:
+@app.exception_handler(IdempotencyKeyReused)
+def idempotency_key_reused(error: IdempotencyKeyReused) -> Response[Any]:
     message = "this Idempotency-Key was already used with a different request body"
     return _json(422, {"message": message, "errors": [{"field": "Idempotency-Key", "message": message}]})
 
 
-@app.exception_handler(IdempotencyAlreadyInProgressError)
-def idempotency_in_progress(error: IdempotencyAlreadyInProgressError) -> Response[Any]:
+@app.exception_handler(IdempotencyKeyInProgress)
+def idempotency_in_progress(error: IdempotencyKeyInProgress) -> Response[Any]:
     return _json(
         409,
         {"message": "a request with this Idempotency-Key is still being processed; retry shortly"},
@@ -363,7 +366,7 @@ def upstream_failed(error: UpstreamError) -> Response[Any]:
     )
 
 
-@app.exception_handler([ClientError, BotoCoreError, IdempotencyPersistenceLayerError, ImageDeletionError])
+@app.exception_handler([ClientError, BotoCoreError, IdempotencyStoreError, ImageDeletionError])
 def aws_fault(error: Exception) -> Response[Any]:
     logger.exception("AWS call failed")
     return _json(

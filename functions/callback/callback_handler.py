@@ -11,17 +11,19 @@ import base64
 import binascii
 import json
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
 from image_pipeline.errors import CallbackRejected, EnqueueError
 from image_pipeline.logic.callbacks import CallbackResult, authenticate, handle_callback, parse_callback
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import callback_settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logger_for("callback")
 metrics = metrics_for("callback")

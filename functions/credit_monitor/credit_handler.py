@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from image_pipeline import wiring
 from image_pipeline.errors import UpstreamError
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import credit_monitor_settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logger_for("credit-monitor")
 metrics = metrics_for("credit-monitor")

@@ -6,15 +6,17 @@ import time
 from dataclasses import asdict
 from datetime import timedelta
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from image_pipeline import wiring
 from image_pipeline.logic.reconcile import Pacer, SweepPolicy, reconcile
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import reconciler_settings
 from image_pipeline.task_models import TaskStatus, utc_now
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logger_for("reconciler")
 metrics = metrics_for("reconciler")

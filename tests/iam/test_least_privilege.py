@@ -80,6 +80,10 @@ KEPT_UNUSED: dict[tuple[str, str, str], str] = {
         ("NotifierFunction", action, "NotificationQueue"): _event_source_mapping("NotificationQueue")
         for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
     },
+    ("DownloaderFunction", "ssm:GetParameter", "parameter/imagegen/kie-api-key"): (
+        "the upstream key is read only when a result link has expired and the upstream renews it "
+        "(wiring.OnDemandUpstream makes the client on its first call); the scenario's links never expire"
+    ),
 }
 
 

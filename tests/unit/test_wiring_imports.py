@@ -21,7 +21,9 @@ NEVER = {
                            "image_pipeline.api_models"),
     "notifier_handler": ("PIL", "image_pipeline.safe_fetch", "aws_lambda_powertools.event_handler",
                          "image_pipeline.api_models"),
-    "api_handler": ("PIL",),
+    # Powertools' OpenAPI document models serve GET /openapi.json only; idempotency, an Idempotency-Key.
+    "api_handler": ("PIL", "aws_lambda_powertools.event_handler.openapi.models",
+                    "aws_lambda_powertools.utilities.idempotency"),
 }  # fmt: skip
 FOLDERS = {
     "callback_handler": "callback",
@@ -64,3 +66,20 @@ def test_the_models_are_built_on_first_use() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.splitlines() == ["[]", "True"]
+
+
+def test_the_upstream_client_is_made_by_its_first_call() -> None:
+    # Given the upstream as the handlers get it, in a fresh interpreter
+    code = (
+        f"import sys; sys.path[:0] = [{str(ROOT / 'layers' / 'shared')!r}]\n"
+        "from image_pipeline import wiring\n"
+        "from image_pipeline.settings import UpstreamSettings\n"
+        "upstream = wiring.upstream_client(UpstreamSettings.model_validate({'KIE_API_KEY': 'k'}))\n"
+        "print('httpx' in sys.modules)\n"
+        "print(type(upstream.client()).__name__, 'httpx' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    # Then nothing is made (no httpx, no TLS context, no key read) until a call needs the upstream
+    assert done.stdout.splitlines() == ["False", "UpstreamClient True"]

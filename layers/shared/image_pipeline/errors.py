@@ -61,6 +61,18 @@ class ImageDeletionError(RuntimeError):
     """S3 refused to delete some versions; the task is left as it was so the delete can be retried."""
 
 
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was used before, by the same client, with a different request body."""
+
+
+class IdempotencyKeyInProgress(Exception):
+    """The first request with this Idempotency-Key is still being processed."""
+
+
+class IdempotencyStoreError(RuntimeError):
+    """The idempotency records could not be read or written (DynamoDB)."""
+
+
 class TaskStillRunning(Exception):
     """DELETE of a task that is still submitted or downloading."""
 

@@ -14,6 +14,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from image_pipeline.adapters.secrets import SecretNotFound, resolve_secret
+from image_pipeline.errors import IdempotencyKeyInProgress, IdempotencyKeyReused, IdempotencyStoreError
 
 if TYPE_CHECKING:
     from image_pipeline.adapters.download_queue import DownloadQueue
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         NotifierSettings,
         UpstreamSettings,
     )
+    from image_pipeline.upstream_models import FluxGenerateRequest, GenerateRequest, TaskDetails
     from image_pipeline.webhooks.deliver import DeliveryResult
 
 __all__ = [
@@ -87,10 +89,24 @@ def run_once(
     table_name: str,
     lambda_context: Any = None,
 ) -> str:
-    """Powertools idempotency around `action` (image_pipeline.adapters.idempotency.run_once)."""
+    """Powertools idempotency around `action` (image_pipeline.adapters.idempotency.run_once), its
+    refusals as our errors: only a request that carries an Idempotency-Key loads Powertools idempotency."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyPersistenceLayerError,
+        IdempotencyValidationError,
+    )
+
     from image_pipeline.adapters.idempotency import run_once as run
 
-    return run(idempotency_key, request, action, table_name=table_name, lambda_context=lambda_context)
+    try:
+        return run(idempotency_key, request, action, table_name=table_name, lambda_context=lambda_context)
+    except IdempotencyValidationError as error:
+        raise IdempotencyKeyReused(str(error)) from error
+    except IdempotencyAlreadyInProgressError as error:
+        raise IdempotencyKeyInProgress(str(error)) from error
+    except IdempotencyPersistenceLayerError as error:
+        raise IdempotencyStoreError(str(error)) from error
 
 
 @cache
@@ -100,10 +116,46 @@ def _upstream_for_key(base_url: str, api_key: str, timeout_seconds: float) -> Up
     return UpstreamClient(base_url, api_key, timeout_seconds=timeout_seconds)
 
 
-def upstream_client(settings: UpstreamSettings, *, timeout_seconds: float | None = None) -> UpstreamClient:
-    # The key is re-read through the parameter cache, so a rotated key is picked up within minutes.
-    api_key = resolve_secret(settings.api_key, settings.api_key_parameter)
-    return _upstream_for_key(settings.base_url, api_key, timeout_seconds or settings.timeout_seconds)
+class OnDemandUpstream:
+    """The upstream client, made (and its key read) by the first call that asks the upstream something.
+
+    A sweep with nothing due and a download whose link is fresh never ask it, and making the client
+    (httpx, a TLS context that loads the CA bundle, the key from SSM) would cost their cold start more
+    CPU than a third of `import boto3`. The key is re-read through the parameter cache at every call,
+    so a rotated key is picked up within minutes.
+    """
+
+    def __init__(self, settings: UpstreamSettings, timeout_seconds: float) -> None:
+        self._settings = settings
+        self._timeout_seconds = timeout_seconds
+
+    def client(self) -> UpstreamClient:
+        api_key = resolve_secret(self._settings.api_key, self._settings.api_key_parameter)
+        return _upstream_for_key(self._settings.base_url, api_key, self._timeout_seconds)
+
+    def generate(self, request: GenerateRequest) -> str:
+        return self.client().generate(request)
+
+    def generate_flux(self, request: FluxGenerateRequest) -> str:
+        return self.client().generate_flux(request)
+
+    # model None: the client's default (gpt-4o-image), not repeated here.
+    def task_details(self, task_id: str, model: str | None = None) -> TaskDetails:
+        if model is None:
+            return self.client().task_details(task_id)
+        return self.client().task_details(task_id, model)
+
+    def download_url(self, task_id: str, url: str, model: str | None = None) -> str:
+        if model is None:
+            return self.client().download_url(task_id, url)
+        return self.client().download_url(task_id, url, model)
+
+    def credit(self) -> float:
+        return self.client().credit()
+
+
+def upstream_client(settings: UpstreamSettings, *, timeout_seconds: float | None = None) -> OnDemandUpstream:
+    return OnDemandUpstream(settings, timeout_seconds or settings.timeout_seconds)
 
 
 def hmac_key(settings: CallbackSettings) -> str:
