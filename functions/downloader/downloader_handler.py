@@ -11,13 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
 from image_pipeline.fetch_models import FetchedImage
@@ -25,13 +21,14 @@ from image_pipeline.logic.downloads import RetryLater, download_image
 from image_pipeline.logic.records import SubmissionConflict, record_task
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import DownloaderSettings, downloader_settings
+from image_pipeline.sqs_batch import BatchResponse, QueueMessage, process_batch
 from image_pipeline.task_models import DownloadJob, RecordTask
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logger_for("downloader")
 metrics = metrics_for("downloader")
-# Report every failed message individually, even when the whole batch failed: same retry either way,
-# but the backoff below applies per message.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 # Passing failures come back after base, 2x, 4x ... seconds (capped), instead of all at once.
 BACKOFF_CAP_SECONDS = 900
@@ -75,7 +72,7 @@ def fetch(url: str) -> FetchedImage:
     return wiring.safe_fetch(url, policy)
 
 
-def process_record(record: SQSRecord) -> str:
+def process_record(record: QueueMessage) -> str:
     settings = downloader_settings()
     if InvocationClock.time_left() < MIN_FETCH_SECONDS:
         return _hand_back(record)
@@ -93,8 +90,7 @@ def process_record(record: SQSRecord) -> str:
             notices=wiring.notices(settings.notification_queue_url),
         )
     except (RetryLater, ClientError, BotoCoreError) as error:  # passing: the message comes back later
-        receive_count = int(record.attributes.approximate_receive_count or 1)
-        delay = retry_delay(receive_count, settings.retry_base_seconds)
+        delay = retry_delay(record.receive_count, settings.retry_base_seconds)
         logger.warning(
             "download will be retried",
             extra={"task_id": job.taskId, "index": job.index, "reason": str(error), "retry_in": delay},
@@ -108,7 +104,7 @@ def process_record(record: SQSRecord) -> str:
     return result.value
 
 
-def _hand_back(record: SQSRecord) -> str:
+def _hand_back(record: QueueMessage) -> str:
     """Not started for lack of time: a fresh copy goes back on the queue, this one is done."""
     try:
         wiring.download_queue(downloader_settings().download_queue_url).send_again(record.body)
@@ -133,7 +129,7 @@ def _record_task(record: RecordTask, settings: DownloaderSettings) -> str:
     return "recorded"
 
 
-def _delay_retry(record: SQSRecord, seconds: int) -> None:
+def _delay_retry(record: QueueMessage, seconds: int) -> None:
     try:
         wiring.download_queue(downloader_settings().download_queue_url).delay_retry(
             record.receipt_handle, seconds
@@ -145,8 +141,7 @@ def _delay_retry(record: SQSRecord, seconds: int) -> None:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
     InvocationClock.start(context)
-    return process_partial_response(
-        event=event, record_handler=process_record, processor=processor, context=context
-    )
+    # Every failed message is reported on its own, even when all failed: the backoff is per message.
+    return process_batch(event, process_record, log=logger, reported=(RetryLater, ClientError, BotoCoreError))

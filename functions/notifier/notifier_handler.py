@@ -6,22 +6,21 @@ with the same webhook-id, until WEBHOOK_MAX_ATTEMPTS; then the task's notificati
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from image_pipeline import wiring
 from image_pipeline.logic.notifications import WebhookNotDelivered, notify
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import notifier_settings
+from image_pipeline.sqs_batch import BatchResponse, QueueMessage, process_batch
 from image_pipeline.task_models import NotifyTask
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logger_for("notifier")
 metrics = metrics_for("notifier")
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 MAX_WAIT_SECONDS = 43200
 
 
@@ -29,10 +28,10 @@ def retry_delay(attempt: int, base_seconds: int) -> int:
     return min(MAX_WAIT_SECONDS, base_seconds * 2 ** max(0, attempt - 1))
 
 
-def process_record(record: SQSRecord) -> str:
+def process_record(record: QueueMessage) -> str:
     settings = notifier_settings()
     message = NotifyTask.model_validate_json(record.body)  # a malformed message fails, and ends in the DLQ
-    attempt = int(record.attributes.approximate_receive_count or 1)
+    attempt = record.receive_count
     try:
         outcome = notify(
             message.notifyTask,
@@ -68,7 +67,5 @@ def process_record(record: SQSRecord) -> str:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=process_record, processor=processor, context=context
-    )
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
+    return process_batch(event, process_record, log=logger, reported=(WebhookNotDelivered,))

@@ -33,7 +33,7 @@ def kind(module: str) -> str:
         return "wiring"
     if name.startswith(("safe_fetch", "webhooks", "image_check")):
         return "io"
-    if name.startswith(("settings", "observability")):
+    if name.startswith(("settings", "observability", "sqs_batch")):
         return "config"
     return "models"
 

@@ -17,10 +17,13 @@ NEVER = {
                          "aws_lambda_powertools.utilities.data_classes"),
     "reconciler_handler": ("PIL", "image_pipeline.safe_fetch", "image_pipeline.webhooks",
                            "aws_lambda_powertools.event_handler", "image_pipeline.api_models"),
+    # Powertools' batch utility (every event source's data classes, asyncio): image_pipeline.sqs_batch.
     "downloader_handler": ("PIL", "image_pipeline.webhooks", "aws_lambda_powertools.event_handler",
-                           "image_pipeline.api_models"),
+                           "image_pipeline.api_models", "aws_lambda_powertools.utilities.batch",
+                           "aws_lambda_powertools.utilities.data_classes"),
     "notifier_handler": ("PIL", "image_pipeline.safe_fetch", "aws_lambda_powertools.event_handler",
-                         "image_pipeline.api_models"),
+                         "image_pipeline.api_models", "aws_lambda_powertools.utilities.batch",
+                         "aws_lambda_powertools.utilities.data_classes"),
     # Powertools' OpenAPI document models serve GET /openapi.json only; idempotency, an Idempotency-Key.
     "api_handler": ("PIL", "aws_lambda_powertools.event_handler.openapi.models",
                     "aws_lambda_powertools.utilities.idempotency"),
