@@ -71,7 +71,12 @@ class _Context:
         return self._timeout_ms
 
 
-def _worker_init(paths: list[str]) -> None:
+_all_warm: Any = None  # the pool's barrier of every worker, for warm_up
+
+
+def _worker_init(paths: list[str], all_warm: Any = None) -> None:
+    global _all_warm
+    _all_warm = all_warm
     # Ctrl-C reaches the whole process group: the parent stops the workers in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.path[:0] = [path for path in paths if path not in sys.path]
@@ -79,12 +84,17 @@ def _worker_init(paths: list[str]) -> None:
     sys.stdout = sys.stderr
 
 
-def _import_handlers(specs: list[FunctionSpec]) -> None:
+def _import_handlers(specs: list[FunctionSpec], wait_for_all: bool = False) -> None:
     """Import each handler with its own function's environment, as its Lambda instance would (what a
-    module reads at import time, such as Powertools' log level, is that function's)."""
+    module reads at import time, such as Powertools' log level, is that function's).
+
+    With `wait_for_all` this worker then waits (the pool's barrier) until every worker has done so: no
+    worker takes a second warm-up while another has none and imports on its first request."""
     for spec in specs:
         _apply_environment(spec.environment)
         importlib.import_module(spec.module)
+    if wait_for_all and _all_warm is not None:
+        _all_warm.wait(timeout=120)
 
 
 _applied_environment: set[str] = set()
@@ -118,11 +128,13 @@ class LambdaPool:
         }
         self.specs = specs
         paths = [*layer_dirs(), *sorted({spec.code_dir for spec in specs.values()}), str(ROOT)]
+        self.workers = workers
+        context = multiprocessing.get_context("spawn")
         self._executor = ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=context,
             initializer=_worker_init,
-            initargs=(paths,),
+            initargs=(paths, context.Barrier(workers)),
         )
 
     def submit(self, logical_id: str, event: dict[str, Any]) -> Future[dict[str, Any]]:
@@ -132,12 +144,18 @@ class LambdaPool:
         spec = self.specs[logical_id]
         return self.submit(logical_id, event).result(timeout=spec.timeout_seconds + 30)
 
-    def warm_up(self, workers: int) -> None:
-        """Start the workers and import the handlers now, so the first request does not pay for it."""
+    def warm_up(self, workers: int | None = None) -> None:
+        """Start the workers and import the handlers now, so the first request does not pay for it.
+
+        All the pool's workers: one warm-up each, held until every one runs (a worker that started
+        first would otherwise take two while a slower one took none and imported on its first
+        request). With fewer `workers`, that many warm-ups, not held (which workers get them is open)."""
         specs = sorted(self.specs.values(), key=lambda spec: spec.logical_id)
-        futures = [self._executor.submit(_import_handlers, specs) for _ in range(workers)]
+        count = self.workers if workers is None else min(workers, self.workers)
+        every = count == self.workers
+        futures = [self._executor.submit(_import_handlers, specs, every) for _ in range(count)]
         for future in futures:
-            future.result(timeout=120)
+            future.result(timeout=180)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

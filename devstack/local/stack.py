@@ -23,6 +23,7 @@ the functions as it is set here, so any of them can be compressed for a local ru
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -145,6 +146,7 @@ class LocalStack:
         self._saved_environment: dict[str, str | None] = {}
         self.environments: dict[str, dict[str, str]] = {}
         self.webhook_secret = ""
+        self._froze = False
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -220,8 +222,19 @@ class LocalStack:
         self.scheduler = Scheduler(self.pool, config.reconcile_interval_seconds)
         if config.reconcile_interval_seconds > 0:
             self.scheduler.start()
+        # Every AWS call is answered in this process (moto, with the emulator and the front door beside
+        # it): a full collection walked everything start-up built (botocore models, moto's backends,
+        # ~200k objects) and held the interpreter ~150 ms each time, stalling every call in flight.
+        # What exists now is left out of the collections until stop() (most of it lives as long as
+        # the stack; what dies meanwhile is still freed by reference counting).
+        gc.collect()
+        gc.freeze()
+        self._froze = True
 
     def stop(self) -> None:
+        if self._froze:
+            gc.unfreeze()  # what the stack built can be collected once it is gone
+            self._froze = False
         if self.scheduler is not None and self.config.reconcile_interval_seconds > 0:
             self.scheduler.stop()
         for part in (*self.pollers, self.front_door):
