@@ -198,6 +198,11 @@ class CallCounter:
             return "ListObjectVersions"
         if "delete" in query and method == "POST":
             return "DeleteObjects"
+        # Path style (moto): /<bucket> alone, or with a subresource, is a bucket operation (the stack's
+        # set-up: CreateBucket, PutBucketVersioning, ...), not an object's.
+        if not environ.get("PATH_INFO", "").strip("/").partition("/")[2]:
+            subresource = query.partition("=")[0].partition("&")[0]
+            return f"{method} bucket{'?' + subresource if subresource else ''}"
         return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(
             method, method
         )
