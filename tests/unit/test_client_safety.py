@@ -167,3 +167,30 @@ def test_answer_survives_a_failure_to_remember_it(aws_stack: Any, upstream: Any,
         )
     assert (status, body["taskId"]) == (202, submit_ok().json()["data"]["taskId"])
     assert route.call_count == 1
+
+
+def test_a_burst_from_one_api_instance_takes_each_slot_with_one_write(aws_stack: Any) -> None:
+    """DynamoDB bills a refused conditional write like any other: probing slots already taken is cost."""
+    from image_pipeline.adapters.submit_guard import SubmitGuard
+
+    now = [1000.0]
+    guard = SubmitGuard(aws_stack.tasks_table, limit=20, window_seconds=10, clock=lambda: now[0])
+    writes: list[str] = []
+
+    def count(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "UpdateItem":
+            writes.append(params["Key"]["pk"]["S"])
+
+    guard._db.meta.events.register("provide-client-params.dynamodb.UpdateItem", count)
+    try:
+        for _ in range(20):  # submits back to back, a quarter of a second apart: the window fills up
+            guard.acquire()
+            now[0] += 0.25
+        assert len(writes) == 20 and len(set(writes)) == 20
+        now[0] += 10  # the window has moved on: the slots free up in the order they were taken
+        for _ in range(20):
+            guard.acquire()
+            now[0] += 0.25
+        assert len(writes) == 40
+    finally:
+        guard._db.meta.events.unregister("provide-client-params.dynamodb.UpdateItem", count)

@@ -4,6 +4,11 @@ concurrent API instance. The upstream refuses (rather than queues) the 21st call
 Exact sliding window: `limit` slot items in the tasks table, each holding when it was last used. A
 submit takes a slot whose last use is older than the window, with one conditional write; if none is
 free, the caller gets how long until the oldest slot frees up.
+
+Each API instance starts at a random slot and then goes round the slots in order: the slot after the
+one it took last is the one it used longest ago, so a burst from one instance takes one write per
+submit (a refused conditional write is billed too; random probing cost about 3.5 writes a submit once
+the window was half full). Concurrent instances start apart and only meet when their runs overlap.
 """
 
 from __future__ import annotations
@@ -37,13 +42,14 @@ class SubmitGuard:
         self.window_seconds = window_seconds
         self._db = dynamodb or client("dynamodb")
         self._clock = clock
+        self._next_slot = random.randrange(limit)  # spread concurrent instances over the slots
 
     def _key(self, slot: int) -> dict[str, Any]:
         return {"pk": {"S": f"{SLOT_PREFIX}{slot}"}}
 
     def acquire(self) -> None:
         now = self._clock()
-        start = random.randrange(self.limit)  # spread concurrent submits over the slots
+        start = self._next_slot
         for offset in range(self.limit):
             slot = (start + offset) % self.limit
             try:
@@ -62,6 +68,7 @@ class SubmitGuard:
                 if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                     continue
                 raise
+            self._next_slot = (slot + 1) % self.limit
             return
         raise RateLimited(
             429,
