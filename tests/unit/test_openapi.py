@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import ROOT, load_event
 
 
@@ -37,3 +39,47 @@ def test_get_openapi_json_serves_it_without_a_key(aws_stack: Any, lambda_context
     response = lambda_handler(event, lambda_context)
     assert response["statusCode"] == 200
     assert json.loads(response["body"]) == json.loads((ROOT / "openapi.json").read_text())
+
+
+def prompt_pattern() -> str:
+    document = json.loads((ROOT / "openapi.json").read_text())
+    found = [value for value in _patterns(document, "prompt")]
+    assert found and len(set(found)) == 1, found
+    return found[0]
+
+
+def _patterns(node: Any, field: str) -> list[str]:
+    """Every pattern given to `field` anywhere in the schema (its own, or one branch of an anyOf)."""
+    if isinstance(node, dict):
+        own = node.get("properties", {}).get(field, {})
+        branches = [own, *own.get("anyOf", [])] if isinstance(own, dict) else []
+        here = [branch["pattern"] for branch in branches if "pattern" in branch]
+        return here + [p for value in node.values() for p in _patterns(value, field)]
+    if isinstance(node, list):
+        return [p for value in node for p in _patterns(value, field)]
+    return []
+
+
+def test_the_prompt_pattern_means_the_same_in_every_regex_engine() -> None:
+    """\\s differs by engine: Python counts U+001C-U+001F and U+0085 as space, ECMAScript (JSON Schema's
+    dialect, which schemathesis generates from) does not, and counts U+FEFF. Found by schemathesis."""
+    import re
+
+    pattern = prompt_pattern()
+    assert not re.search(r"\\[sSwWdDbB]", pattern), pattern
+
+
+@pytest.mark.parametrize("text", ["\x1c", "\x1f", "\x85", "\ufeff", "\u3000", " \t\n", "a", " \x1ca"])
+def test_the_api_takes_a_prompt_as_blank_exactly_when_the_contract_does(text: str) -> None:
+    import re
+
+    from image_pipeline.api_models import TaskRequest
+    from pydantic import ValidationError
+
+    published = bool(re.search(prompt_pattern(), text))
+    try:
+        TaskRequest.model_validate({"prompt": text, "size": "1:1"})
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert accepted == published

@@ -24,6 +24,7 @@ from image_pipeline.upstream_models import (
     MAX_INPUT_IMAGES,
     MAX_PROMPT_CHARS,
     MAX_SAFETY_TOLERANCE,
+    PROMPT_PATTERN,
     AspectRatio,
     FallbackModel,
     FluxKontextOptions,
@@ -111,7 +112,10 @@ class TaskRequest(Model):
 
     model: ModelName = "gpt-4o-image"
     prompt: (
-        Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": r"\S"})]
+        Annotated[
+            str,
+            Field(min_length=1, max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": PROMPT_PATTERN}),
+        ]
         | None
     ) = None
     # gpt-4o-image

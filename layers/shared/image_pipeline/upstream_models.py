@@ -21,6 +21,22 @@ VariantCount = Literal[1, 2, 4]
 INPUT_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".pjpeg", ".pjp", ".png", ".webp")
 MAX_INPUT_IMAGES = 5
 MAX_PROMPT_CHARS = 5000  # the platform does not document a limit; ours keeps records and logs bounded
+# A prompt is blank when it has only these characters: what Python's str.isspace() or ECMAScript's \s
+# (JSON Schema's regex dialect) takes for space, listed one by one. `\S` in the published pattern meant
+# one thing to the API and another to clients and to schemathesis (U+001C-U+001F, U+0085, U+FEFF).
+BLANK_CHARACTERS = frozenset(
+    "\t\n\v\f\r \x1c\x1d\x1e\x1f\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff"
+    + "".join(chr(code) for code in range(0x2000, 0x200B))
+)
+PROMPT_PATTERN = (
+    "[^\\t\\n\\u000b\\f\\r \\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029"
+    "\\u202f\\u205f\\u3000\\ufeff]"
+)
+
+
+def is_blank(text: str) -> bool:
+    return all(character in BLANK_CHARACTERS for character in text)
+
 
 HttpsUrl = Annotated[str, Field(min_length=8, max_length=2048, pattern=r"^https?://[^\s]+$")]
 # An image file by its extension, any letter case (JSON Schema patterns have no case-insensitive flag).
@@ -91,7 +107,10 @@ class GenerationOptions(Model):
     )
 
     prompt: (
-        Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": r"\S"})]
+        Annotated[
+            str,
+            Field(min_length=1, max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": PROMPT_PATTERN}),
+        ]
         | None
     ) = None
     size: ImageSize
@@ -105,7 +124,7 @@ class GenerationOptions(Model):
     @field_validator("prompt")
     @classmethod
     def _prompt_not_blank(cls, prompt: str | None) -> str | None:
-        if prompt is not None and not prompt.strip():
+        if prompt is not None and is_blank(prompt):
             raise ValueError("must not be blank")
         return prompt
 
@@ -171,7 +190,7 @@ class FluxKontextOptions(Model):
 
     @model_validator(mode="after")
     def _rules(self) -> FluxKontextOptions:
-        if not self.prompt.strip():
+        if is_blank(self.prompt):
             raise ValueError("prompt: must not be blank")
         if not is_storable_text(self.model_dump()):
             raise ValueError("contains invalid Unicode (a lone surrogate)")
