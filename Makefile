@@ -53,6 +53,8 @@ install: $(VENV)/.installed  ## create .venv with the pinned tools (Python $(RUN
 .PHONY: test
 # On every core (pytest-xdist): each test module stays on one worker (--dist loadfile), so a module's
 # local stack, moto server or SAM build is started once, by that worker, on ports and folders of its own.
+# `-n auto` is two workers a core and the longest modules go first (tests/conftest.py): the suite waits
+# on local stacks, builds and retries more than it computes. PYTEST_XDIST_AUTO_NUM_WORKERS=N sets N.
 test: install  ## run every test: unit, SAM build, local stack end to end
 	$(PY) -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 

@@ -8,10 +8,38 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
+
+
+def _share_botocore_data_loader() -> None:
+    """One botocore data loader per test process, instead of one per boto3 Session.
+
+    Each Session parses the service models, endpoint rule sets and partitions it needs from their JSON
+    (a few ms to tens of ms each), and moto's mock_aws gives every test a fresh default Session: the
+    aws_stack fixture alone re-parsed them twice per test, a third of the unit tests' time. A Loader
+    caches what it loaded and botocore already shares those objects between the clients of one
+    Session, so sharing them between Sessions changes nothing but the time. Test processes only: the
+    local stack's function workers and every subprocess load their models as they would anywhere.
+    """
+    create_loader = botocore.session.create_loader
+    if getattr(create_loader, "shared", False):
+        return
+    loaders: dict[str | None, Any] = {}
+
+    def shared_loader(search_path_string: str | None = None) -> Any:
+        if search_path_string not in loaders:
+            loaders[search_path_string] = create_loader(search_path_string)
+        return loaders[search_path_string]
+
+    shared_loader.shared = True  # type: ignore[attr-defined]
+    botocore.session.create_loader = shared_loader
+
+
+_share_botocore_data_loader()
 
 # Never reach real AWS from tests, whatever the developer's shell holds.
 for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_SECURITY_TOKEN"):
@@ -108,3 +136,68 @@ def pytest_configure(config: pytest.Config) -> None:
         from tests.iam.plugin import register
 
         register(config)
+    # xdist hands out the modules with the most tests first unless told to keep the collection order,
+    # which pytest_collection_modifyitems below makes longest first.
+    if _distributed_by_file(config) and hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+# -- scheduling under pytest-xdist (`make test`: -n auto --dist loadfile) ----------------------------------
+# A hint only, never a condition of any test: roughly how long each slow module takes on 2 cores and 4
+# workers (setup, local stack, sam build and waits included). A module not listed: 0.05 s a test.
+MODULE_SECONDS = {
+    "sam/test_sam_build.py": 60,  # 30 to 90 s: two sam builds
+    "e2e/test_chaos.py": 50,
+    "e2e/test_every_task_ends.py": 45,
+    "e2e/test_pipeline.py": 40,
+    "unit/test_downloader_handler.py": 28,
+    "fuzz/test_fuzz_api.py": 23,
+    "unit/test_api_handler.py": 22,
+    "e2e/test_contract.py": 20,
+    "e2e/test_notifications.py": 19,
+    "e2e/test_cli.py": 18,
+    "e2e/test_recovery.py": 15,
+    "e2e/test_clients.py": 15,
+    "emulator/test_emulator_flux.py": 15,
+    "e2e/test_flux.py": 14,
+    "e2e/test_make_local.py": 14,
+    "unit/test_callback_handler.py": 10,
+    "fuzz/test_fuzz_callback.py": 10,
+    "emulator/test_emulator_callbacks.py": 10,
+    "iam/test_least_privilege.py": 8,
+}
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto`: two workers a core. The suite waits far more than it computes (local stacks, sam
+    build, subprocesses, fault scenarios that wait out retries and timeouts), so one worker a core
+    leaves the cores idle half the time. PYTEST_XDIST_AUTO_NUM_WORKERS=N still sets N exactly."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    from xdist.plugin import pytest_xdist_auto_num_workers as one_a_core
+
+    return 2 * int(one_a_core(config))
+
+
+def _distributed_by_file(config: pytest.Config) -> bool:
+    """The controlling process of `pytest -n N --dist loadfile` (or loadscope)."""
+    return config.getoption("dist", "no") in ("loadfile", "loadscope") and bool(
+        config.getoption("numprocesses", None)
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist by file, hand out the longest modules first (each stays on one worker, in its own
+    order), so that no long module starts last and runs alone while the other workers idle. Every
+    worker collects the same order; a run without xdist keeps the collection order."""
+    if not hasattr(config, "workerinput"):  # only xdist's workers collect what xdist hands out
+        return
+    counts: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        counts[module] = counts.get(module, 0) + 1
+    rank = {
+        module: (-MODULE_SECONDS.get(module.removeprefix("tests/"), 0.05 * count), index)
+        for index, (module, count) in enumerate(counts.items())
+    }
+    items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])
