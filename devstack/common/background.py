@@ -9,7 +9,10 @@ import threading
 class BackgroundServer:
     def __init__(self, server: socketserver.BaseServer, name: str) -> None:
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+        # shutdown() waits for serve_forever's next look at its flag: every 0.05 s, not every 0.5 s.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+        )
 
     @property
     def base_url(self) -> str:

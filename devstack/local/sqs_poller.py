@@ -65,6 +65,10 @@ class SqsPoller:
         self._receiver.start()
         return self
 
+    def request_stop(self) -> None:
+        """Stop receiving (stop() then waits): a stack stops all its pollers at once."""
+        self._stop.set()
+
     def stop(self) -> None:
         """Stop receiving and give the batches already received up to 10 s to end (and be deleted)."""
         self._stop.set()

@@ -237,6 +237,8 @@ class LocalStack:
             self._froze = False
         if self.scheduler is not None and self.config.reconcile_interval_seconds > 0:
             self.scheduler.stop()
+        for poller in self.pollers:
+            poller.request_stop()  # each ends its long poll at the same time, not one after another
         for part in (*self.pollers, self.front_door):
             if part is not None:
                 part.stop()
