@@ -5,10 +5,10 @@ Exact sliding window: `limit` slot items in the tasks table, each holding when i
 submit takes a slot whose last use is older than the window, with one conditional write; if none is
 free, the caller gets how long until the oldest slot frees up.
 
-Each API instance starts at a random slot and then goes round the slots in order: the slot after the
-one it took last is the one it used longest ago, so a burst from one instance takes one write per
-submit (a refused conditional write is billed too; random probing cost about 3.5 writes a submit once
-the window was half full). Concurrent instances start apart and only meet when their runs overlap.
+Each API instance first tries the slot after the one it took last, the one it used longest ago, so a
+burst from one instance takes one write per submit (a refused conditional write is billed too; random
+probing cost about 3.5 writes a submit once the window was half full). Instances start at random
+slots; when one finds its next slot taken by another, it probes the rest in random order.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ class SubmitGuard:
 
     def acquire(self) -> None:
         now = self._clock()
-        start = self._next_slot
-        for offset in range(self.limit):
-            slot = (start + offset) % self.limit
+        others = [slot for slot in range(self.limit) if slot != self._next_slot]
+        random.shuffle(others)  # taken by another instance: its run of slots is not walked one by one
+        for slot in [self._next_slot, *others]:
             try:
                 self._db.update_item(
                     TableName=self.table_name,
