@@ -243,3 +243,51 @@ def test_a_client_without_a_secret_parameter_has_none_but_an_ssm_fault_is_not_ta
     monkeypatch.setattr(parameters, "get_parameter", throttled)
     with pytest.raises(GetParameterError, match="ThrottlingException"):
         wiring.webhook_secrets(settings, "carol")
+
+
+def test_a_webhook_recorded_while_the_notifier_handles_the_end_is_still_delivered(
+    notifier_env: Any, receiver: Receiver, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notifier clears the outbox mark: not when the task it read has changed since (a webhook)."""
+    from datetime import timedelta
+
+    from image_pipeline.adapters import tasks_table
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.settings import reset_settings_cache
+    from image_pipeline.task_models import TaskError, utc_now
+
+    monkeypatch.setattr(tasks_table, "NOTIFY_GRACE", timedelta(0))
+    store = TasksTable(notifier_env.tasks_table)
+    # Given the callback created the task and ended it (marked, its notify message queued)
+    store.put_submission("s" * 32, "hash", utc_now())
+    assert store.fail_from_callback(TASK_ID, "s" * 32, TaskError(code=501, message="failed"), utc_now())
+    read_by_the_notifier = store.get_task(TASK_ID)
+
+    # When the submit records the webhook just after the notifier read the task (the mark is still
+    # there, so the submit does not mark it again)
+    def record_then_answer(self: Any, task_id: str) -> Any:
+        store.record_submitted(
+            TASK_ID,
+            "s" * 32,
+            {"prompt": "x", "size": "1:1"},
+            utc_now(),
+            utc_now(),
+            owner="alice",
+            webhook_url=f"{receiver.origin}/ok",
+        )
+        return read_by_the_notifier
+
+    with monkeypatch.context() as patched:
+        patched.setattr(TasksTable, "get_task", record_then_answer)
+        assert notify() == {"batchItemFailures": []}
+    assert receiver.received == []
+    # Then the mark stays, the event is not published twice, and the next sweep gets the webhook out
+    record = task(notifier_env)
+    assert record.notifyPending and record.eventPublished and record.webhookUrl
+    reset_settings_cache()
+    from reconciler_handler import lambda_handler as sweep
+
+    assert sweep(load_event("reconciler_scheduled"), lambda_context)["announced"] == 1
+    assert notify() == {"batchItemFailures": []}
+    [delivery] = receiver.received
+    assert Webhook(SECRET).verify(delivery.body, delivery.headers)["type"] == "task.failed"

@@ -22,21 +22,37 @@ CURSOR_KEYS = ("pk", "owner", "createdAt")
 class TaskQueries(ConditionalTable):
     # -- notifications (the client's webhook, the event bus) ------------------------------------
 
-    def clear_notify_mark(self, task_id: str, *, event_published: bool = False) -> None:
+    def clear_notify_mark(
+        self, task_id: str, *, webhook_url: str | None, event_published: bool = False
+    ) -> bool:
         """The ended task's notify message is handled (and its event is on the bus, if
-        `event_published`): it leaves the reconciler's index, in one write."""
-        self._update_if(
+        `event_published`): it leaves the reconciler's index, in one write.
+
+        Only while its webhookUrl is still the one the handler read: a webhook the submit recorded
+        meanwhile keeps the mark, so the reconciler sends the message again and it is delivered.
+        """
+        same_webhook = "webhookUrl = :webhook" if webhook_url else "attribute_not_exists(webhookUrl)"
+        cleared = self._update_if(
             Key=task_key(task_id),
             UpdateExpression=("SET eventPublished = :true " if event_published else "")
             + "REMOVE notifyPending, nextCheckAt",
-            ConditionExpression="#status IN (:stored, :failed)",
+            ConditionExpression=f"#status IN (:stored, :failed) AND {same_webhook}",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues=_values(
                 stored=TaskStatus.STORED.value,
                 failed=TaskStatus.FAILED.value,
                 **({"true": True} if event_published else {}),
+                **({"webhook": webhook_url} if webhook_url else {}),
             ),
         )
+        if cleared is None and event_published:  # the mark stays; the event is out all the same
+            self._update_if(
+                Key=task_key(task_id),
+                UpdateExpression="SET eventPublished = :true",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=_values(true=True),
+            )
+        return cleared is not None
 
     def record_delivery(self, task_id: str, notification: dict[str, Any]) -> None:
         """The webhook's state after one delivery attempt (never moves back from delivered)."""

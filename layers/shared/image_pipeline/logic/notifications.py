@@ -122,7 +122,7 @@ def notify(
         detail = task_data(task, None, presign_seconds)  # no links: rules and logs keep events for long
         events.publish(DETAIL_TYPES[task.status], detail, resources=[])
     if publish or task.notifyPending:  # the message is handled: the outbox mark goes
-        store.clear_notify_mark(task.taskId, event_published=publish)
+        store.clear_notify_mark(task.taskId, webhook_url=task.webhookUrl, event_published=publish)
     notification = task.notification or Notification()
     if not task.webhookUrl or notification.state != "pending":
         return NotifyOutcome.PUBLISHED if notification.state != "delivered" else NotifyOutcome.DELIVERED

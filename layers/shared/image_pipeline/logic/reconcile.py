@@ -134,7 +134,7 @@ def reconcile(
             _push_back_quietly(task, store, clock() + policy.download_check_after)
         else:  # nothing left to announce: it leaves the index
             with contextlib.suppress(Exception):
-                store.clear_notify_mark(task.taskId)
+                store.clear_notify_mark(task.taskId, webhook_url=task.webhookUrl)
     for task in downloading:
         if deadline is not None and time.monotonic() > deadline:
             break  # the next run picks up the rest: they are still due
