@@ -142,7 +142,12 @@ class FrontDoor(BackgroundServer):
                     sys.stderr.write(f"[api] {format % args}\n")
 
             def _handle(self) -> None:
-                front_door.handle(self)
+                try:
+                    front_door.handle(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The caller gave up before the answer (e.g. the upstream's callback timeout under
+                    # load): the function ran all the same, as behind API Gateway. Say so in one line.
+                    sys.stderr.write(f"[api] {self.command} {self.path.split('?', 1)[0]}: caller went away\n")
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
