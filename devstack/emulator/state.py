@@ -6,6 +6,7 @@ all share these tables and this lock.
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 from collections import OrderedDict, deque
@@ -76,7 +77,12 @@ class CoreState:
         return ApiReply(status, envelope(code, msg, data))
 
     def _record_delivery(self, task_id: str, entry: dict[str, Any]) -> None:
+        """Kept in the order the attempts started ("at"): an attempt is recorded once it is answered, and
+        a quick one may be answered before an earlier, slower one."""
         with self._lock:
             task = self._tasks.get(task_id)
             if task is not None:
-                task.deliveries.append(entry)
+                kept = task.deliveries
+                if kept.maxlen is not None and len(kept) == kept.maxlen:
+                    kept.popleft()  # the oldest goes, as append would drop it
+                bisect.insort(kept, entry, key=lambda recorded: recorded.get("at", 0.0))

@@ -220,3 +220,20 @@ def test_callbacks_to_non_loopback_hosts_are_blocked_by_default(emulator):
     assert attempt["statusCode"] is None and attempt["error"].startswith("blocked")
     time.sleep(0.2)
     assert len(server.deliveries(task_id)) == 1  # not retried
+
+
+def test_the_delivery_log_is_in_the_order_the_attempts_started(emulator):
+    """An attempt is recorded when it is answered: a quick redelivery can be answered before the slower
+    first attempt (seen once in CI as ['redeliver', 'final'])."""
+    from devstack.emulator.model import MAX_DELIVERY_RECORDS
+
+    server = emulator()
+    with api(server) as client:
+        task_id = submit(client, prompt="x [fault:stall]")
+    server.core._record_delivery(task_id, {"reason": "redeliver", "at": 20.0})
+    server.core._record_delivery(task_id, {"reason": "final", "at": 10.0})
+    assert [entry["reason"] for entry in server.deliveries(task_id)] == ["final", "redeliver"]
+    for at in range(MAX_DELIVERY_RECORDS):  # bounded: the oldest attempts go first
+        server.core._record_delivery(task_id, {"reason": "retry", "at": 30.0 + at})
+    kept = server.deliveries(task_id)
+    assert len(kept) == MAX_DELIVERY_RECORDS and kept[0]["at"] == 30.0  # "final" and "redeliver" went
