@@ -1,10 +1,11 @@
-"""Make moto's DynamoDB requests atomic, as DynamoDB's are.
+"""Make moto's DynamoDB requests and S3's conditional writes atomic, as AWS's are.
 
 DynamoDB evaluates a conditional write atomically; moto evaluates the condition and applies the
 update without a lock, so two threads can both pass `attribute_not_exists(...)`. Deduplication is
 exactly what we test under concurrency, so every emulated DynamoDB request runs under one lock, in
-process (mock_aws) and in moto_server (a WSGI wrapper) alike. Only DynamoDB: SQS long polls sleep
-inside the request, and holding the lock through them would stall every other call.
+process (mock_aws) and in moto_server (a WSGI wrapper) alike; so does every S3 PUT with If-None-Match
+or If-Match (the downloader's one copy per image). Not SQS: its long polls sleep inside the request,
+and holding the lock through them would stall every other call.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ def _is_dynamodb(target: str | bytes | None) -> bool:
     return bool(target) and str(target).startswith(DYNAMODB_TARGET_PREFIX)
 
 
+def _is_conditional(headers: Any) -> bool:
+    return any(name in headers for name in ("If-None-Match", "If-Match"))
+
+
 def serialize_in_process_requests() -> None:
     """Under mock_aws: each intercepted DynamoDB request is handled while holding the lock."""
     global _patched
@@ -34,7 +39,8 @@ def serialize_in_process_requests() -> None:
     original = BotocoreStubber.process_request
 
     def atomic(self: Any, request: Any) -> Any:
-        if not _is_dynamodb(request.headers.get("X-Amz-Target")):
+        conditional_put = request.method == "PUT" and _is_conditional(request.headers)
+        if not (_is_dynamodb(request.headers.get("X-Amz-Target")) or conditional_put):
             return original(self, request)
         with _lock:
             return original(self, request)
@@ -44,10 +50,13 @@ def serialize_in_process_requests() -> None:
 
 
 def atomic_wsgi(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """For moto_server: each DynamoDB request, response body included, under the lock."""
+    """For moto_server: each DynamoDB request and conditional S3 PUT (with its response) under the lock."""
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not _is_dynamodb(environ.get("HTTP_X_AMZ_TARGET")):
+        conditional_put = environ.get("REQUEST_METHOD") == "PUT" and (
+            "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MATCH" in environ
+        )
+        if not (_is_dynamodb(environ.get("HTTP_X_AMZ_TARGET")) or conditional_put):
             return app(environ, start_response)
         with _lock:
             return list(app(environ, start_response))

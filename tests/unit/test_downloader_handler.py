@@ -346,3 +346,25 @@ def test_a_stale_last_image_falls_back_and_still_ends_the_task_once(aws_stack: A
     ended = store.get_task(TASK_ID)
     assert ended is not None and ended.status == "stored" and ended.storedCount == 2
     assert ended.notifyPending and ended.nextCheckAt is not None
+
+
+def test_a_retry_after_a_crash_between_upload_and_record_keeps_one_copy(
+    aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any
+) -> None:
+    """The same image fetched twice (a run that crashed after its upload, or two jobs for one image in
+    concurrent batches) is stored once: S3 refuses the second upload, and the image is recorded."""
+    body = png_bytes(32, 32, (0, 128, 0))
+    url = server.serve(f"/s/{TASK_ID}_0.png", Reply(body=body))
+    downloading_task(aws_stack, [url])
+    s3 = boto3.client("s3", region_name="us-east-1")
+    key = f"images/{TASK_ID}/0.png"
+    # Given an earlier run uploaded the image and crashed before recording it
+    s3.put_object(Bucket=aws_stack.images_bucket, Key=key, Body=body, ContentType="image/png")
+    # When the job comes back
+    assert run(batch([url]), lambda_context) == []
+    # Then the task is stored with that image, and S3 holds one copy of it
+    record = task(aws_stack)
+    assert record.status == "stored" and record.storedCount == 1
+    assert record.stored_images()[0].sha256 == hashlib.sha256(body).hexdigest()
+    versions = s3.list_object_versions(Bucket=aws_stack.images_bucket, Prefix=key)["Versions"]
+    assert len(versions) == 1

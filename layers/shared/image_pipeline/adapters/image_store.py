@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from image_pipeline.adapters.aws import client, s3_presigner
 from image_pipeline.errors import ImageDeletionError
 from image_pipeline.task_models import image_key
@@ -22,16 +24,29 @@ class ImageStore:
 
     def put(
         self, key: str, body: bytes, *, content_type: str, sha256_hex: str, metadata: dict[str, str]
-    ) -> None:
-        # S3 checks ChecksumSHA256 against what it received: a corrupted upload fails instead of being stored.
-        self._s3.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=body,
-            ContentType=content_type,
-            ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256_hex)).decode(),
-            Metadata={"sha256": sha256_hex, **metadata},
-        )
+    ) -> bool:
+        """Store the image unless the key already holds one: False when S3 refused (If-None-Match).
+
+        A task's image is one file of the upstream under one key: a second upload of it (a run that
+        crashed between its upload and its record, or a job sent twice and run in two batches at once)
+        would only add a version of the same bytes.
+        """
+        try:
+            # S3 checks ChecksumSHA256 against what it received: a corrupted upload fails, not stored.
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256_hex)).decode(),
+                Metadata={"sha256": sha256_hex, **metadata},
+                IfNoneMatch="*",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                return False
+            raise  # 409 ConditionalRequestConflict (two uploads at once) too: the job is retried
+        return True
 
     def presigned_url(self, key: str, expires_seconds: int) -> str:
         if self._presigner is None:

@@ -82,6 +82,8 @@ def download_image(
             announce_end(job.taskId, notices=notices)
         return DownloadResult.REJECTED
     key = image_key(job.taskId, job.index, image.extension)
+    # False when the key already holds this file (an earlier run crashed before recording it, or the
+    # job ran twice at once): one copy in S3 either way, and it is recorded below all the same.
     blobs.put(
         key,
         image.body,
