@@ -38,6 +38,15 @@ class _CurrentStdout:
         sys.stdout.flush()
 
 
+@pytest.fixture(autouse=True)
+def fresh_metrics() -> None:
+    """Invocations with metrics disabled (the IAM scenario, in whichever worker runs it) keep their
+    values unflushed in the module's Metrics: each test here starts from none."""
+    import credit_handler
+
+    credit_handler.metrics.clear_metrics()
+
+
 @pytest.fixture
 def monitor_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from image_pipeline import wiring
@@ -98,10 +107,6 @@ def test_scheduled_event_is_an_eventbridge_schedule() -> None:
 def test_balance_is_published_as_a_metric_and_returned(
     monitor_env: None, lambda_context: Any, stdout: pytest.CaptureFixture[str]
 ) -> None:
-    import credit_handler
-
-    # Invocations with metrics disabled (other tests in this process) keep their values unflushed.
-    credit_handler.metrics.clear_metrics()
     with respx.mock:
         route = respx.get(CREDIT).mock(
             return_value=httpx.Response(200, json={"code": 200, "msg": "success", "data": 1234.5})
