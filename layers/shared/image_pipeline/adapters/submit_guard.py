@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -49,9 +49,7 @@ class SubmitGuard:
 
     def acquire(self) -> None:
         now = self._clock()
-        others = [slot for slot in range(self.limit) if slot != self._next_slot]
-        random.shuffle(others)  # taken by another instance: its run of slots is not walked one by one
-        for slot in [self._next_slot, *others]:
+        for slot in self._probe_order():
             try:
                 self._db.update_item(
                     TableName=self.table_name,
@@ -75,6 +73,13 @@ class SubmitGuard:
             f"more than {self.limit} generations in {self.window_seconds:g} s across this deployment",
             self._seconds_until_free(now),
         )
+
+    def _probe_order(self) -> Iterator[int]:
+        yield self._next_slot
+        # Taken (by another instance): the others at random, not that instance's run one by one.
+        others = [slot for slot in range(self.limit) if slot != self._next_slot]
+        random.shuffle(others)
+        yield from others
 
     def _seconds_until_free(self, now: float) -> int:
         found = self._db.batch_get_item(

@@ -44,6 +44,12 @@ __all__ = [
 
 # How long an ended task waits for its notify message before the reconciler sends it instead.
 NOTIFY_GRACE = timedelta(minutes=2)
+# The outbox mark that every write ending a task sets, with its values (_end_mark).
+END_MARK = "notifyPending = :true, nextCheckAt = :notify"
+
+
+def _end_mark(now: datetime) -> dict[str, Any]:
+    return {"true": True, "notify": iso(now + NOTIFY_GRACE)}
 
 
 class TasksTable(TaskQueries):
@@ -258,12 +264,11 @@ class TasksTable(TaskQueries):
             task_id,
             submission_id,
             now,
-            "#status = :failed, #error = :error, notifyPending = :true, nextCheckAt = :notify",
+            f"#status = :failed, #error = :error, {END_MARK}",
             {"#error": "error"},
             "",
             failed=TaskStatus.FAILED.value,
-            true=True,
-            notify=iso(now + NOTIFY_GRACE),
+            **_end_mark(now),
             error=error.model_dump(),
         )
 
@@ -315,7 +320,7 @@ class TasksTable(TaskQueries):
                 Key=task_key(task_id),
                 UpdateExpression=(
                     "SET images.#index = :image, storedCount = :expected, #status = :stored, "
-                    "updatedAt = :now, notifyPending = :true, nextCheckAt = :notify"
+                    f"updatedAt = :now, {END_MARK}"
                 ),
                 ConditionExpression=(
                     f"attribute_not_exists(images.#index) AND #status = :downloading AND {count_is} "
@@ -328,8 +333,7 @@ class TasksTable(TaskQueries):
                     stored=TaskStatus.STORED.value,
                     downloading=TaskStatus.DOWNLOADING.value,
                     now=iso(now),
-                    true=True,
-                    notify=iso(now + NOTIFY_GRACE),
+                    **_end_mark(now),
                     **({"before": stored_before} if stored_before else {}),
                 ),
             )
@@ -340,17 +344,14 @@ class TasksTable(TaskQueries):
         return (
             self._update_if(
                 Key=task_key(task_id),
-                UpdateExpression=(
-                    "SET #status = :stored, updatedAt = :now, notifyPending = :true, nextCheckAt = :notify"
-                ),
+                UpdateExpression=(f"SET #status = :stored, updatedAt = :now, {END_MARK}"),
                 ConditionExpression="#status = :downloading AND storedCount >= imagesExpected",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=_values(
                     stored=TaskStatus.STORED.value,
                     downloading=TaskStatus.DOWNLOADING.value,
                     now=iso(now),
-                    true=True,
-                    notify=iso(now + NOTIFY_GRACE),
+                    **_end_mark(now),
                 ),
             )
             is not None
@@ -361,10 +362,7 @@ class TasksTable(TaskQueries):
         return (
             self._update_if(
                 Key=task_key(task_id),
-                UpdateExpression=(
-                    "SET #status = :failed, #error = :error, updatedAt = :now, "
-                    "notifyPending = :true, nextCheckAt = :notify"
-                ),
+                UpdateExpression=f"SET #status = :failed, #error = :error, updatedAt = :now, {END_MARK}",
                 ConditionExpression="#status IN (:submitted, :downloading)",
                 ExpressionAttributeNames={"#status": "status", "#error": "error"},
                 ExpressionAttributeValues=_values(
@@ -373,8 +371,7 @@ class TasksTable(TaskQueries):
                     now=iso(now),
                     submitted=TaskStatus.SUBMITTED.value,
                     downloading=TaskStatus.DOWNLOADING.value,
-                    true=True,
-                    notify=iso(now + NOTIFY_GRACE),
+                    **_end_mark(now),
                 ),
             )
             is not None

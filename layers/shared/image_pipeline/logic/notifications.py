@@ -117,12 +117,13 @@ def notify(
     task = store.get_task(task_id)
     if task is None or task.status not in DETAIL_TYPES:
         return NotifyOutcome.NOT_ENDED
-    publish = events is not None and not task.eventPublished
-    if events is not None and publish:
+    published = False
+    if events is not None and not task.eventPublished:
         detail = task_data(task, None, presign_seconds)  # no links: rules and logs keep events for long
         events.publish(DETAIL_TYPES[task.status], detail, resources=[])
-    if publish or task.notifyPending:  # the message is handled: the outbox mark goes
-        store.clear_notify_mark(task.taskId, webhook_url=task.webhookUrl, event_published=publish)
+        published = True
+    if published or task.notifyPending:  # the message is handled: the outbox mark goes
+        store.clear_notify_mark(task.taskId, webhook_url=task.webhookUrl, event_published=published)
     notification = task.notification or Notification()
     if not task.webhookUrl or notification.state != "pending":
         return NotifyOutcome.PUBLISHED if notification.state != "delivered" else NotifyOutcome.DELIVERED
