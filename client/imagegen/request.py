@@ -53,8 +53,8 @@ MAX_PROMPT_CHARS: Final = 5000
 # A character that is not blank, spelled out: \S means different things in Python and in JSON Schema's
 # ECMAScript (U+001C-U+001F, U+0085, U+FEFF); this is the API's own class (openapi.json).
 PROMPT_PATTERN: Final = (
-    "[^\\t\\n\\u000b\\f\\r \\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029"
-    "\\u202f\\u205f\\u3000\\ufeff]"
+    "[^\\u0009\\u000a\\u000b\\u000c\\u000d\\u001c\\u001d\\u001e\\u001f\\u0020\\u0085\\u00a0\\u1680\\u2000\\u2001"
+    "\\u2002\\u2003\\u2004\\u2005\\u2006\\u2007\\u2008\\u2009\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]"
 )
 URL_MIN_CHARS: Final = 8
 URL_MAX_CHARS: Final = 2048

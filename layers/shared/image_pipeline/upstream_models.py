@@ -28,10 +28,8 @@ BLANK_CHARACTERS = frozenset(
     "\t\n\v\f\r \x1c\x1d\x1e\x1f\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff"
     + "".join(chr(code) for code in range(0x2000, 0x200B))
 )
-PROMPT_PATTERN = (
-    "[^\\t\\n\\u000b\\f\\r \\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029"
-    "\\u202f\\u205f\\u3000\\ufeff]"
-)
+# Any character but those, each escaped as \uXXXX (the same in ECMAScript and Python), in code order.
+PROMPT_PATTERN = "[^" + "".join(f"\\u{ord(character):04x}" for character in sorted(BLANK_CHARACTERS)) + "]"
 
 
 def is_blank(text: str) -> bool:
