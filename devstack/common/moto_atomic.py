@@ -25,12 +25,13 @@ def _is_dynamodb(target: str | bytes | None) -> bool:
     return bool(target) and str(target).startswith(DYNAMODB_TARGET_PREFIX)
 
 
-def _is_conditional(headers: Any) -> bool:
-    return any(name in headers for name in ("If-None-Match", "If-Match"))
+def _needs_lock(method: str | None, target: str | bytes | None, conditional: bool) -> bool:
+    """A DynamoDB request, or a conditional S3 PUT (If-None-Match / If-Match)."""
+    return _is_dynamodb(target) or (method == "PUT" and conditional)
 
 
 def serialize_in_process_requests() -> None:
-    """Under mock_aws: each intercepted DynamoDB request is handled while holding the lock."""
+    """Under mock_aws: each intercepted DynamoDB request and conditional S3 PUT holds the lock."""
     global _patched
     if _patched:
         return
@@ -39,8 +40,9 @@ def serialize_in_process_requests() -> None:
     original = BotocoreStubber.process_request
 
     def atomic(self: Any, request: Any) -> Any:
-        conditional_put = request.method == "PUT" and _is_conditional(request.headers)
-        if not (_is_dynamodb(request.headers.get("X-Amz-Target")) or conditional_put):
+        headers = request.headers
+        conditional = "If-None-Match" in headers or "If-Match" in headers
+        if not _needs_lock(request.method, headers.get("X-Amz-Target"), conditional):
             return original(self, request)
         with _lock:
             return original(self, request)
@@ -53,10 +55,8 @@ def atomic_wsgi(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[b
     """For moto_server: each DynamoDB request and conditional S3 PUT (with its response) under the lock."""
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        conditional_put = environ.get("REQUEST_METHOD") == "PUT" and (
-            "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MATCH" in environ
-        )
-        if not (_is_dynamodb(environ.get("HTTP_X_AMZ_TARGET")) or conditional_put):
+        conditional = "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MATCH" in environ
+        if not _needs_lock(environ.get("REQUEST_METHOD"), environ.get("HTTP_X_AMZ_TARGET"), conditional):
             return app(environ, start_response)
         with _lock:
             return list(app(environ, start_response))
