@@ -135,6 +135,42 @@ def test_a_failing_receiver_is_retried_with_one_webhook_id_then_given_up(
     assert len(receiver.received) == 3
 
 
+def ended_before_its_record(store: Any) -> None:
+    """The callback created the task and ended it (failed, outbox marked) before the submit's record."""
+    from image_pipeline.task_models import TaskError, utc_now
+
+    store.put_submission("s" * 32, "hash", utc_now())
+    assert store.fail_from_callback(TASK_ID, "s" * 32, TaskError(code=501, message="failed"), utc_now())
+
+
+def record_with_webhook(store: Any, receiver: Receiver) -> None:
+    """The submit's record arrives, with the webhook the client asked for."""
+    from image_pipeline.task_models import utc_now
+
+    store.record_submitted(
+        TASK_ID,
+        "s" * 32,
+        {"prompt": "x", "size": "1:1"},
+        utc_now(),
+        utc_now(),
+        owner="alice",
+        webhook_url=f"{receiver.origin}/ok",
+    )
+
+
+def swept_then_delivered(receiver: Receiver, lambda_context: Any) -> None:
+    """The next sweep announces the end again, and the notifier delivers the signed webhook."""
+    from image_pipeline.settings import reset_settings_cache
+
+    reset_settings_cache()
+    from reconciler_handler import lambda_handler as sweep
+
+    assert sweep(load_event("reconciler_scheduled"), lambda_context)["announced"] == 1
+    assert notify() == {"batchItemFailures": []}
+    [delivery] = receiver.received
+    assert Webhook(SECRET).verify(delivery.body, delivery.headers)["type"] == "task.failed"
+
+
 def test_a_task_without_a_webhook_only_goes_on_the_bus(notifier_env: Any, receiver: Receiver) -> None:
     ended_task(notifier_env, None)
     assert notify() == {"batchItemFailures": []}
@@ -180,34 +216,17 @@ def test_a_webhook_recorded_after_its_task_already_ended_is_still_delivered(
 ) -> None:
     """The callback can end a task before the submit records it (and its webhookUrl): found by chaos."""
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.settings import reset_settings_cache
-    from image_pipeline.task_models import TaskError, utc_now
 
     store = TasksTable(notifier_env.tasks_table)
     # Given the callback created the task and ended it, and its end was announced without a webhook
-    store.put_submission("s" * 32, "hash", utc_now())
-    assert store.fail_from_callback(TASK_ID, "s" * 32, TaskError(code=501, message="failed"), utc_now())
+    ended_before_its_record(store)
     assert notify() == {"batchItemFailures": []}
     assert receiver.received == []
     assert not task(notifier_env).notifyPending
     # When the submit's record arrives, with the webhook the client asked for
-    store.record_submitted(
-        TASK_ID,
-        "s" * 32,
-        {"prompt": "x", "size": "1:1"},
-        utc_now(),
-        utc_now(),
-        owner="alice",
-        webhook_url=f"{receiver.origin}/ok",
-    )
+    record_with_webhook(store, receiver)
     # Then the next sweep announces the end again and the webhook is delivered
-    reset_settings_cache()
-    from reconciler_handler import lambda_handler as sweep
-
-    assert sweep(load_event("reconciler_scheduled"), lambda_context)["announced"] == 1
-    assert notify() == {"batchItemFailures": []}
-    [delivery] = receiver.received
-    assert Webhook(SECRET).verify(delivery.body, delivery.headers)["type"] == "task.failed"
+    swept_then_delivered(receiver, lambda_context)
     assert task(notifier_env).notification.state == "delivered"
 
 
@@ -253,28 +272,17 @@ def test_a_webhook_recorded_while_the_notifier_handles_the_end_is_still_delivere
 
     from image_pipeline.adapters import tasks_table
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.settings import reset_settings_cache
-    from image_pipeline.task_models import TaskError, utc_now
 
     monkeypatch.setattr(tasks_table, "NOTIFY_GRACE", timedelta(0))
     store = TasksTable(notifier_env.tasks_table)
     # Given the callback created the task and ended it (marked, its notify message queued)
-    store.put_submission("s" * 32, "hash", utc_now())
-    assert store.fail_from_callback(TASK_ID, "s" * 32, TaskError(code=501, message="failed"), utc_now())
+    ended_before_its_record(store)
     read_by_the_notifier = store.get_task(TASK_ID)
 
     # When the submit records the webhook just after the notifier read the task (the mark is still
     # there, so the submit does not mark it again)
     def record_then_answer(self: Any, task_id: str) -> Any:
-        store.record_submitted(
-            TASK_ID,
-            "s" * 32,
-            {"prompt": "x", "size": "1:1"},
-            utc_now(),
-            utc_now(),
-            owner="alice",
-            webhook_url=f"{receiver.origin}/ok",
-        )
+        record_with_webhook(store, receiver)
         return read_by_the_notifier
 
     with monkeypatch.context() as patched:
@@ -284,10 +292,4 @@ def test_a_webhook_recorded_while_the_notifier_handles_the_end_is_still_delivere
     # Then the mark stays, the event is not published twice, and the next sweep gets the webhook out
     record = task(notifier_env)
     assert record.notifyPending and record.eventPublished and record.webhookUrl
-    reset_settings_cache()
-    from reconciler_handler import lambda_handler as sweep
-
-    assert sweep(load_event("reconciler_scheduled"), lambda_context)["announced"] == 1
-    assert notify() == {"batchItemFailures": []}
-    [delivery] = receiver.received
-    assert Webhook(SECRET).verify(delivery.body, delivery.headers)["type"] == "task.failed"
+    swept_then_delivered(receiver, lambda_context)
