@@ -124,9 +124,9 @@ def test_the_api_function_hands_out_the_callback_api_url(monkeypatch: pytest.Mon
 
     environment = {"TASKS_TABLE": "t", "IMAGES_BUCKET": "b"}
     callback_api = "https://cb123.execute-api.us-east-1.amazonaws.com/Prod/callbacks"
-    settings = ApiSettings.model_validate({**environment, "CALLBACK_BASE_URL": callback_api + "/"})
+    settings = ApiSettings.from_environ({**environment, "CALLBACK_BASE_URL": callback_api + "/"})
     assert callback_base(settings) == callback_api
-    settings = ApiSettings.model_validate(
+    settings = ApiSettings.from_environ(
         {**environment, "CALLBACK_BASE_URL": callback_api, "PUBLIC_BASE_URL": "https://hooks.example.com/"}
     )
     assert callback_base(settings) == "https://hooks.example.com/callbacks"

@@ -26,15 +26,13 @@ def settings_model(logical_id: str) -> Any:
 @pytest.mark.parametrize("logical_id", FUNCTIONS)
 def test_every_variable_a_function_needs_is_declared_for_it(logical_id: str) -> None:
     declared = declared_environment(logical_id)
-    required = {
-        str(field.alias) for field in settings_model(logical_id).model_fields.values() if field.is_required()
-    }
+    required = settings_model(logical_id).variables(required_only=True)
     assert required <= declared.keys(), f"{logical_id} needs {sorted(required - declared.keys())}"
 
 
 @pytest.mark.parametrize("logical_id", FUNCTIONS)
 def test_a_function_is_declared_nothing_it_does_not_read(logical_id: str) -> None:
-    read = {str(field.alias) for field in settings_model(logical_id).model_fields.values()} | POWERTOOLS
+    read = settings_model(logical_id).variables() | POWERTOOLS
     unread = set(declared_environment(logical_id)) - read
     assert not unread, f"{logical_id} is given {sorted(unread)}, which nothing in it reads"
 

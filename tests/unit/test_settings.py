@@ -1,0 +1,204 @@
+"""The functions' settings: read from the environment with pydantic's lax parsing, without pydantic."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import subprocess
+import sys
+
+import pytest
+from image_pipeline.settings import (
+    DEFAULT_RESULT_HOSTS,
+    DEFAULT_UPSTREAM,
+    SETTINGS_BY_SERVICE,
+    ApiSettings,
+    CallbackSettings,
+    ConfigError,
+    DownloaderSettings,
+    NotifierSettings,
+    ReconcilerSettings,
+    UpstreamSettings,
+    api_settings,
+    reset_settings_cache,
+    setting_variables,
+)
+
+from tests.conftest import ROOT
+
+CALLBACK = {"TASKS_TABLE": "tasks", "DOWNLOAD_QUEUE_URL": "https://queue.example/q"}
+# What every function's settings require.
+REQUIRED = {**CALLBACK, "IMAGES_BUCKET": "images", "NOTIFICATION_QUEUE_URL": "https://queue.example/n"}
+
+
+def test_a_missing_required_variable_is_named() -> None:
+    with pytest.raises(ConfigError) as raised:
+        CallbackSettings.from_environ({})
+    assert str(raised.value) == (
+        "invalid CallbackSettings environment: TASKS_TABLE: is required; DOWNLOAD_QUEUE_URL: is required"
+    )
+
+
+def test_an_empty_required_string_is_named() -> None:
+    with pytest.raises(ConfigError) as raised:
+        CallbackSettings.from_environ({**CALLBACK, "DOWNLOAD_QUEUE_URL": ""})
+    assert str(raised.value).endswith("DOWNLOAD_QUEUE_URL: must be at least 1 character(s) long, got ''")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("WEBHOOK_TIMESTAMP_WINDOW_SECONDS", "abc", "must be an integer, got 'abc'"),
+        ("WEBHOOK_TIMESTAMP_WINDOW_SECONDS", "30.5", "must be an integer, got '30.5'"),
+        ("WEBHOOK_TIMESTAMP_WINDOW_SECONDS", "", "must be an integer, got ''"),
+        ("WEBHOOK_TIMESTAMP_WINDOW_SECONDS", "٣٠", "must be an integer, got '٣٠'"),  # int() alone takes it
+        ("DOWNLOAD_CHECK_AFTER_SECONDS", "ten", "must be a number, got 'ten'"),
+        ("DOWNLOAD_CHECK_AFTER_SECONDS", "1__0", "must be a number, got '1__0'"),
+    ],
+)
+def test_a_value_that_is_not_a_number_is_named(variable: str, value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        CallbackSettings.from_environ({**CALLBACK, variable: value})
+    assert str(raised.value) == f"invalid CallbackSettings environment: {variable}: {problem}"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("RECORD_TTL_DAYS", "0", "must be >= 1, got 0"),
+        ("CALLBACK_MAX_BODY_BYTES", "1023", "must be >= 1024, got 1023"),
+        ("DOWNLOAD_CHECK_AFTER_SECONDS", "-0.5", "must be >= 0, got -0.5"),
+        ("DOWNLOAD_CHECK_AFTER_SECONDS", "nan", "must be >= 0, got nan"),  # NaN fails every bound
+    ],
+)
+def test_a_value_out_of_bounds_is_named(variable: str, value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        CallbackSettings.from_environ({**CALLBACK, variable: value})
+    assert str(raised.value) == f"invalid CallbackSettings environment: {variable}: {problem}"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    environ = {
+        "KIE_API_TIMEOUT_SECONDS": "0",
+        "RECONCILE_MAX_TASKS": "x",
+        "RECONCILE_QUERIES_PER_SECOND": "51",
+    }
+    with pytest.raises(ConfigError) as raised:
+        ReconcilerSettings.from_environ(environ)
+    assert str(raised.value) == (
+        "invalid ReconcilerSettings environment: KIE_API_TIMEOUT_SECONDS: must be > 0, got 0.0; "
+        "TASKS_TABLE: is required; DOWNLOAD_QUEUE_URL: is required; "
+        "RECONCILE_QUERIES_PER_SECOND: must be <= 50, got 51.0; "
+        "RECONCILE_MAX_TASKS: must be an integer, got 'x'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [("30", 30), (" 30 ", 30), ("+30", 30), ("030", 30), ("1_000", 1000), ("30.0", 30), ("30.00", 30)],
+)
+def test_integers_parse_as_pydantic_parsed_them(value: str, parsed: int) -> None:
+    settings = CallbackSettings.from_environ({**CALLBACK, "WEBHOOK_TIMESTAMP_WINDOW_SECONDS": value})
+    assert settings.hmac_window_seconds == parsed and type(settings.hmac_window_seconds) is int
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("10", 10.0),
+        ("2.5", 2.5),
+        (" 2.5 ", 2.5),
+        (".5", 0.5),
+        ("1e1", 10.0),
+        ("1_0", 10.0),
+        ("inf", math.inf),
+    ],
+)
+def test_numbers_parse_as_pydantic_parsed_them(value: str, parsed: float) -> None:
+    settings = CallbackSettings.from_environ({**CALLBACK, "DOWNLOAD_CHECK_AFTER_SECONDS": value})
+    assert settings.download_check_after_seconds == parsed
+    assert type(settings.download_check_after_seconds) is float
+
+
+def test_the_defaults() -> None:
+    upstream = UpstreamSettings.from_environ({})
+    assert upstream == UpstreamSettings()
+    assert (upstream.base_url, upstream.api_key, upstream.api_key_parameter) == (DEFAULT_UPSTREAM, "", "")
+    assert upstream.timeout_seconds == 10.0
+    downloader = DownloaderSettings.from_environ(REQUIRED)
+    assert downloader.allowed_host_list == ("tempfile.aiquickdraw.com", "*.aiquickdraw.com")
+    assert downloader.allowed_hosts == DEFAULT_RESULT_HOSTS and downloader.trusted_origin_list == ()
+    assert downloader.record_ttl_days == 30 and downloader.retry_base_seconds == 10
+    assert downloader.max_image_bytes == 30 * 1024 * 1024
+    reconciler = ReconcilerSettings.from_environ(REQUIRED)
+    assert reconciler.reconcile_after_seconds == 1800 and reconciler.download_give_up_seconds == 6 * 3600
+    notifier = NotifierSettings.from_environ(REQUIRED)
+    assert notifier.presign_seconds == 900 and notifier.webhook_max_attempts == 12
+    assert notifier.webhook_trusted_origin_list == ()
+
+
+def test_lists_split_on_commas() -> None:
+    origins = " http://127.0.0.1:9 , ,http://localhost:8 "
+    api = ApiSettings.from_environ({**REQUIRED, "WEBHOOK_TRUSTED_ORIGINS": origins})
+    assert api.webhook_trusted_origin_list == ("http://127.0.0.1:9", "http://localhost:8")
+
+
+def test_the_upstream_url_loses_its_trailing_slashes() -> None:
+    assert UpstreamSettings.from_environ({"KIE_API_BASE_URL": "https://up.example/v1//"}).base_url == (
+        "https://up.example/v1"
+    )
+    assert UpstreamSettings(base_url="https://up.example/").base_url == "https://up.example"
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    secrets = {"KIE_API_KEY": "s-upstream", "KIE_WEBHOOK_HMAC_KEY": "s-hmac", "WEBHOOK_SECRET": "s-webhook"}
+    for settings in SETTINGS_BY_SERVICE.values():
+        shown = repr(settings.from_environ({**REQUIRED, **secrets}))
+        assert shown.startswith(settings.__name__ + "(") and "_seconds=" in shown
+        assert not [secret for secret in secrets.values() if secret in shown]
+
+
+def test_settings_are_hashable_and_immutable() -> None:
+    first = UpstreamSettings.from_environ({"KIE_API_KEY": "k"})
+    same = UpstreamSettings(api_key="k")
+    assert first == same and hash(first) == hash(same)
+    assert first != UpstreamSettings(api_key="other")
+    assert len({first, same}) == 1  # they key functools.cache caches in wiring
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.api_key = "changed"  # type: ignore[misc]
+
+
+def test_the_getters_read_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKS_TABLE", "t")
+    monkeypatch.setenv("IMAGES_BUCKET", "b")
+    reset_settings_cache()
+    try:
+        first = api_settings()
+        monkeypatch.setenv("IMAGES_BUCKET", "other")
+        assert api_settings() is first
+        reset_settings_cache()
+        assert api_settings().images_bucket == "other"
+        monkeypatch.setenv("PRESIGNED_URL_SECONDS", "59")
+        reset_settings_cache()
+        with pytest.raises(ConfigError, match="PRESIGNED_URL_SECONDS: must be >= 60, got 59"):
+            api_settings()
+    finally:
+        reset_settings_cache()
+
+
+def test_the_variables_read() -> None:
+    assert CallbackSettings.variables(required_only=True) == {"TASKS_TABLE", "DOWNLOAD_QUEUE_URL"}
+    assert {"KIE_API_KEY", "DOWNLOAD_RETRY_BASE_SECONDS", "WEBHOOK_MAX_ATTEMPTS"} <= setting_variables()
+    assert setting_variables() == frozenset().union(*(s.variables() for s in SETTINGS_BY_SERVICE.values()))
+
+
+def test_importing_the_settings_does_not_load_pydantic() -> None:
+    code = (
+        f"import sys; sys.path[:0] = [{str(ROOT / 'layers' / 'shared')!r}]\n"
+        "import image_pipeline.settings\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_core')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == ["[]"]
