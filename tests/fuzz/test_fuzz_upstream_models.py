@@ -1,5 +1,7 @@
-"""Fuzzing the upstream pydantic models: any JSON validates or raises ValidationError, nothing else,
-and whatever validates keeps the invariants the handlers rely on."""
+"""Fuzzing what we read from and send to the upstream: any JSON document gives a reply or InvalidReply
+(the request models: a model or ValidationError), nothing else; a reply gets the verdict and the values
+the pydantic models it replaced gave (tests/pydantic_replies.py); whatever is accepted keeps the
+invariants the handlers rely on."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from tests import pydantic_replies
 from tests.fuzz._support import (
     SAFE_DEPTH,
     callback_bodies,
@@ -44,6 +47,11 @@ DETAILS = [
         "createTime": "2026-11-21 21:00:00",
         "response": {"result_urls": None, "resultImageUrl": "https://x/b.png"},
     },
+]
+ENVELOPES = [
+    {"code": 200, "msg": "success", "data": {"taskId": "t1"}},
+    {"code": 429, "msg": "slow down"},
+    {"code": "200", "data": None},
 ]
 OPTIONS = [
     {"prompt": "a red fox in snow, watercolor", "size": "3:2", "nVariants": 2},
@@ -92,6 +100,22 @@ LEAVES = st.sampled_from(
         None,
         10**40,
         -(10**40),
+        # Numbers as pydantic's lax mode read them, and near misses.
+        " 200 ",
+        "200.0",
+        "2_00",
+        "\u3000200",
+        "\ufeff200",
+        "200.",
+        "2e2",
+        "0x10",
+        "-0",
+        200.0,
+        200.5,
+        1e20,
+        9999,
+        10000,
+        False,
     ]
 )
 
@@ -125,16 +149,37 @@ def validate_both_ways(model: type[BaseModel], document: Any) -> BaseModel | Non
     return from_python
 
 
+def read_like_pydantic(cls: Any, document: Any) -> Any:
+    """The reply, or None for InvalidReply (any other exception fails): what the pydantic model said."""
+    from image_pipeline.upstream_replies import InvalidReply
+
+    try:
+        reply = cls.from_json(document)
+    except InvalidReply as refused:
+        assert refused.problems and all(isinstance(p, str) and p for p in refused.problems)
+        reply = None
+    try:
+        expected = getattr(pydantic_replies, cls.__name__).model_validate(document)
+    except ValidationError:
+        expected = None
+    text = json.dumps(document)[:300]
+    assert (reply is None) == (expected is None), f"{cls.__name__}: verdicts differ on {text}"
+    if reply is not None:  # the same values, of the same types (json.dumps tells 200 from 200.0, NaN alike)
+        assert json.dumps(pydantic_replies.plain(reply)) == json.dumps(pydantic_replies.plain(expected)), text
+    return reply
+
+
 @fuzz_settings(max_examples=200)
 @given(document=documents(callback_bodies()))
-def test_callback_payload_validates_or_raises_validation_error(document: Any) -> None:
-    from image_pipeline.upstream_models import CALLBACK_TASK_ID_MAX, CallbackPayload
+def test_callback_payload_reads_or_raises_invalid_reply(document: Any) -> None:
+    from image_pipeline.upstream_replies import CALLBACK_TASK_ID_MAX, CallbackPayload
 
-    payload = validate_both_ways(CallbackPayload, document)
+    payload = read_like_pydantic(CallbackPayload, document)
     if payload is None:
         return
     assert isinstance(payload, CallbackPayload)
     assert isinstance(payload.code, int) and isinstance(payload.msg, str)
+    assert not isinstance(payload.code, bool) and 0 <= payload.code <= 9999
     task_id = payload.task_id
     assert 1 <= len(task_id) <= CALLBACK_TASK_ID_MAX
     assert all(char.isascii() and (char.isalnum() or char in "_-") for char in task_id), task_id
@@ -145,19 +190,23 @@ def test_callback_payload_validates_or_raises_validation_error(document: Any) ->
 
 @fuzz_settings(max_examples=150)
 @given(body=callback_body_strings(big_numbers=True))
-def test_callback_payload_from_raw_text_raises_only_validation_error(body: str) -> None:
-    from image_pipeline.upstream_models import CallbackPayload
+def test_callback_payload_from_raw_text_raises_only_invalid_reply(body: str) -> None:
+    from image_pipeline.upstream_replies import CallbackPayload, InvalidReply
 
-    with contextlib.suppress(ValidationError):
-        CallbackPayload.model_validate_json(body)
+    try:  # decoded as the callback handler decodes it
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return
+    with contextlib.suppress(InvalidReply):
+        CallbackPayload.from_json(document)
 
 
 @fuzz_settings(max_examples=200)
 @given(document=documents(DETAILS))
-def test_task_details_validates_or_raises_validation_error(document: Any) -> None:
-    from image_pipeline.upstream_models import TaskDetails
+def test_task_details_reads_or_raises_invalid_reply(document: Any) -> None:
+    from image_pipeline.upstream_replies import TaskDetails
 
-    details = validate_both_ways(TaskDetails, document)
+    details = read_like_pydantic(TaskDetails, document)
     if details is None:
         return
     assert isinstance(details, TaskDetails) and isinstance(details.taskId, str)
@@ -169,6 +218,17 @@ def test_task_details_validates_or_raises_validation_error(document: Any) -> Non
     )
     if details.response is not None:
         assert all(isinstance(url, str) and url for url in details.response.urls())
+
+
+@fuzz_settings(max_examples=150)
+@given(document=documents(ENVELOPES))
+def test_envelope_reads_or_raises_invalid_reply(document: Any) -> None:
+    from image_pipeline.upstream_replies import Envelope
+
+    envelope = read_like_pydantic(Envelope, document)
+    if envelope is not None:
+        assert isinstance(envelope.code, int) and not isinstance(envelope.code, bool)
+        assert isinstance(envelope.msg, str)
 
 
 @fuzz_settings(max_examples=200)

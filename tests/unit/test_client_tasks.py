@@ -199,13 +199,13 @@ def test_a_late_callback_for_a_deleted_task_stores_nothing(
 ) -> None:
     from image_pipeline.adapters.tasks_table import TasksTable
     from image_pipeline.logic.callbacks import CallbackResult, handle_callback
-    from image_pipeline.upstream_models import CallbackPayload
+    from image_pipeline.upstream_replies import CallbackPayload
 
     task_id = submit("alice", lambda_context)
     finish(aws_stack, task_id, images=1)
     assert request("alice", "DELETE", f"/tasks/{task_id}", lambda_context)[0] == 204
     store = TasksTable(aws_stack.tasks_table)
-    late = CallbackPayload.model_validate(
+    late = CallbackPayload.from_json(
         {
             "code": 200,
             "msg": "success",

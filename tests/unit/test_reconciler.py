@@ -80,9 +80,9 @@ def test_missed_success_is_completed_exactly_as_its_callback_would(
     # A late callback after the sweep is a plain duplicate.
     from image_pipeline import wiring
     from image_pipeline.logic.callbacks import CallbackResult, handle_callback
-    from image_pipeline.upstream_models import CallbackPayload
+    from image_pipeline.upstream_replies import CallbackPayload
 
-    late = CallbackPayload.model_validate(
+    late = CallbackPayload.from_json(
         {"code": 200, "msg": "success", "data": {"taskId": TASK_ID, "info": {"result_urls": urls}}}
     )
     result = handle_callback(

@@ -15,7 +15,8 @@ from image_pipeline.errors import (
     UpstreamUnauthorized,
     UpstreamUnavailable,
 )
-from image_pipeline.upstream_models import CallbackPayload, GenerateRequest, GenerationOptions, TaskDetails
+from image_pipeline.upstream_models import GenerateRequest, GenerationOptions
+from image_pipeline.upstream_replies import CallbackPayload, TaskDetails
 from pydantic import ValidationError
 
 TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
@@ -36,7 +37,7 @@ def envelope(
 @pytest.mark.parametrize("key", ["resultUrls", "result_urls"])
 @pytest.mark.parametrize("create_time", [1755572609000, "2024-01-15 10:30:00"])
 def test_task_details_accept_both_spellings(key: str, create_time: Any) -> None:
-    details = TaskDetails.model_validate(
+    details = TaskDetails.from_json(
         {
             "taskId": TASK_ID,
             "successFlag": 1,
@@ -57,13 +58,13 @@ def test_task_details_accept_both_spellings(key: str, create_time: Any) -> None:
     ("flag", "status"), [(2, "GENERATE_FAILED"), (3, None), (None, "CREATE_TASK_FAILED")]
 )
 def test_failure_flags_2_and_3_are_terminal(flag: int | None, status: str | None) -> None:
-    details = TaskDetails.model_validate({"taskId": TASK_ID, "successFlag": flag, "status": status})
+    details = TaskDetails.from_json({"taskId": TASK_ID, "successFlag": flag, "status": status})
     assert details.is_failure and not details.is_success
 
 
 @pytest.mark.parametrize("id_key", ["taskId", "task_id"])
 def test_callback_reads_either_task_id_key(id_key: str) -> None:
-    payload = CallbackPayload.model_validate(
+    payload = CallbackPayload.from_json(
         {
             "code": 200,
             "msg": "success",
@@ -74,13 +75,13 @@ def test_callback_reads_either_task_id_key(id_key: str) -> None:
 
 
 def test_single_image_callback_shape() -> None:
-    ok = CallbackPayload.model_validate(
+    ok = CallbackPayload.from_json(
         {
             "code": 200,
             "data": {"taskId": "t1", "info": {"originImageUrl": "https://o", "resultImageUrl": "https://r"}},
         }
     )
-    failed = CallbackPayload.model_validate(
+    failed = CallbackPayload.from_json(
         {"code": 501, "data": {"taskId": "t1", "info": {"originImageUrl": "", "resultImageUrl": ""}}}
     )
     assert ok.result_urls() == ["https://r"]
@@ -191,3 +192,40 @@ def test_download_url_reads_both_documented_forms(data: Any) -> None:
 
 def test_credit_is_a_number() -> None:
     assert client_answering(envelope(data=42.5)).credit() == 42.5
+
+
+def test_unreadable_task_details_are_unavailable_and_name_each_field() -> None:
+    answer = envelope(data={"taskId": TASK_ID, "successFlag": "done", "response": []})
+    with pytest.raises(UpstreamUnavailable) as caught:
+        client_answering(answer).task_details(TASK_ID)
+    assert caught.value.code == 200
+    assert caught.value.message == (
+        "record-info answered unreadable task details: successFlag: must be a whole number; "
+        "response: must be an object, not an array"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error_type", "code"),
+    [
+        (200, {"code": True, "msg": "success", "data": {"taskId": TASK_ID}}, UpstreamUnavailable, 200),
+        (200, {"code": 200, "msg": None, "data": {"taskId": TASK_ID}}, UpstreamUnavailable, 200),
+        (401, {"msg": "no code at all"}, UpstreamUnauthorized, 401),
+        (402, ["not", "an", "envelope"], InsufficientCredits, 402),
+    ],
+)
+def test_a_body_that_is_no_envelope_is_judged_by_the_http_status(
+    status: int, body: Any, error_type: type[Exception], code: int
+) -> None:
+    answer = client_answering(lambda request: httpx.Response(status, json=body))
+    with pytest.raises(error_type) as caught:
+        answer.generate(GenerateRequest(prompt="p", size="1:1"))
+    assert caught.value.code == code  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("code", [200, "200", 200.0, " 200 "])
+def test_an_envelope_code_reads_as_it_always_did(code: Any) -> None:
+    answer = client_answering(
+        lambda request: httpx.Response(200, json={"code": code, "data": {"taskId": "t"}})
+    )
+    assert answer.generate(GenerateRequest(prompt="p", size="1:1")) == "t"

@@ -1,18 +1,35 @@
-"""Pydantic models of the 4o Image API (docs/upstream.md): requests, envelopes, task details, callbacks.
+"""Pydantic models of what we send the 4o Image / Flux Kontext API (docs/upstream.md): the requests.
 
+What it sends back (envelopes, task details, callbacks) is read without pydantic in upstream_replies.py,
+which the Lambdas off the API path import; its names are re-exported here for existing importers.
 Where the platform's own pages disagree (the conflicts in docs/upstream.md) the models accept both forms.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from image_pipeline.models_base import Model
+
+# The replies and the constants moved there; importers of this module still find them here.
+from image_pipeline.upstream_replies import (  # noqa: F401
+    CALLBACK_TASK_ID_MAX,
+    FLUX_MODELS,
+    FOUR_O_MODEL,
+    MAX_STATUS_CODE,
+    TASK_ID,
+    CallbackData,
+    CallbackPayload,
+    Envelope,
+    InvalidReply,
+    ResultInfo,
+    TaskDetails,
+    is_storable_text,
+)
 
 ImageSize = Literal["1:1", "3:2", "2:3"]
 FallbackModel = Literal["GPT_IMAGE_1", "FLUX_MAX"]
@@ -162,8 +179,6 @@ class GenerateRequest(GenerationOptions):
 
 # -- Flux Kontext: the sibling API (docs/upstream.md, "Flux Kontext") ------------------------------
 
-FOUR_O_MODEL = "gpt-4o-image"
-FLUX_MODELS = ("flux-kontext-pro", "flux-kontext-max")
 FluxModel = Literal["flux-kontext-pro", "flux-kontext-max"]
 AspectRatio = Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]
 OutputFormat = Literal["jpeg", "png"]
@@ -206,107 +221,3 @@ class FluxGenerateRequest(FluxKontextOptions):
 
     def to_upstream_json(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
-
-
-class Envelope(Model):
-    """Every upstream answer: the body `code` is the real status, whatever the HTTP status says."""
-
-    model_config = ConfigDict(extra="allow")
-
-    code: int
-    msg: str = ""
-    data: Any = None
-
-
-class ResultInfo(Model):
-    """The result part of a callback or of task details, in any of the shapes the platform uses."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    result_urls: list[str] | None = Field(
-        default=None, validation_alias=AliasChoices("result_urls", "resultUrls")
-    )
-    resultImageUrl: str | None = None
-    originImageUrl: str | None = None
-
-    def urls(self) -> list[str]:
-        if self.result_urls is not None:
-            return [url for url in self.result_urls if url]
-        return [self.resultImageUrl] if self.resultImageUrl else []
-
-
-class TaskDetails(Model):
-    """data of GET /api/v1/gpt4o-image/record-info."""
-
-    model_config = ConfigDict(extra="allow")
-
-    taskId: str
-    successFlag: int | None = None
-    status: str | None = None
-    progress: str | float | None = None
-    response: ResultInfo | None = None
-    errorCode: int | str | None = None
-    errorMessage: str | None = None
-    createTime: int | str | None = None  # [conflict] epoch ms or "YYYY-MM-DD HH:mm:ss"
-    completeTime: int | str | None = None
-
-    @property
-    def is_success(self) -> bool:
-        return self.successFlag == 1 or self.status == "SUCCESS"
-
-    @property
-    def is_failure(self) -> bool:
-        # 3 has been seen for failures too; treat 2 and 3 alike.
-        return self.successFlag in (2, 3) or self.status in ("CREATE_TASK_FAILED", "GENERATE_FAILED")
-
-    @property
-    def progress_fraction(self) -> float | None:
-        try:
-            return min(1.0, max(0.0, float(self.progress))) if self.progress is not None else None
-        except ValueError:
-            return None
-
-
-CALLBACK_TASK_ID_MAX = 128
-TASK_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{CALLBACK_TASK_ID_MAX}}}")
-MAX_STATUS_CODE = 9999  # the platform's codes are HTTP-like; anything longer is not a status
-
-
-def is_storable_text(document: Any) -> bool:
-    """False when a string in the document holds a lone surrogate (valid JSON, not storable UTF-8)."""
-    try:
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-class CallbackData(Model):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    # The 4o body says taskId; the platform's signing sample reads task_id: take whichever is present.
-    taskId: Annotated[
-        str, Field(min_length=1, max_length=CALLBACK_TASK_ID_MAX, pattern=r"^[A-Za-z0-9_-]+$")
-    ] = Field(validation_alias=AliasChoices("taskId", "task_id"))
-    info: ResultInfo | None = None
-
-
-class CallbackPayload(Model):
-    """The body the upstream POSTs to callBackUrl: the 4o list shape or the single-image shape."""
-
-    model_config = ConfigDict(extra="allow")
-
-    code: Annotated[int, Field(ge=0, le=MAX_STATUS_CODE)]
-    msg: str = ""
-    data: CallbackData
-
-    @property
-    def task_id(self) -> str:
-        return self.data.taskId
-
-    @property
-    def succeeded(self) -> bool:
-        return self.code == 200
-
-    def result_urls(self) -> list[str]:
-        return self.data.info.urls() if self.data.info else []

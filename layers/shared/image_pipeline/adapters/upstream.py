@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import ValidationError
 
 from image_pipeline.errors import (
     InsufficientCredits,
@@ -16,14 +15,10 @@ from image_pipeline.errors import (
     UpstreamUnauthorized,
     UpstreamUnavailable,
 )
-from image_pipeline.upstream_models import (
-    FLUX_MODELS,
-    FOUR_O_MODEL,
-    Envelope,
-    FluxGenerateRequest,
-    GenerateRequest,
-    TaskDetails,
-)
+from image_pipeline.upstream_replies import FLUX_MODELS, FOUR_O_MODEL, Envelope, InvalidReply, TaskDetails
+
+if TYPE_CHECKING:  # the requests arrive built (by the API); reading replies needs no pydantic
+    from image_pipeline.upstream_models import FluxGenerateRequest, GenerateRequest
 
 GENERATE_PATH = "/api/v1/gpt4o-image/generate"
 RECORD_INFO_PATH = "/api/v1/gpt4o-image/record-info"
@@ -86,8 +81,8 @@ class UpstreamClient:
         except httpx.HTTPError as error:
             raise UpstreamUnavailable(None, f"could not reach the upstream at {path}: {error}") from error
         try:
-            envelope = Envelope.model_validate(response.json())
-        except ValueError:
+            envelope = Envelope.from_json(response.json())
+        except ValueError:  # InvalidReply is one too
             # No envelope: judge by the HTTP status alone (a proxy's 502 page, a 429 from an edge).
             if response.is_success:
                 raise UpstreamUnavailable(
@@ -121,8 +116,8 @@ class UpstreamClient:
         path = FLUX_RECORD_INFO_PATH if model in FLUX_MODELS else RECORD_INFO_PATH
         data = self._call("GET", path, params={"taskId": task_id})
         try:
-            return TaskDetails.model_validate(data)
-        except ValidationError as error:
+            return TaskDetails.from_json(data)
+        except InvalidReply as error:
             raise UpstreamUnavailable(200, f"record-info answered unreadable task details: {error}") from None
 
     def download_url(self, task_id: str, url: str, model: str = FOUR_O_MODEL) -> str:

@@ -15,14 +15,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import ValidationError
-
 from image_pipeline.errors import CallbackRejected
 from image_pipeline.logic.notifications import NotifyQueue, announce_end
 from image_pipeline.logic.ports import JobQueue, TaskStore
 from image_pipeline.task_models import DownloadJob, TaskError, TaskRecord, TaskStatus, utc_now
 from image_pipeline.tokens import check_webhook_signature, is_submission_id, token_matches
-from image_pipeline.upstream_models import CallbackPayload, is_storable_text
+from image_pipeline.upstream_replies import CallbackPayload, InvalidReply, is_storable_text
 
 MAX_IMAGES_PER_TASK = 16
 # A delivery that finds jobs not yet enqueued re-sends them only if the first attempt said it failed,
@@ -60,12 +58,9 @@ def parse_callback(body: str | bytes | None, max_body_bytes: int) -> CallbackPay
     if not is_storable_text(document):
         raise CallbackRejected(400, "callback body contains invalid Unicode (a lone surrogate)")
     try:
-        payload = CallbackPayload.model_validate(document)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in e['loc']) or 'body'}: {e['msg']}"
-            for e in error.errors(include_url=False)
-        )
+        payload = CallbackPayload.from_json(document)
+    except InvalidReply as error:
+        problems = "; ".join(error.problems)
         raise CallbackRejected(400, f"callback body does not match the callback format: {problems}") from None
     if len(payload.result_urls()) > MAX_IMAGES_PER_TASK:
         raise CallbackRejected(400, f"callback lists more than {MAX_IMAGES_PER_TASK} images")

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from image_pipeline.task_models import DownloadJob, RecordTask, StoredImage, TaskError, TaskRecord, TaskStatus
 
 if TYPE_CHECKING:  # the callback's and the downloader's logic never needs the upstream's request models
-    from image_pipeline.upstream_models import FluxGenerateRequest, GenerateRequest, TaskDetails
+    from image_pipeline.upstream_models import FluxGenerateRequest, GenerateRequest
+    from image_pipeline.upstream_replies import TaskDetails
 
 
 class TaskStore(Protocol):

@@ -28,7 +28,7 @@ from image_pipeline.logic.callbacks import (
 from image_pipeline.logic.notifications import NotifyQueue, announce_end
 from image_pipeline.logic.ports import JobQueue, TaskStore, Upstream
 from image_pipeline.task_models import DownloadJob, TaskError, TaskRecord, utc_now
-from image_pipeline.upstream_models import CallbackData, CallbackPayload, ResultInfo, TaskDetails
+from image_pipeline.upstream_replies import CallbackData, CallbackPayload, ResultInfo, TaskDetails
 
 # The upstream keeps records 14 days; past that no callback and no poll can ever bring the images.
 UPSTREAM_RETENTION = timedelta(days=14)
