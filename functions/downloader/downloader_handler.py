@@ -9,7 +9,6 @@ count starts over) and counted done.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -77,8 +76,8 @@ def process_record(record: QueueMessage) -> str:
     if InvocationClock.time_left() < MIN_FETCH_SECONDS:
         return _hand_back(record)
     if '"recordTask"' in record.body:
-        return _record_task(RecordTask.model_validate_json(record.body), settings)
-    job = DownloadJob.model_validate_json(record.body)  # a malformed message fails, and ends in the DLQ
+        return _record_task(RecordTask.from_message(record.body), settings)
+    job = DownloadJob.from_message(record.body)  # a malformed message fails, and ends in the DLQ
     try:
         result = download_image(
             job,
@@ -122,7 +121,7 @@ def _record_task(record: RecordTask, settings: DownloaderSettings) -> str:
     except SubmissionConflict:
         logger.error(
             "task record refused: its capability belongs to another task",
-            extra=json.loads(record.model_dump_json(include={"recordTask", "submissionId"})),
+            extra={"recordTask": record.recordTask, "submissionId": record.submissionId},
         )
         return "record_refused"
     logger.info("task recorded from the outbox", extra={"task_id": record.recordTask})

@@ -30,7 +30,7 @@ def retry_delay(attempt: int, base_seconds: int) -> int:
 
 def process_record(record: QueueMessage) -> str:
     settings = notifier_settings()
-    message = NotifyTask.model_validate_json(record.body)  # a malformed message fails, and ends in the DLQ
+    message = NotifyTask.from_message(record.body)  # a malformed message fails, and ends in the DLQ
     attempt = record.receive_count
     try:
         outcome = notify(

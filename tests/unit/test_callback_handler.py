@@ -377,7 +377,7 @@ def test_a_task_claimed_before_its_record_is_given_back_to_its_own_submission(
         raise AssertionError("a forged job must not be fetched")
 
     result = download_image(
-        DownloadJob.model_validate(forged_jobs[0]),
+        DownloadJob(**forged_jobs[0]),
         store=store,
         blobs=None,
         fetch=never,

@@ -1,17 +1,23 @@
-"""Our own records: the task as we store and report it, and the download job on the queue."""
+"""Our own records: the task as we store and report it, and the messages on our queues.
+
+Plain dataclasses, not pydantic: every function imports these, and pydantic's import alone costs about
+as much as the rest of a function's cold start. What they read comes from our own writes (DynamoDB
+items, queue messages), so reading checks shape and types and says what was wrong; the client-facing
+requests, which need a published schema, stay pydantic (api_models, upstream_models).
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
-
-from pydantic import ConfigDict, Field, field_validator
-
-from image_pipeline.models_base import Model
+from typing import Any, Literal, Self
 
 # Failure messages come from outside (the upstream's callback, a fetch error): kept short when stored.
 MAX_ERROR_MESSAGE_CHARS = 500
+MAX_IMAGES_PER_TASK = 16
 
 
 class TaskStatus(StrEnum):
@@ -20,6 +26,10 @@ class TaskStatus(StrEnum):
     STORED = "stored"  # every image is in S3
     FAILED = "failed"  # the upstream, or a download, failed for good
     DELETED = "deleted"  # its client deleted it: images gone, only the id is kept (late callbacks)
+
+
+class MalformedRecord(ValueError):
+    """A stored item or queue message that does not have the shape we write: says which fields and why."""
 
 
 def utc_now() -> datetime:
@@ -35,57 +45,140 @@ def image_key(task_id: str, index: int, extension: str) -> str:
     return f"images/{task_id}/{index}.{extension}"
 
 
-class TaskError(Model):
+# What each annotation used below accepts when read back (bool is an int to Python, never to us).
+_ACCEPTS: dict[str, Callable[[Any], bool]] = {
+    "str": lambda value: isinstance(value, str),
+    "str | None": lambda value: value is None or isinstance(value, str),
+    "int": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "int | str": lambda value: isinstance(value, int | str) and not isinstance(value, bool),
+    "bool": lambda value: isinstance(value, bool),
+    "dict[str, Any]": lambda value: isinstance(value, dict),
+    "list[str]": lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
+}
+
+
+def _read_fields[RecordT](
+    cls: type[RecordT],
+    data: Mapping[str, Any],
+    *,
+    what: str,
+    extra: bool = True,
+    converted: Mapping[str, Any] | None = None,
+) -> RecordT:
+    """Build `cls` from the fields of `data` it declares, checking that each is present and of its type.
+
+    `converted` holds fields the caller has already turned into their types (enums, nested records).
+    """
+    if not isinstance(data, Mapping):
+        raise MalformedRecord(f"{what} must be an object, got {type(data).__name__}")
+    converted = converted or {}
+    declared_fields = fields(cls)  # type: ignore[arg-type]
+    names = {declared.name for declared in declared_fields}
+    problems = [] if extra else [f"{name}: unexpected field" for name in data if name not in names]
+    values: dict[str, Any] = dict(converted)
+    for declared in declared_fields:
+        if declared.name in converted:
+            continue
+        if declared.name not in data:
+            if declared.default is MISSING and declared.default_factory is MISSING:
+                problems.append(f"{declared.name}: is required")
+            continue
+        value = data[declared.name]
+        accepts = _ACCEPTS.get(str(declared.type))
+        if accepts is not None and not accepts(value):
+            problems.append(f"{declared.name}: must be {declared.type}, got {type(value).__name__}")
+        values[declared.name] = value
+    if problems:
+        raise MalformedRecord(f"{what} is malformed: {'; '.join(problems)}")
+    return cls(**values)
+
+
+def _decode_message[RecordT](cls: type[RecordT], body: str | bytes) -> RecordT:
+    """One queue message: a JSON object with exactly the fields of `cls`."""
+    what = f"{cls.__name__} message"
+    try:
+        document = json.loads(body)
+    except ValueError as error:
+        raise MalformedRecord(f"{what} is not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise MalformedRecord(f"{what} must be a JSON object, got {type(document).__name__}")
+    return _read_fields(cls, document, what=what, extra=False)
+
+
+def _encode_message(values: dict[str, Any]) -> str:
+    # Compact and UTF-8 as it was with pydantic: message bodies stay byte for byte what they were.
+    return json.dumps(values, separators=(",", ":"), ensure_ascii=False)
+
+
+def _without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+@dataclass(slots=True)
+class TaskError:
     code: int | str
     message: str
 
-    @field_validator("message")
-    @classmethod
-    def _truncate(cls, message: str) -> str:
-        if len(message) <= MAX_ERROR_MESSAGE_CHARS:
-            return message
-        return message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+    def __post_init__(self) -> None:
+        if len(self.message) > MAX_ERROR_MESSAGE_CHARS:
+            self.message = self.message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
 
 
-class StoredImage(Model):
+@dataclass(slots=True)
+class StoredImage:
     index: int
     key: str
     contentType: str
     bytes: int
     sha256: str
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 EVENT_SOURCE = "image-pipeline"  # the source of every event on the bus
 
 
-class Notification(Model):
+@dataclass(slots=True)
+class Notification:
     state: Literal["pending", "delivered", "failed"] = "pending"
     attempts: int = 0
     lastError: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
-class NotifyTask(Model):
+
+@dataclass(slots=True)
+class NotifyTask:
     """One SQS message on the notification queue: tell the world that this task ended."""
-
-    model_config = ConfigDict(extra="forbid")
 
     notifyTask: str  # the taskId
 
+    @classmethod
+    def from_message(cls, body: str | bytes) -> Self:
+        return _decode_message(cls, body)
 
-class TaskRecord(Model):
+    def to_message(self) -> str:
+        return _encode_message(asdict(self))
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskRecord:
     """One item of the tasks table (pk = "task#<taskId>")."""
-
-    model_config = ConfigDict(extra="ignore")
 
     taskId: str
     status: TaskStatus
     submissionId: str | None = None
     owner: str | None = None  # the client app (API key id) that submitted it
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     imagesExpected: int = 0
     storedCount: int = 0
-    images: dict[str, StoredImage] = Field(default_factory=dict)
-    resultUrls: list[str] = Field(default_factory=list)
+    images: dict[str, StoredImage] = field(default_factory=dict)
+    resultUrls: list[str] = field(default_factory=list)
     jobsEnqueued: bool = False
     enqueueFailed: bool = False
     error: TaskError | None = None
@@ -102,6 +195,39 @@ class TaskRecord(Model):
     notifyPending: bool = False  # ended, and its notify message is not yet known to be queued
     eventPublished: bool = False
 
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> TaskRecord:
+        """A table item (numbers already plain), ignoring the table's own attributes (pk, ttl, gsi keys)."""
+        where = f"task item {item.get('pk', '?')}"
+        if "status" not in item:
+            raise MalformedRecord(f"{where} is malformed: status: is required")
+        try:
+            status = TaskStatus(item["status"])
+            progress = float(item["progress"]) if item.get("progress") is not None else None
+        except (TypeError, ValueError) as problem:
+            raise MalformedRecord(f"{where} is malformed: {problem}") from None
+        stored_images = item.get("images") or {}
+        if not isinstance(stored_images, Mapping):
+            raise MalformedRecord(f"{where} is malformed: images: must be an object")
+        images = {
+            index: _read_fields(StoredImage, image, what=f"{where} image {index}")
+            for index, image in stored_images.items()
+        }
+        stored_error = item.get("error")
+        notification = item.get("notification")
+        converted = {
+            "status": status,
+            "progress": progress,
+            "images": images,
+            "error": _read_fields(TaskError, stored_error, what=f"{where} error")
+            if stored_error is not None
+            else None,
+            "notification": _read_fields(Notification, notification, what=f"{where} notification")
+            if notification is not None
+            else None,
+        }
+        return _read_fields(cls, item, what=where, converted=converted)
+
     @property
     def model(self) -> str:
         """gpt-4o-image, or the Flux Kontext model its options name."""
@@ -114,26 +240,37 @@ class TaskRecord(Model):
         return sorted(self.images.values(), key=lambda image: image.index)
 
 
-class DownloadJob(Model):
+@dataclass(slots=True)
+class DownloadJob:
     """One SQS message: copy result image `index` of `taskId` from `url` into S3."""
 
-    model_config = ConfigDict(extra="forbid")
-
     taskId: str
-    index: int = Field(ge=0, lt=16)
+    index: int
     url: str
     # The result URL this job copies, when `url` is a fresh link the reconciler minted for it.
     sourceUrl: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < MAX_IMAGES_PER_TASK:
+            raise MalformedRecord(
+                f"DownloadJob index: must be 0 to {MAX_IMAGES_PER_TASK - 1}, got {self.index}"
+            )
+
+    @classmethod
+    def from_message(cls, body: str | bytes) -> Self:
+        return _decode_message(cls, body)
+
+    def to_message(self) -> str:
+        return _encode_message(_without_none(asdict(self)))
 
     @property
     def result_url(self) -> str:
         return self.sourceUrl or self.url
 
 
-class RecordTask(Model):
+@dataclass(slots=True, kw_only=True)
+class RecordTask:
     """One SQS message: a task the API could not record (DynamoDB kept failing); the downloader does."""
-
-    model_config = ConfigDict(extra="forbid")
 
     recordTask: str  # the taskId
     submissionId: str
@@ -141,3 +278,10 @@ class RecordTask(Model):
     nextCheckAt: str
     owner: str | None = None
     webhookUrl: str | None = None
+
+    @classmethod
+    def from_message(cls, body: str | bytes) -> Self:
+        return _decode_message(cls, body)
+
+    def to_message(self) -> str:
+        return _encode_message(asdict(self))

@@ -32,8 +32,7 @@ class DownloadQueue:
             result = self._sqs.send_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[
-                    {"Id": entry_id, "MessageBody": job.model_dump_json(exclude_none=True)}
-                    for entry_id, job in pending.items()
+                    {"Id": entry_id, "MessageBody": job.to_message()} for entry_id, job in pending.items()
                 ],
             )
             problems = [
@@ -53,7 +52,7 @@ class DownloadQueue:
         )
 
     def send_record(self, record: RecordTask) -> None:
-        self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=record.model_dump_json())
+        self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=record.to_message())
 
     def send_again(self, body: str) -> None:
         """A fresh copy of a message this invocation had no time to start: its receive count starts over."""

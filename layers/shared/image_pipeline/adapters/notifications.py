@@ -19,7 +19,7 @@ class NotificationQueue:
 
     def send_notify(self, task_id: str) -> None:
         self._sqs.send_message(
-            QueueUrl=self.queue_url, MessageBody=NotifyTask(notifyTask=task_id).model_dump_json()
+            QueueUrl=self.queue_url, MessageBody=NotifyTask(notifyTask=task_id).to_message()
         )
 
     def delay_retry(self, receipt_handle: str, seconds: int) -> None:

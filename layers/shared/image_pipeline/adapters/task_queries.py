@@ -131,7 +131,7 @@ class TaskQueries(ConditionalTable):
                 )
                 if "Item" not in found:
                     continue
-                task = TaskRecord.model_validate(_from_item(found["Item"]))
+                task = TaskRecord.from_item(_from_item(found["Item"]))
                 if task.status is status and task.nextCheckAt is not None and task.nextCheckAt <= due_by:
                     yield task
 
@@ -195,7 +195,7 @@ class TaskQueries(ConditionalTable):
             )
             for item in answer.get("Responses", {}).get(self.table_name, []):
                 record = _from_item(item)
-                records[record["pk"]] = TaskRecord.model_validate(record)
+                records[record["pk"]] = TaskRecord.from_item(record)
             wanted = answer.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
         if wanted:  # throttled throughout: an AWS fault like any other (503, retry)
             raise ClientError(

@@ -98,7 +98,7 @@ class TasksTable(TaskQueries):
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         found = self._db.get_item(TableName=self.table_name, Key=task_key(task_id), ConsistentRead=True)
-        return TaskRecord.model_validate(_from_item(found["Item"])) if "Item" in found else None
+        return TaskRecord.from_item(_from_item(found["Item"])) if "Item" in found else None
 
     def record_submitted(
         self,
@@ -269,7 +269,7 @@ class TasksTable(TaskQueries):
             "",
             failed=TaskStatus.FAILED.value,
             **_end_mark(now),
-            error=error.model_dump(),
+            error=error.to_dict(),
         )
 
     def mark_jobs_enqueued(self, task_id: str, now: datetime) -> None:
@@ -298,11 +298,11 @@ class TasksTable(TaskQueries):
             ConditionExpression="attribute_not_exists(images.#index) AND #status = :downloading",
             ExpressionAttributeNames={"#index": str(image.index), "#status": "status"},
             ExpressionAttributeValues=_values(
-                image=image.model_dump(), now=iso(now), one=1, downloading=TaskStatus.DOWNLOADING.value
+                image=image.to_dict(), now=iso(now), one=1, downloading=TaskStatus.DOWNLOADING.value
             ),
             ReturnValues="ALL_NEW",
         )
-        return TaskRecord.model_validate(_from_item(found["Attributes"])) if found is not None else None
+        return TaskRecord.from_item(_from_item(found["Attributes"])) if found is not None else None
 
     def finish_with_image(
         self, task_id: str, image: StoredImage, *, stored_before: int, images_expected: int, now: datetime
@@ -328,7 +328,7 @@ class TasksTable(TaskQueries):
                 ),
                 ExpressionAttributeNames={"#index": str(image.index), "#status": "status"},
                 ExpressionAttributeValues=_values(
-                    image=image.model_dump(),
+                    image=image.to_dict(),
                     expected=images_expected,
                     stored=TaskStatus.STORED.value,
                     downloading=TaskStatus.DOWNLOADING.value,
@@ -367,7 +367,7 @@ class TasksTable(TaskQueries):
                 ExpressionAttributeNames={"#status": "status", "#error": "error"},
                 ExpressionAttributeValues=_values(
                     failed=TaskStatus.FAILED.value,
-                    error=error.model_dump(),
+                    error=error.to_dict(),
                     now=iso(now),
                     submitted=TaskStatus.SUBMITTED.value,
                     downloading=TaskStatus.DOWNLOADING.value,

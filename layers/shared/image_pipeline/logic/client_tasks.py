@@ -17,7 +17,7 @@ from typing import Any
 from image_pipeline.errors import InvalidCursor, TaskNotFound, TaskStillRunning
 from image_pipeline.logic.ports import ImageBlobs, TaskStore
 from image_pipeline.task_models import TaskRecord, TaskStatus, utc_now
-from image_pipeline.upstream_models import TASK_ID
+from image_pipeline.upstream_replies import TASK_ID
 
 RUNNING = (TaskStatus.SUBMITTED, TaskStatus.DOWNLOADING)
 MAX_CURSOR_CHARS = 1024
@@ -38,8 +38,8 @@ def summary(task: TaskRecord) -> dict[str, Any]:
         "taskId": task.taskId,
         "model": task.model,
         "status": task.status.value,
-        "images": [image.model_dump() for image in task.stored_images()],
-        "error": task.error.model_dump() if task.error else None,
+        "images": [image.to_dict() for image in task.stored_images()],
+        "error": task.error.to_dict() if task.error else None,
         "createdAt": task.createdAt,
         "updatedAt": task.updatedAt,
     }

@@ -88,12 +88,12 @@ def task_data(task: TaskRecord, images: ImageBlobs | None, presign_seconds: int)
         "progress": 1.0 if task.status is TaskStatus.STORED else None,
         "images": [
             {
-                **image.model_dump(),
+                **image.to_dict(),
                 **({"url": images.presigned_url(image.key, presign_seconds)} if images else {}),
             }
             for image in task.stored_images()
         ],
-        "error": task.error.model_dump() if task.error else None,
+        "error": task.error.to_dict() if task.error else None,
         "createdAt": task.createdAt,
         "updatedAt": task.updatedAt,
     }
@@ -134,7 +134,7 @@ def notify(
             task.taskId,
             Notification(
                 state="failed", attempts=attempts, lastError="no signing secret for this client"
-            ).model_dump(),
+            ).to_dict(),
         )
         return NotifyOutcome.GAVE_UP
     body = json.dumps(
@@ -148,13 +148,13 @@ def notify(
     headers = sign(secrets, webhook_id(task), int(clock().timestamp()), body)
     result = send(task.webhookUrl, body, headers)
     if result.ok:
-        store.record_delivery(task.taskId, Notification(state="delivered", attempts=attempts).model_dump())
+        store.record_delivery(task.taskId, Notification(state="delivered", attempts=attempts).to_dict())
         return NotifyOutcome.DELIVERED
     error = result.error or f"answered HTTP {result.status_code}"
     final = attempts >= max_attempts or attempt >= max_attempts
     state: Literal["failed", "pending"] = "failed" if final else "pending"
     store.record_delivery(
-        task.taskId, Notification(state=state, attempts=attempts, lastError=error[:500]).model_dump()
+        task.taskId, Notification(state=state, attempts=attempts, lastError=error[:500]).to_dict()
     )
     if final:
         return NotifyOutcome.GAVE_UP

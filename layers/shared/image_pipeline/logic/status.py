@@ -33,13 +33,13 @@ def task_status(
         "status": task.status.value,
         "progress": _progress(task, store, upstream, clock()),
         "images": [
-            {**image.model_dump(), "url": images.presigned_url(image.key, presign_seconds)}
+            {**image.to_dict(), "url": images.presigned_url(image.key, presign_seconds)}
             for image in task.stored_images()
         ],
-        "error": task.error.model_dump() if task.error else None,
+        "error": task.error.to_dict() if task.error else None,
         "createdAt": task.createdAt,
         "updatedAt": task.updatedAt,
-        **({"notification": task.notification.model_dump()} if task.webhookUrl and task.notification else {}),
+        **({"notification": task.notification.to_dict()} if task.webhookUrl and task.notification else {}),
     }
 
 
