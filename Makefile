@@ -74,9 +74,10 @@ lint: install  ## ruff and mypy
 	$(BIN)/mypy
 
 .PHONY: build
-build: install  ## sam validate --lint and sam build
+build: install  ## sam validate --lint, sam build, and the bytecode Lambda needs to start fast
 	$(BIN)/sam validate --lint
 	$(BIN)/sam build
+	$(PY) scripts/compile_bytecode.py .aws-sam/build
 
 .PHONY: local
 local: install  ## run the whole pipeline on this machine (no AWS, no Docker)

@@ -39,6 +39,7 @@ SAM_LOCAL_PORT, SAM_LOCAL_PUBLIC_BASE_URL, SAM_LOCAL_HOST_GATEWAY, SAM_SKIP_PULL
 from devstack.sam_local.defaults import API_KEY, DEFAULT_NAME, STATE_DIR, SamLocalError, lambda_arch
 from devstack.sam_local.engine import container_cli, engine_problem, image_exists
 from devstack.sam_local.local_template import (
+    compile_bytecode_command,
     find_sam,
     local_environments,
     local_variable_names,
@@ -56,6 +57,7 @@ __all__ = [
     "STATE_DIR",
     "SamLocalError",
     "Services",
+    "compile_bytecode_command",
     "container_cli",
     "down",
     "drain",

@@ -17,7 +17,13 @@ from devstack import sam_local
 from devstack.common.template import ROOT
 from devstack.sam_local.defaults import DEFAULT_NAME, STATE_DIR, SamLocalError, lambda_arch, log
 from devstack.sam_local.engine import container_cli, engine_problem, host_gateway_address
-from devstack.sam_local.local_template import find_sam, sam_build_command, sam_environment, write_template
+from devstack.sam_local.local_template import (
+    compile_bytecode_command,
+    find_sam,
+    sam_build_command,
+    sam_environment,
+    write_template,
+)
 from devstack.sam_local.operations import drain, relay, seed
 from devstack.sam_local.services import Services, down, up
 
@@ -106,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     log(" ".join(build))
     if subprocess.run(build, env=sam_environment(), cwd=ROOT, check=False).returncode != 0:  # noqa: S603
         log("sam build failed")
+        return 1
+    if subprocess.run(compile_bytecode_command(build_dir), cwd=ROOT, check=False).returncode != 0:  # noqa: S603
+        log("compiling the build's bytecode failed")
         return 1
     services, bind = _up_from_args(args, state_dir)
     process: subprocess.Popen[Any] | None = None

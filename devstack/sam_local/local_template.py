@@ -108,6 +108,11 @@ def sam_build_command(sam: str, template: Path, build_dir: Path, arch: str | Non
     ]
 
 
+def compile_bytecode_command(build_dir: Path) -> list[str]:
+    """What `make build` runs after sam build: the bytecode a read-only Lambda cannot write itself."""
+    return [sys.executable, str(ROOT / "scripts" / "compile_bytecode.py"), str(build_dir)]
+
+
 def sam_environment() -> dict[str, str]:
     """What sam runs with: placeholder credentials (they reach the containers), never a real profile."""
     env = {

@@ -10,6 +10,11 @@ fresh interpreter (-I -S) that sees only the function, its layer and boto3 (what
   server in this process, seeded as `sam_local seed` does), against a bare handler that imports boto3,
   makes the function's clients and makes one call. Work deferred to the first call counts here.
 
+The artefacts are what Lambda runs: `sam build` output with the bytecode `make build` adds
+(scripts/compile_bytecode.py), every file dated 1980-01-01 as `sam package` zips it, run read-only (-B:
+no .pyc is written, so none is left for the next run). Beside them, the same build without the bytecode
+step: what plain `sam build` ships, where every cold start compiles each module it imports.
+
 Runs are interleaved round by round (drift on a shared machine hits every target alike); medians.
 """
 
@@ -39,6 +44,7 @@ from tests.bench.common import (
 )
 
 RUNS = 7
+SAM_ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the date of every file in a zip `sam package` writes
 PROBE_TIMEOUT_SECONDS = 60
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
 HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[
@@ -138,6 +144,25 @@ print(json.dumps({"total": t1 - t0}))
 """
 
 
+def compile_bytecode(build: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "compile_bytecode.py"), str(build)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"compile_bytecode failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+def date_like_a_sam_zip(tree: Path) -> None:
+    """`sam package` writes zip entries without a date: Lambda sees every file dated 1980-01-01."""
+    for path in [tree, *tree.rglob("*")]:
+        if not path.is_symlink():
+            os.utime(path, (SAM_ZIP_EPOCH, SAM_ZIP_EPOCH))
+
+
 def sam_build(target: Path) -> None:
     sam = shutil.which("sam", path=str(Path(sys.executable).parent)) or shutil.which("sam")
     if not sam:
@@ -167,7 +192,8 @@ def runtime_dir(target: Path) -> Path:
 
 def probe(code: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code, json.dumps(spec)],
+        # -B: Lambda's code is read-only; nothing a run compiles is kept for the next one.
+        [sys.executable, "-I", "-S", "-B", "-c", code, json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=PROBE_TIMEOUT_SECONDS,
@@ -252,6 +278,11 @@ def main() -> int:
     try:
         sam_build(work)
         build = work / "build"
+        plain = work / "plain"  # what `sam build` alone ships: no bytecode
+        shutil.copytree(build, plain, symlinks=True)
+        compile_bytecode(build)
+        for tree in (build, plain):
+            date_like_a_sam_zip(tree)
         runtime = runtime_dir(work)
         layer = build / "SharedLayer" / "python"
         stack = Stack()
@@ -263,11 +294,12 @@ def main() -> int:
             name: [] for name in [*FUNCTIONS, "anchor", "floor", *PART_CODES]
         }
         starts: dict[str, list[float]] = {name: [] for name in FUNCTIONS}
+        plain_starts: dict[str, list[float]] = {name: [] for name in FUNCTIONS}
         bares: dict[str, list[float]] = {name: [] for name in FUNCTIONS}
         loaded: dict[str, list[str]] = {}
         answers: dict[str, str] = {}
         plain_env = local_environment()
-        for round_ in range(RUNS + 1):  # round 0 warms the pyc files and the page cache, and is discarded
+        for round_ in range(RUNS + 1):  # round 0 warms the page cache, and is discarded
             for name, (folder, module, _event, clients, _target) in FUNCTIONS.items():
                 paths = [str(build / folder), str(layer), str(runtime)]
                 env = stack.environment(folder)
@@ -276,6 +308,11 @@ def main() -> int:
                 stack.seed()
                 started = probe(START_PROBE, {"paths": paths, "module": module, "event": events[name]}, env)
                 answers[name] = started["answer"]
+                plain_paths = [str(plain / folder), str(plain / "SharedLayer" / "python"), str(runtime)]
+                stack.seed()
+                plain_start = probe(
+                    START_PROBE, {"paths": plain_paths, "module": module, "event": events[name]}, env
+                )
                 bare = probe(
                     BARE_PROBE,
                     {"paths": [str(runtime)], "clients": clients, "table": stack.resources.tasks_table},
@@ -284,6 +321,7 @@ def main() -> int:
                 if round_:
                     imports[name].append((found["boto3"], found["total"]))
                     starts[name].append(started["total"])
+                    plain_starts[name].append(plain_start["total"])
                     bares[name].append(bare["total"])
             anchor = probe(
                 IMPORT_PROBE,
@@ -366,6 +404,21 @@ def main() -> int:
         ],
         notes=["against moto in this process (a local HTTP server): each AWS call is a real request"],
     )
+    print_table(
+        "Shipping bytecode: cold start of `sam build` alone vs with compile_bytecode (ms, median)",
+        ["function", "sam build alone", "with bytecode (make build)", "saved", "ratio to bare, alone"],
+        [
+            (
+                name,
+                ms(median(plain_starts[name])),
+                ms(median(starts[name])),
+                ms(median(plain_starts[name]) - median(starts[name])),
+                f"{median(plain_starts[name]) / median(bares[name]):.2f}x",
+            )
+            for name in FUNCTIONS
+        ],
+        notes=["both dated 1980-01-01 as in a SAM zip and run read-only (-B), so nothing compiled is kept"],
+    )
     anchor_ratio = import_ratio("anchor")[2]
     floor_ratio = import_ratio("floor")[2]
     out_of_reach = [
@@ -402,6 +455,18 @@ def main() -> int:
                 f"{value / floor_:.2f}x",
                 f"<= {target}x",
                 value / floor_ <= target,
+            )
+        )
+    for name in FUNCTIONS:
+        value, with_bytecode = median(plain_starts[name]), median(starts[name])
+        rows.append(
+            Row(
+                f"cold start without shipped bytecode (sam build alone): {name}",
+                f"with bytecode {ms(with_bytecode)} ms",
+                f"{ms(value)} ms",
+                f"{value / with_bytecode:.2f}x",
+                "- (make build ships it)",
+                None,
             )
         )
     summary_rows(rows)

@@ -64,6 +64,15 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"Architecture={HOST_ARCH}",
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # What `make build` adds: the bytecode Lambda cannot write for itself.
+    compiled = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "compile_bytecode.py"), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
     return target
 
 
@@ -116,6 +125,7 @@ def run_built(
         "ReconcilerFunction": "reconciler_handler",
     }[function]
     # -S: no site-packages, so nothing of the venv leaks in; /opt/python is where Lambda mounts the layer.
+    # -B: Lambda's code is read-only, nothing compiled is written back.
     code = (
         "import json, sys\n"
         f"sys.path[:0] = [{str(build_dir / function)!r}, "
@@ -128,7 +138,7 @@ def run_built(
         "print(json.dumps(module.lambda_handler(json.load(sys.stdin), Context())))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-S", "-c", code],
+        [sys.executable, "-S", "-B", "-c", code],
         input=json.dumps(event),
         capture_output=True,
         text=True,
@@ -212,3 +222,54 @@ def test_built_functions_import_and_run_with_their_layer(
     # Reconciler: a scheduled event, a sweep over the status index (nothing pending here).
     answer = run_built(build_dir, runtime_dir, "ReconcilerFunction", load_event("reconciler_scheduled"), env)
     assert answer["checked"] == 0 and answer["errors"] == []
+
+
+SAM_ZIP_EPOCH = 315532800  # 1980-01-01: `sam package` writes zip entries without a date
+
+
+def test_a_cold_start_of_the_build_compiles_none_of_its_modules(build_dir: Path, runtime_dir: Path) -> None:
+    # Given the build as `make build` leaves it, every file dated as Lambda sees it after `sam package`
+    for path in build_dir.rglob("*"):
+        if not path.is_symlink():
+            os.utime(path, (SAM_ZIP_EPOCH, SAM_ZIP_EPOCH))
+    # When each handler is imported read-only, counting the modules Python has to compile from source
+    counting = (
+        "import json, sys\n"
+        "import importlib._bootstrap_external as loading\n"
+        "compiled = []\n"
+        "original = loading.SourceLoader.source_to_code\n"
+        "def source_to_code(self, data, path, *args, **kwargs):\n"
+        "    compiled.append(path)\n"
+        "    return original(self, data, path, *args, **kwargs)\n"
+        "loading.SourceLoader.source_to_code = source_to_code\n"
+        "sys.path[:0] = json.loads(sys.argv[1])\n"
+        "__import__(sys.argv[2])\n"
+        "print(json.dumps(compiled))\n"
+    )
+    for function, handler in (("CallbackFunction", "callback_handler"), ("ApiFunction", "api_handler")):
+        paths = [str(build_dir / function), str(build_dir / "SharedLayer" / "python"), str(runtime_dir)]
+        done = subprocess.run(
+            [sys.executable, "-S", "-B", "-c", counting, json.dumps(paths), handler],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={
+                "PATH": os.environ["PATH"],
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            },
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        compiled = json.loads(done.stdout.strip().splitlines()[-1])
+        # Then none of the function's or the layer's modules is compiled: their shipped bytecode is used
+        assert [path for path in compiled if path.startswith(str(build_dir))] == []
+    # And every source has hash-checked bytecode for the runtime's Python beside it
+    import importlib.util
+
+    missing = [
+        str(source.relative_to(build_dir))
+        for source in build_dir.rglob("*.py")
+        if not Path(importlib.util.cache_from_source(str(source))).exists()
+    ]
+    assert missing == []

@@ -79,6 +79,15 @@ def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    # As `make build` ships it: the Lambda containers run the hash-checked bytecode.
+    compiled = subprocess.run(
+        sam_local.compile_bytecode_command(build_dir),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert compiled.returncode == 0, compiled.stdout[-4000:] + compiled.stderr[-4000:]
     return build_dir / "template.yaml"
 
 
