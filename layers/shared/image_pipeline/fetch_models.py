@@ -66,6 +66,8 @@ def _rebuild_fetch_error(reason: str, message: str, retryable: bool, status_code
 
 @dataclass(frozen=True)
 class FetchedImage:
+    """An image fetched and checked: its bytes, what they are, and their digest."""
+
     body: bytes = field(repr=False)
     content_type: str  # from the magic bytes: image/png, image/jpeg, image/webp
     extension: str  # png | jpg | webp

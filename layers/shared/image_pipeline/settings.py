@@ -114,6 +114,8 @@ def _split(value: str) -> tuple[str, ...]:
 # ApiSettings and others inherit from two settings classes, which slotted classes cannot share.
 @dataclass(frozen=True, kw_only=True)
 class AwsResources(EnvSettings):
+    """The tasks table every function writes, and how long its records live."""
+
     tasks_table: str = setting("TASKS_TABLE", min_length=1)
     # Every writer of the table sets the records' TTL, so every function that writes reads it.
     record_ttl_days: int = setting("RECORD_TTL_DAYS", default=30, ge=1)
@@ -121,6 +123,8 @@ class AwsResources(EnvSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class UpstreamSettings(EnvSettings):
+    """Where the 4o Image / Flux Kontext API is and how we authenticate to it."""
+
     base_url: str = setting("KIE_API_BASE_URL", default=DEFAULT_UPSTREAM)
     # Deployed stacks name an SSM SecureString / Secrets Manager secret; the plain value is for local runs.
     api_key_parameter: str = setting("KIE_API_KEY_PARAMETER", default="")
@@ -134,6 +138,8 @@ class UpstreamSettings(EnvSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class ApiSettings(AwsResources, UpstreamSettings):
+    """The client-facing API: submit, list, read and delete tasks."""
+
     images_bucket: str = setting("IMAGES_BUCKET", min_length=1)
     public_base_url: str = setting("PUBLIC_BASE_URL", default="")
     # The callback API's URL up to the callback path (template.yaml: CallbackApi's execute-api URL).
@@ -159,6 +165,8 @@ class ApiSettings(AwsResources, UpstreamSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class CallbackSettings(AwsResources):
+    """The callback receiver: authenticate, deduplicate, enqueue the downloads."""
+
     download_queue_url: str = setting("DOWNLOAD_QUEUE_URL", min_length=1)
     hmac_key_parameter: str = setting("KIE_WEBHOOK_HMAC_KEY_PARAMETER", default="")
     hmac_key: str = setting("KIE_WEBHOOK_HMAC_KEY", default="", secret=True)
@@ -170,6 +178,8 @@ class CallbackSettings(AwsResources):
 
 @dataclass(frozen=True, kw_only=True)
 class DownloaderSettings(AwsResources, UpstreamSettings):
+    """The downloader: fetch each image safely and store it in S3."""
+
     images_bucket: str = setting("IMAGES_BUCKET", min_length=1)
     download_queue_url: str = setting("DOWNLOAD_QUEUE_URL", min_length=1)
     allowed_hosts: str = setting("DOWNLOAD_ALLOWED_HOSTS", default=DEFAULT_RESULT_HOSTS)
@@ -192,6 +202,8 @@ class DownloaderSettings(AwsResources, UpstreamSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class ReconcilerSettings(AwsResources, UpstreamSettings):
+    """The reconciler: finish what callbacks missed, end every task within its bound."""
+
     download_queue_url: str = setting("DOWNLOAD_QUEUE_URL", min_length=1)
     # Past the upstream's last callback retry (1 + 5 + 15 minutes after a first try) a callback is unlikely.
     reconcile_after_seconds: float = setting("RECONCILE_AFTER_SECONDS", default=1800.0, ge=0)

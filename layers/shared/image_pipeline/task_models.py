@@ -116,6 +116,8 @@ def _without_none(values: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class TaskError:
+    """Why a task failed: the upstream's code or ours (download_rejected ...), and a short message."""
+
     code: int | str
     message: str
 
@@ -129,6 +131,8 @@ class TaskError:
 
 @dataclass(slots=True)
 class StoredImage:
+    """One image copied into the bucket: where, what type, how big, its sha256."""
+
     index: int
     key: str
     contentType: str
@@ -144,6 +148,8 @@ EVENT_SOURCE = "image-pipeline"  # the source of every event on the bus
 
 @dataclass(slots=True)
 class Notification:
+    """How the client's webhook for an ended task is getting on."""
+
     state: Literal["pending", "delivered", "failed"] = "pending"
     attempts: int = 0
     lastError: str | None = None

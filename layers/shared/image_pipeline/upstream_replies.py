@@ -253,6 +253,8 @@ class TaskDetails:
 
 @dataclass(frozen=True, kw_only=True)
 class CallbackData:
+    """The `data` of a callback: whose task, and its result links when it succeeded."""
+
     taskId: str
     info: ResultInfo | None = None
 
