@@ -20,6 +20,7 @@ Runs are interleaved round by round (drift on a shared machine hits every target
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -187,6 +188,14 @@ def runtime_dir(target: Path) -> Path:
     site = Path(sysconfig.get_paths()["purelib"])
     for name in RUNTIME_PACKAGES:
         (folder / name).symlink_to(site / name)
+    # A package brings its __pycache__ along; a lone module (six.py) needs its own beside it, or every
+    # probe would compile it (the runtime's packages come compiled).
+    (folder / "__pycache__").mkdir()
+    for name in RUNTIME_PACKAGES:
+        if name.endswith(".py"):
+            cached = Path(importlib.util.cache_from_source(str(site / name)))
+            if cached.exists():
+                (folder / "__pycache__" / cached.name).symlink_to(cached)
     return folder
 
 
