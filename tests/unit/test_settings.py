@@ -15,6 +15,7 @@ from image_pipeline.settings import (
     ApiSettings,
     CallbackSettings,
     ConfigError,
+    CreditMonitorSettings,
     DownloaderSettings,
     NotifierSettings,
     ReconcilerSettings,
@@ -168,6 +169,52 @@ def test_settings_are_hashable_and_immutable() -> None:
         first.api_key = "changed"  # type: ignore[misc]
 
 
+def test_settings_cannot_be_changed_at_all() -> None:
+    settings = CallbackSettings.from_environ(CALLBACK)
+    for change in (
+        lambda: setattr(settings, "hmac_window_seconds", 1),
+        lambda: setattr(settings, "not_a_field", 1),
+        lambda: delattr(settings, "tasks_table"),
+    ):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            change()
+    assert settings == CallbackSettings.from_environ(CALLBACK)
+
+
+def test_settings_are_equal_only_to_settings_of_their_own_class() -> None:
+    upstream = UpstreamSettings(api_key="k")
+    # The same fields and values, another class (as dataclasses compare).
+    assert upstream != CreditMonitorSettings(api_key="k") and upstream != object()
+    assert hash(upstream) == hash(UpstreamSettings.from_environ({"KIE_API_KEY": "k"}))
+
+
+def test_an_unknown_constructor_argument_is_a_type_error_naming_it() -> None:
+    with pytest.raises(
+        TypeError, match=r"UpstreamSettings\(\) got unexpected keyword argument\(s\): bogus, zeta"
+    ):
+        UpstreamSettings(bogus=1, zeta=2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="positional"):
+        UpstreamSettings("https://up.example")  # type: ignore[call-arg]
+
+
+def test_a_missing_constructor_argument_is_a_type_error_naming_it_and_its_variable() -> None:
+    with pytest.raises(TypeError) as raised:
+        ApiSettings()  # type: ignore[call-arg]
+    assert str(raised.value) == (
+        "ApiSettings() missing required argument(s): tasks_table (TASKS_TABLE), images_bucket (IMAGES_BUCKET)"
+    )
+
+
+def test_fields_keep_the_dataclass_order_inherited_ones_first() -> None:
+    # ApiSettings(AwsResources, UpstreamSettings): the farthest base's fields first, then its own.
+    shown = repr(ApiSettings(tasks_table="t", images_bucket="b"))
+    assert shown.startswith(
+        "ApiSettings(base_url='https://api.kie.ai', api_key_parameter='', timeout_seconds=10.0, "
+        "tasks_table='t', record_ttl_days=30, images_bucket='b', public_base_url='', "
+    )
+    assert shown.endswith("webhook_trusted_origins='')")
+
+
 def test_the_getters_read_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKS_TABLE", "t")
     monkeypatch.setenv("IMAGES_BUCKET", "b")
@@ -202,3 +249,16 @@ def test_importing_the_settings_does_not_load_pydantic() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.splitlines() == ["[]"]
+
+
+def test_importing_the_settings_does_not_load_dataclasses() -> None:
+    # @dataclass generates code for each class, ~8 ms of every cold start; EnvSettings does without it.
+    code = (
+        f"import sys; sys.path[:0] = [{str(ROOT / 'layers' / 'shared')!r}]\n"
+        "import image_pipeline.settings\n"
+        "print('dataclasses' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == ["False"]

@@ -1,8 +1,12 @@
 """Settings parsed once per cold start from the environment; a bad value fails at start, not mid-request.
 
-Plain frozen dataclasses, not pydantic models: importing pydantic costs a cold start ~60 ms, and six
+Plain frozen classes, not pydantic models: importing pydantic costs a cold start ~60 ms, and six
 flat classes of str, int and float need only the few checks below. Each field names its variable and
 bounds with `setting(...)`; `from_environ` reads them all and reports every problem at once.
+
+Nor dataclasses: @dataclass writes and exec()s an __init__, __repr__, __eq__, __hash__ and __setattr__
+for each class, which cost every cold start about 8 ms for these nine (importing this module took
+~10 ms, now ~1 ms). `EnvSettings` implements them once, for all, from the fields it collects.
 """
 
 # No `from __future__ import annotations`: from_environ reads each field's type (str, int, float).
@@ -10,9 +14,8 @@ bounds with `setting(...)`; `from_environ` reads them all and reports every prob
 import operator
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
 from functools import cache
-from typing import Any, Self
+from typing import Any, ClassVar, Self, dataclass_transform
 
 DEFAULT_UPSTREAM = "https://api.kie.ai"
 DEFAULT_RESULT_HOSTS = "tempfile.aiquickdraw.com,*.aiquickdraw.com"
@@ -22,11 +25,35 @@ class ConfigError(RuntimeError):
     pass
 
 
-def setting(variable: str, *, default: Any = MISSING, secret: bool = False, **bounds: float) -> Any:
+class _Required:
+    """The default of a setting that has none."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_REQUIRED: Any = _Required()
+
+
+class _Setting:
+    """A field of a settings class: its variable, default, bounds; its name and type once collected."""
+
+    name: str
+    type: Any
+
+    def __init__(self, variable: str, default: Any, secret: bool, bounds: Mapping[str, float]) -> None:
+        self.variable = variable
+        self.default = default
+        self.secret = secret  # left out of repr()
+        self.bounds = bounds
+
+
+def setting(variable: str, *, default: Any = _REQUIRED, secret: bool = False, **bounds: float) -> Any:
     """A field read from `variable`, required unless given a default; bounds: min_length, ge, gt, le."""
     if unknown := bounds.keys() - {"min_length", "ge", "gt", "le"}:
         raise TypeError(f"{variable}: unknown bounds {sorted(unknown)}")
-    return field(default=default, repr=not secret, metadata={"variable": variable, **bounds})
+    # Returns Any, as dataclasses.field() does, so that `x: int = setting(...)` type-checks.
+    return _Setting(variable, default, secret, bounds)
 
 
 def _parse_int(text: str) -> int:
@@ -69,20 +96,94 @@ def _problem(value: Any, bounds: Mapping[str, Any]) -> str | None:
     return None
 
 
-@dataclass(frozen=True, kw_only=True)
+# For type checkers the subclasses stay the frozen keyword-only dataclasses they were: calls are
+# checked against the fields, assigning to one is an error. (At run time this only marks the class.)
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(setting,))
 class EnvSettings:
-    """The base of every settings class: how one is read from an environment."""
+    """The base of every settings class: its fields; how one is made, compared and read from an environment.
+
+    Frozen (hence hashable: settings key the per-process caches in wiring) and keyword-only, as the
+    dataclasses were, with their field order, defaults, equality, hash and repr (less the secrets). Not
+    slotted: ApiSettings and others inherit from two settings classes, which slotted classes cannot share.
+    """
+
+    # The class's fields in dataclass order: inherited ones first, then its own (set by __init_subclass__).
+    _settings: ClassVar[tuple[_Setting, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # As @dataclass collects them: every base's fields, from the farthest base in the MRO to the
+        # nearest, then the class's own annotations; a field declared again keeps its first position.
+        collected: dict[str, _Setting] = {}
+        for base in reversed(cls.__mro__[1:]):
+            collected.update((item.name, item) for item in getattr(base, "_settings", ()))
+        for name, kind in cls.__annotations__.items():  # the class's own, {} if it declares none
+            item = cls.__dict__.get(name)
+            if not isinstance(item, _Setting):
+                raise TypeError(f"{cls.__name__}.{name}: declare it with setting(...)")
+            item.name, item.type = name, kind
+            collected[name] = item
+            # As @dataclass leaves it: the class attribute is the default, or absent if there is none.
+            if item.default is _REQUIRED:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, item.default)
+        cls._settings = tuple(collected.values())
+
+    def __init__(self, **values: Any) -> None:
+        name = type(self).__name__
+        if unknown := sorted(values.keys() - {item.name for item in self._settings}):
+            raise TypeError(f"{name}() got unexpected keyword argument(s): {', '.join(unknown)}")
+        if missing := [
+            f"{item.name} ({item.variable})"
+            for item in self._settings
+            if item.default is _REQUIRED and item.name not in values
+        ]:
+            raise TypeError(f"{name}() missing required argument(s): {', '.join(missing)}")
+        # Into the instance's __dict__ directly: __setattr__ refuses every assignment.
+        self.__dict__.update((item.name, values.get(item.name, item.default)) for item in self._settings)
+        self.__post_init__()
+
+    def __post_init__(self) -> None:
+        """A subclass's last word on its values (set with object.__setattr__), as in a dataclass."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Imported here: only a bug gets here, and the credit monitor's start imports no dataclasses.
+        from dataclasses import FrozenInstanceError
+
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        from dataclasses import FrozenInstanceError
+
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(self.__dict__[item.name] for item in self._settings)
+
+    def __eq__(self, other: object) -> bool:
+        # As a dataclass's: only an instance of the very same class can be equal.
+        if isinstance(other, EnvSettings) and other.__class__ is self.__class__:
+            return self._values() == other._values()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = (f"{item.name}={self.__dict__[item.name]!r}" for item in self._settings if not item.secret)
+        return f"{type(self).__qualname__}({', '.join(shown)})"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Self:
         """Settings from `environ` (os.environ, or a dict in tests); ConfigError names every bad variable."""
         values: dict[str, Any] = {}
         problems: list[str] = []
-        for item in fields(cls):
-            variable = item.metadata["variable"]
+        for item in cls._settings:
+            variable = item.variable
             raw = environ.get(variable)
             if raw is None:
-                if item.default is MISSING:
+                if item.default is _REQUIRED:
                     problems.append(f"{variable}: is required")
                 continue  # absent: the field's default
             parse, kind = _PARSERS[item.type]
@@ -91,7 +192,7 @@ class EnvSettings:
             except ValueError:
                 problems.append(f"{variable}: must be {kind}, got {raw!r}")
                 continue
-            if problem := _problem(value, item.metadata):
+            if problem := _problem(value, item.bounds):
                 problems.append(f"{variable}: {problem}")
             values[item.name] = value
         if problems:
@@ -102,7 +203,7 @@ class EnvSettings:
     def variables(cls, *, required_only: bool = False) -> frozenset[str]:
         """The environment variables these settings read (only those without a default if required_only)."""
         return frozenset(
-            item.metadata["variable"] for item in fields(cls) if not required_only or item.default is MISSING
+            item.variable for item in cls._settings if not required_only or item.default is _REQUIRED
         )
 
 
@@ -110,9 +211,6 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-# Frozen (hence hashable: settings key the per-process caches in wiring) and keyword-only. Not slotted:
-# ApiSettings and others inherit from two settings classes, which slotted classes cannot share.
-@dataclass(frozen=True, kw_only=True)
 class AwsResources(EnvSettings):
     """The tasks table every function writes, and how long its records live."""
 
@@ -121,7 +219,6 @@ class AwsResources(EnvSettings):
     record_ttl_days: int = setting("RECORD_TTL_DAYS", default=30, ge=1)
 
 
-@dataclass(frozen=True, kw_only=True)
 class UpstreamSettings(EnvSettings):
     """Where the 4o Image / Flux Kontext API is and how we authenticate to it."""
 
@@ -136,7 +233,6 @@ class UpstreamSettings(EnvSettings):
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
 
 
-@dataclass(frozen=True, kw_only=True)
 class ApiSettings(AwsResources, UpstreamSettings):
     """The client-facing API: submit, list, read and delete tasks."""
 
@@ -163,7 +259,6 @@ class ApiSettings(AwsResources, UpstreamSettings):
         return _split(self.webhook_trusted_origins)
 
 
-@dataclass(frozen=True, kw_only=True)
 class CallbackSettings(AwsResources):
     """The callback receiver: authenticate, deduplicate, enqueue the downloads."""
 
@@ -176,7 +271,6 @@ class CallbackSettings(AwsResources):
     notification_queue_url: str = setting("NOTIFICATION_QUEUE_URL", default="")
 
 
-@dataclass(frozen=True, kw_only=True)
 class DownloaderSettings(AwsResources, UpstreamSettings):
     """The downloader: fetch each image safely and store it in S3."""
 
@@ -200,7 +294,6 @@ class DownloaderSettings(AwsResources, UpstreamSettings):
         return _split(self.trusted_origins)
 
 
-@dataclass(frozen=True, kw_only=True)
 class ReconcilerSettings(AwsResources, UpstreamSettings):
     """The reconciler: finish what callbacks missed, end every task within its bound."""
 
@@ -216,12 +309,10 @@ class ReconcilerSettings(AwsResources, UpstreamSettings):
     notification_queue_url: str = setting("NOTIFICATION_QUEUE_URL", default="")
 
 
-@dataclass(frozen=True, kw_only=True)
 class CreditMonitorSettings(UpstreamSettings):
     """The hourly read of the upstream credit balance: the upstream only (the threshold is the alarm's)."""
 
 
-@dataclass(frozen=True, kw_only=True)
 class NotifierSettings(AwsResources):
     """Telling client apps that their tasks ended: the event bus and their signed webhooks."""
 
