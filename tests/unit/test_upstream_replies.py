@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 import pytest
-from image_pipeline import upstream_models, upstream_replies
 from image_pipeline.errors import CallbackRejected
 from image_pipeline.logic.callbacks import parse_callback
 from image_pipeline.upstream_replies import (
@@ -216,7 +215,6 @@ def test_a_malformed_callback_is_refused_naming_each_problem_in_plain_words() ->
 
 def test_booleans_are_not_numbers_although_pydantic_took_them_as_1_and_0() -> None:
     # The one verdict that differs from the old models: `"code": true` failed the task with code 1.
-    assert upstream_models.CallbackPayload is CallbackPayload  # the old name is the new class
     for document in (callback(True), callback(False)):
         with pytest.raises(InvalidReply):
             CallbackPayload.from_json(document)
@@ -241,11 +239,6 @@ def test_built_by_hand_as_the_reconciler_does() -> None:
         CallbackPayload(code=123456, data=CallbackData(taskId=TASK))
     with pytest.raises(TypeError):
         CallbackPayload(200, "success", CallbackData(taskId=TASK))  # type: ignore[misc]
-
-
-def test_the_request_models_module_still_offers_the_moved_names() -> None:
-    for name in upstream_replies.__all__:
-        assert getattr(upstream_models, name) is getattr(upstream_replies, name), name
 
 
 def test_reading_replies_loads_no_pydantic() -> None:

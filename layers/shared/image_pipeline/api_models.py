@@ -17,8 +17,6 @@ from pydantic import (
 
 from image_pipeline.models_base import Model
 from image_pipeline.upstream_models import (
-    FLUX_MODELS,
-    FOUR_O_MODEL,
     FOUR_O_RULES,
     MAX_EDIT_SAFETY_TOLERANCE,
     MAX_INPUT_IMAGES,
@@ -35,6 +33,7 @@ from image_pipeline.upstream_models import (
     OutputFormat,
     VariantCount,
 )
+from image_pipeline.upstream_replies import FLUX_MODELS, FOUR_O_MODEL
 
 TaskStatusName = Literal["submitted", "downloading", "stored", "failed"]
 

@@ -1,7 +1,7 @@
 """Pydantic models of what we send the 4o Image / Flux Kontext API (docs/upstream.md): the requests.
 
 What it sends back (envelopes, task details, callbacks) is read without pydantic in upstream_replies.py,
-which the Lambdas off the API path import; its names are re-exported here for existing importers.
+which the Lambdas off the API path import; only the API imports this module.
 Where the platform's own pages disagree (the conflicts in docs/upstream.md) the models accept both forms.
 """
 
@@ -14,22 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from image_pipeline.models_base import Model
-
-# The replies and the constants moved there; importers of this module still find them here.
-from image_pipeline.upstream_replies import (  # noqa: F401
-    CALLBACK_TASK_ID_MAX,
-    FLUX_MODELS,
-    FOUR_O_MODEL,
-    MAX_STATUS_CODE,
-    TASK_ID,
-    CallbackData,
-    CallbackPayload,
-    Envelope,
-    InvalidReply,
-    ResultInfo,
-    TaskDetails,
-    is_storable_text,
-)
+from image_pipeline.upstream_replies import is_storable_text
 
 ImageSize = Literal["1:1", "3:2", "2:3"]
 FallbackModel = Literal["GPT_IMAGE_1", "FLUX_MAX"]
