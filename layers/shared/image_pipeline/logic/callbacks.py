@@ -18,11 +18,17 @@ from enum import StrEnum
 from image_pipeline.errors import CallbackRejected
 from image_pipeline.logic.notifications import NotifyQueue, announce_end
 from image_pipeline.logic.ports import JobQueue, TaskStore
-from image_pipeline.task_models import DownloadJob, TaskError, TaskRecord, TaskStatus, utc_now
+from image_pipeline.task_models import (
+    MAX_IMAGES_PER_TASK,
+    DownloadJob,
+    TaskError,
+    TaskRecord,
+    TaskStatus,
+    utc_now,
+)
 from image_pipeline.tokens import check_webhook_signature, is_submission_id, token_matches
 from image_pipeline.upstream_replies import CallbackPayload, InvalidReply, is_storable_text
 
-MAX_IMAGES_PER_TASK = 16
 # A delivery that finds jobs not yet enqueued re-sends them only if the first attempt said it failed,
 # or if it started longer ago than any callback invocation can run (it crashed): never while a
 # concurrent first delivery is still sending.
