@@ -146,7 +146,12 @@ def pytest_configure(config: pytest.Config) -> None:
 # A hint only, never a condition of any test: roughly how long each slow module takes on 2 cores and 4
 # workers (setup, local stack, sam build and waits included). A module not listed: 0.05 s a test.
 MODULE_SECONDS = {
+    # sam local (CI, or wherever a container engine answers): a sam build, moto and the emulator in
+    # containers, then one Lambda container per invoke (about 5 s each); unlisted, they started last.
+    "samlocal/test_sam_local_events.py": 110,
     "sam/test_sam_build.py": 60,  # 30 to 90 s: two sam builds
+    "samlocal/test_sam_local_start_api.py": 45,
+    "samlocal/test_sam_local_smoke.py": 20,
     "e2e/test_chaos.py": 50,
     "e2e/test_every_task_ends.py": 45,
     "e2e/test_pipeline.py": 40,
