@@ -20,14 +20,11 @@ Runs are interleaved round by round (drift on a shared machine hits every target
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,14 +40,10 @@ from tests.bench.common import (
     print_table,
     summary_rows,
 )
+from tests.lambda_artefacts import HOST_ARCH, add_bytecode, date_like_a_sam_zip, link_runtime
 
 RUNS = 7
-SAM_ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the date of every file in a zip `sam package` writes
 PROBE_TIMEOUT_SECONDS = 60
-RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
-HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[
-    platform.machine().lower()
-]
 # function -> (build folder, handler module, event file, clients the bare handler makes, target)
 FUNCTIONS: dict[str, tuple[str, str, str, tuple[str, ...], float]] = {
     "callback": ("CallbackFunction", "callback_handler", "callback_4o_success", ("dynamodb", "sqs"), 1.3),
@@ -146,22 +139,9 @@ print(json.dumps({"total": t1 - t0}))
 
 
 def compile_bytecode(build: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "compile_bytecode.py"), str(build)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = add_bytecode(build)
     if done.returncode != 0:
         raise RuntimeError(f"compile_bytecode failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-
-
-def date_like_a_sam_zip(tree: Path) -> None:
-    """`sam package` writes zip entries without a date: Lambda sees every file dated 1980-01-01."""
-    for path in [tree, *tree.rglob("*")]:
-        if not path.is_symlink():
-            os.utime(path, (SAM_ZIP_EPOCH, SAM_ZIP_EPOCH))
 
 
 def sam_build(target: Path) -> None:
@@ -179,24 +159,6 @@ def sam_build(target: Path) -> None:
     )
     if done.returncode != 0:
         raise RuntimeError(f"sam build failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-
-
-def runtime_dir(target: Path) -> Path:
-    """Only the packages the Lambda runtime ships besides the standard library, linked from this venv."""
-    folder = target / "runtime"
-    folder.mkdir()
-    site = Path(sysconfig.get_paths()["purelib"])
-    for name in RUNTIME_PACKAGES:
-        (folder / name).symlink_to(site / name)
-    # A package brings its __pycache__ along; a lone module (six.py) needs its own beside it, or every
-    # probe would compile it (the runtime's packages come compiled).
-    (folder / "__pycache__").mkdir()
-    for name in RUNTIME_PACKAGES:
-        if name.endswith(".py"):
-            cached = Path(importlib.util.cache_from_source(str(site / name)))
-            if cached.exists():
-                (folder / "__pycache__" / cached.name).symlink_to(cached)
-    return folder
 
 
 def probe(code: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
@@ -292,7 +254,7 @@ def main() -> int:
         compile_bytecode(build)
         for tree in (build, plain):
             date_like_a_sam_zip(tree)
-        runtime = runtime_dir(work)
+        runtime = link_runtime(work / "runtime")
         layer = build / "SharedLayer" / "python"
         stack = Stack()
         events = {

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,15 +21,11 @@ import pytest
 
 from tests.conftest import ROOT, load_event
 from tests.http_fixtures import Reply, image_server, png_bytes
+from tests.lambda_artefacts import HOST_ARCH, add_bytecode, date_like_a_sam_zip, link_runtime
 
 pytestmark = pytest.mark.sam
 
 SAM = shutil.which("sam", path=str(Path(sys.executable).parent)) or shutil.which("sam")
-HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[
-    platform.machine().lower()
-]
-# What the Lambda Python runtime provides besides the standard library.
-RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
 TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
 
 
@@ -65,13 +59,7 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     # What `make build` adds: the bytecode Lambda cannot write for itself.
-    compiled = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "compile_bytecode.py"), str(target)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    compiled = add_bytecode(target)
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
     return target
 
@@ -79,11 +67,7 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Only the packages the Lambda runtime ships, linked from this venv."""
-    target = tmp_path_factory.mktemp("runtime")
-    site = Path(sysconfig.get_paths()["purelib"])
-    for name in RUNTIME_PACKAGES:
-        (target / name).symlink_to(site / name)
-    return target
+    return link_runtime(tmp_path_factory.mktemp("runtime"))
 
 
 def test_default_build_targets_arm64(tmp_path: Path) -> None:
@@ -224,14 +208,9 @@ def test_built_functions_import_and_run_with_their_layer(
     assert answer["checked"] == 0 and answer["errors"] == []
 
 
-SAM_ZIP_EPOCH = 315532800  # 1980-01-01: `sam package` writes zip entries without a date
-
-
 def test_a_cold_start_of_the_build_compiles_none_of_its_modules(build_dir: Path, runtime_dir: Path) -> None:
     # Given the build as `make build` leaves it, every file dated as Lambda sees it after `sam package`
-    for path in build_dir.rglob("*"):
-        if not path.is_symlink():
-            os.utime(path, (SAM_ZIP_EPOCH, SAM_ZIP_EPOCH))
+    date_like_a_sam_zip(build_dir)
     # When each handler is imported read-only, counting the modules Python has to compile from source
     counting = (
         "import json, sys\n"
