@@ -6,7 +6,7 @@ The contract (``openapi.json`` at the top of the repository, also served at ``GE
 * ``POST {api}/tasks`` submits a generation on a ``model``: gpt-4o-image (the default: a prompt, reference
   images, or both) or flux-kontext-pro / flux-kontext-max (a prompt, optionally an ``inputImage`` to edit),
   each with its own fields; optionally a ``webhookUrl`` told when it ends. It answers
-  ``202 {"taskId", "status": "submitted"}``.
+  ``202 {"taskId", "status": "submitted" | "submitting"}`` (taskId is the bundle's own id).
 * ``GET {api}/tasks/{taskId}`` answers the task's model, status, progress, error and stored images
   (each with a short-lived presigned ``url`` and the ``sha256`` of the stored bytes).
 * ``GET {api}/tasks?status=&limit=&cursor=`` answers one page of the caller's own tasks, newest first:

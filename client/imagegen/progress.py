@@ -26,8 +26,15 @@ from rich.progress import (
 __all__ = ["LABELS", "PHASES", "ProgressReporter", "format_elapsed"]
 
 # Where each status sits on the bar when the API gives no progress figure.
-PHASES: Final[dict[str, float]] = {"submitted": 0.05, "downloading": 0.9, "stored": 1.0, "failed": 1.0}
+PHASES: Final[dict[str, float]] = {
+    "submitting": 0.02,
+    "submitted": 0.05,
+    "downloading": 0.9,
+    "stored": 1.0,
+    "failed": 1.0,
+}
 LABELS: Final[dict[str, str]] = {
+    "submitting": "waiting for the image service to confirm",
     "submitted": "generating",
     "downloading": "storing images",
     "stored": "done",

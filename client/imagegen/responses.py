@@ -11,7 +11,7 @@ from typing import Any, Final, Self, TypeGuard
 from imagegen.errors import FieldError, UnexpectedResponseError
 
 # -- the answers (TaskView, TaskSummary) and GET /tasks
-TASK_STATUSES: Final = ("submitted", "downloading", "stored", "failed")
+TASK_STATUSES: Final = ("submitting", "submitted", "downloading", "stored", "failed")
 TERMINAL_STATUSES: Final = frozenset({"stored", "failed"})
 LIST_LIMIT_MIN: Final = 1
 LIST_LIMIT_MAX: Final = 100
@@ -100,6 +100,7 @@ class Task:
     task_id: str
     status: str
     progress: float | None = None
+    upstream_task_id: str | None = None  # the image service's own id, once it confirmed the task
     images: tuple[TaskImage, ...] = ()
     model: str | None = None  # gpt-4o-image, flux-kontext-pro, flux-kontext-max (None: not said)
     error: TaskError | None = None
@@ -146,6 +147,7 @@ class Task:
         return cls(
             task_id=task_id,
             status=status,
+            upstream_task_id=_opt_str(data.get("upstreamTaskId")),
             model=_opt_str(data.get("model")),
             progress=_progress(data.get("progress")),
             images=tuple(sorted(images, key=lambda i: i.index)),
@@ -165,6 +167,8 @@ class Task:
     def to_json(self, *, links: bool = True) -> dict[str, Any]:
         """The task as the API writes it (``links=False``: as a summary, without progress)."""
         body: dict[str, Any] = {"taskId": self.task_id, "status": self.status}
+        if "upstreamTaskId" in self.raw or self.upstream_task_id is not None:
+            body["upstreamTaskId"] = self.upstream_task_id
         if self.model is not None:
             body["model"] = self.model
         if links:

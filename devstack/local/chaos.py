@@ -203,7 +203,7 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver
             continue
         if task.webhook:
             tally_notification(result, task, record, receiver)
-        listed = stack.emulator.inspect_task(task.task_id)["images"]
+        listed = stack.emulator.inspect_task(record.get("upstreamTaskId") or task.task_id)["images"]
         generated = {image["index"]: image["sha256"] for image in listed}
         objects = s3.list_objects_v2(Bucket=stack.resources.images_bucket, Prefix=f"images/{task.task_id}/")
         keys = [item["Key"] for item in objects.get("Contents", [])]

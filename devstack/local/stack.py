@@ -296,6 +296,28 @@ class LocalStack:
             )
         )
 
+    def upstream_id(self, task_id: str, timeout: float = 30.0) -> str:
+        """The upstream's id of one of our tasks (what the emulator knows it by), once the task has it."""
+        import time
+
+        assert self.resources is not None
+        dynamodb = boto3.client("dynamodb", endpoint_url=self.endpoint_url, region_name="us-east-1")
+        deadline = time.monotonic() + timeout
+        while True:
+            item = dynamodb.get_item(
+                TableName=self.resources.tasks_table,
+                Key={"pk": {"S": f"task#{task_id}"}},
+                ConsistentRead=True,
+            ).get("Item", {})
+            upstream = item.get("upstreamTaskId", {}).get("S") or (
+                task_id if "submissionId" in item else None
+            )
+            if upstream:
+                return str(upstream)
+            if time.monotonic() > deadline:
+                raise LookupError(f"task {task_id} has no upstream id after {timeout:g} s")
+            time.sleep(0.1)
+
     def describe(self) -> str:
         assert self.resources is not None
         upstream = (

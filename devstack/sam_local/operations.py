@@ -20,8 +20,8 @@ from devstack.sam_local.local_template import sam_environment
 from devstack.sam_local.services import Services
 
 # What events/*.json name: the example task and the callback capability POST /tasks would have minted.
-EXAMPLE_TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
-EXAMPLE_SUBMISSION_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"
+EXAMPLE_TASK_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"  # ours: the callback events' URL, api_get_task's path
+EXAMPLE_UPSTREAM_ID = "d231a99a9a9f1dd8f895be1b97be8065"  # the upstream's: the callback events' body
 EXAMPLE_TOKEN = "example-callback-token-0123456789abcdefABCDEF_-xyz"  # noqa: S105 - in events/*.json
 
 
@@ -40,28 +40,45 @@ def seed(services: Services, *, clear: bool = False) -> None:
 
     store = _tasks_table(services)
     dynamodb = services.aws().client("dynamodb")
-    for key in (f"task#{EXAMPLE_TASK_ID}", f"sub#{EXAMPLE_SUBMISSION_ID}"):
-        dynamodb.delete_item(TableName=services.resources["tasks_table"], Key={"pk": {"S": key}})
+    dynamodb.delete_item(
+        TableName=services.resources["tasks_table"], Key={"pk": {"S": f"task#{EXAMPLE_TASK_ID}"}}
+    )
     if clear:
         return
     now = utc_now()
-    store.put_submission(EXAMPLE_SUBMISSION_ID, hash_token(EXAMPLE_TOKEN), now)
-    store.bind_submission(EXAMPLE_SUBMISSION_ID, EXAMPLE_TASK_ID)
-    store.record_submitted(
+    store.create_task(
         EXAMPLE_TASK_ID,
-        EXAMPLE_SUBMISSION_ID,
-        {"prompt": "example", "size": "1:1"},
-        now,
-        now + timedelta(minutes=30),
         owner="local",  # the client of every request without an API key id (the events', start-api's)
+        options={"prompt": "example", "size": "1:1"},
+        token_hash=hash_token(EXAMPLE_TOKEN),
+        now=now,
+        next_check_at=now + timedelta(hours=2),
     )
+    store.confirm_submitted(EXAMPLE_TASK_ID, EXAMPLE_UPSTREAM_ID, now, now + timedelta(minutes=30))
+
+
+def _upstream_id(services: Services, task_id: str, deadline: float) -> str:
+    """The upstream's id of our task (what the emulator knows it by), once the table has it."""
+    dynamodb = services.aws().client("dynamodb")
+    while True:
+        item = dynamodb.get_item(
+            TableName=services.resources["tasks_table"],
+            Key={"pk": {"S": f"task#{task_id}"}},
+            ConsistentRead=True,
+        ).get("Item", {})
+        if "upstreamTaskId" in item:
+            return str(item["upstreamTaskId"]["S"])
+        if time.monotonic() > deadline:
+            raise SamLocalError(f"task {task_id} has no upstream id yet")
+        time.sleep(0.3)
 
 
 def relay(services: Services, task_id: str, api_url: str, *, timeout: float = 60.0) -> tuple[int, str]:
-    """POST the emulator's callback for task_id to api_url (start-api), as the emulator would have."""
+    """POST the emulator's callback for task_id (ours) to api_url (start-api), as the emulator would have."""
     import httpx
 
     deadline = time.monotonic() + timeout
+    task_id = _upstream_id(services, task_id, deadline)
     info = services.admin(f"tasks/{task_id}")
     while info is None or info.get("callbackBody") is None:
         if time.monotonic() > deadline:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,9 +28,8 @@ from image_pipeline.api_models import (
     responses,
 )
 from image_pipeline.errors import (
-    IdempotencyKeyInProgress,
     IdempotencyKeyReused,
-    IdempotencyStoreError,
+    IdempotencyKeyTaskDeleted,
     ImageDeletionError,
     InsufficientCredits,
     InvalidCursor,
@@ -43,7 +43,7 @@ from image_pipeline.errors import (
 )
 from image_pipeline.logic.client_tasks import delete_task, list_tasks
 from image_pipeline.logic.status import task_status
-from image_pipeline.logic.submission import submit_task
+from image_pipeline.logic.submission import SubmitTimes, submit_task
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import ApiSettings, api_settings
 from image_pipeline.task_models import TaskStatus
@@ -103,7 +103,18 @@ class UnreadableBody(ValueError):
     status_code=202,
     security=API_KEY_SECURITY,
     responses=responses(
-        202, TaskSubmitted, "submitted; taskId is the upstream's", 400, 402, 403, 409, 413, 422, 429, 502, 503
+        202,
+        TaskSubmitted,
+        "accepted: taskId is ours; status submitted, or submitting while the upstream has not confirmed it",
+        400,
+        402,
+        403,
+        409,
+        413,
+        422,
+        429,
+        502,
+        503,
     ),
 )
 def create_task(
@@ -113,8 +124,8 @@ def create_task(
         Header(
             alias="Idempotency-Key",
             description=(
-                "a retry with the same key (by the same client) gets the first answer, "
-                "never a second generation"
+                "a retry with the same key and body (by the same client, within a day) answers with the "
+                "same task as it stands, never a second generation; the same key with another body is 422"
             ),
         ),
     ] = None,
@@ -126,53 +137,56 @@ def create_task(
     owner = caller()
     if options.webhookUrl:  # checked again, resolved and pinned, when it is delivered
         wiring.check_webhook_url(options.webhookUrl, settings.webhook_trusted_origin_list)
-
-    def submit() -> str:
-        if settings.submit_rate_limit:
-            wiring.submit_guard(
-                settings.tasks_table, settings.submit_rate_limit, settings.submit_rate_window_seconds
-            ).acquire()
-        submitted = submit_task(
-            options,
-            callback_base=callback_base(settings),
-            store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
-            upstream=wiring.upstream_client(settings),
-            owner=owner,
-            outbox=wiring.download_queue(settings.download_queue_url)
-            if settings.download_queue_url
-            else None,
+    if idempotency_key is not None and (
+        not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS or not idempotency_key.isprintable()
+    ):
+        raise InvalidIdempotencyKey(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
+        )
+    submitted = submit_task(
+        options,
+        owner=owner,
+        callback_base=callback_base(settings),
+        store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days),
+        upstream=wiring.upstream_client(settings),
+        idempotency_key=idempotency_key,
+        claims=wiring.idempotency_claims(settings.idempotency_table) if settings.idempotency_table else None,
+        admit=_generate_guard(settings),
+        outbox=wiring.download_queue(settings.download_queue_url) if settings.download_queue_url else None,
+        times=SubmitTimes(
             reconcile_after=timedelta(seconds=settings.reconcile_after_seconds),
+            unconfirmed_after=timedelta(seconds=settings.submit_unconfirmed_after_seconds),
+        ),
+    )
+    if submitted.status is TaskStatus.SUBMITTING and not submitted.repeated:
+        logger.warning(
+            "generate got no definite answer: the task waits for its callback"
+            + ("; its upstream id is queued for recording" if submitted.confirm_queued else ""),
+            extra={"task_id": submitted.task_id},
         )
-        if not submitted.recorded:
-            logger.error(
-                "task accepted upstream but not recorded"
-                + (
-                    "; queued for recording"
-                    if submitted.queued_for_record
-                    else "; its callback will record it"
-                ),
-                extra={"task_id": submitted.task_id},
-            )
-        return submitted.task_id
+    logger.info(
+        "task submitted",
+        extra={
+            "task_id": submitted.task_id,
+            "status": submitted.status.value,
+            "repeated": submitted.repeated,
+            "model": options.model,
+            "client": owner,
+        },
+    )
+    if not submitted.repeated:
+        metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
+    return _json(202, {"taskId": submitted.task_id, "status": submitted.status.value})
 
-    key = idempotency_key
-    if key is None or not settings.idempotency_table:
-        task_id = submit()
-    else:
-        if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
-            raise InvalidIdempotencyKey(
-                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
-            )
-        task_id = wiring.run_once(
-            f"{owner}/{key}",  # two clients using the same key never see each other's answer
-            options.model_dump(mode="json"),
-            submit,
-            table_name=settings.idempotency_table,
-            lambda_context=app.lambda_context,
-        )
-    logger.info("task submitted", extra={"task_id": task_id, "model": options.model, "client": owner})
-    metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
-    return _json(202, {"taskId": task_id, "status": "submitted"})
+
+def _generate_guard(settings: ApiSettings) -> Callable[[], None] | None:
+    """The account-wide generate rate guard, or None when it is off."""
+    if not settings.submit_rate_limit:
+        return None
+    guard = wiring.submit_guard(
+        settings.tasks_table, settings.submit_rate_limit, settings.submit_rate_window_seconds
+    )
+    return guard.acquire
 
 
 @app.get(
@@ -253,7 +267,8 @@ def openapi_json() -> str:
         title="image-pipeline client API",
         version="1.0.0",
         description=(
-            "Dependable 4o Image API generations: submit, list, read and delete your own tasks. "
+            "Dependable 4o Image API and Flux Kontext generations: submit, list, read and delete your "
+            "own tasks. "
             "Every error is {message, errors: [{field, message}]}."
         ),
         servers=[Server(url="/", description="this deployment (the execute-api stage URL)")],
@@ -315,13 +330,13 @@ def idempotency_key_reused(error: IdempotencyKeyReused) -> Response[Any]:
     return _json(422, {"message": message, "errors": [{"field": "Idempotency-Key", "message": message}]})
 
 
-@app.exception_handler(IdempotencyKeyInProgress)
-def idempotency_in_progress(error: IdempotencyKeyInProgress) -> Response[Any]:
-    return _json(
-        409,
-        {"message": "a request with this Idempotency-Key is still being processed; retry shortly"},
-        {"Retry-After": "1"},
+@app.exception_handler(IdempotencyKeyTaskDeleted)
+def idempotency_task_deleted(error: IdempotencyKeyTaskDeleted) -> Response[Any]:
+    message = (
+        f"the task this Idempotency-Key made ({error.task_id}) has been deleted; "
+        "send a new Idempotency-Key to generate again"
     )
+    return _json(409, {"message": message, "errors": [{"field": "Idempotency-Key", "message": message}]})
 
 
 @app.exception_handler(TaskNotFound)
@@ -366,7 +381,7 @@ def upstream_failed(error: UpstreamError) -> Response[Any]:
     )
 
 
-@app.exception_handler([ClientError, BotoCoreError, IdempotencyStoreError, ImageDeletionError])
+@app.exception_handler([ClientError, BotoCoreError, ImageDeletionError])
 def aws_fault(error: Exception) -> Response[Any]:
     logger.exception("AWS call failed")
     return _json(

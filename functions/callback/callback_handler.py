@@ -1,4 +1,4 @@
-"""Callback receiver: POST /callbacks/{submissionId}?token=... from the upstream.
+"""Callback receiver: POST /callbacks/{taskId}?token=... from the upstream (taskId is ours).
 
 One route, so no router: the few fields of the API Gateway proxy event it needs are read from the event
 itself, which keeps the router, the OpenAPI and validation machinery and Powertools' event data classes
@@ -47,16 +47,16 @@ def raw_body(body: str | None, is_base64: bool) -> bytes:
 def receive_callback(event: dict[str, Any]) -> CallbackResult:
     """`event` is API Gateway's REST proxy event."""
     settings = callback_settings()
-    submission_id = (event.get("pathParameters") or {}).get("submissionId")
-    if event.get("httpMethod") != "POST" or not submission_id:
+    task_id = (event.get("pathParameters") or {}).get("taskId")
+    if event.get("httpMethod") != "POST" or not task_id:
         raise CallbackRejected(404, "unknown callback URL")
     payload = parse_callback(
         raw_body(event.get("body"), bool(event.get("isBase64Encoded"))), settings.max_body_bytes
     )
     store = wiring.tasks_table(settings.tasks_table, settings.record_ttl_days)
-    bound_task_id = authenticate(
+    task = authenticate(
         payload,
-        submission_id=submission_id,
+        task_id=task_id,
         token=(event.get("queryStringParameters") or {}).get("token"),
         headers=event.get("headers") or {},
         store=store,
@@ -65,15 +65,20 @@ def receive_callback(event: dict[str, Any]) -> CallbackResult:
     )
     result = handle_callback(
         payload,
-        submission_id=submission_id,
-        bound_task_id=bound_task_id,
+        task=task,
         store=store,
         queue=wiring.download_queue(settings.download_queue_url),
         download_check_after=timedelta(seconds=settings.download_check_after_seconds),
         notices=wiring.notices(settings.notification_queue_url),
     )
     logger.info(
-        "callback handled", extra={"task_id": payload.task_id, "code": payload.code, "result": result}
+        "callback handled",
+        extra={
+            "task_id": task.taskId,
+            "upstream_task_id": payload.task_id,
+            "code": payload.code,
+            "result": result,
+        },
     )
     return result
 

@@ -9,6 +9,7 @@ count starts over) and counted done.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +18,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
 from image_pipeline.fetch_models import FetchedImage
 from image_pipeline.logic.downloads import RetryLater, download_image
-from image_pipeline.logic.records import SubmissionConflict, record_task
+from image_pipeline.logic.records import confirm_submit
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import DownloaderSettings, downloader_settings
 from image_pipeline.sqs_batch import BatchResponse, QueueMessage, process_batch
-from image_pipeline.task_models import DownloadJob, RecordTask
+from image_pipeline.task_models import ConfirmSubmit, DownloadJob, MalformedRecord
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -75,8 +76,8 @@ def process_record(record: QueueMessage) -> str:
     settings = downloader_settings()
     if InvocationClock.time_left() < MIN_FETCH_SECONDS:
         return _hand_back(record)
-    if '"recordTask"' in record.body:
-        return _record_task(RecordTask.from_message(record.body), settings)
+    if _kind(record.body) == "confirmTask":
+        return _confirm_submit(ConfirmSubmit.from_message(record.body), settings)
     job = DownloadJob.from_message(record.body)  # a malformed message fails, and ends in the DLQ
     try:
         result = download_image(
@@ -114,18 +115,28 @@ def _hand_back(record: QueueMessage) -> str:
     return "handed_back"
 
 
-def _record_task(record: RecordTask, settings: DownloaderSettings) -> str:
-    """The API's outbox: write a task the API could not (DynamoDB faults are retried by SQS)."""
+def _kind(body: str) -> str:
+    """Which message this is, by its first field: confirmTask (the API's outbox) or a download job."""
     try:
-        record_task(record, store=wiring.tasks_table(settings.tasks_table, settings.record_ttl_days))
-    except SubmissionConflict:
-        logger.error(
-            "task record refused: its capability belongs to another task",
-            extra={"recordTask": record.recordTask, "submissionId": record.submissionId},
-        )
-        return "record_refused"
-    logger.info("task recorded from the outbox", extra={"task_id": record.recordTask})
-    return "recorded"
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise MalformedRecord("queue message is not JSON") from None
+    if isinstance(document, dict) and "confirmTask" in document:
+        return "confirmTask"
+    return "taskId"
+
+
+def _confirm_submit(message: ConfirmSubmit, settings: DownloaderSettings) -> str:
+    """The API's outbox: write the upstream id the API could not (DynamoDB faults are retried by SQS)."""
+    store = wiring.tasks_table(settings.tasks_table, settings.record_ttl_days)
+    written = confirm_submit(message, store=store)
+    logger.info(
+        "submit confirmed from the outbox"
+        if written
+        else "submit already confirmed (its callback came first)",
+        extra={"task_id": message.confirmTask, "upstream_task_id": message.upstreamTaskId},
+    )
+    return "confirmed" if written else "already_confirmed"
 
 
 def _delay_retry(record: QueueMessage, seconds: int) -> None:

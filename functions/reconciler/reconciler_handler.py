@@ -23,6 +23,7 @@ metrics = metrics_for("reconciler")
 SAFETY_MARGIN_SECONDS = 10
 # Metrics worth a CloudWatch series; a zero is not published (each series costs money every month).
 REPORTED = {
+    "unconfirmed": "SubmitsUnconfirmed",
     "completed": "ReconciledCompleted",
     "failed": "ReconciledFailed",
     "gave_up": "ReconciledGaveUp",
@@ -49,6 +50,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         pacer=Pacer(settings.queries_per_second),
         policy=SweepPolicy(
             reconcile_after=timedelta(seconds=settings.reconcile_after_seconds),
+            submit_unconfirmed_after=timedelta(seconds=settings.submit_unconfirmed_after_seconds),
             download_check_after=timedelta(seconds=settings.download_check_after_seconds),
             download_give_up=timedelta(seconds=settings.download_give_up_seconds),
         ),
@@ -56,6 +58,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             store.tasks_due(TaskStatus.STORED, now, settings.max_tasks),
             store.tasks_due(TaskStatus.FAILED, now, settings.max_tasks),
         ),
+        submitting=store.tasks_due(TaskStatus.SUBMITTING, now, settings.max_tasks),
         notices=wiring.notices(settings.notification_queue_url),
         deadline=time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS,
     )

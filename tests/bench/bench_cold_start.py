@@ -208,7 +208,8 @@ class Stack:
         }
 
     def seed(self) -> None:
-        """The example task of events/*.json, submitted and waiting for its callback (sam_local seed)."""
+        """The example task of events/*.json, submitted and waiting for its callback (sam_local seed):
+        under our id (the callback URL's), confirmed with the upstream's (the callback body's)."""
         from datetime import timedelta
 
         from image_pipeline.adapters import aws
@@ -216,24 +217,26 @@ class Stack:
         from image_pipeline.task_models import utc_now
         from image_pipeline.tokens import hash_token
 
-        from devstack.sam_local.operations import EXAMPLE_SUBMISSION_ID, EXAMPLE_TASK_ID, EXAMPLE_TOKEN
-
+        callback = json.loads((ROOT / "events" / "callback_4o_success.json").read_text())
+        task_id = callback["pathParameters"]["taskId"]
+        upstream_task_id = json.loads(callback["body"])["data"]["taskId"]
+        token = callback["queryStringParameters"]["token"]
         aws.reset_clients()
         store = TasksTable(self.resources.tasks_table)
-        dynamodb = aws.client("dynamodb")
-        for key in (f"task#{EXAMPLE_TASK_ID}", f"sub#{EXAMPLE_SUBMISSION_ID}"):
-            dynamodb.delete_item(TableName=self.resources.tasks_table, Key={"pk": {"S": key}})
-        now = utc_now()
-        store.put_submission(EXAMPLE_SUBMISSION_ID, hash_token(EXAMPLE_TOKEN), now)
-        store.bind_submission(EXAMPLE_SUBMISSION_ID, EXAMPLE_TASK_ID)
-        store.record_submitted(
-            EXAMPLE_TASK_ID,
-            EXAMPLE_SUBMISSION_ID,
-            {"prompt": "example", "size": "1:1"},
-            now,
-            now + timedelta(minutes=30),
-            owner="local",
+        aws.client("dynamodb").delete_item(
+            TableName=self.resources.tasks_table, Key={"pk": {"S": f"task#{task_id}"}}
         )
+        now = utc_now()
+        due = now + timedelta(minutes=30)
+        if not store.create_task(
+            task_id,
+            owner="local",
+            options={"prompt": "example", "size": "1:1"},
+            token_hash=hash_token(token),
+            now=now,
+            next_check_at=due,
+        ) or not store.confirm_submitted(task_id, upstream_task_id, now, due):
+            raise RuntimeError(f"could not seed the example task {task_id}")
 
     def stop(self) -> None:
         self.server.stop()

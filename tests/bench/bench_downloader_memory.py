@@ -58,12 +58,23 @@ def noise_png(side: int, seed: int) -> bytes:
 def downloading_task(table: str, task_id: str, urls: list[str]) -> None:
     from image_pipeline.adapters.tasks_table import TasksTable
     from image_pipeline.task_models import utc_now
+    from image_pipeline.tokens import hash_token
 
     store = TasksTable(table)
-    store.record_submitted(
-        task_id, f"sub-{task_id}", {"prompt": "bench", "size": "1:1"}, utc_now(), utc_now()
+    upstream_task_id = f"up{task_id}"  # the upstream's id of the task: never ours
+    recorded = store.create_task(
+        task_id,
+        owner="local",
+        options={"prompt": "bench", "size": "1:1"},
+        token_hash=hash_token(f"token-{task_id}"),
+        now=utc_now(),
+        next_check_at=utc_now(),
     )
-    if not store.start_downloading(task_id, f"sub-{task_id}", urls, utc_now(), utc_now()):
+    if not (
+        recorded
+        and store.confirm_submitted(task_id, upstream_task_id, utc_now(), utc_now())
+        and store.start_downloading(task_id, upstream_task_id, urls, utc_now(), utc_now())
+    ):
         raise RuntimeError("could not put the task in the downloading state")
     store.mark_jobs_enqueued(task_id, utc_now())
 

@@ -58,7 +58,9 @@ def test_a_flux_task_is_stored_in_its_format_byte_for_byte(
     s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1")
     stored = s3.get_object(Bucket=stack.resources.images_bucket, Key=image["key"])["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == image["sha256"]
-    served = {entry["sha256"] for entry in stack.emulator.inspect_task(task["taskId"])["images"]}
+    served = {
+        entry["sha256"] for entry in stack.emulator.inspect_task(stack.upstream_id(task["taskId"]))["images"]
+    }
     assert image["sha256"] in served
 
 
@@ -74,7 +76,9 @@ def test_a_flux_task_whose_callback_never_comes_is_finished_by_the_reconciler(
     submitted = api.post("/tasks", json={"model": "flux-kontext-pro", "prompt": "lost [fault:drop]"})
     task = wait_for_status(api, submitted.json()["taskId"], {"stored", "failed"}, timeout=60)
     assert task["status"] == "stored" and len(task["images"]) == 1
-    assert all(delivery.get("dropped") for delivery in stack.emulator.deliveries(task["taskId"]))
+    assert all(
+        delivery.get("dropped") for delivery in stack.emulator.deliveries(stack.upstream_id(task["taskId"]))
+    )
 
 
 def test_a_4o_field_with_flux_is_refused_and_nothing_is_generated(

@@ -36,7 +36,7 @@ def s3_sha256(stack: LocalStack, key: str) -> str:
 
 def served_count(stack: LocalStack, task_id: str) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for entry in stack.emulator.inspect_task(task_id)["served"]:
+    for entry in stack.emulator.inspect_task(stack.upstream_id(task_id))["served"]:
         counts[entry["path"]] = counts.get(entry["path"], 0) + 1
     return counts
 
@@ -51,7 +51,10 @@ def test_text_to_image_stores_every_variant_byte_for_byte(
     task_id = submit(api, prompt=f"a red fox in snow, {variants} variants", size=size, nVariants=variants)
     task = wait_for_status(api, task_id, {"stored", "failed"})
     assert task["status"] == "stored", task
-    generated = {image["index"]: image["sha256"] for image in stack.emulator.inspect_task(task_id)["images"]}
+    generated = {
+        image["index"]: image["sha256"]
+        for image in stack.emulator.inspect_task(stack.upstream_id(task_id))["images"]
+    }
     assert [image["index"] for image in task["images"]] == list(range(variants))
     for image in task["images"]:
         # The bytes in S3, and the ones behind the presigned link, are exactly what the upstream served.
@@ -81,7 +84,7 @@ def test_edit_with_a_mask(stack: LocalStack, api: httpx.Client) -> None:
         size="3:2",
     )
     assert wait_for_status(api, task_id, {"stored", "failed"})["status"] == "stored"
-    request = stack.emulator.inspect_task(task_id)["request"]
+    request = stack.emulator.inspect_task(stack.upstream_id(task_id))["request"]
     assert request["maskUrl"] == "https://example.com/mask-image.png"
 
 
@@ -96,7 +99,7 @@ def test_each_failure_code_ends_failed_with_its_code(stack: LocalStack, api: htt
 def test_duplicate_callbacks_in_a_row_store_each_image_once(stack: LocalStack, api: httpx.Client) -> None:
     task_id = submit(api, prompt="twice told [fault:duplicate=3]", nVariants=2)
     assert wait_for_status(api, task_id, {"stored", "failed"})["status"] == "stored"
-    wait_for(lambda: len(stack.emulator.deliveries(task_id)) >= 3)
+    wait_for(lambda: len(stack.emulator.deliveries(stack.upstream_id(task_id))) >= 3)
     time.sleep(1)  # let any (wrong) second round of downloads happen before counting
     assert all(count == 1 for count in served_count(stack, task_id).values())
     assert len(served_count(stack, task_id)) == 2
@@ -105,7 +108,9 @@ def test_duplicate_callbacks_in_a_row_store_each_image_once(stack: LocalStack, a
 def test_ten_simultaneous_deliveries_store_each_image_once(stack: LocalStack, api: httpx.Client) -> None:
     # The upstream's own delivery is dropped; we then send its exact callback ten times at once.
     task_id = submit(api, prompt="crowded [fault:drop]", nVariants=2)
-    task = wait_for(lambda: (t := stack.emulator.inspect_task(task_id)) and t["callbackBody"] and t)
+    task = wait_for(
+        lambda: (t := stack.emulator.inspect_task(stack.upstream_id(task_id))) and t["callbackBody"] and t
+    )
     callback_url, body = task["request"]["callBackUrl"], task["callbackBody"]
     barrier = threading.Barrier(10)
     answers: list[int] = []
@@ -136,7 +141,7 @@ def test_dropped_callback_leaves_the_task_submitted_and_nothing_breaks(
     stack: LocalStack, api: httpx.Client
 ) -> None:
     lost = submit(api, prompt="never heard of again [fault:drop]")
-    wait_for(lambda: stack.emulator.inspect_task(lost)["deliveries"])
+    wait_for(lambda: stack.emulator.inspect_task(stack.upstream_id(lost))["deliveries"])
     fine = submit(api, prompt="business as usual")
     assert wait_for_status(api, fine, {"stored", "failed"})["status"] == "stored"
     task = api.get(f"/tasks/{lost}").json()
@@ -149,14 +154,16 @@ def test_the_upstreams_callback_is_answered_200_well_within_its_timeout(
 ) -> None:
     task_id = submit(api, prompt="patience")
     assert wait_for_status(api, task_id, {"stored", "failed"})["status"] == "stored"
-    [delivery] = stack.emulator.wait_for_deliveries(task_id, 1, timeout=10)
+    [delivery] = stack.emulator.wait_for_deliveries(stack.upstream_id(task_id), 1, timeout=10)
     # The upstream gives up on a callback after 15 s: ours answers after the enqueue, not the downloads.
     assert delivery["statusCode"] == 200 and delivery["elapsedMs"] < 15_000
 
 
 def test_forged_callback_is_refused_over_http(stack: LocalStack, api: httpx.Client) -> None:
     task_id = submit(api, prompt="guarded [fault:drop]")
-    task = wait_for(lambda: (t := stack.emulator.inspect_task(task_id)) and t["callbackBody"] and t)
+    task = wait_for(
+        lambda: (t := stack.emulator.inspect_task(stack.upstream_id(task_id))) and t["callbackBody"] and t
+    )
     real_url = task["request"]["callBackUrl"]
     forged = real_url.split("?", 1)[0] + "?token=guess"
     response = httpx.post(forged, json=task["callbackBody"], timeout=10)
@@ -211,7 +218,9 @@ def test_cli_generates_and_saves_images(
     assert len(files) == 2
     printed = capsys.readouterr().out
     task_id = printed.split("taskId:", 1)[1].split()[0]
-    generated = {image["sha256"] for image in stack.emulator.inspect_task(task_id)["images"]}
+    generated = {
+        image["sha256"] for image in stack.emulator.inspect_task(stack.upstream_id(task_id))["images"]
+    }
     assert {hashlib.sha256(path.read_bytes()).hexdigest() for path in files} == generated
     assert main(["--api-url", stack.api_url, "status", task_id]) == 0
     assert "stored" in capsys.readouterr().out

@@ -39,9 +39,11 @@ def test_dropped_callbacks_are_recovered_by_the_reconciler(recovering_stack: Loc
         for task_id in dropped:
             task = wait_for_status(api, task_id, {"stored", "failed"}, timeout=60)
             assert task["status"] == "stored" and len(task["images"]) == 2
-            generated = {image["sha256"] for image in stack.emulator.inspect_task(task_id)["images"]}
+            generated = {
+                image["sha256"] for image in stack.emulator.inspect_task(stack.upstream_id(task_id))["images"]
+            }
             assert {image["sha256"] for image in task["images"]} == generated
-            assert all(d.get("dropped") for d in stack.emulator.deliveries(task_id))
+            assert all(d.get("dropped") for d in stack.emulator.deliveries(stack.upstream_id(task_id)))
         task = wait_for_status(api, failed.json()["taskId"], {"stored", "failed"}, timeout=60)
         assert task["status"] == "failed" and task["error"]["code"] == 500
 

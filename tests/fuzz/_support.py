@@ -18,10 +18,12 @@ from hypothesis import strategies as st
 
 from tests.conftest import load_event
 
-TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
-SUBMISSION_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"
+# The events' task: our id (its callback URL's) and the upstream's (its callback bodies').
+TASK_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"
+UPSTREAM_ID = "d231a99a9a9f1dd8f895be1b97be8065"
 TOKEN = "example-callback-token-0123456789abcdefABCDEF_-xyz"
-OTHER_SUBMISSION_ID = "0123456789abcdef0123456789abcdef"
+# A task whose generate call got no answer: `submitting`, its upstream id still unknown.
+OTHER_TASK_ID = "0123456789abcdef0123456789abcdef"
 OTHER_TOKEN = "another-callback-token-ZYXWVUTSRQPONMLKJIHGFEDCBA_-987"
 MAX_BODY_BYTES = 64 * 1024
 
@@ -192,9 +194,13 @@ def large_body(draw: st.DrawFn) -> str:
 
 @st.composite
 def other_task_callback(draw: st.DrawFn) -> Any:
-    """A well-formed callback for some other (valid-looking) taskId."""
+    """A well-formed callback for some other (valid-looking) taskId: our own ids among them, which are
+    not the upstream's."""
     document = copy.deepcopy(draw(st.sampled_from(callback_bodies())))
-    document["data"]["taskId"] = draw(st.from_regex(r"[A-Za-z0-9_-]{1,128}", fullmatch=True))
+    document["data"]["taskId"] = draw(
+        st.sampled_from([TASK_ID, OTHER_TASK_ID, UPSTREAM_ID.upper()])
+        | st.from_regex(r"[A-Za-z0-9_-]{1,128}", fullmatch=True)
+    )
     return document
 
 
@@ -288,7 +294,7 @@ def callback_body_strings(*, big_numbers: bool) -> st.SearchStrategy[str]:
 def callback_event(
     body: str | None,
     *,
-    submission_id: str = SUBMISSION_ID,
+    task_id: str = TASK_ID,
     query: dict[str, Any] | str | None = "default",
     headers: dict[str, str] | str | None = "default",
     base64_encoded: bool = False,
@@ -296,9 +302,9 @@ def callback_event(
     event = load_event("callback_4o_success")
     event["body"] = body
     event["isBase64Encoded"] = base64_encoded
-    event["path"] = f"/callbacks/{submission_id}"
-    event["pathParameters"] = {"submissionId": submission_id}
-    event["requestContext"]["path"] = f"/Prod/callbacks/{submission_id}"
+    event["path"] = f"/callbacks/{task_id}"
+    event["pathParameters"] = {"taskId": task_id}
+    event["requestContext"]["path"] = f"/Prod/callbacks/{task_id}"
     if query != "default":
         event["queryStringParameters"] = query
         event["multiValueQueryStringParameters"] = (
@@ -383,18 +389,24 @@ class State:
         return tuple(sorted(json.dumps(item, sort_keys=True) for item in items)), tuple(queues)
 
 
-def mint_submission(
-    resources: Any, *, submission_id: str = SUBMISSION_ID, token: str = TOKEN, bound_to: str | None = TASK_ID
+def mint_task(
+    resources: Any,
+    *,
+    task_id: str = TASK_ID,
+    token: str = TOKEN,
+    upstream_task_id: str | None = UPSTREAM_ID,
 ) -> None:
-    """What POST /tasks leaves behind (same as tests/unit/test_callback_handler.py's mint_submission)."""
+    """What POST /tasks leaves behind (as tests/unit/test_callback_handler.py's mint_submission): the
+    task under our id with its callback token's hash, confirmed with the upstream's id unless that is
+    None (its generate call got no answer: its first callback teaches it the id)."""
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import utc_now
-    from image_pipeline.tokens import hash_token
 
-    store = TasksTable(resources.tasks_table)
-    store.put_submission(submission_id, hash_token(token), utc_now())
-    if bound_to:
-        store.bind_submission(submission_id, bound_to)
-        store.record_submitted(
-            bound_to, submission_id, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now(), owner="local"
-        )
+    from tests.task_fixtures import record_task
+
+    record_task(
+        TasksTable(resources.tasks_table),
+        task_id,
+        upstream_task_id=upstream_task_id,
+        confirmed=upstream_task_id is not None,
+        token=token,
+    )

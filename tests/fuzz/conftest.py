@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.fuzz._support import OTHER_SUBMISSION_ID, OTHER_TOKEN, mint_submission
+from tests.fuzz._support import OTHER_TASK_ID, OTHER_TOKEN, mint_task
 
 
 @pytest.fixture(autouse=True)
@@ -21,10 +21,10 @@ def _quiet_metrics() -> Iterator[None]:
 
 @pytest.fixture
 def minted(aws_stack: Any) -> Any:
-    """The stack with two capabilities: SUBMISSION_ID bound to TASK_ID (task recorded), and
-    OTHER_SUBMISSION_ID minted but not yet bound (its callback would beat the submit's write)."""
-    mint_submission(aws_stack)
-    mint_submission(aws_stack, submission_id=OTHER_SUBMISSION_ID, token=OTHER_TOKEN, bound_to=None)
+    """The stack with two tasks: TASK_ID confirmed as the upstream's UPSTREAM_ID, and OTHER_TASK_ID still
+    `submitting` (its generate call got no answer): its first callback would teach it an upstream id."""
+    mint_task(aws_stack)
+    mint_task(aws_stack, task_id=OTHER_TASK_ID, token=OTHER_TOKEN, upstream_task_id=None)
     return aws_stack
 
 

@@ -29,10 +29,12 @@ from tests.fuzz._support import (
     scalars,
     weighted,
 )
+from tests.task_fixtures import record_task, upstream_id_of
 
 UPSTREAM = "https://api.kie.ai"
 GENERATE = f"{UPSTREAM}/api/v1/gpt4o-image/generate"
 RECORD_INFO = f"{UPSTREAM}/api/v1/gpt4o-image/record-info"
+# Our ids of two tasks the table holds; the upstream knows them as upstream_id_of(...).
 SUBMITTED_TASK = "d231a99a9a9f1dd8f895be1b97be8065"
 FAILED_TASK = "f" * 32
 CALLBACK_PREFIX = "https://abc123.execute-api.us-east-1.amazonaws.com/Prod/callbacks/"
@@ -92,13 +94,11 @@ def upstream(aws_stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstre
     reset_settings_cache()
 
     store = TasksTable(aws_stack.tasks_table)
-    store.record_submitted(
-        SUBMITTED_TASK, "s" * 32, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now(), owner="local"
+    record_task(store, SUBMITTED_TASK)
+    record_task(store, FAILED_TASK)
+    store.fail_from_callback(
+        FAILED_TASK, upstream_id_of(FAILED_TASK), TaskError(code=400, message="refused"), utc_now()
     )
-    store.record_submitted(
-        FAILED_TASK, "t" * 32, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now(), owner="local"
-    )
-    store.fail_from_callback(FAILED_TASK, "t" * 32, TaskError(code=400, message="refused"), utc_now())
     with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
         yield Upstream(router)
 
@@ -279,14 +279,19 @@ def check_submission(
         assert upstream.generate.call_count == calls, "the upstream was called for an invalid request"
         assert state.snapshot() == before, "an invalid request wrote to the table"
     else:
+        from image_pipeline.tokens import is_our_task_id
+
         assert options is not None, f"an invalid request was accepted: {body!r}"
         assert upstream.generate.call_count == calls + 1
+        # The client gets our id, never the upstream's; the task under it knows the upstream's.
+        assert answer["status"] == "submitted" and is_our_task_id(answer["taskId"]), answer
+        assert answer["taskId"] != f"{upstream.issued:032x}"
+        assert task_item(aws_stack, answer["taskId"]).upstream_id == f"{upstream.issued:032x}"
         sent = json.loads(upstream.generate.calls.last.request.content)
-        assert sent.pop("callBackUrl").startswith(CALLBACK_PREFIX)
+        assert sent.pop("callBackUrl").startswith(f"{CALLBACK_PREFIX}{answer['taskId']}?token=")
         assert sent == options.model_dump(exclude_none=True), (
             "the upstream got something else than was validated"
         )
-        assert answer == {"taskId": f"{upstream.issued:032x}", "status": "submitted"}
 
 
 @fuzz_settings(max_examples=200)
@@ -322,6 +327,8 @@ task_ids = weighted(
                 "null",
                 "00000000000000000000000000000000",
                 "sub#" + "s" * 32,
+                upstream_id_of(SUBMITTED_TASK),  # the upstream's id is not one of ours
+                upstream_id_of(FAILED_TASK)[:32],
             ]
         ),
     ),
@@ -353,7 +360,7 @@ def test_get_task_with_any_id_is_200_or_404(
 
 ENVELOPE_CODES = st.sampled_from([200, 200, 200, 400, 401, 402, 404, 422, 429, 451, 455, 500, 501, 505, 550])
 VALID_DETAILS = {
-    "taskId": SUBMITTED_TASK,
+    "taskId": upstream_id_of(SUBMITTED_TASK),
     "successFlag": 0,
     "status": "GENERATING",
     "progress": "0.25",
@@ -408,7 +415,12 @@ def envelope_data(response: httpx.Response) -> tuple[bool, Any]:
 
 details_data = weighted(
     (3, mutated([VALID_DETAILS], json_values() | PROGRESS)),
-    (2, st.fixed_dictionaries({"taskId": st.just(SUBMITTED_TASK)}, optional={"progress": PROGRESS})),
+    (
+        2,
+        st.fixed_dictionaries(
+            {"taskId": st.just(upstream_id_of(SUBMITTED_TASK))}, optional={"progress": PROGRESS}
+        ),
+    ),
     (1, json_values()),
 )
 
@@ -431,6 +443,10 @@ def test_get_task_survives_any_progress_answer_from_the_upstream(
     status, body = call(handler(), get_event(SUBMITTED_TASK), lambda_context)
     event(f"upstream ok={ok} progress={'none' if body.get('progress') is None else 'number'}")
     assert status == 200, body
+    # Progress is asked of the upstream under its own id of the task.
+    assert {call.request.url.params["taskId"] for call in upstream.details.calls} <= {
+        upstream_id_of(SUBMITTED_TASK)
+    }
     assert body["status"] == "submitted"
     progress = body["progress"]
     assert progress is None or (
@@ -444,28 +460,76 @@ generate_data = weighted(
 )
 
 
+def generate_verdict(response: httpx.Response) -> str:
+    """What adapters/upstream.py makes of a generate answer: "accepted" (it names the upstream's task),
+    "no_answer" (nothing definite: the upstream may have made the task) or "refused" (it did not)."""
+    from image_pipeline.upstream_replies import Envelope
+
+    try:
+        envelope = Envelope.from_json(response.json())
+    except ValueError:
+        return "no_answer" if response.is_success or response.is_server_error else "refused"
+    if response.status_code == 429 or envelope.code != 200 or not response.is_success:
+        return "refused"
+    task_id = envelope.data.get("taskId") if isinstance(envelope.data, dict) else None
+    return "accepted" if isinstance(task_id, str) and task_id else "no_answer"
+
+
+def task_items(resources: Any) -> dict[str, dict[str, Any]]:
+    """The tasks table's items by pk, as plain values."""
+    import boto3
+    from boto3.dynamodb.types import TypeDeserializer
+
+    plain = TypeDeserializer()
+    items = boto3.client("dynamodb", region_name="us-east-1").scan(
+        TableName=resources.tasks_table, ConsistentRead=True
+    )["Items"]
+    return {
+        item["pk"]["S"]: {name: plain.deserialize(value) for name, value in item.items()} for item in items
+    }
+
+
+def task_item(resources: Any, task_id: str) -> Any:
+    from image_pipeline.adapters.tasks_table import TasksTable
+
+    task = TasksTable(resources.tasks_table).get_task(task_id)
+    assert task is not None, f"no task {task_id}"
+    return task
+
+
 @fuzz_settings(max_examples=80)
 @given(answer=upstream_answers(generate_data))
 def test_post_tasks_maps_any_upstream_answer_to_an_actionable_status(
     upstream: Upstream, aws_stack: Any, lambda_context: Any, answer: httpx.Response
 ) -> None:
-    ok, data = envelope_data(answer)
-    task_id = data.get("taskId") if ok and isinstance(data, dict) else None
-    accepted = isinstance(task_id, str) and bool(task_id)
+    verdict = generate_verdict(answer)
+    _ok, data = envelope_data(answer)
     upstream.generate_answer = answer
     state = State(aws_stack)
-    before = state.snapshot()
+    (_, queues_before), items_before = state.snapshot(), task_items(aws_stack)
     status, body = call(handler(), post_event(json.dumps({"prompt": "x", "size": "1:1"})), lambda_context)
-    event(f"status {status}")
-    if accepted:
-        assert (status, body) == (202, {"taskId": task_id, "status": "submitted"})
+    event(f"{verdict}: status {status}")
+    added = {pk: item for pk, item in task_items(aws_stack).items() if pk not in items_before}
+    # Whatever the answer, the task was recorded under our id before the upstream was called: one new
+    # item, and nothing else changed (no message queued, no other item touched).
+    assert len(added) == 1, added
+    [item] = added.values()
+    assert state.snapshot()[1] == queues_before
+    if verdict == "accepted":
+        assert (status, body) == (202, {"taskId": item["taskId"], "status": "submitted"})
+        assert item["upstreamTaskId"] == data["taskId"]
+    elif verdict == "no_answer":
+        # The upstream may have made (and charged for) it: the task stands, awaiting its callback.
+        assert (status, body) == (202, {"taskId": item["taskId"], "status": "submitting"})
+        assert "upstreamTaskId" not in item and item["owner"] == "local"
     else:
         assert status in (402, 422, 429, 502, 503), body
         assert isinstance(body["message"], str) and body["message"]
         if status in (429, 503):
             assert answer.status_code != 429 or status == 429
-        # The upstream refused: the capability minted for it is gone again, nothing else was written.
-        assert state.snapshot() == before
+        # The upstream refused: the task is withdrawn, a bare tombstone no client sees.
+        assert item["status"] == "deleted" and item["taskId"] not in json.dumps(body)
+        assert not {"owner", "options", "nextCheckAt", "upstreamTaskId"} & set(item), item
 
 
 # -- defects the fuzzers found, each pinned by its minimal reproducer (fixed) -----------------------

@@ -1,4 +1,4 @@
-"""Fuzzing POST /callbacks/{submissionId}: no input crashes it, gets a 5xx, or writes without a token."""
+"""Fuzzing POST /callbacks/{taskId}: no input crashes it, gets a 5xx, or writes without a token."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from tests.fuzz._support import (
     MAX_BODY_BYTES,
-    OTHER_SUBMISSION_ID,
+    OTHER_TASK_ID,
     OTHER_TOKEN,
-    SUBMISSION_ID,
     TASK_ID,
     TOKEN,
+    UPSTREAM_ID,
     State,
     b64,
     call,
@@ -69,20 +69,20 @@ tokens = weighted(
     (1, st.text(max_size=80)),
     (2, near_misses(TOKEN)),
     (2, near_misses(OTHER_TOKEN)),
-    (2, st.sampled_from([TOKEN, OTHER_TOKEN])),  # valid, but only for their own submission (filtered below)
+    (2, st.sampled_from([TOKEN, OTHER_TOKEN])),  # valid, but only for their own task (filtered below)
 )
 
-submission_ids = weighted(
-    (4, st.sampled_from([SUBMISSION_ID, OTHER_SUBMISSION_ID])),
+task_ids = weighted(
+    (4, st.sampled_from([TASK_ID, OTHER_TASK_ID])),
     (
         1,
         st.sampled_from(
             [
-                SUBMISSION_ID.upper(),
-                SUBMISSION_ID + " ",
-                f"sub#{SUBMISSION_ID}",
+                TASK_ID.upper(),
+                TASK_ID + " ",
+                f"sub#{TASK_ID}",
                 f"task#{TASK_ID}",
-                TASK_ID,
+                UPSTREAM_ID,  # the upstream's id is not a callback URL of ours
                 "",
                 "..",
                 "%2e%2e",
@@ -163,14 +163,14 @@ def expected_verdict(raw: bytes) -> int | None:
         (3, callback_body_strings(big_numbers=True)),
     ),
     as_base64=st.booleans(),
-    submission_id=submission_ids,
+    task_id=task_ids,
     data=st.data(),
 )
 def test_unauthenticated_callbacks_are_4xx_and_write_nothing(
-    minted: Any, lambda_context: Any, body: str, as_base64: bool, submission_id: str, data: Any
+    minted: Any, lambda_context: Any, body: str, as_base64: bool, task_id: str, data: Any
 ) -> None:
     token = data.draw(tokens, label="token")
-    assume((submission_id, token) not in {(SUBMISSION_ID, TOKEN), (OTHER_SUBMISSION_ID, OTHER_TOKEN)})
+    assume((task_id, token) not in {(TASK_ID, TOKEN), (OTHER_TASK_ID, OTHER_TOKEN)})
     query = data.draw(query_strings(token), label="query")
     headers = data.draw(st.none() | junk_headers, label="headers")
     state = State(minted)
@@ -179,7 +179,7 @@ def test_unauthenticated_callbacks_are_4xx_and_write_nothing(
         handler(),
         callback_event(
             b64(body) if as_base64 else body,
-            submission_id=submission_id,
+            task_id=task_id,
             query=query,
             headers=headers,
             base64_encoded=as_base64,
@@ -216,8 +216,8 @@ def test_authenticated_malformed_bodies_are_400_or_413_and_write_nothing(
     if verdict is not None:
         assert status == verdict, (status, answer)
         assert state.snapshot() == before
-    elif payload is not None and payload.task_id != TASK_ID:
-        # Well-formed, but for another task than the one this capability is bound to.
+    elif payload is not None and payload.task_id != UPSTREAM_ID:
+        # Well-formed, but naming another upstream task than the one this callback URL's task is.
         assert status == 403, answer
         assert state.snapshot() == before
     else:
@@ -227,16 +227,17 @@ def test_authenticated_malformed_bodies_are_400_or_413_and_write_nothing(
 
 @fuzz_settings(max_examples=40)
 @given(body=st.sampled_from([json.dumps(b) for b in callback_bodies()]), data=st.data())
-def test_callback_beating_the_submit_with_junk_is_still_rejected_without_writes(
+def test_callback_to_an_unconfirmed_task_with_junk_is_still_rejected_without_writes(
     minted: Any, lambda_context: Any, body: str, data: Any
 ) -> None:
-    """The unbound capability (its task not yet recorded) is the one a write could sneak into."""
+    """The task still `submitting` (no upstream id yet, so any the body names would be learnt) is the
+    one a write could sneak into."""
     token = data.draw(st.one_of(near_misses(OTHER_TOKEN), st.just(TOKEN), st.none(), st.text(max_size=60)))
     state = State(minted)
     before = state.snapshot()
     status, answer = call(
         handler(),
-        callback_event(body, submission_id=OTHER_SUBMISSION_ID, query={"token": token} if token else None),
+        callback_event(body, task_id=OTHER_TASK_ID, query={"token": token} if token else None),
         lambda_context,
     )
     assert status in {401, 403}, answer
@@ -281,12 +282,14 @@ def signature_headers(draw: st.DrawFn) -> dict[str, str] | None:
     signature = draw(
         st.one_of(
             st.text(max_size=60),
-            st.just(webhook_signature("wrong-key", TASK_ID, timestamp)),
+            st.just(webhook_signature("wrong-key", UPSTREAM_ID, timestamp)),
             st.just(webhook_signature(HMAC_KEY, "otherTask", timestamp)),
-            st.just(webhook_signature(HMAC_KEY, TASK_ID, timestamp + "0")),
-            st.just(webhook_signature(HMAC_KEY, TASK_ID, timestamp)[:-2]),
+            # The platform signs the upstream's id (the body's), never ours (the URL's).
+            st.just(webhook_signature(HMAC_KEY, TASK_ID, timestamp)),
+            st.just(webhook_signature(HMAC_KEY, UPSTREAM_ID, timestamp + "0")),
+            st.just(webhook_signature(HMAC_KEY, UPSTREAM_ID, timestamp)[:-2]),
             # The right signature over a timestamp outside the window.
-            st.just(webhook_signature(HMAC_KEY, TASK_ID, str(NOW - 3600))),
+            st.just(webhook_signature(HMAC_KEY, UPSTREAM_ID, str(NOW - 3600))),
         )
     )
     names = draw(
@@ -317,7 +320,9 @@ def test_unsigned_or_badly_signed_callbacks_are_401_and_write_nothing(
     timestamp, signature = lowered.get("x-webhook-timestamp"), lowered.get("x-webhook-signature")
     # Known defect, kept out of this fuzzer: test_hmac_timestamp_that_int_refuses_is_401_not_a_crash.
     # Never generated on purpose, but a junk header could in theory be a valid signature.
-    assume(check_webhook_signature(HMAC_KEY, TASK_ID, timestamp, signature, window_seconds=300) is not None)
+    assume(
+        check_webhook_signature(HMAC_KEY, UPSTREAM_ID, timestamp, signature, window_seconds=300) is not None
+    )
     state = State(minted)
     before = state.snapshot()
     status, answer = call(handler(), callback_event(VALID_BODY, headers=headers), lambda_context)
@@ -346,7 +351,7 @@ def test_huge_integer_code_is_a_4xx_not_a_crash(minted: Any, lambda_context: Any
     state = State(minted)
     before = state.snapshot()
     for code in ("1" + "0" * 38, "-" + "9" * 40):
-        body = f'{{"code": {code}, "msg": "m", "data": {{"taskId": "{TASK_ID}"}}}}'
+        body = f'{{"code": {code}, "msg": "m", "data": {{"taskId": "{UPSTREAM_ID}"}}}}'
         status, _ = call(handler(), callback_event(body), lambda_context)
         assert status == 400
         assert state.snapshot() == before
@@ -356,8 +361,8 @@ def test_lone_surrogate_in_callback_is_400_not_a_crash(minted: Any, lambda_conte
     state = State(minted)
     before = state.snapshot()
     for body in (
-        f'{{"code": 500, "msg": "\\ud800", "data": {{"taskId": "{TASK_ID}"}}}}',
-        f'{{"code": 200, "data": {{"taskId": "{TASK_ID}", "info": {{"result_urls": ["https://x/\\ud800.png"]}}}}}}',
+        f'{{"code": 500, "msg": "\\ud800", "data": {{"taskId": "{UPSTREAM_ID}"}}}}',
+        f'{{"code": 200, "data": {{"taskId": "{UPSTREAM_ID}", "info": {{"result_urls": ["https://x/\\ud800.png"]}}}}}}',
     ):
         status, _ = call(handler(), callback_event(body), lambda_context)
         assert status == 400
@@ -384,9 +389,9 @@ def test_strategies_reach_every_rejection(minted: Any, lambda_context: Any) -> N
         {"body": "{", "query": None},
         {"body": VALID_BODY, "query": None},
         {"body": VALID_BODY, "query": {"token": "nope"}},
-        {"body": VALID_BODY, "query": {"token": TOKEN}, "submission_id": "unknown"},
+        {"body": VALID_BODY, "query": {"token": TOKEN}, "task_id": "unknown"},
         {
-            "body": json.dumps({"code": 200, "msg": "x" * MAX_BODY_BYTES, "data": {"taskId": TASK_ID}}),
+            "body": json.dumps({"code": 200, "msg": "x" * MAX_BODY_BYTES, "data": {"taskId": UPSTREAM_ID}}),
             "query": None,
         },
     ):

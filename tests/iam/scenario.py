@@ -6,7 +6,8 @@ client's webhook secret), not the plain values local runs use; the upstream is r
 come from a local HTTP server and webhooks go to a local receiver. Each handler is driven with its
 events/ file, the way Lambda would, through its happy path and the error paths that call AWS
 differently (an upstream refusal, a retried Idempotency-Key, the rate limit, DynamoDB down after a
-paid submit, a failing image host, no time left, a callback racing the sweep, a webhook that fails).
+paid submit, a submit the upstream never confirms, a failing image host, no time left, a callback
+racing the sweep, a webhook that fails).
 
 Every step is labelled, and the parameter cache is emptied before each: in Lambda each function is
 its own process, so one function's cached secret must not hide another's GetParameter.
@@ -59,21 +60,33 @@ class Context:
 
 @dataclass
 class Upstream:
-    """The 4o Image API through respx: each generate gets the next taskId; record-info per task."""
+    """The 4o Image API through respx: each generate gets the next taskId (the upstream's, not ours);
+    record-info per task, by the upstream's id."""
 
     generated: list[str] = field(default_factory=list)
-    callback_urls: dict[str, str] = field(default_factory=dict)
+    callback_urls: dict[str, str] = field(default_factory=dict)  # the upstream's taskId -> callBackUrl
+    ids: dict[str, str] = field(default_factory=dict)  # our taskId (its callBackUrl's) -> the upstream's
     details: dict[str, Any] = field(default_factory=dict)  # taskId -> data, or a callable returning it
     refuse_next: bool = False
+    no_answer_next: bool = False
 
     def generate(self, request: httpx.Request) -> httpx.Response:
         if self.refuse_next:
             self.refuse_next = False
             return httpx.Response(200, json={"code": 402, "msg": "insufficient credits"})
-        task_id = f"{len(self.generated) + 1:032x}"
+        task_id = f"up{len(self.generated) + 1:030x}"
         self.generated.append(task_id)
-        self.callback_urls[task_id] = json.loads(request.content)["callBackUrl"]
+        callback_url = json.loads(request.content)["callBackUrl"]
+        self.callback_urls[task_id] = callback_url
+        self.ids[urlsplit(callback_url).path.rsplit("/", 1)[1]] = task_id
+        if self.no_answer_next:  # it made the task, but its answer is lost (a proxy's 502 page)
+            self.no_answer_next = False
+            return httpx.Response(502, text="<html>bad gateway</html>")
         return httpx.Response(200, json={"code": 200, "msg": "success", "data": {"taskId": task_id}})
+
+    def id_of(self, our_task_id: str) -> str:
+        """The upstream's id of one of our tasks."""
+        return self.ids[our_task_id]
 
     def record_info(self, request: httpx.Request) -> httpx.Response:
         task_id = request.url.params["taskId"]
@@ -132,20 +145,23 @@ class Stack:
         return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
 
     def callback(self, task_id: str, urls: list[str] | None) -> tuple[int, Any]:
-        """The upstream's signed callback for `task_id`: success with `urls`, or a failure (None)."""
+        """The upstream's signed callback for our task `task_id` (to its callBackUrl, naming the
+        upstream's id): success with `urls`, or a failure (None)."""
         from callback_handler import lambda_handler
         from image_pipeline.tokens import webhook_signature
 
-        parts = urlsplit(self.upstream.callback_urls[task_id])
-        submission_id = parts.path.rsplit("/", 1)[1]
+        upstream_id = self.upstream.id_of(task_id)
+        parts = urlsplit(self.upstream.callback_urls[upstream_id])
+        assert parts.path.rsplit("/", 1)[1] == task_id
         token = parse_qs(parts.query)["token"][0]
         event = load_event("callback_4o_success" if urls else "callback_4o_failure")
-        event["path"] = f"/callbacks/{submission_id}"
-        event["pathParameters"] = {"submissionId": submission_id}
+        event["path"] = f"/callbacks/{task_id}"
+        event["pathParameters"] = {"taskId": task_id}
+        event["requestContext"]["path"] = f"/Prod/callbacks/{task_id}"
         event["queryStringParameters"] = {"token": token}
         event["multiValueQueryStringParameters"] = {"token": [token]}
         document = json.loads(event["body"])
-        document["data"]["taskId"] = task_id
+        document["data"]["taskId"] = upstream_id
         if urls:
             document["data"]["info"] = {"result_urls": urls}
         event["body"] = json.dumps(document)
@@ -153,7 +169,7 @@ class Stack:
         event["headers"] = {
             **event["headers"],
             "X-Webhook-Timestamp": timestamp,
-            "X-Webhook-Signature": webhook_signature(HMAC_KEY, task_id, timestamp),
+            "X-Webhook-Signature": webhook_signature(HMAC_KEY, upstream_id, timestamp),
         }
         response = lambda_handler(event, Context())
         return response["statusCode"], json.loads(response["body"])
@@ -263,6 +279,8 @@ def deployed_stack() -> Iterator[Stack]:
         env.setenv("DOWNLOAD_DEADLINE_SECONDS", "10")
         env.setenv("WEBHOOK_TRUSTED_ORIGINS", webhooks.origin)
         env.setenv("RECONCILE_AFTER_SECONDS", "0")
+        # A submit the upstream never confirms is given up at the first sweep after it.
+        env.setenv("SUBMIT_UNCONFIRMED_AFTER_SECONDS", "0.001")
         env.setenv("RECONCILE_QUERIES_PER_SECOND", "50")
         env.setenv("SUBMIT_RATE_WINDOW_SECONDS", "600")
         upstream = Upstream()
@@ -317,21 +335,27 @@ def run(stack: Stack) -> None:
         failing_webhook = {**submit, "webhookUrl": f"{stack.webhooks.origin}/down"}
         failed_task = stack.api("POST", "/tasks", failing_webhook)[1]["taskId"]
         flagged_task = stack.api("POST", "/tasks", submit)[1]["taskId"]
-    with stack.step("POST /tasks while DynamoDB refuses the task record (the outbox)"):
-        working = TasksTable.record_submitted
+    with stack.step("POST /tasks while DynamoDB refuses the upstream's id (the outbox)"):
+        working = TasksTable.confirm_submitted
 
-        def broken(*_args: Any, **_kwargs: Any) -> None:
+        def broken(*_args: Any, **_kwargs: Any) -> bool:
             raise RuntimeError("DynamoDB unavailable")
 
-        TasksTable.record_submitted = broken  # type: ignore[method-assign]
-        backoff, submission.RECORD_BACKOFF_SECONDS = submission.RECORD_BACKOFF_SECONDS, 0
+        TasksTable.confirm_submitted = broken  # type: ignore[method-assign]
+        backoff, submission.CONFIRM_BACKOFF_SECONDS = submission.CONFIRM_BACKOFF_SECONDS, 0
         try:
             answer = stack.api("POST", "/tasks", submit)
         finally:
-            TasksTable.record_submitted = working  # type: ignore[method-assign]
-            submission.RECORD_BACKOFF_SECONDS = backoff
-        assert answer[0] == 202, answer
+            TasksTable.confirm_submitted = working  # type: ignore[method-assign]
+            submission.CONFIRM_BACKOFF_SECONDS = backoff
+        # Accepted upstream: the client has its task, `submitting` until the outbox confirms it.
+        assert answer[0] == 202 and answer[1]["status"] == "submitting", answer
         raced_task = answer[1]["taskId"]
+    with stack.step("POST /tasks whose generate answer is lost"):
+        upstream.no_answer_next = True
+        answer = stack.api("POST", "/tasks", submit)
+        assert answer[0] == 202 and answer[1]["status"] == "submitting", answer
+        unconfirmed_task = answer[1]["taskId"]
     with stack.step("POST /tasks over the account's rate limit"), pytest.MonkeyPatch.context() as env:
         env.setenv("SUBMIT_RATE_LIMIT", "1")
         reset_settings_cache()
@@ -353,9 +377,10 @@ def run(stack: Stack) -> None:
         assert stack.callback(flagged_task, None) == (200, {"status": "accepted"})
 
     jobs = stack.receive(stack.resources.download_queue_url)
-    with stack.step("download jobs (one image host busy) and the outbox's record"):
+    with stack.step("download jobs (one image host busy) and the outbox's confirmation"):
         failed = stack.download(jobs)
         assert len(jobs) == 3 and len(failed) == 1, (jobs, failed)
+    assert stack.task(raced_task).upstream_id == upstream.id_of(raced_task)
     retried = [job for job in jobs if job["messageId"] in failed]
     with stack.step("download job with no time left to start"):
         assert stack.download(retried, remaining_seconds=6) == []
@@ -368,25 +393,35 @@ def run(stack: Stack) -> None:
     def callback_meanwhile() -> dict[str, Any]:
         with stack.unrecorded():  # the failure callback lands between the sweep's query and its poll
             TasksTable(stack.resources.tasks_table).fail_from_callback(
-                raced_task, stack.task(raced_task).submissionId, TaskError(code=501, message="x"), utc_now()
+                raced_task, upstream.id_of(raced_task), TaskError(code=501, message="x"), utc_now()
             )
         return {"successFlag": 2, "errorCode": 501, "errorMessage": "generation failed"}
 
     upstream.details.update(
         {
-            swept_task: {"successFlag": 1, "status": "SUCCESS", "response": {"resultUrls": swept_urls}},
-            failed_task: {"successFlag": 2, "errorCode": 400, "errorMessage": "content policy"},
-            raced_task: callback_meanwhile,
+            upstream.id_of(swept_task): {
+                "successFlag": 1,
+                "status": "SUCCESS",
+                "response": {"resultUrls": swept_urls},
+            },
+            upstream.id_of(failed_task): {
+                "successFlag": 2,
+                "errorCode": 400,
+                "errorMessage": "content policy",
+            },
+            upstream.id_of(raced_task): callback_meanwhile,
         }
     )
     with stack.step("scheduled sweep"):
         report = stack.sweep()
         assert report["completed"] == 1 and report["failed"] >= 1, report
+        assert report["unconfirmed"] == 1 and report["errors"] == [], report
+    assert stack.task(unconfirmed_task).error.code == "submit_unconfirmed"
 
     notices = stack.receive(stack.resources.queues["NotificationQueue"].url)
     with stack.step("notify messages (one webhook down)"):
         failed = stack.notify(notices)
-        assert len(notices) == 3 and len(failed) == 1, (notices, failed)
+        assert len(notices) == 4 and len(failed) == 1, (notices, failed)
     assert sorted(r.path for r in stack.webhooks.received) == ["/down", "/ok"]
 
     with stack.step("GET /tasks/{taskId} of a stored task"):

@@ -201,6 +201,7 @@ def test_a_new_call_without_a_grant_fails_the_check(roles: dict[str, Role]) -> N
     from image_pipeline.task_models import TaskError, utc_now
 
     from tests.iam.scenario import deployed_stack
+    from tests.task_fixtures import record_task, upstream_id_of
 
     with deployed_stack() as stack, pytest.MonkeyPatch.context() as patch:
         publish = EventBus.publish
@@ -215,9 +216,10 @@ def test_a_new_call_without_a_grant_fails_the_check(roles: dict[str, Role]) -> N
 
         patch.setattr(EventBus, "publish", publish_after_listing)
         store = TasksTable(stack.resources.tasks_table)
-        store.put_submission("s" * 32, "hash", utc_now())
-        store.record_submitted("f" * 32, "s" * 32, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now())
-        assert store.fail_from_callback("f" * 32, "s" * 32, TaskError(code=400, message="no"), utc_now())
+        record_task(store, "f" * 32)
+        assert store.fail_from_callback(
+            "f" * 32, upstream_id_of("f" * 32), TaskError(code=400, message="no"), utc_now()
+        )
         with stack.step("notify message"):
             assert stack.notify([stack.notify_record("f" * 32)]) == []
     found = [str(d) for d in denials(roles, stack.recorder.calls)]

@@ -85,7 +85,7 @@ def test_callbacks_have_their_own_api_without_key_tracing_or_shared_throttle() -
         assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
     assert callback["MethodSettings"][0]["DataTraceEnabled"] is False  # execution logs hold whole requests
     routes = {(route.method, route.path): route for route in api_routes()}
-    assert not routes[("POST", "/callbacks/{submissionId}")].api_key_required
+    assert not routes[("POST", "/callbacks/{taskId}")].api_key_required
     assert routes[("POST", "/tasks")].api_key_required and routes[("GET", "/tasks/{taskId}")].api_key_required
     on_api = {
         (event["Properties"]["Method"], event["Properties"]["Path"]): event["Properties"]["RestApiId"]["Ref"]
@@ -99,7 +99,7 @@ def test_callbacks_have_their_own_api_without_key_tracing_or_shared_throttle() -
         ("get", "/tasks/{taskId}"): "ImagesApi",
         ("delete", "/tasks/{taskId}"): "ImagesApi",
         ("get", "/openapi.json"): "ImagesApi",
-        ("post", "/callbacks/{submissionId}"): "CallbackApi",
+        ("post", "/callbacks/{taskId}"): "CallbackApi",
     }
     assert not routes[("GET", "/openapi.json")].api_key_required  # the contract, readable without a key
     assert (

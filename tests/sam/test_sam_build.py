@@ -22,11 +22,14 @@ import pytest
 from tests.conftest import ROOT, load_event
 from tests.http_fixtures import Reply, image_server, png_bytes
 from tests.lambda_artefacts import HOST_ARCH, add_bytecode, date_like_a_sam_zip, link_runtime
+from tests.task_fixtures import record_task
 
 pytestmark = pytest.mark.sam
 
 SAM = shutil.which("sam", path=str(Path(sys.executable).parent)) or shutil.which("sam")
-TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
+# The events' task: our id (the callback URL's) and the upstream's (the callback body's).
+TASK_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"
+UPSTREAM_ID = "d231a99a9a9f1dd8f895be1b97be8065"
 
 
 def sam(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -157,18 +160,21 @@ def test_built_functions_import_and_run_with_their_layer(
     answer = run_built(build_dir, runtime_dir, "ApiFunction", load_event("api_get_task_unknown"), env)
     assert answer["statusCode"] == 404
 
-    # Callback: authenticate against a minted capability, write DynamoDB, send to SQS.
+    # Callback: authenticate against the task's own capability, write DynamoDB, send to SQS.
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import utc_now
-    from image_pipeline.tokens import hash_token
 
     dynamodb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
     store = TasksTable(resources.tasks_table, dynamodb=dynamodb)
     event = load_event("callback_4o_success")
-    submission_id = event["pathParameters"]["submissionId"]
-    store.put_submission(submission_id, hash_token(event["queryStringParameters"]["token"]), utc_now())
+    assert event["pathParameters"]["taskId"] == TASK_ID
+    assert json.loads(event["body"])["data"]["taskId"] == UPSTREAM_ID
+    # The task as POST /tasks left it when its generate answer was lost: its callback names the
+    # upstream's id.
+    record_task(store, TASK_ID, confirmed=False, token=event["queryStringParameters"]["token"])
     with image_server() as server:
-        urls = [server.serve(f"/s/{TASK_ID}_{i}.png", Reply(body=png_bytes(32 + i, 32))) for i in range(2)]
+        urls = [
+            server.serve(f"/s/{UPSTREAM_ID}_{i}.png", Reply(body=png_bytes(32 + i, 32))) for i in range(2)
+        ]
         body = json.loads(event["body"])
         body["data"]["info"]["result_urls"] = urls
         event["body"] = json.dumps(body)
@@ -202,6 +208,7 @@ def test_built_functions_import_and_run_with_their_layer(
     assert answer == {"batchItemFailures": []}
     task = store.get_task(TASK_ID)
     assert task is not None and task.status == "stored" and task.storedCount == 2
+    assert task.upstream_id == UPSTREAM_ID
 
     # Reconciler: a scheduled event, a sweep over the status index (nothing pending here).
     answer = run_built(build_dir, runtime_dir, "ReconcilerFunction", load_event("reconciler_scheduled"), env)

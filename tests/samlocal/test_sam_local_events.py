@@ -33,6 +33,7 @@ CASES: list[tuple[str, str, str, int | None, dict[str, Any]]] = [
     ("sqs_download_batch", "DownloaderFunction", "clear", None, {"batchItemFailures": []}),
     ("api_get_task_unknown", "ApiFunction", "clear", 404, {"message": f"task {'0' * 32} not found"}),
     ("api_get_task", "ApiFunction", "seed", 200, {"taskId": EXAMPLE, "status": "submitted"}),
+    ("api_list_tasks", "ApiFunction", "seed", 200, {"nextCursor": None}),
     ("api_submit_task", "ApiFunction", "clear", 202, {"status": "submitted"}),
     ("api_submit_task_edit", "ApiFunction", "clear", 202, {"status": "submitted"}),
     ("api_submit_task_invalid", "ApiFunction", "clear", 422, {"message": INVALID}),

@@ -10,12 +10,33 @@ import httpx
 import pytest
 import respx
 
+from image_pipeline.tokens import is_our_task_id
+
 from tests.conftest import load_event
 
 UPSTREAM = "https://api.kie.ai"
 GENERATE = f"{UPSTREAM}/api/v1/gpt4o-image/generate"
 RECORD_INFO = f"{UPSTREAM}/api/v1/gpt4o-image/record-info"
-TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
+TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"  # the upstream's id of the task (ours is minted per submit)
+
+
+class _AnyTime(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and other.endswith("Z") and "T" in other
+
+    __hash__ = str.__hash__
+
+
+ANY_TIME = _AnyTime("<an ISO time>")
+
+
+def aws_stack_item(table: str, task_id: str) -> dict[str, Any]:
+    import boto3
+
+    item: dict[str, Any] = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=table, Key={"pk": {"S": f"task#{task_id}"}}
+    )["Item"]
+    return item
 
 
 def invoke(event: dict[str, Any], context: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -35,6 +56,22 @@ def submit_ok(task_id: str = TASK_ID) -> httpx.Response:
     return httpx.Response(200, json={"code": 200, "msg": "success", "data": {"taskId": task_id}})
 
 
+def get_task(task_id: str, context: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+    event = load_event("api_get_task")
+    event["pathParameters"] = {"taskId": task_id}
+    event["path"] = f"/tasks/{task_id}"
+    event["requestContext"] = {**event["requestContext"], "path": f"/Prod/tasks/{task_id}"}
+    return invoke(event, context)
+
+
+def submit(context: Any, event: dict[str, Any] | None = None) -> str:
+    """POST /tasks; our id of the task it made."""
+    status, body, _ = invoke(event or load_event("api_submit_task"), context)
+    assert status == 202, body
+    task_id: str = body["taskId"]
+    return task_id
+
+
 def details(progress: str = "0.10") -> httpx.Response:
     data = {"taskId": TASK_ID, "successFlag": 0, "status": "GENERATING", "progress": progress}
     return httpx.Response(200, json={"code": 200, "msg": "success", "data": data})
@@ -52,14 +89,16 @@ def test_submit_records_the_task_and_answers_202(aws_stack: Any, upstream: Any, 
     upstream.get(RECORD_INFO).mock(return_value=details())
     # When a client submits
     status, body, _ = invoke(load_event("api_submit_task"), lambda_context)
-    # Then it gets the upstream's taskId, and the task is recorded as submitted
-    assert (status, body) == (202, {"taskId": TASK_ID, "status": "submitted"})
+    # Then it gets our id of the task (not the upstream's), and the task is recorded as submitted
+    assert status == 202 and body["status"] == "submitted"
+    assert is_our_task_id(body["taskId"]) and body["taskId"] != TASK_ID
     sent = json.loads(route.calls.last.request.content)
     assert sent["prompt"] == "a red fox in snow, watercolor"
     assert sent["size"] == "3:2" and sent["nVariants"] == 2
     assert route.calls.last.request.headers["Authorization"] == "Bearer upstream-test-key"
-    status, task, _ = invoke(load_event("api_get_task"), lambda_context)
+    status, task, _ = get_task(body["taskId"], lambda_context)
     assert status == 200 and task["status"] == "submitted" and task["images"] == [] and task["error"] is None
+    assert (task["taskId"], task["upstreamTaskId"]) == (body["taskId"], TASK_ID)
 
 
 def test_callback_url_is_this_api_with_an_unguessable_token(
@@ -69,19 +108,18 @@ def test_callback_url_is_this_api_with_an_unguessable_token(
     from image_pipeline.tokens import token_matches
 
     route = upstream.post(GENERATE).mock(return_value=submit_ok())
-    invoke(load_event("api_submit_task"), lambda_context)
+    task_id = submit(lambda_context)
     callback_url = json.loads(route.calls.last.request.content)["callBackUrl"]
     parts = urlsplit(callback_url)
-    # The request's domain and stage make the public URL.
+    # The request's domain and stage make the public URL, and it names our id of the task.
     assert f"{parts.scheme}://{parts.netloc}" == "https://abc123.execute-api.us-east-1.amazonaws.com"
-    assert parts.path.startswith("/Prod/callbacks/")
-    submission_id = parts.path.rsplit("/", 1)[1]
+    assert parts.path == f"/Prod/callbacks/{task_id}"
     token = parse_qs(parts.query)["token"][0]
     assert len(token) >= 43  # 256 random bits, url-safe base64
-    stored = TasksTable(aws_stack.tasks_table).get_submission(submission_id)
-    assert stored is not None and stored["taskId"] == TASK_ID
-    assert token not in json.dumps(stored)  # only the hash is stored
-    assert token_matches(token, stored["tokenHash"])
+    item = aws_stack_item(aws_stack.tasks_table, task_id)
+    assert token not in json.dumps(item)  # only the hash is stored
+    stored = TasksTable(aws_stack.tasks_table).get_task(task_id)
+    assert stored is not None and stored.tokenHash and token_matches(token, stored.tokenHash)
 
 
 def test_public_base_url_overrides_the_request_domain(
@@ -182,7 +220,7 @@ def test_body_that_is_not_json_is_a_clear_422(aws_stack: Any, upstream: Any, lam
         ),
         (httpx.Response(200, json={"code": 455, "msg": "maintenance"}), 503, "maintenance", "30"),
         (httpx.Response(200, json={"code": 500, "msg": "server error"}), 503, "unavailable", "30"),
-        (httpx.Response(502, text="<html>bad gateway</html>"), 503, "unavailable", "30"),
+        (httpx.Response(404, text="<html>not found</html>"), 422, "HTTP 404", None),
         (httpx.Response(200, json={"code": 422, "msg": "filesUrl is not reachable"}), 422, "filesUrl", None),
     ],
 )
@@ -200,14 +238,52 @@ def test_upstream_errors_map_to_what_a_client_can_act_on(
     assert got_status == status
     assert needle in body["message"]
     assert headers.get("Retry-After") == retry_after
-    # No task is recorded for a refused submission.
-    assert invoke(load_event("api_get_task"), lambda_context)[0] == 404
+    # No task is visible for a refused submission: the upstream made none.
+    assert "taskId" not in body
+    assert invoke(load_event("api_list_tasks"), lambda_context)[1]["tasks"] == []
 
 
-def test_upstream_timeout_is_503(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
-    upstream.post(GENERATE).mock(side_effect=httpx.ReadTimeout("slow"))
+@pytest.mark.parametrize(
+    "no_answer",
+    [
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("connection reset after the request was sent"),
+        httpx.Response(502, text="<html>bad gateway</html>"),
+        httpx.Response(200, text="not json"),
+        httpx.Response(200, json={"code": 200, "msg": "success", "data": {}}),
+    ],
+)
+def test_a_generate_call_without_a_definite_answer_is_202_submitting_with_our_id(
+    aws_stack: Any, upstream: Any, lambda_context: Any, no_answer: Any
+) -> None:
+    # Given a generate call whose answer is lost: the upstream may have made (and charged for) the task
+    route = upstream.post(GENERATE)
+    if isinstance(no_answer, Exception):
+        route.mock(side_effect=no_answer)
+    else:
+        route.mock(return_value=no_answer)
+    # Then the client gets our id, and the task is its own, waiting for its callback
     status, body, _ = invoke(load_event("api_submit_task"), lambda_context)
-    assert status == 503 and "timed out" in body["message"]
+    assert status == 202 and body["status"] == "submitting", body
+    status, task, _ = get_task(body["taskId"], lambda_context)
+    assert (status, task["status"], task["upstreamTaskId"], task["progress"]) == (
+        200,
+        "submitting",
+        None,
+        None,
+    )
+    assert [
+        listed["taskId"] for listed in invoke(load_event("api_list_tasks"), lambda_context)[1]["tasks"]
+    ] == [body["taskId"]]
+
+
+def test_an_upstream_never_reached_is_503_and_leaves_no_task(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    upstream.post(GENERATE).mock(side_effect=httpx.ConnectError("refused"))
+    status, body, headers = invoke(load_event("api_submit_task"), lambda_context)
+    assert status == 503 and "could not reach" in body["message"] and headers["Retry-After"]
+    assert invoke(load_event("api_list_tasks"), lambda_context)[1]["tasks"] == []
 
 
 def test_unknown_task_is_404(aws_stack: Any, lambda_context: Any) -> None:
@@ -221,8 +297,8 @@ def test_status_reports_live_progress_while_generating(
 ) -> None:
     upstream.post(GENERATE).mock(return_value=submit_ok())
     upstream.get(RECORD_INFO).mock(return_value=details("0.48"))
-    invoke(load_event("api_submit_task"), lambda_context)
-    status, body, _ = invoke(load_event("api_get_task"), lambda_context)
+    task_id = submit(lambda_context)
+    status, body, _ = get_task(task_id, lambda_context)
     assert status == 200 and body["progress"] == pytest.approx(0.48)
 
 
@@ -232,19 +308,20 @@ def test_many_pollers_of_one_task_query_the_upstream_once_per_cache_period(
     # Given a task still generating upstream (which allows 3 detail queries per second per task)
     upstream.post(GENERATE).mock(return_value=submit_ok())
     route = upstream.get(RECORD_INFO).mock(return_value=details("0.48"))
-    invoke(load_event("api_submit_task"), lambda_context)
+    task_id = submit(lambda_context)
     # When a client polls it 20 times in a row
-    answers = [invoke(load_event("api_get_task"), lambda_context)[1] for _ in range(20)]
+    answers = [get_task(task_id, lambda_context)[1] for _ in range(20)]
     # Then every answer carries the progress, and the upstream was asked once
     assert all(answer["progress"] == pytest.approx(0.48) for answer in answers)
     assert route.call_count == 1
+    assert route.calls.last.request.url.params["taskId"] == TASK_ID  # asked by the upstream's id
 
 
 def test_status_survives_an_upstream_outage(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
     upstream.post(GENERATE).mock(return_value=submit_ok())
     upstream.get(RECORD_INFO).mock(side_effect=httpx.ConnectError("down"))
-    invoke(load_event("api_submit_task"), lambda_context)
-    status, body, _ = invoke(load_event("api_get_task"), lambda_context)
+    task_id = submit(lambda_context)
+    status, body, _ = get_task(task_id, lambda_context)
     assert status == 200 and body["status"] == "submitted" and body["progress"] is None
 
 
@@ -258,10 +335,10 @@ def test_dynamodb_fault_is_a_clear_503(
     route = upstream.post(GENERATE).mock(return_value=submit_ok())
     status, body, headers = invoke(load_event("api_submit_task"), lambda_context)
     assert status == 503 and "try again" in body["message"] and headers["Retry-After"]
-    assert not route.called  # the capability could not be minted, so nothing was paid for
+    assert not route.called  # the task could not be recorded, so nothing was asked for or paid
 
 
-def test_a_paid_generation_is_answered_even_when_recording_it_fails(
+def test_a_paid_generation_is_answered_even_when_recording_its_upstream_id_fails(
     aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After the upstream accepted, a DynamoDB outage must not make a retrying client pay twice."""
@@ -271,11 +348,12 @@ def test_a_paid_generation_is_answered_even_when_recording_it_fails(
     def broken(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("DynamoDB unavailable")
 
-    monkeypatch.setattr(TasksTable, "record_submitted", broken)
-    monkeypatch.setattr(submission, "RECORD_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr(TasksTable, "confirm_submitted", broken)
+    monkeypatch.setattr(submission, "CONFIRM_BACKOFF_SECONDS", 0)
     route = upstream.post(GENERATE).mock(return_value=submit_ok())
     status, body, _ = invoke(load_event("api_submit_task"), lambda_context)
-    assert (status, body) == (202, {"taskId": TASK_ID, "status": "submitted"})
+    assert (status, body["status"]) == (202, "submitting")
+    assert get_task(body["taskId"], lambda_context)[1]["status"] == "submitting"
     assert route.call_count == 1
 
 
@@ -287,41 +365,46 @@ def test_task_ids_that_cannot_exist_are_404(aws_stack: Any, lambda_context: Any,
     assert status == 404 and len(body["message"]) < 200
 
 
-def test_a_task_that_could_not_be_recorded_is_recorded_later_and_swept_like_any_other(
+def test_an_upstream_id_that_could_not_be_recorded_is_recorded_later_and_swept_like_any_other(
     aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import boto3
     from image_pipeline.adapters.tasks_table import TasksTable
     from image_pipeline.logic import submission
 
-    # Given DynamoDB failing for the task record after the upstream accepted the generation
-    working = TasksTable.record_submitted
+    # Given DynamoDB failing for the confirmation after the upstream accepted the generation
+    working = TasksTable.confirm_submitted
 
     def broken(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("DynamoDB unavailable")
 
-    monkeypatch.setattr(TasksTable, "record_submitted", broken)
-    monkeypatch.setattr(submission, "RECORD_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr(TasksTable, "confirm_submitted", broken)
+    monkeypatch.setattr(submission, "CONFIRM_BACKOFF_SECONDS", 0)
     upstream.post(GENERATE).mock(return_value=submit_ok())
     upstream.get(RECORD_INFO).mock(return_value=details())
-    assert invoke(load_event("api_submit_task"), lambda_context)[0] == 202
-    assert invoke(load_event("api_get_task"), lambda_context)[0] == 404
-    # When DynamoDB is back and the downloader takes the record off the queue (its outbox)
-    monkeypatch.setattr(TasksTable, "record_submitted", working)
+    task_id = submit(lambda_context)
+    assert get_task(task_id, lambda_context)[1]["status"] == "submitting"
+    # When DynamoDB is back and the downloader takes the confirmation off the queue (its outbox)
+    monkeypatch.setattr(TasksTable, "confirm_submitted", working)
     sqs = boto3.client("sqs", region_name="us-east-1")
     messages = sqs.receive_message(QueueUrl=aws_stack.download_queue_url, MaxNumberOfMessages=10)["Messages"]
-    assert [json.loads(message["Body"])["recordTask"] for message in messages] == [TASK_ID]
+    assert [json.loads(message["Body"]) for message in messages] == [
+        {"confirmTask": task_id, "upstreamTaskId": TASK_ID, "nextCheckAt": ANY_TIME}
+    ]
     event = load_event("sqs_download_batch")
     event["Records"] = [{**event["Records"][0], "body": messages[0]["Body"], "messageId": "record-0"}]
     from downloader_handler import lambda_handler as downloader
 
     assert downloader(event, lambda_context) == {"batchItemFailures": []}
-    # Then the task exists, submitted, with its options, and due for the reconciler like any other
-    status, task, _ = invoke(load_event("api_get_task"), lambda_context)
-    assert status == 200 and task["status"] == "submitted"
-    record = TasksTable(aws_stack.tasks_table).get_task(TASK_ID)
+    # Then the task is submitted under the upstream's id, and due for the reconciler like any other
+    status, task, _ = get_task(task_id, lambda_context)
+    assert (status, task["status"], task["upstreamTaskId"]) == (200, "submitted", TASK_ID)
+    record = TasksTable(aws_stack.tasks_table).get_task(task_id)
     assert record is not None and record.options["prompt"] == "a red fox in snow, watercolor"
     assert record.nextCheckAt is not None
+    # And the message handled twice changes nothing
+    assert downloader(event, lambda_context) == {"batchItemFailures": []}
+    assert get_task(task_id, lambda_context)[1]["status"] == "submitted"
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
@@ -337,4 +420,4 @@ def test_a_json_body_without_a_json_content_type_is_still_read(
             headers["Content-Type"] = content_type if headers is event["headers"] else [content_type]
     # Then the task is submitted as if the header had been there
     status, body, _ = invoke(event, lambda_context)
-    assert (status, body) == (202, {"taskId": TASK_ID, "status": "submitted"})
+    assert (status, body["status"]) == (202, "submitted")

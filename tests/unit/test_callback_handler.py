@@ -11,9 +11,11 @@ import boto3
 import pytest
 
 from tests.conftest import load_event
+from tests.task_fixtures import record_task
 
-TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
-SUBMISSION_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"
+# The events' task: our id (in the callback URL) and the upstream's (in the callback body).
+TASK_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"
+UPSTREAM_ID = "d231a99a9a9f1dd8f895be1b97be8065"
 TOKEN = "example-callback-token-0123456789abcdefABCDEF_-xyz"
 
 
@@ -30,18 +32,10 @@ def table(resources: Any) -> Any:
     return TasksTable(resources.tasks_table)
 
 
-def mint_submission(
-    resources: Any, *, bound_to: str | None = TASK_ID, submission_id: str = SUBMISSION_ID
-) -> None:
-    """What POST /tasks leaves behind: the capability, and (unless the callback wins the race) the task."""
-    from image_pipeline.task_models import utc_now
-    from image_pipeline.tokens import hash_token
-
-    store = table(resources)
-    store.put_submission(submission_id, hash_token(TOKEN), utc_now())
-    if bound_to:
-        store.bind_submission(submission_id, bound_to)
-        store.record_submitted(bound_to, submission_id, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now())
+def mint_submission(resources: Any, *, confirmed: bool = True, task_id: str = TASK_ID) -> None:
+    """What POST /tasks leaves behind: the task under our id, with the hash of its callback token, and
+    (unless its generate call got no answer) the upstream's id from the generate reply."""
+    record_task(table(resources), task_id, upstream_task_id=UPSTREAM_ID, confirmed=confirmed, token=TOKEN)
 
 
 def queued_jobs(resources: Any) -> list[dict[str, Any]]:
@@ -106,24 +100,71 @@ def test_failure_code_records_failed_with_code_and_message(
     assert table(aws_stack).get_task(TASK_ID).status == "failed"  # type: ignore[union-attr]
 
 
-def test_callback_before_the_submit_recorded_its_task_is_not_lost(
+def test_a_callback_teaches_a_task_whose_generate_reply_never_came_its_upstream_id(
     aws_stack: Any, lambda_context: Any
 ) -> None:
     from image_pipeline.task_models import utc_now
 
-    # Given the capability minted but the task not yet recorded (the upstream called back first)
-    mint_submission(aws_stack, bound_to=None)
-    # When the callback arrives
+    # Given a task recorded under our id whose generate call got no answer (no upstream id yet)
+    mint_submission(aws_stack, confirmed=False)
+    assert table(aws_stack).get_task(TASK_ID).status == "submitting"  # type: ignore[union-attr]
+    # When its callback arrives on its own URL
     assert invoke(load_event("callback_4o_success"), lambda_context) == (200, {"status": "accepted"})
-    # Then the task exists and its downloads are queued ...
+    # Then the task learns the upstream's id and its downloads are queued
     store = table(aws_stack)
-    assert store.get_task(TASK_ID).status == "downloading"  # type: ignore[union-attr]
-    assert len(queued_jobs(aws_stack)) == 2
-    # ... and the submit's own late write fills in its fields without moving the task back.
-    assert store.bind_submission(SUBMISSION_ID, TASK_ID)
-    store.record_submitted(TASK_ID, SUBMISSION_ID, {"prompt": "late", "size": "1:1"}, utc_now(), utc_now())
     task = store.get_task(TASK_ID)
-    assert task is not None and task.status == "downloading" and task.options["prompt"] == "late"
+    assert task is not None and (task.status, task.upstreamTaskId) == ("downloading", UPSTREAM_ID)
+    assert len(queued_jobs(aws_stack)) == 2
+    # And a generate reply that still comes afterwards moves nothing back
+    assert not store.confirm_submitted(TASK_ID, UPSTREAM_ID, utc_now(), utc_now())
+    assert store.get_task(TASK_ID).status == "downloading"  # type: ignore[union-attr]
+
+
+def test_a_late_callback_reopens_a_task_that_ended_submit_unconfirmed(
+    aws_stack: Any, lambda_context: Any
+) -> None:
+    from image_pipeline.task_models import SUBMIT_UNCONFIRMED, TaskError, utc_now
+
+    # Given a task whose submit was never confirmed, ended by the reconciler (and announced)
+    record_task(
+        table(aws_stack),
+        TASK_ID,
+        confirmed=False,
+        token=TOKEN,
+        webhook_url="https://hooks.example.com/imagegen",
+    )
+    store = table(aws_stack)
+    assert store.mark_failed(
+        TASK_ID, TaskError(code=SUBMIT_UNCONFIRMED, message="never confirmed"), utc_now()
+    )
+    store.record_delivery(TASK_ID, {"state": "delivered", "attempts": 1, "lastError": None})
+    store.clear_notify_mark(TASK_ID, webhook_url="https://hooks.example.com/imagegen", event_published=True)
+    # When its callback comes after all
+    assert invoke(load_event("callback_4o_success"), lambda_context) == (200, {"status": "accepted"})
+    # Then it moves on, its error gone, its notification to be made afresh
+    task = store.get_task(TASK_ID)
+    assert task is not None and task.status == "downloading" and task.error is None
+    assert task.upstreamTaskId == UPSTREAM_ID and task.reopened == 1
+    assert task.notification is not None and (task.notification.state, task.notification.attempts) == (
+        "pending",
+        0,
+    )
+    assert not task.eventPublished
+    assert len(queued_jobs(aws_stack)) == 2
+    # And a second delivery is a duplicate, as for any task
+    assert invoke(load_event("callback_4o_duplicate"), lambda_context) == (200, {"status": "duplicate"})
+
+
+def test_a_failure_that_is_not_submit_unconfirmed_is_never_reopened(
+    aws_stack: Any, lambda_context: Any
+) -> None:
+    from image_pipeline.task_models import TaskError, utc_now
+
+    mint_submission(aws_stack, confirmed=False)
+    assert table(aws_stack).mark_failed(TASK_ID, TaskError(code="download_failed", message="x"), utc_now())
+    assert invoke(load_event("callback_4o_success"), lambda_context) == (200, {"status": "duplicate"})
+    assert table(aws_stack).get_task(TASK_ID).status == "failed"  # type: ignore[union-attr]
+    assert queued_jobs(aws_stack) == []
 
 
 def assert_rejected_without_writes(
@@ -157,12 +198,14 @@ def test_unknown_callback_url_is_404(aws_stack: Any, lambda_context: Any) -> Non
     assert_rejected_without_writes(aws_stack, lambda_context, load_event("callback_4o_success"), 404)
 
 
-def test_token_of_another_task_is_403(aws_stack: Any, lambda_context: Any) -> None:
-    mint_submission(aws_stack, bound_to="ffffffffffffffffffffffffffffffff")
+def test_a_callback_naming_another_upstream_task_than_its_own_is_403(
+    aws_stack: Any, lambda_context: Any
+) -> None:
+    record_task(table(aws_stack), TASK_ID, upstream_task_id="ffffffffffffffffffffffffffffffff", token=TOKEN)
     message = assert_rejected_without_writes(
         aws_stack, lambda_context, load_event("callback_4o_success"), 403
     )
-    assert "another task" in message
+    assert "another upstream task" in message
 
 
 @pytest.mark.parametrize(
@@ -204,7 +247,7 @@ class TestSignedCallbacks:
         reset_settings_cache()
         mint_submission(aws_stack)
 
-    def signed(self, timestamp: int, key: str | None = None, task_id: str = TASK_ID) -> dict[str, Any]:
+    def signed(self, timestamp: int, key: str | None = None, task_id: str = UPSTREAM_ID) -> dict[str, Any]:
         from image_pipeline.tokens import webhook_signature
 
         event = load_event("callback_4o_success")
@@ -283,107 +326,54 @@ def test_ten_concurrent_deliveries_enqueue_exactly_once(aws_stack: Any, lambda_c
     assert len(queued_jobs(aws_stack)) == 2
 
 
-@pytest.mark.parametrize("submission_id", ["x" * 5000, "../etc", "5F0C2A4B9E8D7C6B5A4F3E2D1C0B9A88"])
+@pytest.mark.parametrize("task_id", ["x" * 5000, "../etc", "5F0C2A4B9E8D7C6B5A4F3E2D1C0B9A88"])
 def test_callback_path_that_cannot_be_ours_is_404_before_any_lookup(
-    aws_stack: Any, lambda_context: Any, submission_id: str
+    aws_stack: Any, lambda_context: Any, task_id: str
 ) -> None:
     event = load_event("callback_4o_success")
-    event["pathParameters"] = {"submissionId": submission_id}
+    event["pathParameters"] = {"taskId": task_id}
     assert "unknown" in assert_rejected_without_writes(aws_stack, lambda_context, event, 404)
 
 
-VICTIM_SUBMISSION_ID = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+VICTIM_ID = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 VICTIM_TOKEN = "victim-callback-token-9876543210zyxwvuZYXWVU_-abc"
 
 
-def callback_event_for(submission_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+def callback_event_for(task_id: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
     event = load_event("callback_4o_success")
-    event["path"] = f"/callbacks/{submission_id}"
-    event["pathParameters"] = {"submissionId": submission_id}
+    event["path"] = f"/callbacks/{task_id}"
+    event["pathParameters"] = {"taskId": task_id}
     event["queryStringParameters"] = {"token": token}
     event["multiValueQueryStringParameters"] = {"token": [token]}
     event["body"] = json.dumps(body)
     return event
 
 
-def test_unbound_callback_url_cannot_claim_another_submissions_task(
-    aws_stack: Any, lambda_context: Any
-) -> None:
-    from image_pipeline.task_models import utc_now
-    from image_pipeline.tokens import hash_token
-
+def test_a_leaked_callback_url_can_only_ever_move_its_own_task(aws_stack: Any, lambda_context: Any) -> None:
     store = table(aws_stack)
-    # Given the victim's task recorded under its own submission, still waiting for its callback
-    store.put_submission(VICTIM_SUBMISSION_ID, hash_token(VICTIM_TOKEN), utc_now())
-    store.bind_submission(VICTIM_SUBMISSION_ID, TASK_ID)
-    store.record_submitted(
-        TASK_ID, VICTIM_SUBMISSION_ID, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now()
-    )
-    # and another submission whose capability was never bound (its generate call timed out)
-    mint_submission(aws_stack, bound_to=None)
-    before = table_items(aws_stack)
-    # When that unbound URL sends a callback naming the victim's task
+    # Given the victim's task, confirmed and still waiting for its callback
+    record_task(store, VICTIM_ID, upstream_task_id=UPSTREAM_ID, token=VICTIM_TOKEN)
+    # and another task whose generate call timed out: its callback URL is valid, its upstream id unknown
+    mint_submission(aws_stack, confirmed=False)
+    # When that URL sends a callback naming the victim's upstream task, with other images
     forged = json.loads(load_event("callback_4o_success")["body"])
     forged["data"]["info"]["result_urls"] = ["https://tempfile.aiquickdraw.com/s/forged.png"]
-    status, body = invoke(callback_event_for(SUBMISSION_ID, TOKEN, forged), lambda_context)
-    # Then it is refused and nothing changed: no task move, no binding, no job
-    assert status == 403 and "another submission" in body["message"]
-    assert table_items(aws_stack) == before
-    assert queued_jobs(aws_stack) == []
-    # And the genuine callback is still accepted and queues the genuine images
+    assert invoke(callback_event_for(TASK_ID, TOKEN, forged), lambda_context)[0] == 200
+    # Then only the URL's own task moved; the victim's is untouched
+    victim = store.get_task(VICTIM_ID)
+    assert victim is not None and victim.status == "submitted" and victim.resultUrls == []
+    # And the victim's genuine callback is still accepted and queues the genuine images
     genuine = json.loads(load_event("callback_4o_success")["body"])
-    assert invoke(callback_event_for(VICTIM_SUBMISSION_ID, VICTIM_TOKEN, genuine), lambda_context) == (
+    before = {job["url"] for job in queued_jobs(aws_stack)}
+    assert before == {"https://tempfile.aiquickdraw.com/s/forged.png"}
+    assert invoke(callback_event_for(VICTIM_ID, VICTIM_TOKEN, genuine), lambda_context) == (
         200,
         {"status": "accepted"},
     )
-    assert [job["url"] for job in queued_jobs(aws_stack)] == genuine["data"]["info"]["result_urls"]
-
-
-def test_a_task_claimed_before_its_record_is_given_back_to_its_own_submission(
-    aws_stack: Any, lambda_context: Any
-) -> None:
-    from image_pipeline.task_models import utc_now
-    from image_pipeline.tokens import hash_token
-
-    store = table(aws_stack)
-    # Given a leaked, unbound callback URL that claims a task before the task's own submit recorded it
-    mint_submission(aws_stack, bound_to=None)
-    forged = json.loads(load_event("callback_4o_success")["body"])
-    forged["data"]["info"]["result_urls"] = ["https://tempfile.aiquickdraw.com/s/forged.png"]
-    assert invoke(callback_event_for(SUBMISSION_ID, TOKEN, forged), lambda_context)[0] == 200
-    forged_jobs = queued_jobs(aws_stack)
-    # When the genuine submit records its task (the upstream named this taskId in answer to it)
-    store.put_submission(VICTIM_SUBMISSION_ID, hash_token(VICTIM_TOKEN), utc_now())
-    store.bind_submission(VICTIM_SUBMISSION_ID, TASK_ID)
-    store.record_submitted(
-        TASK_ID, VICTIM_SUBMISSION_ID, {"prompt": "x", "size": "1:1"}, utc_now(), utc_now()
-    )
-    # Then what the forged callback wrote is discarded
-    task = store.get_task(TASK_ID)
-    assert task is not None and task.status == "submitted" and task.submissionId == VICTIM_SUBMISSION_ID
-    assert task.resultUrls == [] and task.callbackAt is None
-    # and the genuine callback is accepted with the genuine images
-    genuine = json.loads(load_event("callback_4o_success")["body"])
-    assert invoke(callback_event_for(VICTIM_SUBMISSION_ID, VICTIM_TOKEN, genuine), lambda_context) == (
-        200,
-        {"status": "accepted"},
-    )
-    assert store.get_task(TASK_ID).resultUrls == genuine["data"]["info"]["result_urls"]  # type: ignore[union-attr]
-    # while the forged job left on the queue copies nothing
-    from image_pipeline.logic.downloads import DownloadResult, download_image
-    from image_pipeline.task_models import DownloadJob
-
-    def never(_url: str) -> Any:
-        raise AssertionError("a forged job must not be fetched")
-
-    result = download_image(
-        DownloadJob(**forged_jobs[0]),
-        store=store,
-        blobs=None,
-        fetch=never,
-        upstream=None,  # type: ignore[arg-type]
-    )
-    assert result is DownloadResult.NOT_OURS
+    victims = [job for job in queued_jobs(aws_stack) if job["taskId"] == VICTIM_ID]
+    assert [job["url"] for job in victims] == genuine["data"]["info"]["result_urls"]
+    # while the victim's token opens no other task
+    assert invoke(callback_event_for(TASK_ID, VICTIM_TOKEN, genuine), lambda_context)[0] == 403
 
 
 def test_a_huge_failure_message_is_truncated_before_it_is_stored(aws_stack: Any, lambda_context: Any) -> None:

@@ -35,10 +35,12 @@ def test_retry_with_the_same_key_returns_the_first_task_and_pays_once(
     route = upstream.post(GENERATE).mock(side_effect=[submit_ok("a" * 32), submit_ok("b" * 32)])
     first = invoke(with_key("order-42"), lambda_context)
     second = invoke(with_key("order-42"), lambda_context)
-    assert first[:2] == second[:2] == (202, {"taskId": "a" * 32, "status": "submitted"})
+    assert first[0] == second[0] == 202
+    assert first[1] == second[1] == {"taskId": first[1]["taskId"], "status": "submitted"}
     assert route.call_count == 1
     # Another key is another generation.
-    assert invoke(with_key("order-43"), lambda_context)[1]["taskId"] == "b" * 32
+    third = invoke(with_key("order-43"), lambda_context)[1]["taskId"]
+    assert third != first[1]["taskId"] and route.call_count == 2
 
 
 def test_same_key_with_another_body_is_refused(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
@@ -60,7 +62,7 @@ def test_failed_submit_can_be_retried_with_the_same_key(
     assert route.call_count == 2
 
 
-def test_concurrent_duplicate_is_409_while_the_first_runs(
+def test_a_duplicate_while_the_first_still_waits_for_generate_is_the_same_task(
     aws_stack: Any, upstream: Any, lambda_context: Any
 ) -> None:
     release = threading.Event()
@@ -72,15 +74,59 @@ def test_concurrent_duplicate_is_409_while_the_first_runs(
         return submit_ok()
 
     route = upstream.post(GENERATE).mock(side_effect=slow_generate)
-    outcomes: list[int] = []
-    first = threading.Thread(target=lambda: outcomes.append(invoke(with_key("dup"), lambda_context)[0]))
+    outcomes: list[tuple[int, dict[str, Any], dict[str, str]]] = []
+    first = threading.Thread(target=lambda: outcomes.append(invoke(with_key("dup"), lambda_context)))
     first.start()
     assert entered.wait(10)
-    status, _, headers = invoke(with_key("dup"), lambda_context)
+    status, body, _ = invoke(with_key("dup"), lambda_context)
     release.set()
     first.join(10)
-    assert status == 409 and headers["Retry-After"] == "1"
-    assert outcomes == [202] and route.call_count == 1
+    assert (status, body["status"]) == (202, "submitting")
+    assert [(answer[0], answer[1]) for answer in outcomes] == [
+        (202, {"taskId": body["taskId"], "status": "submitted"})
+    ]
+    assert route.call_count == 1
+
+
+def test_a_key_claimed_by_a_request_that_stopped_before_recording_carries_on_with_its_id(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    """A crash between claiming the key and recording the task: the upstream was never called for it."""
+    from image_pipeline.adapters.idempotency import IdempotencyClaims
+    from image_pipeline.api_models import TaskRequest
+    from image_pipeline.logic.submission import request_hash
+    from image_pipeline.task_models import utc_now
+
+    event = with_key("crashed")
+
+    claimed = "c" * 32
+    fingerprint = request_hash(TaskRequest.model_validate_json(event["body"]).model_dump(mode="json"))
+    assert (
+        IdempotencyClaims(aws_stack.idempotency_table).claim(
+            "local", "crashed", fingerprint, claimed, utc_now()
+        )
+        is None
+    )
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    status, answer, _ = invoke(event, lambda_context)
+    assert (status, answer) == (202, {"taskId": claimed, "status": "submitted"})
+    assert route.call_count == 1
+
+
+def test_a_retry_of_a_deleted_tasks_key_is_409_and_generates_nothing(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.task_models import TaskError, utc_now
+
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    task_id = invoke(with_key("gone"), lambda_context)[1]["taskId"]
+    table = TasksTable(aws_stack.tasks_table)
+    assert table.mark_failed(task_id, TaskError(code=501, message="failed"), utc_now())
+    assert table.tombstone(task_id, "local", utc_now())  # its client deleted it
+    status, body, _ = invoke(with_key("gone"), lambda_context)
+    assert status == 409 and task_id in body["message"] and "new Idempotency-Key" in body["message"]
+    assert route.call_count == 1
 
 
 def test_bad_idempotency_key_is_422(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
@@ -97,11 +143,16 @@ def test_guard_keeps_submits_under_the_account_limit(
     monkeypatch.setenv("SUBMIT_RATE_WINDOW_SECONDS", "60")
     reset_settings_cache()
     route = upstream.post(GENERATE).mock(return_value=submit_ok())
-    statuses = [invoke(load_event("api_submit_task"), lambda_context) for _ in range(5)]
+    statuses = [invoke(with_key(f"k{index}"), lambda_context) for index in range(5)]
     assert [status for status, _, _ in statuses] == [202, 202, 202, 429, 429]
     assert route.call_count == 3  # the upstream never saw the 4th and 5th
     retry_after = int(statuses[3][2]["Retry-After"])
     assert 50 <= retry_after <= 60
+    # A retry of an admitted submit is answered from its key, without a slot
+    assert invoke(with_key("k0"), lambda_context)[:2] == statuses[0][:2]
+    # and the key of a refused one is free: its retry is refused by the guard again, not by the key
+    assert invoke(with_key("k3"), lambda_context)[0] == 429
+    assert invoke(load_event("api_list_tasks"), lambda_context)[1]["tasks"].__len__() == 3
 
 
 def test_guard_slot_frees_up_after_the_window(aws_stack: Any) -> None:
@@ -146,27 +197,28 @@ def test_guard_under_concurrency_admits_exactly_the_limit(aws_stack: Any) -> Non
     assert admitted.count(True) == 5 and admitted.count(False) == 7
 
 
-def test_answer_survives_a_failure_to_remember_it(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
-    """DynamoDB refusing the idempotency record's success update must not turn a paid generation into 503."""
+def test_a_key_that_cannot_be_claimed_is_a_503_before_anything_is_paid(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    """DynamoDB refusing the claim: nothing is recorded and the upstream is never called."""
     from botocore.exceptions import ClientError
     from image_pipeline.adapters.aws import client
 
-    def throttle_idempotency_updates(params: dict[str, Any], **_kwargs: Any) -> None:
+    def throttle_claims(params: dict[str, Any], **_kwargs: Any) -> None:
         if params.get("TableName") == aws_stack.idempotency_table:
             error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "throttled"}}
-            raise ClientError(error, "UpdateItem")
+            raise ClientError(error, "PutItem")
 
     dynamodb = client("dynamodb")
-    dynamodb.meta.events.register("before-parameter-build.dynamodb.UpdateItem", throttle_idempotency_updates)
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.PutItem", throttle_claims)
     try:
         route = upstream.post(GENERATE).mock(return_value=submit_ok())
-        status, body, _ = invoke(with_key("remember-me"), lambda_context)
+        status, _, headers = invoke(with_key("remember-me"), lambda_context)
     finally:
-        dynamodb.meta.events.unregister(
-            "before-parameter-build.dynamodb.UpdateItem", throttle_idempotency_updates
-        )
-    assert (status, body["taskId"]) == (202, submit_ok().json()["data"]["taskId"])
-    assert route.call_count == 1
+        dynamodb.meta.events.unregister("before-parameter-build.dynamodb.PutItem", throttle_claims)
+    assert status == 503 and headers["Retry-After"]
+    assert not route.called
+    assert invoke(load_event("api_list_tasks"), lambda_context)[1]["tasks"] == []
 
 
 def test_a_burst_from_one_api_instance_takes_each_slot_with_one_write(aws_stack: Any) -> None:

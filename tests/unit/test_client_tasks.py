@@ -78,14 +78,14 @@ def finish(resources: Any, task_id: str, images: int = 0, failed: bool = False) 
 
     store = TasksTable(resources.tasks_table)
     task = store.get_task(task_id)
-    assert task is not None and task.submissionId
+    assert task is not None and task.upstream_id
     if failed:
         assert store.fail_from_callback(
-            task_id, task.submissionId, TaskError(code=500, message="x"), utc_now()
+            task_id, task.upstream_id, TaskError(code=500, message="x"), utc_now()
         )
         return
     urls = [f"https://tempfile.aiquickdraw.com/s/{task_id}_{i}.png" for i in range(images)]
-    assert store.start_downloading(task_id, task.submissionId, urls, utc_now(), utc_now())
+    assert store.start_downloading(task_id, task.upstream_id, urls, utc_now(), utc_now())
     s3 = boto3.client("s3", region_name="us-east-1")
     for index in range(images):
         key = f"images/{task_id}/{index}.png"
@@ -203,14 +203,15 @@ def test_a_late_callback_for_a_deleted_task_stores_nothing(
 
     task_id = submit("alice", lambda_context)
     finish(aws_stack, task_id, images=1)
-    assert request("alice", "DELETE", f"/tasks/{task_id}", lambda_context)[0] == 204
     store = TasksTable(aws_stack.tasks_table)
+    upstream_id = store.get_task(task_id).upstream_id  # type: ignore[union-attr]
+    assert request("alice", "DELETE", f"/tasks/{task_id}", lambda_context)[0] == 204
     late = CallbackPayload.from_json(
         {
             "code": 200,
             "msg": "success",
             "data": {
-                "taskId": task_id,
+                "taskId": upstream_id,
                 "info": {"result_urls": ["https://tempfile.aiquickdraw.com/s/a.png"]},
             },
         }
@@ -220,11 +221,11 @@ def test_a_late_callback_for_a_deleted_task_stores_nothing(
         def send(self, jobs: Any) -> None:
             raise AssertionError("nothing may be queued for a deleted task")
 
-    submission = store.get_task(task_id).submissionId  # type: ignore[union-attr]
-    result = handle_callback(
-        late, submission_id=submission, bound_task_id=task_id, store=store, queue=NoQueue()
-    )
+    tombstone = store.get_task(task_id)
+    assert tombstone is not None and tombstone.owner is None
+    result = handle_callback(late, task=tombstone, store=store, queue=NoQueue())
     assert result is CallbackResult.DUPLICATE
+    assert request("alice", "GET", f"/tasks/{task_id}", lambda_context)[0] == 404
 
 
 def test_a_running_task_cannot_be_deleted(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:

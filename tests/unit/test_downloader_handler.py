@@ -16,8 +16,11 @@ import respx
 
 from tests.conftest import load_event
 from tests.http_fixtures import ImageServer, Reply, image_server, png_bytes
+from tests.task_fixtures import record_task
 
-TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
+# The events' task: our id (the jobs name it), and the upstream's (the one it renews links under).
+TASK_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"
+UPSTREAM_ID = "d231a99a9a9f1dd8f895be1b97be8065"
 DOWNLOAD_URL = "https://api.kie.ai/api/v1/gpt4o-image/download-url"
 
 
@@ -45,8 +48,8 @@ def downloading_task(resources: Any, urls: list[str]) -> None:
     from image_pipeline.task_models import utc_now
 
     store = TasksTable(resources.tasks_table)
-    store.record_submitted(TASK_ID, "sub", {"prompt": "x", "size": "1:1"}, utc_now(), utc_now())
-    assert store.start_downloading(TASK_ID, "sub", urls, utc_now(), utc_now())
+    record_task(store, TASK_ID, upstream_task_id=UPSTREAM_ID)
+    assert store.start_downloading(TASK_ID, UPSTREAM_ID, urls, utc_now(), utc_now())
     store.mark_jobs_enqueued(TASK_ID, utc_now())
 
 
@@ -150,7 +153,8 @@ def test_expired_link_is_reminted_through_download_url(
     )
     downloading_task(aws_stack, [expired])
     assert run(batch([expired]), lambda_context) == []
-    assert json.loads(remint.calls.last.request.content) == {"taskId": TASK_ID, "url": expired}
+    # The link is renewed under the upstream's id of the task: ours means nothing to the upstream.
+    assert json.loads(remint.calls.last.request.content) == {"taskId": UPSTREAM_ID, "url": expired}
     assert task(aws_stack).status == "stored"
 
 
@@ -325,9 +329,9 @@ def test_a_stale_last_image_falls_back_and_still_ends_the_task_once(aws_stack: A
     from image_pipeline.task_models import StoredImage, utc_now
 
     store = TasksTable(aws_stack.tasks_table)
-    store.record_submitted(TASK_ID, "sub", {"prompt": "x", "size": "1:1"}, utc_now(), utc_now())
+    record_task(store, TASK_ID, upstream_task_id=UPSTREAM_ID)
     assert store.start_downloading(
-        TASK_ID, "sub", ["https://a/0.png", "https://a/1.png"], utc_now(), utc_now()
+        TASK_ID, UPSTREAM_ID, ["https://a/0.png", "https://a/1.png"], utc_now(), utc_now()
     )
     image = StoredImage(
         index=1, key=f"images/{TASK_ID}/1.png", contentType="image/png", bytes=3, sha256="0" * 64
@@ -368,3 +372,34 @@ def test_a_retry_after_a_crash_between_upload_and_record_keeps_one_copy(
     assert record.stored_images()[0].sha256 == hashlib.sha256(body).hexdigest()
     versions = s3.list_object_versions(Bucket=aws_stack.images_bucket, Prefix=key)["Versions"]
     assert len(versions) == 1
+
+
+def test_a_confirm_submit_from_the_api_outbox_is_written_once_beside_the_download_jobs(
+    aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any
+) -> None:
+    """The API could not write the upstream's id down (DynamoDB kept failing) and queued it instead."""
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.task_models import ConfirmSubmit, iso, utc_now
+
+    store = TasksTable(aws_stack.tasks_table)
+    unconfirmed = "0123456789abcdef0123456789abcdef"
+    record_task(store, unconfirmed, confirmed=False)
+    url = server.serve(f"/s/{TASK_ID}_0.png", Reply(body=png_bytes()))
+    downloading_task(aws_stack, [url])
+    confirm = ConfirmSubmit(
+        confirmTask=unconfirmed, upstreamTaskId="up-" + unconfirmed, nextCheckAt=iso(utc_now())
+    ).to_message()
+    event = batch([url, url, url])
+    event["Records"][1]["body"] = confirm
+    event["Records"][2]["body"] = json.dumps({"confirmTask": unconfirmed})  # malformed: fails alone
+
+    assert run(event, lambda_context) == ["message-2"]
+    confirmed = store.get_task(unconfirmed)
+    assert confirmed is not None and confirmed.status == "submitted"
+    assert confirmed.upstream_id == "up-" + unconfirmed
+    assert task(aws_stack).status == "stored"
+    # The same message again (SQS at-least-once) changes nothing and is not a failure.
+    again = batch([url])
+    again["Records"][0]["body"] = confirm
+    assert run(again, lambda_context) == []
+    assert store.get_task(unconfirmed) == confirmed

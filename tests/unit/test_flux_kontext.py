@@ -10,6 +10,7 @@ import pytest
 import respx
 
 from tests.conftest import load_event
+from tests.unit.test_api_handler import get_task
 
 UPSTREAM = "https://api.kie.ai"
 FLUX_GENERATE = f"{UPSTREAM}/api/v1/flux/kontext/generate"
@@ -48,7 +49,7 @@ def test_a_flux_task_goes_to_the_flux_endpoint_with_its_fields(
     aws_stack: Any, upstream: Any, lambda_context: Any
 ) -> None:
     status, body = invoke(None, lambda_context, "api_submit_task_flux")
-    assert (status, body) == (202, {"taskId": TASK_ID, "status": "submitted"})
+    assert (status, body["status"]) == (202, "submitted")
     sent = json.loads(upstream.routes[0].calls.last.request.content)
     assert (
         sent["model"] == "flux-kontext-pro"
@@ -57,8 +58,9 @@ def test_a_flux_task_goes_to_the_flux_endpoint_with_its_fields(
     )
     assert sent["prompt"].startswith("a paper lantern") and sent["callBackUrl"].startswith("https://")
     assert not upstream.routes[1].called  # nothing went to the 4o endpoint
-    status, task = invoke(None, lambda_context, "api_get_task")
+    status, task, _ = get_task(body["taskId"], lambda_context)
     assert status == 200 and task["model"] == "flux-kontext-pro" and task["status"] == "submitted"
+    assert task["upstreamTaskId"] == TASK_ID
 
 
 @pytest.mark.parametrize(
@@ -109,9 +111,11 @@ def test_a_flux_task_whose_callback_never_came_is_finished_through_flux_record_i
 
     monkeypatch.setenv("RECONCILE_AFTER_SECONDS", "0")
     reset_settings_cache()
-    assert invoke(None, lambda_context, "api_submit_task_flux")[0] == 202
+    status, body = invoke(None, lambda_context, "api_submit_task_flux")
+    assert status == 202
+    ours = body["taskId"]
     store = TasksTable(aws_stack.tasks_table)
-    task = store.get_task(TASK_ID)
+    task = store.get_task(ours)
     from image_pipeline.task_models import utc_now
 
     store.push_back(task, utc_now())  # due now
@@ -130,8 +134,9 @@ def test_a_flux_task_whose_callback_never_came_is_finished_through_flux_record_i
 
     report = sweep(load_event("reconciler_scheduled"), lambda_context)
     assert report["completed"] == 1
-    finished = store.get_task(TASK_ID)
+    finished = store.get_task(ours)
     assert finished.status == "downloading" and finished.resultUrls == [result]
+    assert upstream.routes[2].calls.last.request.url.params["taskId"] == TASK_ID  # asked by its own id
 
 
 def test_an_expired_flux_link_is_renewed_through_the_common_download_url(aws_stack: Any) -> None:

@@ -13,10 +13,12 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import load_event
+from tests.task_fixtures import record_task, upstream_id_of
 from tests.unit.webhooks.receiver import Receiver, status
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
+TASK_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"
+UPSTREAM_ID = upstream_id_of(TASK_ID)
 
 
 @pytest.fixture
@@ -42,21 +44,14 @@ def ended_task(resources: Any, webhook_url: str | None, *, failed: bool = False)
     from image_pipeline.task_models import StoredImage, TaskError, utc_now
 
     store = TasksTable(resources.tasks_table)
-    store.put_submission("s" * 32, "hash", utc_now())
-    store.record_submitted(
-        TASK_ID,
-        "s" * 32,
-        {"prompt": "x", "size": "1:1"},
-        utc_now(),
-        utc_now(),
-        owner="alice",
-        webhook_url=webhook_url,
-    )
+    record_task(store, TASK_ID, owner="alice", webhook_url=webhook_url)
     if failed:
-        assert store.fail_from_callback(TASK_ID, "s" * 32, TaskError(code=400, message="refused"), utc_now())
+        assert store.fail_from_callback(
+            TASK_ID, UPSTREAM_ID, TaskError(code=400, message="refused"), utc_now()
+        )
     else:
         url = "https://tempfile.aiquickdraw.com/s/a.png"
-        assert store.start_downloading(TASK_ID, "s" * 32, [url], utc_now(), utc_now())
+        assert store.start_downloading(TASK_ID, UPSTREAM_ID, [url], utc_now(), utc_now())
         image = StoredImage(
             index=0, key=f"images/{TASK_ID}/0.png", contentType="image/png", bytes=1, sha256="0" * 64
         )
@@ -135,31 +130,55 @@ def test_a_failing_receiver_is_retried_with_one_webhook_id_then_given_up(
     assert len(receiver.received) == 3
 
 
-def ended_before_its_record(store: Any) -> None:
-    """The callback created the task and ended it (failed, outbox marked) before the submit's record."""
-    from image_pipeline.task_models import TaskError, utc_now
-
-    store.put_submission("s" * 32, "hash", utc_now())
-    assert store.fail_from_callback(TASK_ID, "s" * 32, TaskError(code=501, message="failed"), utc_now())
+WEBHOOK = "/ok"
 
 
-def record_with_webhook(store: Any, receiver: Receiver) -> None:
-    """The submit's record arrives, with the webhook the client asked for."""
-    from image_pipeline.task_models import utc_now
+def ended_unconfirmed(store: Any, receiver: Receiver) -> None:
+    """A task (with a webhook) whose submit the upstream never confirmed, ended by the reconciler."""
+    from image_pipeline.task_models import SUBMIT_UNCONFIRMED, TaskError, utc_now
 
-    store.record_submitted(
-        TASK_ID,
-        "s" * 32,
-        {"prompt": "x", "size": "1:1"},
-        utc_now(),
-        utc_now(),
-        owner="alice",
-        webhook_url=f"{receiver.origin}/ok",
+    record_task(store, TASK_ID, owner="alice", confirmed=False, webhook_url=f"{receiver.origin}{WEBHOOK}")
+    assert store.mark_failed(
+        TASK_ID, TaskError(code=SUBMIT_UNCONFIRMED, message="never confirmed"), utc_now()
     )
 
 
-def swept_then_delivered(receiver: Receiver, lambda_context: Any) -> None:
-    """The next sweep announces the end again, and the notifier delivers the signed webhook."""
+class Jobs:
+    """The download queue, as far as a callback uses it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send(self, jobs: list[Any]) -> None:
+        self.sent += jobs
+
+
+def late_callback(store: Any, *, succeeded: bool = False) -> None:
+    """The task's callback comes after all: it reopens the task, ended anew (a failure) or downloading."""
+    from image_pipeline.logic.callbacks import CallbackResult, handle_callback
+    from image_pipeline.upstream_replies import CallbackPayload
+
+    info = {"result_urls": ["https://tempfile.aiquickdraw.com/s/a.png"]} if succeeded else None
+    late = CallbackPayload.from_json(
+        {"code": 200 if succeeded else 501, "msg": "m", "data": {"taskId": UPSTREAM_ID, "info": info}}
+    )
+    task = store.get_task(TASK_ID)
+    assert handle_callback(late, task=task, store=store, queue=Jobs()) is CallbackResult.ACCEPTED
+
+
+def downloaded(store: Any) -> None:
+    """The reopened task's one image is stored: it ends stored."""
+    from image_pipeline.task_models import StoredImage, utc_now
+
+    image = StoredImage(index=0, key=f"images/{TASK_ID}/0.png", contentType="image/png", bytes=1, sha256="0")
+    assert store.finish_with_image(TASK_ID, image, stored_before=0, images_expected=1, now=utc_now())
+
+
+def swept_then_delivered(
+    receiver: Receiver, lambda_context: Any, *, already: int = 0, kind: str = "task.failed"
+) -> None:
+    """The next sweep announces the end again, and the notifier delivers the signed webhook (after the
+    `already` deliveries before it)."""
     from image_pipeline.settings import reset_settings_cache
 
     reset_settings_cache()
@@ -167,8 +186,8 @@ def swept_then_delivered(receiver: Receiver, lambda_context: Any) -> None:
 
     assert sweep(load_event("reconciler_scheduled"), lambda_context)["announced"] == 1
     assert notify() == {"batchItemFailures": []}
-    [delivery] = receiver.received
-    assert Webhook(SECRET).verify(delivery.body, delivery.headers)["type"] == "task.failed"
+    [delivery] = receiver.received[already:]
+    assert Webhook(SECRET).verify(delivery.body, delivery.headers)["type"] == kind
 
 
 def test_a_task_without_a_webhook_only_goes_on_the_bus(notifier_env: Any, receiver: Receiver) -> None:
@@ -211,23 +230,33 @@ def test_an_ended_task_is_announced_by_the_reconciler_when_its_sender_crashed(
     assert record.eventPublished and not record.notifyPending and record.nextCheckAt is None
 
 
-def test_a_webhook_recorded_after_its_task_already_ended_is_still_delivered(
+def test_a_late_callback_that_ends_an_announced_task_anew_is_announced_and_delivered_again(
     notifier_env: Any, receiver: Receiver, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The callback can end a task before the submit records it (and its webhookUrl): found by chaos."""
+    """A task's end can change after it was announced: the late callback of a submit never confirmed."""
+    from datetime import timedelta
+
+    from image_pipeline.adapters import tasks_table
     from image_pipeline.adapters.tasks_table import TasksTable
 
+    monkeypatch.setattr(tasks_table, "NOTIFY_GRACE", timedelta(0))
     store = TasksTable(notifier_env.tasks_table)
-    # Given the callback created the task and ended it, and its end was announced without a webhook
-    ended_before_its_record(store)
+    # Given a task ended submit_unconfirmed, its end published and its webhook delivered
+    ended_unconfirmed(store, receiver)
     assert notify() == {"batchItemFailures": []}
-    assert receiver.received == []
+    [first] = receiver.received
+    assert Webhook(SECRET).verify(first.body, first.headers)["data"]["error"]["code"] == "submit_unconfirmed"
     assert not task(notifier_env).notifyPending
-    # When the submit's record arrives, with the webhook the client asked for
-    record_with_webhook(store, receiver)
-    # Then the next sweep announces the end again and the webhook is delivered
-    swept_then_delivered(receiver, lambda_context)
-    assert task(notifier_env).notification.state == "delivered"
+    # When its callback comes after all and ends it anew (its notify message not sent: notices=None)
+    late_callback(store)
+    # Then the next sweep announces the new end, and the webhook tells it, as a new event
+    swept_then_delivered(receiver, lambda_context, already=1)
+    record = task(notifier_env)
+    assert record.notification.state == "delivered" and record.eventPublished and not record.notifyPending
+    second = receiver.received[1]
+    assert Webhook(SECRET).verify(second.body, second.headers)["data"]["error"]["code"] == 501
+    # A receiver drops a webhook-id it has seen (Standard Webhooks): the new end needs its own.
+    assert second.headers["webhook-id"] != first.headers["webhook-id"]
 
 
 def test_a_client_without_a_secret_parameter_has_none_but_an_ssm_fault_is_not_taken_for_that(
@@ -264,10 +293,16 @@ def test_a_client_without_a_secret_parameter_has_none_but_an_ssm_fault_is_not_ta
         wiring.webhook_secrets(settings, "carol")
 
 
-def test_a_webhook_recorded_while_the_notifier_handles_the_end_is_still_delivered(
-    notifier_env: Any, receiver: Receiver, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("succeeded", [False, True], ids=["ends-failed-anew", "reopened-then-stored"])
+def test_an_end_that_changes_while_the_notifier_handles_it_is_still_announced(
+    notifier_env: Any,
+    receiver: Receiver,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    succeeded: bool,
 ) -> None:
-    """The notifier clears the outbox mark: not when the task it read has changed since (a webhook)."""
+    """The notifier clears the outbox mark and records the event and the webhook as done: not for an
+    end that is no longer the task's (its late callback reopened it meanwhile)."""
     from datetime import timedelta
 
     from image_pipeline.adapters import tasks_table
@@ -275,21 +310,44 @@ def test_a_webhook_recorded_while_the_notifier_handles_the_end_is_still_delivere
 
     monkeypatch.setattr(tasks_table, "NOTIFY_GRACE", timedelta(0))
     store = TasksTable(notifier_env.tasks_table)
-    # Given the callback created the task and ended it (marked, its notify message queued)
-    ended_before_its_record(store)
+    # Given a task ended submit_unconfirmed (marked, its notify message queued)
+    ended_unconfirmed(store, receiver)
+    bus_events(notifier_env)  # subscribe before any event is put
     read_by_the_notifier = store.get_task(TASK_ID)
+    reading = TasksTable.get_task
 
-    # When the submit records the webhook just after the notifier read the task (the mark is still
-    # there, so the submit does not mark it again)
-    def record_then_answer(self: Any, task_id: str) -> Any:
-        record_with_webhook(store, receiver)
+    # When its late callback reopens it just after the notifier read it
+    def callback_then_answer(self: Any, task_id: str) -> Any:
+        with monkeypatch.context() as unpatched:
+            unpatched.setattr(TasksTable, "get_task", reading)
+            late_callback(store, succeeded=succeeded)
         return read_by_the_notifier
 
     with monkeypatch.context() as patched:
-        patched.setattr(TasksTable, "get_task", record_then_answer)
+        patched.setattr(TasksTable, "get_task", callback_then_answer)
         assert notify() == {"batchItemFailures": []}
-    assert receiver.received == []
-    # Then the mark stays, the event is not published twice, and the next sweep gets the webhook out
+    # Then the new end is still to be announced: its event not taken for published, its webhook
+    # not taken for delivered
     record = task(notifier_env)
-    assert record.notifyPending and record.eventPublished and record.webhookUrl
-    swept_then_delivered(receiver, lambda_context)
+    assert not record.eventPublished
+    assert record.notification.state == "pending"
+    if succeeded:
+        assert record.status == "downloading"
+        downloaded(store)  # and it ends, stored
+    else:
+        assert record.status == "failed" and record.error.code == 501 and record.notifyPending
+    # And the next sweep gets the new end out: on the bus and to the webhook
+    swept_then_delivered(
+        receiver,
+        lambda_context,
+        already=len(receiver.received),
+        kind="task.stored" if succeeded else "task.failed",
+    )
+    ended = task(notifier_env)
+    assert ended.eventPublished and ended.notification.state == "delivered" and not ended.notifyPending
+    new_end = {"status": "stored", "error": None} if succeeded else {"status": "failed", "error": 501}
+    published = [
+        {"status": e["detail"]["status"], "error": (e["detail"]["error"] or {}).get("code")}
+        for e in bus_events(notifier_env)
+    ]
+    assert new_end in published, published

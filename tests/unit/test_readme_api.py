@@ -18,7 +18,7 @@ HEADING = re.compile(r"^### `([A-Z]+) (/[^`?\s]*)[^`]*`\s*$")
 STATUS_ROW = re.compile(r"^\|\s*`(\d{3})\b")
 # Routes the README documents that are not operations of the document: the document itself (served
 # without a key, left out of its own schema) and the callback API's one route (not the client API).
-NOT_IN_THE_DOCUMENT = {("GET", "/openapi.json"), ("POST", "/callbacks/{submissionId}")}
+NOT_IN_THE_DOCUMENT = {("GET", "/openapi.json"), ("POST", "/callbacks/{taskId}")}
 
 Route = tuple[str, str]
 
@@ -109,7 +109,7 @@ SAMPLE_README = """# x
 |---|---|
 | `500` | not a status table: ignored |
 
-### `POST /callbacks/{submissionId}?token=…`
+### `POST /callbacks/{taskId}?token=…`
 
 ## Next
 """

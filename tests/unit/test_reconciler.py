@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -12,9 +12,12 @@ import pytest
 import respx
 
 from tests.conftest import load_event
+from tests.task_fixtures import record_task, upstream_id_of
 
 RECORD_INFO = "https://api.kie.ai/api/v1/gpt4o-image/record-info"
-TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
+# Our id of the task; the upstream knows it as upstream_id_of(TASK_ID), and is only ever asked with that.
+TASK_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"
+UPSTREAM_ID = upstream_id_of(TASK_ID)
 
 
 @pytest.fixture
@@ -36,17 +39,18 @@ def store(resources: Any) -> Any:
 def submitted(resources: Any, task_id: str = TASK_ID, age: timedelta = timedelta(minutes=40)) -> None:
     from image_pipeline.task_models import utc_now
 
-    store(resources).put_submission(f"sub-{task_id}", "hash", utc_now() - age)
-    store(resources).bind_submission(f"sub-{task_id}", task_id)
     created = utc_now() - age
     # Due when the API's default RECONCILE_AFTER_SECONDS (30 minutes) has passed.
-    store(resources).record_submitted(
-        task_id, f"sub-{task_id}", {"prompt": "x", "size": "1:1"}, created, created + timedelta(minutes=30)
-    )
+    record_task(store(resources), task_id, created=created, next_check_at=created + timedelta(minutes=30))
 
 
-def details(task_id: str = TASK_ID, **fields: Any) -> httpx.Response:
+def details(task_id: str = UPSTREAM_ID, **fields: Any) -> httpx.Response:
     return httpx.Response(200, json={"code": 200, "msg": "success", "data": {"taskId": task_id, **fields}})
+
+
+def asked_about(route: Any) -> list[str]:
+    """The upstream ids the sweep asked record-info about."""
+    return [call.request.url.params["taskId"] for call in route.calls]
 
 
 def sweep(context: Any) -> dict[str, Any]:
@@ -72,7 +76,7 @@ def test_missed_success_is_completed_exactly_as_its_callback_would(
             return_value=details(successFlag=1, status="SUCCESS", response={key: urls})
         )
         report = sweep(lambda_context)
-    assert route.call_count == 1
+    assert asked_about(route) == [UPSTREAM_ID]
     assert report["checked"] == 1 and report["completed"] == 1
     task = store(reconciler_env).get_task(TASK_ID)
     assert task.status == "downloading" and task.jobsEnqueued and task.imagesExpected == 2
@@ -83,12 +87,11 @@ def test_missed_success_is_completed_exactly_as_its_callback_would(
     from image_pipeline.upstream_replies import CallbackPayload
 
     late = CallbackPayload.from_json(
-        {"code": 200, "msg": "success", "data": {"taskId": TASK_ID, "info": {"result_urls": urls}}}
+        {"code": 200, "msg": "success", "data": {"taskId": UPSTREAM_ID, "info": {"result_urls": urls}}}
     )
     result = handle_callback(
         late,
-        submission_id=f"sub-{TASK_ID}",
-        bound_task_id=TASK_ID,
+        task=store(reconciler_env).get_task(TASK_ID),
         store=store(reconciler_env),
         queue=wiring.download_queue(reconciler_env.download_queue_url),
     )
@@ -132,12 +135,13 @@ def test_gives_up_after_the_upstream_retention_with_a_clear_failure(
 ) -> None:
     submitted(reconciler_env, age=timedelta(days=15))
     with respx.mock:
-        respx.get(RECORD_INFO).mock(
+        route = respx.get(RECORD_INFO).mock(
             return_value=httpx.Response(
                 200, json={"code": 422, "msg": "Temporarily supports records within 14 days"}
             )
         )
         report = sweep(lambda_context)
+    assert asked_about(route) == [UPSTREAM_ID]
     assert report["gave_up"] == 1
     task = store(reconciler_env).get_task(TASK_ID)
     assert task.status == "failed" and task.error.code == "expired" and "14-day" in task.error.message
@@ -150,7 +154,7 @@ def test_stranded_enqueue_is_resumed(reconciler_env: Any, lambda_context: Any) -
     # The callback's DynamoDB write happened, its SQS send did not (crash): a minute ago.
     store(reconciler_env).start_downloading(
         TASK_ID,
-        f"sub-{TASK_ID}",
+        UPSTREAM_ID,
         ["https://tempfile.aiquickdraw.com/s/a.png"],
         utc_now() - timedelta(minutes=1),
         utc_now() - timedelta(minutes=1),
@@ -172,6 +176,52 @@ def test_rate_limit_stops_the_sweep_without_changes(reconciler_env: Any, lambda_
         report = sweep(lambda_context)
     assert route.call_count == 1 and report["errors"]
     assert all(store(reconciler_env).get_task(f"{i:032x}").status == "submitted" for i in range(3))
+
+
+def notify_messages(resources: Any) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    got = sqs.receive_message(QueueUrl=resources.queues["NotificationQueue"].url, MaxNumberOfMessages=10)
+    return [json.loads(message["Body"]) for message in got.get("Messages", [])]
+
+
+def test_a_submit_never_confirmed_ends_failed_past_its_bound_and_one_within_it_waits(
+    reconciler_env: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline.settings import reset_settings_cache
+    from image_pipeline.task_models import utc_now
+
+    monkeypatch.setenv("SUBMIT_UNCONFIRMED_AFTER_SECONDS", "3600")
+    reset_settings_cache()
+    # Given two tasks whose generate call got no answer and whose callback never came (no upstream
+    # id, so nothing to ask the upstream about), both due: one submitted 61 minutes ago, past
+    # SUBMIT_UNCONFIRMED_AFTER_SECONDS, one 40 minutes ago, due early (the bound was 30 minutes then)
+    tasks = store(reconciler_env)
+    lost, young = TASK_ID, "0123456789abcdef0123456789abcdef"
+    for task_id, age in ((lost, timedelta(minutes=61)), (young, timedelta(minutes=40))):
+        created = utc_now() - age
+        record_task(
+            tasks, task_id, confirmed=False, created=created, next_check_at=created + timedelta(minutes=30)
+        )
+    # When the reconciler sweeps
+    with respx.mock:  # any upstream call fails the sweep's errors below
+        report = sweep(lambda_context)
+    assert report["errors"] == [] and report["checked"] == 0
+    # Then the one past its bound ends failed, submit_unconfirmed, and its end is announced
+    assert report["unconfirmed"] == 1
+    ended = tasks.get_task(lost)
+    assert ended.status == "failed" and ended.error.code == "submit_unconfirmed"
+    assert "1 h" in ended.error.message
+    assert ended.notifyPending and ended.nextCheckAt is not None
+    assert notify_messages(reconciler_env) == [{"notifyTask": lost}]
+    # and the other is pushed back to its own bound, still submitting, and not looked at before then
+    waiting = tasks.get_task(young)
+    assert waiting.status == "submitting" and waiting.error is None and waiting.checks == 1
+    bound = datetime.fromisoformat(waiting.createdAt) + timedelta(hours=1)
+    assert datetime.fromisoformat(waiting.nextCheckAt) == bound
+    with respx.mock:
+        again = sweep(lambda_context)
+    assert again["unconfirmed"] == 0 and again["errors"] == []
+    assert tasks.get_task(young).checks == 1
 
 
 def test_pacer_keeps_queries_under_the_rate() -> None:
@@ -207,7 +257,9 @@ def dead_lettered(
     at = utc_now() - called_back
     tasks = store(resources)
     # Due when the callback's default DOWNLOAD_CHECK_AFTER_SECONDS (10 minutes) has passed.
-    assert tasks.start_downloading(task_id, f"sub-{task_id}", SOURCE_URLS, at, at + timedelta(minutes=10))
+    assert tasks.start_downloading(
+        task_id, upstream_id_of(task_id), SOURCE_URLS, at, at + timedelta(minutes=10)
+    )
     tasks.mark_jobs_enqueued(task_id, at)
     for index in stored:
         image = StoredImage(
@@ -231,8 +283,10 @@ def test_missing_images_of_a_stuck_download_are_requeued_with_fresh_links(
     with respx.mock:
         remint = respx.post(DOWNLOAD_URL).mock(side_effect=fresh_link)
         report = sweep(lambda_context)
-    # Then only the missing image is queued again, on a freshly minted link naming its source
+    # Then only the missing image is queued again, on a freshly minted link naming its source (asked
+    # for under the upstream's id of the task)
     assert report["requeued"] == 1 and remint.call_count == 1
+    assert json.loads(remint.calls.last.request.content) == {"taskId": UPSTREAM_ID, "url": SOURCE_URLS[1]}
     assert queued(reconciler_env) == [
         {"taskId": TASK_ID, "index": 1, "url": SOURCE_URLS[1] + "?fresh=1", "sourceUrl": SOURCE_URLS[1]}
     ]

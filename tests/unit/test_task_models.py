@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from image_pipeline.task_models import (
+    ConfirmSubmit,
     DownloadJob,
     MalformedRecord,
     NotifyTask,
-    RecordTask,
     StoredImage,
     TaskError,
     TaskRecord,
@@ -24,16 +24,16 @@ def test_queue_messages_are_compact_json_and_read_back_equal() -> None:
     # Given one message of each kind; When written and read back
     job = DownloadJob(taskId="t1", index=1, url="https://x/é.png")
     minted = DownloadJob(taskId="t1", index=0, url="https://x/fresh.png", sourceUrl="https://x/0.png")
-    record = RecordTask(recordTask="t1", submissionId="s1", options={"size": "1:1"}, nextCheckAt="2026-01-01")
+    record = ConfirmSubmit(confirmTask="t1", upstreamTaskId="up1", nextCheckAt="2026-01-01")
     notice = NotifyTask(notifyTask="t1")
     # Then the bodies are what the queues always carried (no spaces, UTF-8, a job without sourceUrl)
     assert job.to_message() == '{"taskId":"t1","index":1,"url":"https://x/é.png"}'
     assert notice.to_message() == '{"notifyTask":"t1"}'
-    assert '"owner":null' in record.to_message()
+    assert record.to_message() == '{"confirmTask":"t1","upstreamTaskId":"up1","nextCheckAt":"2026-01-01"}'
     # And each reads back as itself
     assert DownloadJob.from_message(job.to_message()) == job
     assert DownloadJob.from_message(minted.to_message()).result_url == "https://x/0.png"
-    assert RecordTask.from_message(record.to_message()) == record
+    assert ConfirmSubmit.from_message(record.to_message()) == record
     assert NotifyTask.from_message(notice.to_message().encode()) == notice
 
 
@@ -58,9 +58,9 @@ def test_a_malformed_download_job_is_refused_naming_what_is_wrong(body: str, nee
         assert needle in str(refused.value)
 
 
-def test_a_record_message_needs_its_fields() -> None:
-    with pytest.raises(MalformedRecord, match="submissionId: is required; options: is required"):
-        RecordTask.from_message('{"recordTask": "t1", "nextCheckAt": "x"}')
+def test_a_confirm_message_needs_its_fields() -> None:
+    with pytest.raises(MalformedRecord, match="upstreamTaskId: is required"):
+        ConfirmSubmit.from_message('{"confirmTask": "t1", "nextCheckAt": "x"}')
     with pytest.raises(MalformedRecord, match="notifyTask: must be str, got NoneType"):
         NotifyTask.from_message('{"notifyTask": null}')
 

@@ -35,7 +35,7 @@ from image_pipeline.upstream_models import (
 )
 from image_pipeline.upstream_replies import FLUX_MODELS, FOUR_O_MODEL
 
-TaskStatusName = Literal["submitted", "downloading", "stored", "failed"]
+TaskStatusName = Literal["submitting", "submitted", "downloading", "stored", "failed"]
 
 
 ModelName = Literal["gpt-4o-image", "flux-kontext-pro", "flux-kontext-max"]
@@ -225,13 +225,22 @@ class TaskSubmitted(Model):
         }
     )
 
-    taskId: str = Field(description="the upstream's task id")
-    status: Literal["submitted"]
+    taskId: str = Field(description="our id of the task (minted before the upstream is called)")
+    status: TaskStatusName = Field(
+        description=(
+            "submitted: the upstream accepted it; submitting: its generate call got no definite answer "
+            "yet (the task is yours all the same and ends like any other); an Idempotency-Key retry "
+            "answers with the task as it stands now"
+        )
+    )
 
 
 class TaskErrorOut(Model):
     code: int | str = Field(
-        description="upstream code (400, 451, 500, 501) or ours: download_rejected, download_failed, expired"
+        description=(
+            "upstream code (400, 451, 500, 501) or ours: download_rejected, download_failed, expired, "
+            "submit_unconfirmed"
+        )
     )
     message: str = Field(max_length=500)
 
@@ -248,8 +257,14 @@ class LinkedImage(StoredImageOut):
     url: str = Field(description="a presigned GET link, valid for PRESIGNED_URL_SECONDS")
 
 
+UPSTREAM_TASK_ID = Field(
+    default=None, description="the upstream's id of the task; null until the upstream confirmed it"
+)
+
+
 class TaskSummary(Model):
     taskId: str
+    upstreamTaskId: str | None = UPSTREAM_TASK_ID
     model: ModelName
     status: TaskStatusName
     images: list[StoredImageOut]
@@ -264,6 +279,7 @@ class TaskView(Model):
             "examples": [
                 {
                     "taskId": "522f93e8ab824c009f4d6aad6a8a95f7",
+                    "upstreamTaskId": "task_4o_9d1c2b3a4f5e",
                     "model": "gpt-4o-image",
                     "status": "stored",
                     "progress": 1.0,
@@ -286,6 +302,7 @@ class TaskView(Model):
     )
 
     taskId: str
+    upstreamTaskId: str | None = UPSTREAM_TASK_ID
     model: ModelName
     status: TaskStatusName
     progress: float | None = Field(description="upstream generation progress 0..1 while submitted")
@@ -308,7 +325,7 @@ ERROR_DESCRIPTIONS = {
     402: "the upstream account is out of credits",
     403: "no or unknown API key, or an unknown route (Missing Authentication Token)",
     404: "no such task for this client",
-    409: "the same Idempotency-Key is still being processed, or the task is still running",
+    409: "the task is still running, or the task an Idempotency-Key made was deleted",
     413: "the request body is too large",
     422: "invalid request: each bad field named",
     429: "over the generation rate or the client's quota; see Retry-After",

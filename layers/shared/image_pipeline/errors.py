@@ -38,6 +38,11 @@ class UpstreamUnavailable(UpstreamError):
     """455 maintenance, 5xx, 505 feature disabled, 550 queue full, timeouts and network errors."""
 
 
+class UpstreamNoAnswer(UpstreamUnavailable):
+    """The request went out but no definite answer came back (a timeout, a connection lost after
+    sending, a 5xx or success without a readable envelope): the upstream may have acted on it."""
+
+
 class TaskNotFound(Exception):
     def __init__(self, task_id: str) -> None:
         super().__init__(f"task {task_id} not found")
@@ -65,12 +70,13 @@ class IdempotencyKeyReused(Exception):
     """The Idempotency-Key was used before, by the same client, with a different request body."""
 
 
-class IdempotencyKeyInProgress(Exception):
-    """The first request with this Idempotency-Key is still being processed."""
+class IdempotencyKeyTaskDeleted(Exception):
+    """The task an Idempotency-Key made is deleted (by its client, or withdrawn when the upstream
+    refused it and the key could not be freed): a retry cannot answer with it."""
 
-
-class IdempotencyStoreError(RuntimeError):
-    """The idempotency records could not be read or written (DynamoDB)."""
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
 
 
 class TaskStillRunning(Exception):

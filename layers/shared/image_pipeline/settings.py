@@ -249,7 +249,11 @@ class ApiSettings(AwsResources, UpstreamSettings):
     submit_rate_window_seconds: float = setting("SUBMIT_RATE_WINDOW_SECONDS", default=10.0, gt=0)
     # When the reconciler first asks the upstream about a task whose callback has not come.
     reconcile_after_seconds: float = setting("RECONCILE_AFTER_SECONDS", default=1800.0, ge=0)
-    # Where a task that could not be written to DynamoDB is handed for recording later (the outbox).
+    # How long a task whose generate call got no answer waits for its callback before it ends failed.
+    submit_unconfirmed_after_seconds: float = setting(
+        "SUBMIT_UNCONFIRMED_AFTER_SECONDS", default=7200.0, gt=0
+    )
+    # Where an upstream id that could not be written to DynamoDB is handed for writing later (the outbox).
     download_queue_url: str = setting("DOWNLOAD_QUEUE_URL", default="")
     # Exact origins (scheme://host:port) a webhookUrl may use over plain http on loopback (local runs).
     webhook_trusted_origins: str = setting("WEBHOOK_TRUSTED_ORIGINS", default="")
@@ -300,6 +304,10 @@ class ReconcilerSettings(AwsResources, UpstreamSettings):
     download_queue_url: str = setting("DOWNLOAD_QUEUE_URL", min_length=1)
     # Past the upstream's last callback retry (1 + 5 + 15 minutes after a first try) a callback is unlikely.
     reconcile_after_seconds: float = setting("RECONCILE_AFTER_SECONDS", default=1800.0, ge=0)
+    # A task the upstream never confirmed (no generate reply, no callback) ends failed this long after submit.
+    submit_unconfirmed_after_seconds: float = setting(
+        "SUBMIT_UNCONFIRMED_AFTER_SECONDS", default=7200.0, gt=0
+    )
     queries_per_second: float = setting("RECONCILE_QUERIES_PER_SECOND", default=5.0, gt=0, le=50)
     max_tasks: int = setting("RECONCILE_MAX_TASKS", default=500, ge=1)
     # A downloading task is first re-checked this long after its callback, then at doubling intervals.
@@ -307,6 +315,17 @@ class ReconcilerSettings(AwsResources, UpstreamSettings):
     # Past this, counted from the first callback, images still missing end the task failed.
     download_give_up_seconds: float = setting("DOWNLOAD_GIVE_UP_SECONDS", default=6 * 3600.0, gt=0)
     notification_queue_url: str = setting("NOTIFICATION_QUEUE_URL", default="")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Settings that bound each other: the first download check must come before the give-up.
+        if self.download_give_up_seconds < self.download_check_after_seconds:
+            raise ConfigError(
+                "invalid ReconcilerSettings environment: DOWNLOAD_GIVE_UP_SECONDS "
+                f"({self.download_give_up_seconds:g}) must be at least DOWNLOAD_CHECK_AFTER_SECONDS "
+                f"({self.download_check_after_seconds:g}): the first check of a download comes after "
+                "DOWNLOAD_CHECK_AFTER_SECONDS, so a shorter give-up could never be honoured"
+            )
 
 
 class CreditMonitorSettings(UpstreamSettings):

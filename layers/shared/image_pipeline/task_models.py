@@ -21,11 +21,16 @@ MAX_IMAGES_PER_TASK = 16
 
 
 class TaskStatus(StrEnum):
+    SUBMITTING = "submitting"  # recorded under our id; the upstream has not (yet) confirmed it took it
     SUBMITTED = "submitted"  # accepted upstream, no callback yet
     DOWNLOADING = "downloading"  # callback said success; images are being copied to S3
     STORED = "stored"  # every image is in S3
     FAILED = "failed"  # the upstream, or a download, failed for good
     DELETED = "deleted"  # its client deleted it: images gone, only the id is kept (late callbacks)
+
+
+# The failure of a task whose submit was never confirmed: the only end a late callback may still undo.
+SUBMIT_UNCONFIRMED = "submit_unconfirmed"
 
 
 class MalformedRecord(ValueError):
@@ -129,6 +134,13 @@ class TaskError:
         return {"code": self.code, "message": self.message}
 
 
+@dataclass(frozen=True, slots=True)
+class Reopen:
+    """An outcome that comes after the task ended submit_unconfirmed: what reopening it must reset."""
+
+    webhook: bool  # the task has a webhook, whose notification starts again
+
+
 @dataclass(slots=True)
 class StoredImage:
     """One image copied into the bucket: where, what type, how big, its sha256."""
@@ -174,12 +186,15 @@ class NotifyTask:
 
 @dataclass(slots=True, kw_only=True)
 class TaskRecord:
-    """One item of the tasks table (pk = "task#<taskId>")."""
+    """One item of the tasks table (pk = "task#<taskId>"): `taskId` is ours, minted at submit."""
 
     taskId: str
     status: TaskStatus
-    submissionId: str | None = None
+    upstreamTaskId: str | None = None  # the upstream's id, once its generate reply or callback told us
+    tokenHash: str | None = None  # SHA-256 of the task's callback capability (the token in its URL)
+    submissionId: str | None = None  # only on records written before ids were ours (see upstream_id)
     owner: str | None = None  # the client app (API key id) that submitted it
+    idempotencyKey: str | None = None  # the client's Idempotency-Key, when it sent one
     options: dict[str, Any] = field(default_factory=dict)
     imagesExpected: int = 0
     storedCount: int = 0
@@ -200,6 +215,7 @@ class TaskRecord:
     notification: Notification | None = None  # the webhook's delivery, when one was asked for
     notifyPending: bool = False  # ended, and its notify message is not yet known to be queued
     eventPublished: bool = False
+    reopened: int = 0  # how often a late callback moved the task on after it ended submit_unconfirmed
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> TaskRecord:
@@ -233,6 +249,17 @@ class TaskRecord:
             else None,
         }
         return _read_fields(cls, item, what=where, converted=converted)
+
+    @property
+    def upstream_id(self) -> str | None:
+        """The upstream's id of this task; None while it is unknown (submitting, or never confirmed).
+
+        A record written before task ids were ours carries the capability's `submissionId`, and its
+        taskId is the upstream's own.
+        """
+        if self.upstreamTaskId:
+            return self.upstreamTaskId
+        return self.taskId if self.submissionId else None
 
     @property
     def model(self) -> str:
@@ -274,16 +301,22 @@ class DownloadJob:
         return self.sourceUrl or self.url
 
 
-@dataclass(slots=True, kw_only=True)
-class RecordTask:
-    """One SQS message: a task the API could not record (DynamoDB kept failing); the downloader does."""
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An Idempotency-Key claimed earlier: the task it stands for and the request it came with."""
 
-    recordTask: str  # the taskId
-    submissionId: str
-    options: dict[str, Any]
+    task_id: str
+    request_hash: str
+
+
+@dataclass(slots=True, kw_only=True)
+class ConfirmSubmit:
+    """One SQS message (the API's outbox): the upstream accepted task `confirmTask` as `upstreamTaskId`,
+    but the API could not write that down (DynamoDB kept failing); the downloader does."""
+
+    confirmTask: str  # our taskId
+    upstreamTaskId: str
     nextCheckAt: str
-    owner: str | None = None
-    webhookUrl: str | None = None
 
     @classmethod
     def from_message(cls, body: str | bytes) -> Self:

@@ -1,6 +1,6 @@
-"""Per-task callback capabilities and the platform's optional HMAC signature.
+"""Our task ids, per-task callback capabilities and the platform's optional HMAC signature.
 
-Each submission gets a random 256-bit token carried in its callBackUrl. We store only its SHA-256,
+Each task gets a random 256-bit token carried in its callBackUrl. We store only its SHA-256,
 so a leaked table does not leak working callback URLs, and compare in constant time.
 """
 
@@ -17,16 +17,17 @@ TOKEN_BYTES = 32
 UNIX_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also accepts "²"
 
 
-SUBMISSION_ID = re.compile(r"[0-9a-f]{32}")
+OUR_TASK_ID = re.compile(r"[0-9a-f]{32}")
 
 
-def new_submission_id() -> str:
+def new_task_id() -> str:
+    """Our id of a task: 128 random bits, opaque, URL-safe and unguessable."""
     return secrets.token_hex(16)
 
 
-def is_submission_id(value: str) -> bool:
-    """Ours are 32 hex digits; anything else cannot exist (and must not reach DynamoDB's key limits)."""
-    return SUBMISSION_ID.fullmatch(value) is not None
+def is_our_task_id(value: str) -> bool:
+    """Ours are 32 hex digits; anything else was never minted (and must not reach DynamoDB's key limits)."""
+    return OUR_TASK_ID.fullmatch(value) is not None
 
 
 def new_callback_token() -> str:

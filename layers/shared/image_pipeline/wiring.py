@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from image_pipeline.adapters.secrets import SecretNotFound, resolve_secret
-from image_pipeline.errors import IdempotencyKeyInProgress, IdempotencyKeyReused, IdempotencyStoreError
 
 if TYPE_CHECKING:
     from image_pipeline.adapters.download_queue import DownloadQueue
+    from image_pipeline.adapters.idempotency import IdempotencyClaims
     from image_pipeline.adapters.image_store import ImageStore
     from image_pipeline.adapters.notifications import EventBus, NotificationQueue
     from image_pipeline.adapters.submit_guard import SubmitGuard
@@ -40,10 +40,10 @@ __all__ = [
     "event_bus",
     "fetch_policy",
     "hmac_key",
+    "idempotency_claims",
     "image_store",
     "notices",
     "notification_queue",
-    "run_once",
     "safe_fetch",
     "submit_guard",
     "tasks_table",
@@ -82,32 +82,11 @@ def submit_guard(table_name: str, limit: int, window_seconds: float) -> SubmitGu
     return SubmitGuard(table_name, limit=limit, window_seconds=window_seconds)
 
 
-def run_once(
-    idempotency_key: str,
-    request: dict[str, Any],
-    action: Callable[[], str],
-    *,
-    table_name: str,
-    lambda_context: Any = None,
-) -> str:
-    """Powertools idempotency around `action` (image_pipeline.adapters.idempotency.run_once), its
-    refusals as our errors: only a request that carries an Idempotency-Key loads Powertools idempotency."""
-    from aws_lambda_powertools.utilities.idempotency.exceptions import (
-        IdempotencyAlreadyInProgressError,
-        IdempotencyPersistenceLayerError,
-        IdempotencyValidationError,
-    )
+@cache
+def idempotency_claims(table_name: str) -> IdempotencyClaims:
+    from image_pipeline.adapters.idempotency import IdempotencyClaims
 
-    from image_pipeline.adapters.idempotency import run_once as run
-
-    try:
-        return run(idempotency_key, request, action, table_name=table_name, lambda_context=lambda_context)
-    except IdempotencyValidationError as error:
-        raise IdempotencyKeyReused(str(error)) from error
-    except IdempotencyAlreadyInProgressError as error:
-        raise IdempotencyKeyInProgress(str(error)) from error
-    except IdempotencyPersistenceLayerError as error:
-        raise IdempotencyStoreError(str(error)) from error
+    return IdempotencyClaims(table_name)
 
 
 @cache
@@ -248,13 +227,9 @@ def check_webhook_url(url: str, trusted_origins: tuple[str, ...]) -> str:
 
 
 def reset() -> None:
-    import sys
-
-    idempotency = sys.modules.get("image_pipeline.adapters.idempotency")
-    if idempotency is not None:
-        idempotency.persistence.cache_clear()
     for factory in (
         tasks_table,
+        idempotency_claims,
         download_queue,
         image_store,
         submit_guard,

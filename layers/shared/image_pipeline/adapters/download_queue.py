@@ -1,7 +1,8 @@
 """SQS adapter: download jobs go out in batches, and every entry's result is checked.
 
-The queue also carries the rare RecordTask message: a task the API could not write to DynamoDB,
-recorded by the downloader once DynamoDB answers again (SQS keeps it and retries it meanwhile).
+The queue also carries the rare ConfirmSubmit message: a task the upstream accepted whose upstream id
+the API could not write to DynamoDB, written by the downloader once DynamoDB answers again (SQS keeps
+it and retries it meanwhile).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from image_pipeline.adapters.aws import client
 from image_pipeline.errors import EnqueueError
-from image_pipeline.task_models import DownloadJob, RecordTask
+from image_pipeline.task_models import ConfirmSubmit, DownloadJob
 
 SQS_BATCH_LIMIT = 10
 
@@ -51,8 +52,8 @@ class DownloadQueue:
             VisibilityTimeout=max(0, min(seconds, 43200)),
         )
 
-    def send_record(self, record: RecordTask) -> None:
-        self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=record.to_message())
+    def send_confirm(self, message: ConfirmSubmit) -> None:
+        self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=message.to_message())
 
     def send_again(self, body: str) -> None:
         """A fresh copy of a message this invocation had no time to start: its receive count starts over."""

@@ -47,10 +47,6 @@ def task_key(task_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"task#{task_id}"}}
 
 
-def submission_key(submission_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"sub#{submission_id}"}}
-
-
 def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 

@@ -1,65 +1,73 @@
-"""Idempotency-Key on POST /tasks: a client that retries gets the first answer back and never pays
-for a second generation. Powertools idempotency keeps the records in their own DynamoDB table."""
+"""Idempotency-Key on POST /tasks, in its own DynamoDB table: each (client, key) is claimed once for one
+task id, before anything is recorded or paid for, so a retry always finds the task the first request
+made, whatever became of that request (a timeout, a crash, a reply still on its way)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache
+import hashlib
+from datetime import datetime, timedelta
 from typing import Any
 
-ONE_DAY_SECONDS = 24 * 3600
+from botocore.exceptions import ClientError
+
+from image_pipeline.adapters.dynamo_items import _epoch, _from_item, _is_condition_failure, _to_item, _values
+from image_pipeline.task_models import Claim
+
+ONE_DAY = timedelta(days=1)
 
 
-@cache
-def persistence(table_name: str) -> Any:
-    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+class IdempotencyClaims:
+    """Items {id: "<client>#<sha256 of the key>", taskId, requestHash, expiration} (TTL on expiration)."""
 
-    from image_pipeline.adapters.aws import client
+    def __init__(self, table_name: str, *, dynamodb: Any = None, lifetime: timedelta = ONE_DAY) -> None:
+        from image_pipeline.adapters.aws import client
 
-    return DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client("dynamodb"))
+        self.table_name = table_name
+        self.lifetime = lifetime
+        self._db = dynamodb or client("dynamodb")
 
+    @staticmethod
+    def _id(owner: str, key: str) -> str:
+        # Hashed: a key is the client's text (up to 255 characters), the item id needs no more than this.
+        return f"{owner}#{hashlib.sha256(key.encode()).hexdigest()}"
 
-def run_once(
-    idempotency_key: str,
-    request: dict[str, Any],
-    action: Callable[[], str],
-    *,
-    table_name: str,
-    lambda_context: Any = None,
-    expires_after_seconds: int = ONE_DAY_SECONDS,
-) -> str:
-    """`action()` the first time `idempotency_key` is seen; its saved result every later time.
+    def claim(self, owner: str, key: str, request_hash: str, task_id: str, now: datetime) -> Claim | None:
+        """None when this call claimed the key for `task_id`; else the claim made before it."""
+        try:
+            self._db.put_item(
+                TableName=self.table_name,
+                Item=_to_item(
+                    {
+                        "id": self._id(owner, key),
+                        "taskId": task_id,
+                        "requestHash": request_hash,
+                        "expiration": _epoch(now + self.lifetime),
+                    }
+                ),
+                # TTL deletes lazily: a claim past its lifetime is free again, as if it were gone.
+                ConditionExpression="attribute_not_exists(id) OR expiration < :now",
+                ExpressionAttributeValues=_values(now=_epoch(now)),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+            old_item: Any = error.response.get("Item") or {}
+            before = _from_item(old_item)
+            if not isinstance(before.get("taskId"), str) or not isinstance(before.get("requestHash"), str):
+                raise  # not an item we wrote: an AWS fault like any other
+            return Claim(task_id=before["taskId"], request_hash=before["requestHash"])
+        return None
 
-    The same key with a different request raises IdempotencyValidationError; one still running
-    raises IdempotencyAlreadyInProgressError. A failed action leaves no record, so it can be retried.
-    """
-    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
-    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
-
-    config = IdempotencyConfig(
-        event_key_jmespath="key",
-        payload_validation_jmespath="request",
-        expires_after_seconds=expires_after_seconds,
-        raise_on_no_idempotency_key=True,
-    )
-    if lambda_context is not None:
-        config.register_lambda_context(lambda_context)  # an in-progress record expires with the invocation
-
-    @idempotent_function(
-        data_keyword_argument="submission", persistence_store=persistence(table_name), config=config
-    )
-    def submit_tasks_once(submission: dict[str, Any]) -> str:
-        done.append(action())
-        return done[0]
-
-    done: list[str] = []
-    try:
-        result: str = submit_tasks_once(submission={"key": idempotency_key, "request": request})
-    except IdempotencyPersistenceLayerError:
-        if done:
-            # The generation happened and is paid for; only remembering the answer failed. Failing
-            # now would make the client retry, and a retry after the in-progress record expires
-            # would pay again: answer with what we have.
-            return done[0]
-        raise
-    return result
+    def release(self, owner: str, key: str, task_id: str) -> None:
+        """The claimed task was refused by the upstream, so never made: the key may be used again."""
+        try:
+            self._db.delete_item(
+                TableName=self.table_name,
+                Key={"id": {"S": self._id(owner, key)}},
+                ConditionExpression="taskId = :task",
+                ExpressionAttributeValues=_values(task=task_id),
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise

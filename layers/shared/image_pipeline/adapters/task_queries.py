@@ -15,6 +15,9 @@ from image_pipeline.task_models import TaskRecord, TaskStatus, iso
 
 DUE_INDEX = "status-nextCheckAt"
 OWNER_INDEX = "owner-createdAt"
+# Only for the task's current end: a late callback that reopened a submit_unconfirmed task counts up
+# `reopened`, and what the notifier learnt about the earlier end must not be written onto the new one.
+SAME_END = "(attribute_not_exists(reopened) OR reopened = :reopened)"
 # The attributes of a list cursor: the key of the last task returned, in the owner index.
 CURSOR_KEYS = ("pk", "owner", "createdAt")
 
@@ -23,7 +26,7 @@ class TaskQueries(ConditionalTable):
     # -- notifications (the client's webhook, the event bus) ------------------------------------
 
     def clear_notify_mark(
-        self, task_id: str, *, webhook_url: str | None, event_published: bool = False
+        self, task_id: str, *, webhook_url: str | None, event_published: bool = False, reopened: int = 0
     ) -> bool:
         """The ended task's notify message is handled (and its event is on the bus, if
         `event_published`): it leaves the reconciler's index, in one write.
@@ -36,11 +39,12 @@ class TaskQueries(ConditionalTable):
             Key=task_key(task_id),
             UpdateExpression=("SET eventPublished = :true " if event_published else "")
             + "REMOVE notifyPending, nextCheckAt",
-            ConditionExpression=f"#status IN (:stored, :failed) AND {same_webhook}",
+            ConditionExpression=f"#status IN (:stored, :failed) AND {same_webhook} AND {SAME_END}",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues=_values(
                 stored=TaskStatus.STORED.value,
                 failed=TaskStatus.FAILED.value,
+                reopened=reopened,
                 **({"true": True} if event_published else {}),
                 **({"webhook": webhook_url} if webhook_url else {}),
             ),
@@ -49,20 +53,23 @@ class TaskQueries(ConditionalTable):
             self._update_if(
                 Key=task_key(task_id),
                 UpdateExpression="SET eventPublished = :true",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues=_values(true=True),
+                ConditionExpression=f"attribute_exists(pk) AND {SAME_END}",
+                ExpressionAttributeValues=_values(true=True, reopened=reopened),
             )
         return cleared is not None
 
-    def record_delivery(self, task_id: str, notification: dict[str, Any]) -> None:
-        """The webhook's state after one delivery attempt (never moves back from delivered)."""
+    def record_delivery(self, task_id: str, notification: dict[str, Any], *, reopened: int = 0) -> None:
+        """The webhook's state after one delivery attempt (never moves back from delivered), for the
+        end it was about (not one a late callback made since)."""
         self._update_if(
             Key=task_key(task_id),
             UpdateExpression="SET notification = :notification",
             ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(notification.#state) "
-            "OR notification.#state <> :delivered)",
+            f"OR notification.#state <> :delivered) AND {SAME_END}",
             ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues=_values(notification=notification, delivered="delivered"),
+            ExpressionAttributeValues=_values(
+                notification=notification, delivered="delivered", reopened=reopened
+            ),
         )
 
     def push_back(self, task: TaskRecord, next_check_at: datetime, *, requeued: bool = False) -> bool:

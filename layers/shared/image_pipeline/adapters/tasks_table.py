@@ -1,9 +1,10 @@
 """DynamoDB adapter of the tasks table: every state change is one conditional write.
 
-Items (pk only):
-- "sub#<submissionId>": a callback capability minted before the upstream call: the token's hash and,
-  once known, the taskId it belongs to. It exists before the upstream can possibly call back.
-- "task#<taskId>": the task record (image_pipeline.task_models.TaskRecord).
+Items (pk only): "task#<taskId>", the task record (image_pipeline.task_models.TaskRecord). The taskId is
+ours, minted and written (with the hash of its callback capability) before the upstream is called, so
+the task exists, owned, before the upstream can possibly call back; the upstream's id is learnt from the
+generate reply or from the callback to the task's own URL. Records written before ids were ours are
+keyed by the upstream's id and carry a `submissionId` (their capability lived in a "sub#" item).
 
 Every unfinished task carries `nextCheckAt`, the moment the reconciler should look at it; finished
 tasks drop it, so the `status-nextCheckAt` index is sparse and holds only work that is still due.
@@ -21,16 +22,26 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from image_pipeline.adapters.dynamo_items import (
     _epoch,
     _from_item,
+    _is_condition_failure,
     _to_item,
     _values,
-    submission_key,
     task_key,
 )
 from image_pipeline.adapters.task_queries import CURSOR_KEYS, DUE_INDEX, OWNER_INDEX, TaskQueries
-from image_pipeline.task_models import StoredImage, TaskError, TaskRecord, TaskStatus, iso
+from image_pipeline.task_models import (
+    SUBMIT_UNCONFIRMED,
+    Reopen,
+    StoredImage,
+    TaskError,
+    TaskRecord,
+    TaskStatus,
+    iso,
+)
 
 __all__ = [
     "CURSOR_KEYS",
@@ -38,7 +49,6 @@ __all__ = [
     "NOTIFY_GRACE",
     "OWNER_INDEX",
     "TasksTable",
-    "submission_key",
     "task_key",
 ]
 
@@ -53,46 +63,98 @@ def _end_mark(now: datetime) -> dict[str, Any]:
 
 
 class TasksTable(TaskQueries):
-    """Submissions (callback capabilities) and the task lifecycle; reads and bookkeeping in TaskQueries."""
+    """Submissions and the task lifecycle; reads and bookkeeping in TaskQueries."""
 
-    # -- submissions (callback capabilities) ---------------------------------------------------
+    # -- submissions ----------------------------------------------------------------------------
 
-    def put_submission(self, submission_id: str, token_hash: str, now: datetime) -> None:
-        self._db.put_item(
-            TableName=self.table_name,
-            Item=_to_item(
-                {
-                    "pk": f"sub#{submission_id}",
-                    "tokenHash": token_hash,
-                    "createdAt": iso(now),
-                    "expiresAt": _epoch(now + self.ttl),
-                }
-            ),
-            ConditionExpression="attribute_not_exists(pk)",
-        )
+    def create_task(
+        self,
+        task_id: str,
+        *,
+        owner: str,
+        options: dict[str, Any],
+        token_hash: str,
+        now: datetime,
+        next_check_at: datetime,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> bool:
+        """Record a task under our id before the upstream hears of it; False if the id is taken.
 
-    def get_submission(self, submission_id: str) -> dict[str, Any] | None:
-        found = self._db.get_item(
-            TableName=self.table_name, Key=submission_key(submission_id), ConsistentRead=True
-        )
-        return _from_item(found["Item"]) if "Item" in found else None
+        It is `submitting` and due at `next_check_at`: if neither the generate reply nor a callback
+        confirms it by then, the reconciler ends it (submit_unconfirmed).
+        """
+        item: dict[str, Any] = {
+            "pk": f"task#{task_id}",
+            "taskId": task_id,
+            "status": TaskStatus.SUBMITTING.value,
+            "owner": owner,
+            "options": options,
+            "tokenHash": token_hash,
+            "images": {},
+            "createdAt": iso(now),
+            "updatedAt": iso(now),
+            "nextCheckAt": iso(next_check_at),
+            "expiresAt": _epoch(now + self.ttl),
+        }
+        if webhook_url:
+            item["webhookUrl"] = webhook_url
+            item["notification"] = {"state": "pending", "attempts": 0}
+        if idempotency_key:
+            item["idempotencyKey"] = idempotency_key
+        try:
+            self._db.put_item(
+                TableName=self.table_name, Item=_to_item(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
 
-    def bind_submission(self, submission_id: str, task_id: str) -> bool:
-        """Tie the capability to one taskId forever; False when it already belongs to another task."""
+    def confirm_submitted(
+        self, task_id: str, upstream_task_id: str, now: datetime, next_check_at: datetime
+    ) -> bool:
+        """The upstream's generate reply named its id: the task is `submitted`, due for the reconciler
+        at `next_check_at`. False when it has moved on already (its callback came first) or is gone."""
         return (
             self._update_if(
-                Key=submission_key(submission_id),
-                UpdateExpression="SET taskId = :task",
-                ConditionExpression=(
-                    "attribute_exists(pk) AND (attribute_not_exists(taskId) OR taskId = :task)"
+                Key=task_key(task_id),
+                UpdateExpression=(
+                    "SET upstreamTaskId = :upstream, #status = :submitted, updatedAt = :now, "
+                    "nextCheckAt = :due"
                 ),
-                ExpressionAttributeValues=_values(task=task_id),
+                ConditionExpression="#status = :submitting AND attribute_not_exists(upstreamTaskId)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values(
+                    upstream=upstream_task_id,
+                    submitted=TaskStatus.SUBMITTED.value,
+                    submitting=TaskStatus.SUBMITTING.value,
+                    now=iso(now),
+                    due=iso(next_check_at),
+                ),
             )
             is not None
         )
 
-    def delete_submission(self, submission_id: str) -> None:
-        self._db.delete_item(TableName=self.table_name, Key=submission_key(submission_id))
+    def withdraw(self, task_id: str, now: datetime) -> bool:
+        """The upstream refused the submit outright: the task was never made, and no client sees it
+        (a bare tombstone, as a deleted task, so a stray callback for it is a plain duplicate)."""
+        return (
+            self._update_if(
+                Key=task_key(task_id),
+                UpdateExpression=(
+                    "SET #status = :deleted, updatedAt = :now "
+                    "REMOVE #owner, options, images, webhookUrl, notification, nextCheckAt"
+                ),
+                ConditionExpression="#status = :submitting",
+                ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
+                ExpressionAttributeValues=_values(
+                    deleted=TaskStatus.DELETED.value, submitting=TaskStatus.SUBMITTING.value, now=iso(now)
+                ),
+            )
+            is not None
+        )
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -100,158 +162,78 @@ class TasksTable(TaskQueries):
         found = self._db.get_item(TableName=self.table_name, Key=task_key(task_id), ConsistentRead=True)
         return TaskRecord.from_item(_from_item(found["Item"])) if "Item" in found else None
 
-    def record_submitted(
-        self,
-        task_id: str,
-        submission_id: str,
-        options: dict[str, Any],
-        now: datetime,
-        next_check_at: datetime,
-        owner: str | None = None,
-        webhook_url: str | None = None,
-    ) -> None:
-        """Create the task, or fill in the submit's fields if its own callback came first.
-
-        `owner` is the client app that submitted it (its API key id): only that client sees it.
-
-        The upstream named this taskId in its answer to *this* submission, so the submission is the
-        task's owner. If a callback from another capability got there first (a leaked, still unbound
-        callback URL), whatever it wrote is discarded and the task starts again as submitted.
-        """
-        sets = (
-            "taskId = :task, submissionId = :sub, options = :options, "
-            "createdAt = if_not_exists(createdAt, :now), expiresAt = if_not_exists(expiresAt, :expires)"
-            + (", #owner = :owner" if owner else "")
-            + (
-                ", webhookUrl = :webhook, notification = if_not_exists(notification, :waiting)"
-                if webhook_url
-                else ""
-            )
-        )
-        values = {
-            "task": task_id,
-            "sub": submission_id,
-            "options": options,
-            "now": iso(now),
-            "expires": _epoch(now + self.ttl),
-            "submitted": TaskStatus.SUBMITTED.value,
-            "empty": {},
-            "due": iso(next_check_at),
-            **({"owner": owner} if owner else {}),
-            **(
-                {"webhook": webhook_url, "waiting": {"state": "pending", "attempts": 0}}
-                if webhook_url
-                else {}
-            ),
-        }
-        names = {"#status": "status", **({"#owner": "owner"} if owner else {})}
-        owned = self._update_if(
-            Key=task_key(task_id),
-            UpdateExpression=(
-                f"SET {sets}, #status = if_not_exists(#status, :submitted), "
-                "updatedAt = if_not_exists(updatedAt, :now), images = if_not_exists(images, :empty), "
-                "nextCheckAt = if_not_exists(nextCheckAt, :due)"
-            ),
-            ConditionExpression="attribute_not_exists(submissionId) OR submissionId = :sub",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=_values(**values),
-        )
-        if owned is None:
-            self._db.update_item(
-                TableName=self.table_name,
-                Key=task_key(task_id),
-                UpdateExpression=(
-                    f"SET {sets}, #status = :submitted, updatedAt = :now, images = :empty, "
-                    "storedCount = :zero, nextCheckAt = :due "
-                    "REMOVE callbackAt, resultUrls, imagesExpected, jobsEnqueued, enqueueFailed, "
-                    "#error, lastDownloadError, requeues"
-                ),
-                ExpressionAttributeNames={**names, "#error": "error"},
-                ExpressionAttributeValues=_values(**values, zero=0),
-            )
-        if webhook_url:
-            self._announce_again_if_ended(task_id, now)
-
-    def _announce_again_if_ended(self, task_id: str, now: datetime) -> None:
-        """The callback can end a task before its submit records the webhook: if its end was already
-        announced (without the webhook), it becomes due for the reconciler to announce again."""
-        self._update_if(
-            Key=task_key(task_id),
-            UpdateExpression="SET notifyPending = :true, nextCheckAt = :now",
-            ConditionExpression=(
-                "#status IN (:stored, :failed) AND notification.#state = :pending "
-                "AND attribute_not_exists(notifyPending)"
-            ),
-            ExpressionAttributeNames={"#status": "status", "#state": "state"},
-            ExpressionAttributeValues=_values(
-                true=True,
-                now=iso(now),
-                stored=TaskStatus.STORED.value,
-                failed=TaskStatus.FAILED.value,
-                pending="pending",
-            ),
-        )
-
-    def unbind_submission(self, submission_id: str, task_id: str) -> None:
-        """Undo a binding made for a callback that was then refused (so the capability stays usable)."""
-        self._update_if(
-            Key=submission_key(submission_id),
-            UpdateExpression="REMOVE taskId",
-            ConditionExpression="taskId = :task",
-            ExpressionAttributeValues=_values(task=task_id),
-        )
-
     def _first_outcome(
         self,
         task_id: str,
-        submission_id: str,
+        upstream_task_id: str,
         now: datetime,
         sets: str,
         names: dict[str, str],
-        removes: str = "",
+        *,
+        reopen: Reopen | None,
+        removes: tuple[str, ...] = (),
         **values: Any,
     ) -> bool:
-        """The one conditional write that deduplicates callbacks: only a task with no outcome yet moves on."""
+        """The one conditional write that deduplicates callbacks: only a task with no outcome yet moves
+        on, and only with the upstream id it already has (or learns here, from its own callback URL).
+
+        `reopen`: the task ended submit_unconfirmed (its submit was never confirmed) and this is the
+        outcome that came after all: it moves on, its error goes, and its end is announced again.
+        """
+        parts = [sets, "callbackAt = :now", "updatedAt = :now", "upstreamTaskId = :upstream"]
+        counters = []
+        if reopen is None:
+            state = "#status IN (:submitting, :submitted)"
+            values.update(submitting=TaskStatus.SUBMITTING.value, submitted=TaskStatus.SUBMITTED.value)
+        else:
+            state = "#status = :failed_before AND #error.code = :unconfirmed"
+            values.update(failed_before=TaskStatus.FAILED.value, unconfirmed=SUBMIT_UNCONFIRMED)
+            names = {**names, "#error": "error"}
+            parts.append("eventPublished = :unpublished")
+            values["unpublished"] = False
+            counters.append("reopened :one")
+            values["one"] = 1
+            if reopen.webhook:  # the new end is a new notification, delivered afresh
+                parts.append("notification = :fresh_notification")
+                values["fresh_notification"] = {"state": "pending", "attempts": 0}
+        expression = "SET " + ", ".join(parts)
+        if counters:
+            expression += " ADD " + ", ".join(counters)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
         return (
             self._update_if(
                 Key=task_key(task_id),
-                UpdateExpression=(
-                    f"SET {sets}, callbackAt = :now, updatedAt = :now, taskId = :task, "
-                    "submissionId = if_not_exists(submissionId, :sub), "
-                    "createdAt = if_not_exists(createdAt, :now), "
-                    "expiresAt = if_not_exists(expiresAt, :expires), images = if_not_exists(images, :empty)"
-                    + (f" REMOVE {removes}" if removes else "")
-                ),
-                # Only the first outcome, and only for a task of this submission (or not yet recorded).
+                UpdateExpression=expression,
                 ConditionExpression=(
-                    "attribute_not_exists(callbackAt) "
-                    "AND (attribute_not_exists(#status) OR #status = :submitted) "
-                    "AND (attribute_not_exists(submissionId) OR submissionId = :sub)"
+                    f"attribute_not_exists(callbackAt) AND ({state}) "
+                    "AND (attribute_not_exists(upstreamTaskId) OR upstreamTaskId = :upstream)"
                 ),
                 ExpressionAttributeNames={"#status": "status", **names},
-                ExpressionAttributeValues=_values(
-                    now=iso(now),
-                    task=task_id,
-                    sub=submission_id,
-                    expires=_epoch(now + self.ttl),
-                    empty={},
-                    submitted=TaskStatus.SUBMITTED.value,
-                    **values,
-                ),
+                ExpressionAttributeValues=_values(now=iso(now), upstream=upstream_task_id, **values),
             )
             is not None
         )
 
     def start_downloading(
-        self, task_id: str, submission_id: str, urls: list[str], now: datetime, next_check_at: datetime
+        self,
+        task_id: str,
+        upstream_task_id: str,
+        urls: list[str],
+        now: datetime,
+        next_check_at: datetime,
+        *,
+        reopen: Reopen | None = None,
     ) -> bool:
         return self._first_outcome(
             task_id,
-            submission_id,
+            upstream_task_id,
             now,
             "#status = :downloading, imagesExpected = :count, resultUrls = :urls, jobsEnqueued = :false, "
             "nextCheckAt = :due",
             {},
+            reopen=reopen,
+            removes=("#error", "notifyPending") if reopen else (),
             downloading=TaskStatus.DOWNLOADING.value,
             count=len(urls),
             urls=urls,
@@ -259,14 +241,22 @@ class TasksTable(TaskQueries):
             due=iso(next_check_at),
         )
 
-    def fail_from_callback(self, task_id: str, submission_id: str, error: TaskError, now: datetime) -> bool:
+    def fail_from_callback(
+        self,
+        task_id: str,
+        upstream_task_id: str,
+        error: TaskError,
+        now: datetime,
+        *,
+        reopen: Reopen | None = None,
+    ) -> bool:
         return self._first_outcome(
             task_id,
-            submission_id,
+            upstream_task_id,
             now,
             f"#status = :failed, #error = :error, {END_MARK}",
             {"#error": "error"},
-            "",
+            reopen=reopen,
             failed=TaskStatus.FAILED.value,
             **_end_mark(now),
             error=error.to_dict(),
@@ -358,17 +348,18 @@ class TasksTable(TaskQueries):
         )
 
     def mark_failed(self, task_id: str, error: TaskError, now: datetime) -> bool:
-        """A download failed for good: the task ends failed unless it already ended."""
+        """A download failed for good, or the sweep gave up: the task ends failed unless it already ended."""
         return (
             self._update_if(
                 Key=task_key(task_id),
                 UpdateExpression=f"SET #status = :failed, #error = :error, updatedAt = :now, {END_MARK}",
-                ConditionExpression="#status IN (:submitted, :downloading)",
+                ConditionExpression="#status IN (:submitting, :submitted, :downloading)",
                 ExpressionAttributeNames={"#status": "status", "#error": "error"},
                 ExpressionAttributeValues=_values(
                     failed=TaskStatus.FAILED.value,
                     error=error.to_dict(),
                     now=iso(now),
+                    submitting=TaskStatus.SUBMITTING.value,
                     submitted=TaskStatus.SUBMITTED.value,
                     downloading=TaskStatus.DOWNLOADING.value,
                     **_end_mark(now),

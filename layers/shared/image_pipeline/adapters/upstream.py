@@ -12,6 +12,7 @@ from image_pipeline.errors import (
     RateLimited,
     UpstreamBadRequest,
     UpstreamError,
+    UpstreamNoAnswer,
     UpstreamUnauthorized,
     UpstreamUnavailable,
 )
@@ -76,17 +77,21 @@ class UpstreamClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as error:
-            raise UpstreamUnavailable(None, f"timed out calling {path}: {type(error).__name__}") from error
-        except httpx.HTTPError as error:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:  # nothing was sent
             raise UpstreamUnavailable(None, f"could not reach the upstream at {path}: {error}") from error
+        except httpx.TimeoutException as error:
+            raise UpstreamNoAnswer(None, f"timed out calling {path}: {type(error).__name__}") from error
+        except httpx.HTTPError as error:  # sent, or perhaps sent: the answer is lost either way
+            raise UpstreamNoAnswer(None, f"lost the connection calling {path}: {error}") from error
         try:
             envelope = Envelope.from_json(response.json())
         except ValueError:  # InvalidReply is one too
             # No envelope: judge by the HTTP status alone (a proxy's 502 page, a 429 from an edge).
-            if response.is_success:
-                raise UpstreamUnavailable(
-                    response.status_code, f"{path} answered without a JSON envelope"
+            # A success or a 5xx without one says nothing definite about what the upstream did.
+            if response.is_success or response.is_server_error:
+                raise UpstreamNoAnswer(
+                    response.status_code,
+                    f"{path} answered HTTP {response.status_code} without a JSON envelope",
                 ) from None
             raise error_for(
                 response.status_code, f"HTTP {response.status_code} from {path}", response
@@ -109,7 +114,7 @@ class UpstreamClient:
     def _task_id(data: Any) -> str:
         task_id = data.get("taskId") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
-            raise UpstreamUnavailable(200, "generate answered success without a taskId")
+            raise UpstreamNoAnswer(200, "generate answered success without a taskId")
         return task_id
 
     def task_details(self, task_id: str, model: str = FOUR_O_MODEL) -> TaskDetails:

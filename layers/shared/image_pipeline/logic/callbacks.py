@@ -1,4 +1,8 @@
-"""Receiving a callback: authenticate, deduplicate by taskId with one conditional write, enqueue downloads.
+"""Receiving a callback: authenticate, deduplicate by task with one conditional write, enqueue downloads.
+
+Each task's callback URL carries our task id and a capability minted for that task alone; the callback
+body names the upstream's task id, which the task learns from its first callback if the generate reply
+never told it (and which every later callback must then repeat).
 
 Nothing is lost between DynamoDB and SQS: the task's first outcome is written with jobsEnqueued=false
 and flipped to true only after every job is on the queue. If the send fails, the callback answers 5xx
@@ -20,13 +24,15 @@ from image_pipeline.logic.notifications import NotifyQueue, announce_end
 from image_pipeline.logic.ports import JobQueue, TaskStore
 from image_pipeline.task_models import (
     MAX_IMAGES_PER_TASK,
+    SUBMIT_UNCONFIRMED,
     DownloadJob,
+    Reopen,
     TaskError,
     TaskRecord,
     TaskStatus,
     utc_now,
 )
-from image_pipeline.tokens import check_webhook_signature, is_submission_id, token_matches
+from image_pipeline.tokens import check_webhook_signature, is_our_task_id, token_matches
 from image_pipeline.upstream_replies import CallbackPayload, InvalidReply, is_storable_text
 
 # A delivery that finds jobs not yet enqueued re-sends them only if the first attempt said it failed,
@@ -36,7 +42,7 @@ IN_FLIGHT_GRACE = timedelta(seconds=30)
 # The reconciler's first look at a downloading task: after the queue's own retries (5 receives with
 # backoff) have had their chance.
 DEFAULT_DOWNLOAD_CHECK_AFTER = timedelta(minutes=10)
-FOREIGN_TASK = "this task belongs to another submission; a callback URL can only report its own task"
+FOREIGN_TASK = "this callback URL belongs to another upstream task; a callback URL can only report its own"
 DEFAULT_FAILURE_MESSAGES = {
     400: "the prompt or an input image was refused (content policy, size or format)",
     451: "an input image in filesUrl could not be downloaded",
@@ -76,16 +82,17 @@ def parse_callback(body: str | bytes | None, max_body_bytes: int) -> CallbackPay
 def authenticate(
     payload: CallbackPayload,
     *,
-    submission_id: str,
+    task_id: str,
     token: str | None,
     headers: Mapping[str, str],
     store: TaskStore,
     hmac_key: str = "",
     hmac_window_seconds: int = 300,
-) -> str | None:
+) -> TaskRecord:
     """Raise CallbackRejected unless the callback proves it is the one we asked for. Changes nothing.
 
-    Returns the taskId the capability is already bound to (None when the callback beat the submit).
+    Returns the task whose callback URL it came to: the URL's capability was minted for that task
+    alone, so it can only ever move that task, and only with the upstream id it has (or first learns).
     """
     if hmac_key:
         lowered = {name.lower(): value for name, value in headers.items()}
@@ -100,69 +107,89 @@ def authenticate(
             raise CallbackRejected(401, f"callback signature rejected: {problem}")
     if not token:
         raise CallbackRejected(401, "callback URL carries no token")
-    if not is_submission_id(submission_id):
+    if not is_our_task_id(task_id):
         raise CallbackRejected(404, "unknown callback URL")
-    submission = store.get_submission(submission_id)
-    if submission is None:
+    task = store.get_task(task_id)
+    if task is None or not task.tokenHash:
         raise CallbackRejected(404, "unknown callback URL")
-    if not token_matches(token, submission.get("tokenHash", "")):
+    if not token_matches(token, task.tokenHash):
         raise CallbackRejected(403, "callback token does not match")
-    bound_task = submission.get("taskId")
-    if bound_task is not None and bound_task != payload.task_id:
-        raise CallbackRejected(403, "this callback URL belongs to another task")
-    return str(bound_task) if bound_task is not None else None
+    if task.upstream_id is not None and task.upstream_id != payload.task_id:
+        raise CallbackRejected(403, FOREIGN_TASK)
+    return task
 
 
 def handle_callback(
     payload: CallbackPayload,
     *,
-    submission_id: str,
-    bound_task_id: str | None,
+    task: TaskRecord,
     store: TaskStore,
     queue: JobQueue,
     download_check_after: timedelta = DEFAULT_DOWNLOAD_CHECK_AFTER,
     notices: NotifyQueue | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> CallbackResult:
-    """Apply an authenticated callback. Only the first delivery for a taskId has an effect, and only a
-    callback of the task's own submission has any: a capability proves nothing about other tasks."""
-    task_id = payload.task_id
-    bound_here = False
-    if bound_task_id is None:
-        # The capability is not tied to a task yet: the callback beat the submit's record, or the
-        # submit never learnt its taskId. It may only claim a task no other submission owns.
-        _refuse_if_foreign(store.get_task(task_id), submission_id, store=store, bound_here=False)
-        if not store.bind_submission(submission_id, task_id):
-            raise CallbackRejected(403, "this callback URL belongs to another task")
-        bound_here = True
-    urls = payload.result_urls()
-    if payload.succeeded and urls:
-        now = clock()
-        if store.start_downloading(task_id, submission_id, urls, now, now + download_check_after):
-            _enqueue(task_id, urls, store=store, queue=queue, clock=clock)
-            return CallbackResult.ACCEPTED
-        task = store.get_task(task_id)
-        _refuse_if_foreign(task, submission_id, store=store, bound_here=bound_here)
+    """Apply an authenticated callback to its task. Only the first outcome has an effect."""
+    for _read in range(2):
+        result = _apply_outcome(
+            payload,
+            task=task,
+            store=store,
+            queue=queue,
+            download_check_after=download_check_after,
+            notices=notices,
+            clock=clock,
+        )
+        if result is not None:
+            return result
+        # Refused: a duplicate, or the task changed since it was read (the reconciler ended it
+        # submit_unconfirmed meanwhile, which this outcome may still reopen): read it once more.
+        fresh = store.get_task(task.taskId)
+        if fresh is None or _reopens(fresh) == _reopens(task) or fresh.status is TaskStatus.DELETED:
+            task = fresh or task
+            break
+        task = fresh
+    if payload.succeeded and payload.result_urls():
         return _resume_if_stranded(task, store=store, queue=queue, clock=clock, grace=IN_FLIGHT_GRACE)
+    return CallbackResult.DUPLICATE
+
+
+def _reopens(task: TaskRecord) -> Reopen | None:
+    """A task that ended submit_unconfirmed is the one ending a late outcome may still undo."""
+    if task.status is TaskStatus.FAILED and task.error and task.error.code == SUBMIT_UNCONFIRMED:
+        return Reopen(webhook=bool(task.webhookUrl))
+    return None
+
+
+def _apply_outcome(
+    payload: CallbackPayload,
+    *,
+    task: TaskRecord,
+    store: TaskStore,
+    queue: JobQueue,
+    download_check_after: timedelta,
+    notices: NotifyQueue | None,
+    clock: Callable[[], datetime],
+) -> CallbackResult | None:
+    """The first-outcome write for this callback; None when the task refused it."""
+    reopen = _reopens(task)
+    urls = payload.result_urls()
+    now = clock()
+    if payload.succeeded and urls:
+        if store.start_downloading(
+            task.taskId, payload.task_id, urls, now, now + download_check_after, reopen=reopen
+        ):
+            _enqueue(task.taskId, urls, store=store, queue=queue, clock=clock)
+            return CallbackResult.ACCEPTED
+        return None
     error = TaskError(
         code=payload.code if not payload.succeeded else "no_images",
         message=payload.msg if not payload.succeeded and payload.msg else _failure_message(payload),
     )
-    if store.fail_from_callback(task_id, submission_id, error, clock()):
-        announce_end(task_id, notices=notices)
+    if store.fail_from_callback(task.taskId, payload.task_id, error, now, reopen=reopen):
+        announce_end(task.taskId, notices=notices)
         return CallbackResult.ACCEPTED
-    _refuse_if_foreign(store.get_task(task_id), submission_id, store=store, bound_here=bound_here)
-    return CallbackResult.DUPLICATE
-
-
-def _refuse_if_foreign(
-    task: TaskRecord | None, submission_id: str, *, store: TaskStore, bound_here: bool
-) -> None:
-    if task is None or task.submissionId in (None, submission_id):
-        return
-    if bound_here:  # undo our own binding: the refused callback leaves nothing behind
-        store.unbind_submission(submission_id, task.taskId)
-    raise CallbackRejected(403, FOREIGN_TASK)
+    return None
 
 
 def _failure_message(payload: CallbackPayload) -> str:

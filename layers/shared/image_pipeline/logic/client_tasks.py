@@ -19,7 +19,7 @@ from image_pipeline.logic.ports import ImageBlobs, TaskStore
 from image_pipeline.task_models import TaskRecord, TaskStatus, utc_now
 from image_pipeline.upstream_replies import TASK_ID
 
-RUNNING = (TaskStatus.SUBMITTED, TaskStatus.DOWNLOADING)
+RUNNING = (TaskStatus.SUBMITTING, TaskStatus.SUBMITTED, TaskStatus.DOWNLOADING)
 MAX_CURSOR_CHARS = 1024
 
 
@@ -36,6 +36,7 @@ def summary(task: TaskRecord) -> dict[str, Any]:
     """A task as the list shows it: GET /tasks/{id}'s shape without links or live progress."""
     return {
         "taskId": task.taskId,
+        "upstreamTaskId": task.upstream_id,
         "model": task.model,
         "status": task.status.value,
         "images": [image.to_dict() for image in task.stored_images()],

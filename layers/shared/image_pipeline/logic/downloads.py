@@ -68,7 +68,7 @@ def download_image(
             announce_end(job.taskId, notices=notices)
         return DownloadResult.ALREADY_STORED
     try:
-        image = _fetch_with_fresh_link(job, fetch, upstream, time_left, task.model)
+        image = _fetch_with_fresh_link(job, fetch, upstream, time_left, task)
     except RetryLater as error:
         store.note_download_error(job.taskId, f"image {job.index}: {error}", clock())
         raise
@@ -134,7 +134,11 @@ def _copies_a_listed_image(job: DownloadJob, task: TaskRecord) -> bool:
 
 
 def _fetch_with_fresh_link(
-    job: DownloadJob, fetch: Fetcher, upstream: Upstream | None, time_left: Callable[[], float], model: str
+    job: DownloadJob,
+    fetch: Fetcher,
+    upstream: Upstream | None,
+    time_left: Callable[[], float],
+    task: TaskRecord,
 ) -> FetchedImage:
     try:
         return fetch(job.url)
@@ -148,7 +152,8 @@ def _fetch_with_fresh_link(
         if time_left() < REMINT_NEEDS_SECONDS:
             raise RetryLater(f"{error}; no time left in this invocation to renew the link") from None
         try:
-            fresh_url = upstream.download_url(job.taskId, job.result_url, model)
+            # The upstream knows the task by its own id, never by ours.
+            fresh_url = upstream.download_url(task.upstream_id or job.taskId, job.result_url, task.model)
         except UpstreamError as remint_error:
             if remint_error.code in (400, 404, 422):  # e.g. "Temporarily supports records within 14 days"
                 raise LinkGone(

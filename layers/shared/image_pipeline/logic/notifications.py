@@ -75,8 +75,10 @@ def announce_end(task_id: str, *, notices: NotifyQueue | None) -> bool:
 
 
 def webhook_id(task: TaskRecord) -> str:
-    """The same for every attempt of the one event a task's end produces."""
-    return f"msg_{task.taskId}_{task.status.value}"
+    """The same for every attempt of the one event a task's end produces (a reopened task's new end
+    is a new event)."""
+    suffix = f"_r{task.reopened}" if task.reopened else ""
+    return f"msg_{task.taskId}_{task.status.value}{suffix}"
 
 
 def task_data(task: TaskRecord, images: ImageBlobs | None, presign_seconds: int) -> dict[str, Any]:
@@ -123,7 +125,9 @@ def notify(
         events.publish(DETAIL_TYPES[task.status], detail, resources=[])
         published = True
     if published or task.notifyPending:  # the message is handled: the outbox mark goes
-        store.clear_notify_mark(task.taskId, webhook_url=task.webhookUrl, event_published=published)
+        store.clear_notify_mark(
+            task.taskId, webhook_url=task.webhookUrl, event_published=published, reopened=task.reopened
+        )
     notification = task.notification or Notification()
     if not task.webhookUrl or notification.state != "pending":
         return NotifyOutcome.PUBLISHED if notification.state != "delivered" else NotifyOutcome.DELIVERED
@@ -135,6 +139,7 @@ def notify(
             Notification(
                 state="failed", attempts=attempts, lastError="no signing secret for this client"
             ).to_dict(),
+            reopened=task.reopened,
         )
         return NotifyOutcome.GAVE_UP
     body = json.dumps(
@@ -148,13 +153,17 @@ def notify(
     headers = sign(secrets, webhook_id(task), int(clock().timestamp()), body)
     result = send(task.webhookUrl, body, headers)
     if result.ok:
-        store.record_delivery(task.taskId, Notification(state="delivered", attempts=attempts).to_dict())
+        store.record_delivery(
+            task.taskId, Notification(state="delivered", attempts=attempts).to_dict(), reopened=task.reopened
+        )
         return NotifyOutcome.DELIVERED
     error = result.error or f"answered HTTP {result.status_code}"
     final = attempts >= max_attempts or attempt >= max_attempts
     state: Literal["failed", "pending"] = "failed" if final else "pending"
     store.record_delivery(
-        task.taskId, Notification(state=state, attempts=attempts, lastError=error[:500]).to_dict()
+        task.taskId,
+        Notification(state=state, attempts=attempts, lastError=error[:500]).to_dict(),
+        reopened=task.reopened,
     )
     if final:
         return NotifyOutcome.GAVE_UP

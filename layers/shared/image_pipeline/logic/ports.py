@@ -6,7 +6,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from image_pipeline.task_models import DownloadJob, RecordTask, StoredImage, TaskError, TaskRecord, TaskStatus
+from image_pipeline.task_models import (
+    Claim,
+    ConfirmSubmit,
+    DownloadJob,
+    Reopen,
+    StoredImage,
+    TaskError,
+    TaskRecord,
+    TaskStatus,
+)
 
 if TYPE_CHECKING:  # the callback's and the downloader's logic never needs the upstream's request models
     from image_pipeline.upstream_models import FluxGenerateRequest, GenerateRequest
@@ -14,27 +23,41 @@ if TYPE_CHECKING:  # the callback's and the downloader's logic never needs the u
 
 
 class TaskStore(Protocol):
-    def put_submission(self, submission_id: str, token_hash: str, now: datetime) -> None: ...
-    def get_submission(self, submission_id: str) -> dict[str, Any] | None: ...
-    def bind_submission(self, submission_id: str, task_id: str) -> bool: ...
-    def delete_submission(self, submission_id: str) -> None: ...
-    def get_task(self, task_id: str) -> TaskRecord | None: ...
-    def unbind_submission(self, submission_id: str, task_id: str) -> None: ...
-    def record_submitted(
+    def create_task(
         self,
         task_id: str,
-        submission_id: str,
+        *,
+        owner: str,
         options: dict[str, Any],
+        token_hash: str,
         now: datetime,
         next_check_at: datetime,
-        owner: str | None = None,
         webhook_url: str | None = None,
-    ) -> None: ...
+        idempotency_key: str | None = None,
+    ) -> bool: ...
+    def confirm_submitted(
+        self, task_id: str, upstream_task_id: str, now: datetime, next_check_at: datetime
+    ) -> bool: ...
+    def withdraw(self, task_id: str, now: datetime) -> bool: ...
+    def get_task(self, task_id: str) -> TaskRecord | None: ...
     def start_downloading(
-        self, task_id: str, submission_id: str, urls: list[str], now: datetime, next_check_at: datetime
+        self,
+        task_id: str,
+        upstream_task_id: str,
+        urls: list[str],
+        now: datetime,
+        next_check_at: datetime,
+        *,
+        reopen: Reopen | None = None,
     ) -> bool: ...
     def fail_from_callback(
-        self, task_id: str, submission_id: str, error: TaskError, now: datetime
+        self,
+        task_id: str,
+        upstream_task_id: str,
+        error: TaskError,
+        now: datetime,
+        *,
+        reopen: Reopen | None = None,
     ) -> bool: ...
     def mark_jobs_enqueued(self, task_id: str, now: datetime) -> None: ...
     def mark_enqueue_failed(self, task_id: str, now: datetime) -> None: ...
@@ -58,17 +81,22 @@ class TaskStore(Protocol):
     ) -> tuple[list[TaskRecord], dict[str, str] | None]: ...
     def tombstone(self, task_id: str, owner: str, now: datetime) -> bool: ...
     def clear_notify_mark(
-        self, task_id: str, *, webhook_url: str | None, event_published: bool = False
+        self, task_id: str, *, webhook_url: str | None, event_published: bool = False, reopened: int = 0
     ) -> bool: ...
-    def record_delivery(self, task_id: str, notification: dict[str, Any]) -> None: ...
+    def record_delivery(self, task_id: str, notification: dict[str, Any], *, reopened: int = 0) -> None: ...
 
 
 class JobQueue(Protocol):
     def send(self, jobs: Sequence[DownloadJob]) -> None: ...
 
 
-class RecordOutbox(Protocol):
-    def send_record(self, record: RecordTask) -> None: ...
+class ConfirmOutbox(Protocol):
+    def send_confirm(self, message: ConfirmSubmit) -> None: ...
+
+
+class IdempotencyStore(Protocol):
+    def claim(self, owner: str, key: str, request_hash: str, task_id: str, now: datetime) -> Claim | None: ...
+    def release(self, owner: str, key: str, task_id: str) -> None: ...
 
 
 class Upstream(Protocol):

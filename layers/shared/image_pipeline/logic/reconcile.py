@@ -3,6 +3,9 @@
 Every unfinished task carries a due time (`nextCheckAt`); the sweep takes the longest-overdue tasks
 first and, for each, either moves it on or pushes its due time back, so tasks that cannot move never
 starve the others.
+- `submitting` past SUBMIT_UNCONFIRMED_AFTER_SECONDS (neither the generate reply nor a callback named
+  the upstream's id, so there is nothing to ask about): it ends `failed` / submit_unconfirmed, which
+  a callback that still comes later undoes.
 - `submitted` past RECONCILE_AFTER_SECONDS: the upstream's task details finish it exactly as its
   callback would have; past the upstream's 14-day retention it ends `failed` / `expired`.
 - `downloading` past DOWNLOAD_CHECK_AFTER_SECONDS: images still missing (their jobs dead-lettered,
@@ -27,7 +30,7 @@ from image_pipeline.logic.callbacks import (
 )
 from image_pipeline.logic.notifications import NotifyQueue, announce_end
 from image_pipeline.logic.ports import JobQueue, TaskStore, Upstream
-from image_pipeline.task_models import DownloadJob, TaskError, TaskRecord, utc_now
+from image_pipeline.task_models import SUBMIT_UNCONFIRMED, DownloadJob, TaskError, TaskRecord, utc_now
 from image_pipeline.upstream_replies import CallbackData, CallbackPayload, ResultInfo, TaskDetails
 
 # The upstream keeps records 14 days; past that no callback and no poll can ever bring the images.
@@ -39,6 +42,7 @@ class SweepPolicy:
     """When tasks are looked at again, and when a download gives up."""
 
     reconcile_after: timedelta = timedelta(minutes=30)
+    submit_unconfirmed_after: timedelta = timedelta(hours=2)
     download_check_after: timedelta = DEFAULT_DOWNLOAD_CHECK_AFTER
     download_give_up: timedelta = timedelta(hours=6)
     longest_wait: timedelta = timedelta(hours=1)  # push-backs double up to this
@@ -52,6 +56,7 @@ class SweepPolicy:
 @dataclass
 class SweepReport:
     checked: int = 0
+    unconfirmed: int = 0  # submitting tasks the upstream never confirmed, ended submit_unconfirmed
     completed: int = 0
     failed: int = 0
     still_generating: int = 0
@@ -115,14 +120,22 @@ def reconcile(
     pacer: Pacer,
     policy: SweepPolicy | None = None,
     ended: Iterable[TaskRecord] = (),
+    submitting: Iterable[TaskRecord] = (),
     notices: NotifyQueue | None = None,
     clock: Callable[[], datetime] = utc_now,
     deadline: float | None = None,
 ) -> SweepReport:
-    """`submitted` and `downloading`: tasks of that status whose check is due, most overdue first.
-    `ended`: stored or failed tasks whose notify message may never have been sent (the outbox)."""
+    """`submitting`, `submitted` and `downloading`: tasks of that status whose check is due, most
+    overdue first. `ended`: stored or failed tasks whose notify message may never have been sent."""
     policy = policy or SweepPolicy()
     report = SweepReport()
+    for task in submitting:
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        try:
+            _sweep_submitting(task, store=store, policy=policy, clock=clock, report=report, notices=notices)
+        except Exception as error:  # an AWS fault: it stays due, the next sweep tries again
+            report.errors.append(f"{task.taskId}: {type(error).__name__}: {error}")
     for task in ended:
         if deadline is not None and time.monotonic() > deadline:
             break
@@ -134,7 +147,7 @@ def reconcile(
             _push_back_quietly(task, store, clock() + policy.download_check_after)
         else:  # nothing left to announce: it leaves the index
             with contextlib.suppress(Exception):
-                store.clear_notify_mark(task.taskId, webhook_url=task.webhookUrl)
+                store.clear_notify_mark(task.taskId, webhook_url=task.webhookUrl, reopened=task.reopened)
     for task in downloading:
         if deadline is not None and time.monotonic() > deadline:
             break  # the next run picks up the rest: they are still due
@@ -187,6 +200,34 @@ def _is_past_bound(task: TaskRecord, now: datetime, policy: SweepPolicy) -> bool
     return now - datetime.fromisoformat(task.createdAt) > UPSTREAM_RETENTION
 
 
+def _sweep_submitting(
+    task: TaskRecord,
+    *,
+    store: TaskStore,
+    policy: SweepPolicy,
+    clock: Callable[[], datetime],
+    report: SweepReport,
+    notices: NotifyQueue | None,
+) -> None:
+    now = clock()
+    bound = datetime.fromisoformat(task.createdAt) + policy.submit_unconfirmed_after
+    if now < bound:  # due early (the bound was shortened since it was submitted): look again then
+        store.push_back(task, bound)
+        return
+    hours = policy.submit_unconfirmed_after.total_seconds() / 3600
+    error = TaskError(
+        code=SUBMIT_UNCONFIRMED,
+        message=(
+            f"the upstream never confirmed this task within {hours:g} h (its generate call got no "
+            "answer and no callback came): it may have accepted, and charged for, it; if its callback "
+            "still comes, the task moves on and you are notified again"
+        ),
+    )
+    if store.mark_failed(task.taskId, error, now):
+        report.unconfirmed += 1
+        announce_end(task.taskId, notices=notices)
+
+
 def _push_back_quietly(task: TaskRecord, store: TaskStore, next_check_at: datetime) -> None:
     with contextlib.suppress(Exception):  # it stays due, and the next sweep tries again
         store.push_back(task, next_check_at)
@@ -228,7 +269,7 @@ def _fresh_job(task: TaskRecord, index: int, upstream: Upstream, pacer: Pacer) -
     source = task.resultUrls[index]
     pacer.wait()
     try:
-        fresh = upstream.download_url(task.taskId, source, task.model)
+        fresh = upstream.download_url(task.upstream_id or task.taskId, source, task.model)
     except UpstreamError:
         # Past the retention, or the upstream is down: the source URL still works until it expires,
         # and the downloader renews it itself if it has; the give-up bound ends the rest.
@@ -273,9 +314,12 @@ def _reconcile_one(
 ) -> None:
     now = clock()
     past_retention = now - datetime.fromisoformat(task.createdAt) > UPSTREAM_RETENTION
+    upstream_id = task.upstream_id
+    if upstream_id is None:  # a submitted task always has one; nothing to ask the upstream without it
+        raise ValueError("a submitted task without the upstream's id")
     pacer.wait()
     try:
-        details = upstream.task_details(task.taskId, task.model)
+        details = upstream.task_details(upstream_id, task.model)
     except UpstreamBadRequest:
         if not past_retention:
             raise
@@ -303,8 +347,7 @@ def _reconcile_one(
         return
     result = handle_callback(
         payload,
-        submission_id=task.submissionId or "",
-        bound_task_id=task.taskId,
+        task=task,
         store=store,
         queue=queue,
         download_check_after=policy.download_check_after,

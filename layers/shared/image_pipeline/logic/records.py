@@ -1,5 +1,6 @@
-"""Writing a submitted task: what the API does after the upstream accepted it, and what the downloader
-does for a task the API could not write (the record outbox). Light on imports: the downloader loads it."""
+"""Writing down what the upstream's generate reply told us: the API does it at once, and the downloader
+does it for a reply the API could not write (the confirm outbox). Light on imports: the downloader
+loads it."""
 
 from __future__ import annotations
 
@@ -7,23 +8,20 @@ from collections.abc import Callable
 from datetime import datetime
 
 from image_pipeline.logic.ports import TaskStore
-from image_pipeline.task_models import RecordTask, utc_now
+from image_pipeline.task_models import ConfirmSubmit, utc_now
 
 
-class SubmissionConflict(RuntimeError):
-    """The upstream returned a taskId whose capability is already bound elsewhere (should never happen)."""
+def confirm_submit(
+    message: ConfirmSubmit, *, store: TaskStore, clock: Callable[[], datetime] = utc_now
+) -> bool:
+    """The task is `submitted` as `upstreamTaskId` (idempotent: safe to repeat).
 
-
-def record_task(record: RecordTask, *, store: TaskStore, clock: Callable[[], datetime] = utc_now) -> None:
-    """Bind the capability to its task and write the task (idempotent: safe to repeat)."""
-    if not store.bind_submission(record.submissionId, record.recordTask):
-        raise SubmissionConflict(f"callback capability {record.submissionId} is bound to another task")
-    store.record_submitted(
-        record.recordTask,
-        record.submissionId,
-        record.options,
+    False when the task had already moved on (its callback came first and named the same id) or is
+    gone: nothing is left to write.
+    """
+    return store.confirm_submitted(
+        message.confirmTask,
+        message.upstreamTaskId,
         clock(),
-        datetime.fromisoformat(record.nextCheckAt),
-        owner=record.owner,
-        webhook_url=record.webhookUrl,
+        datetime.fromisoformat(message.nextCheckAt),
     )

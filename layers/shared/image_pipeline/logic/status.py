@@ -29,6 +29,7 @@ def task_status(
     task = own_task(task_id, owner, store)
     return {
         "taskId": task.taskId,
+        "upstreamTaskId": task.upstream_id,
         "model": task.model,
         "status": task.status.value,
         "progress": _progress(task, store, upstream, clock()),
@@ -44,13 +45,19 @@ def task_status(
 
 
 def _progress(task: TaskRecord, store: TaskStore, upstream: Upstream | None, now: datetime) -> float | None:
-    """Generation progress, 0..1: done once the upstream has called back with images."""
+    """Generation progress, 0..1: done once the upstream has called back with images; unknown while
+    the upstream has not confirmed the task."""
+    if task.status is TaskStatus.SUBMITTING:
+        return None
     if task.status is not TaskStatus.SUBMITTED:
         return None if task.status is TaskStatus.FAILED else 1.0
-    if upstream is None or not store.claim_progress_refresh(task.taskId, now, now - PROGRESS_CACHE):
+    upstream_id = task.upstream_id
+    if upstream is None or upstream_id is None:
+        return task.progress
+    if not store.claim_progress_refresh(task.taskId, now, now - PROGRESS_CACHE):
         return task.progress  # fresh enough, or another poller is asking right now
     try:
-        progress = upstream.task_details(task.taskId, task.model).progress_fraction
+        progress = upstream.task_details(upstream_id, task.model).progress_fraction
     except UpstreamError:
         return task.progress  # best effort: progress is a nicety
     if progress is not None:

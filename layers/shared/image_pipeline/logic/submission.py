@@ -1,19 +1,37 @@
-"""Submitting a task: mint the callback capability first, then ask the upstream, then record the task."""
+"""Submitting a task: mint our task id and record the task first, then ask the upstream.
+
+The task exists, owned by its client and with the hash of its callback capability, before the upstream
+hears of it. So whatever happens to the generate call, nothing the upstream makes is ever unowned:
+- a reply with the upstream's id confirms the task (`submitted`);
+- no definite reply (a timeout, a lost connection, a 5xx without an envelope) leaves it `submitting`:
+  its callback, which can only ever move this task, names the upstream's id; if none comes within
+  SUBMIT_UNCONFIRMED_AFTER_SECONDS the reconciler ends it `failed` / submit_unconfirmed;
+- a definite refusal withdraws it: the client gets the error and never sees a task.
+With an Idempotency-Key, the key is claimed for the task id before anything else, so a retry always
+answers with the task the first request made and never calls generate a second time.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
-from image_pipeline.errors import UpstreamError
-from image_pipeline.logic.ports import RecordOutbox, TaskStore, Upstream
-from image_pipeline.logic.records import SubmissionConflict, record_task
-from image_pipeline.task_models import RecordTask, iso, utc_now
-from image_pipeline.tokens import hash_token, new_callback_token, new_submission_id
+from image_pipeline.errors import (
+    IdempotencyKeyReused,
+    IdempotencyKeyTaskDeleted,
+    UpstreamError,
+    UpstreamNoAnswer,
+)
+from image_pipeline.logic.ports import ConfirmOutbox, IdempotencyStore, TaskStore, Upstream
+from image_pipeline.logic.records import confirm_submit
+from image_pipeline.task_models import ConfirmSubmit, TaskStatus, iso, utc_now
+from image_pipeline.tokens import hash_token, new_callback_token, new_task_id
 from image_pipeline.upstream_models import (
     FluxGenerateRequest,
     FluxKontextOptions,
@@ -24,18 +42,25 @@ from image_pipeline.upstream_models import (
 if TYPE_CHECKING:
     from image_pipeline.api_models import TaskRequest
 
-__all__ = ["SubmissionConflict", "SubmittedTask", "record_task", "submit_task"]
+CONFIRM_ATTEMPTS = 3
+CONFIRM_BACKOFF_SECONDS = 0.5
 
-RECORD_ATTEMPTS = 3
-RECORD_BACKOFF_SECONDS = 0.5
-# How long a task waits for its callback before the reconciler asks the upstream about it.
-DEFAULT_RECONCILE_AFTER = timedelta(minutes=30)
+
+class SubmitTimes(NamedTuple):
+    """When the reconciler looks at a task: a confirmed one, and one the upstream never confirmed."""
+
+    reconcile_after: timedelta = timedelta(minutes=30)
+    unconfirmed_after: timedelta = timedelta(hours=2)
+
+
+DEFAULT_TIMES = SubmitTimes()
 
 
 class SubmittedTask(NamedTuple):
     task_id: str
-    recorded: bool  # False: storage failed after the upstream accepted; the outbox records it later
-    queued_for_record: bool = False  # the RecordTask message is on the queue
+    status: TaskStatus
+    confirm_queued: bool = False  # confirmed upstream, but only the outbox could write it down
+    repeated: bool = False  # an Idempotency-Key retry: the task an earlier request made
 
 
 def upstream_fields(generation: GenerationOptions | FluxKontextOptions) -> dict[str, Any]:
@@ -43,90 +68,133 @@ def upstream_fields(generation: GenerationOptions | FluxKontextOptions) -> dict[
     return generation.model_dump(exclude_none=True)
 
 
-def callback_url(callback_base: str, submission_id: str, token: str) -> str:
-    return f"{callback_base.rstrip('/')}/{submission_id}?token={quote(token, safe='')}"
+def callback_url(callback_base: str, task_id: str, token: str) -> str:
+    return f"{callback_base.rstrip('/')}/{task_id}?token={quote(token, safe='')}"
+
+
+def request_hash(request: dict[str, Any]) -> str:
+    """Which request an Idempotency-Key came with: the same body, in any key order, hashes the same."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def submit_task(
     options: TaskRequest,
     *,
+    owner: str,
     callback_base: str,
     store: TaskStore,
     upstream: Upstream,
-    owner: str,
-    outbox: RecordOutbox | None = None,
-    reconcile_after: timedelta = DEFAULT_RECONCILE_AFTER,
+    idempotency_key: str | None = None,
+    claims: IdempotencyStore | None = None,
+    admit: Callable[[], None] | None = None,
+    outbox: ConfirmOutbox | None = None,
+    times: SubmitTimes = DEFAULT_TIMES,
     clock: Callable[[], datetime] = utc_now,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SubmittedTask:
-    """Submit upstream and record the task; returns the upstream's taskId.
+    """Record the task under a new id of ours, then submit it upstream; returns our id and its status.
 
-    The callback can beat our own write of the task (the upstream may answer the callback before it
-    answers us). It is not lost: the capability item exists before the upstream call, so the callback
-    authenticates against it, binds it to its taskId and creates the task itself; record_submitted
-    below then only fills in the submit's fields and never moves the task back.
+    `admit` (the account-wide generate guard) runs just before a task is recorded for a new generation,
+    never for a retry answered from its key; it raises to refuse (RateLimited).
     """
-    submission_id = new_submission_id()
-    token = new_callback_token()
-    store.put_submission(submission_id, hash_token(token), clock())
+    task_id = new_task_id()
+    key = idempotency_key if claims is not None else None
+    if key is not None:
+        assert claims is not None
+        fingerprint = request_hash(options.model_dump(mode="json"))
+        earlier = claims.claim(owner, key, fingerprint, task_id, clock())
+        if earlier is not None:
+            if earlier.request_hash != fingerprint:
+                raise IdempotencyKeyReused()
+            task = store.get_task(earlier.task_id)
+            if task is not None:
+                if task.status is TaskStatus.DELETED:
+                    raise IdempotencyKeyTaskDeleted(earlier.task_id)
+                return SubmittedTask(task.taskId, task.status, repeated=True)
+            # Claimed, but the request that claimed it stopped before recording the task (so before
+            # calling the upstream): this request carries on with the claimed id.
+            task_id = earlier.task_id
+    try:
+        if admit is not None:
+            admit()
+    except Exception:
+        if key is not None:
+            _release(claims, owner, key, task_id)
+        raise
     generation = options.generation()
-    callback = callback_url(callback_base, submission_id, token)
+    token = new_callback_token()
+    now = clock()
+    recorded = store.create_task(
+        task_id,
+        owner=owner,
+        options=upstream_fields(generation),
+        token_hash=hash_token(token),
+        now=now,
+        next_check_at=now + times.unconfirmed_after,
+        webhook_url=options.webhookUrl,
+        idempotency_key=key,
+    )
+    if not recorded:  # a concurrent retry of the same key recorded it (and calls the upstream) first
+        task = store.get_task(task_id)
+        return SubmittedTask(task_id, task.status if task else TaskStatus.SUBMITTING, repeated=True)
+    callback = callback_url(callback_base, task_id, token)
     try:
         if isinstance(generation, FluxKontextOptions):
-            task_id = upstream.generate_flux(
-                FluxGenerateRequest(**upstream_fields(generation), callBackUrl=callback)
-            )
+            request = FluxGenerateRequest(**upstream_fields(generation), callBackUrl=callback)
+            upstream_task_id = upstream.generate_flux(request)
         else:
-            task_id = upstream.generate(GenerateRequest(**upstream_fields(generation), callBackUrl=callback))
-    except UpstreamError as error:
-        # An error envelope means no task exists upstream; a timeout (code None) may hide one whose
-        # callback is still to come, so its capability stays (its TTL removes it otherwise).
-        if error.code is not None:
-            with contextlib.suppress(Exception):  # tidy-up only: the TTL removes it otherwise
-                store.delete_submission(submission_id)
+            upstream_task_id = upstream.generate(
+                GenerateRequest(**upstream_fields(generation), callBackUrl=callback)
+            )
+    except UpstreamNoAnswer:
+        # The upstream may have made the task (and charged for it): ours stands, and waits for its
+        # callback or the reconciler's bound.
+        return SubmittedTask(task_id, TaskStatus.SUBMITTING)
+    except UpstreamError:
+        # A definite refusal: no task exists upstream, so none may exist for the client either.
+        with contextlib.suppress(Exception):  # it ends submit_unconfirmed otherwise, never unowned
+            store.withdraw(task_id, clock())
+        if key is not None:
+            _release(claims, owner, key, task_id)
         raise
-    record = RecordTask(
-        recordTask=task_id,
-        submissionId=submission_id,
-        options=upstream_fields(generation),
-        webhookUrl=options.webhookUrl,
-        nextCheckAt=iso(clock() + reconcile_after),
-        owner=owner,
+    message = ConfirmSubmit(
+        confirmTask=task_id,
+        upstreamTaskId=upstream_task_id,
+        nextCheckAt=iso(clock() + times.reconcile_after),
     )
-    if _record(record, store=store, clock=clock, sleep=sleep):
-        return SubmittedTask(task_id, recorded=True)
-    # A task the table does not know would 404 forever and no sweep would find it: hand the record to
-    # SQS (another service, so rarely down at the same time), whose consumer writes it when it can.
-    if outbox is None:
-        return SubmittedTask(task_id, recorded=False)
-    try:
-        outbox.send_record(record)
-    except Exception:  # the answer must still name the paid task; the caller logs it
-        return SubmittedTask(task_id, recorded=False)
-    return SubmittedTask(task_id, recorded=False, queued_for_record=True)
+    if _confirm(message, store=store, clock=clock, sleep=sleep):
+        return SubmittedTask(task_id, TaskStatus.SUBMITTED)
+    # DynamoDB kept failing: the task stays `submitting` until its callback names the upstream id; the
+    # outbox (SQS, another service) writes it sooner, so the reconciler can ask about it if none comes.
+    if outbox is not None:
+        with contextlib.suppress(Exception):
+            outbox.send_confirm(message)
+            return SubmittedTask(task_id, TaskStatus.SUBMITTING, confirm_queued=True)
+    return SubmittedTask(task_id, TaskStatus.SUBMITTING)
 
 
-def _record(
-    record: RecordTask,
+def _release(claims: IdempotencyStore | None, owner: str, key: str, task_id: str) -> None:
+    """Free the key of a task never made; if that fails, a retry is told to use another key."""
+    if claims is not None:
+        with contextlib.suppress(Exception):
+            claims.release(owner, key, task_id)
+
+
+def _confirm(
+    message: ConfirmSubmit,
     *,
     store: TaskStore,
     clock: Callable[[], datetime],
     sleep: Callable[[float], None],
 ) -> bool:
-    """Record the task; False if storage kept failing.
-
-    The upstream has accepted (and charged for) this generation, so failing the request now would
-    make a retrying client pay twice. After a few rounds we stop trying and still answer with the
-    taskId; the caller hands the record to the outbox.
-    """
-    for attempt in range(RECORD_ATTEMPTS):
+    """Write the upstream's id down; False if storage kept failing."""
+    for attempt in range(CONFIRM_ATTEMPTS):
         try:
-            record_task(record, store=store, clock=clock)
+            confirm_submit(message, store=store, clock=clock)
             return True
-        except SubmissionConflict:
-            raise
         except Exception:  # an AWS fault that outlived the SDK's retries: wait, then try again
-            if attempt == RECORD_ATTEMPTS - 1:
+            if attempt == CONFIRM_ATTEMPTS - 1:
                 return False
-            sleep(RECORD_BACKOFF_SECONDS * 2**attempt)
+            sleep(CONFIRM_BACKOFF_SECONDS * 2**attempt)
     return False
