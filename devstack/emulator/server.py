@@ -155,6 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
             ("POST", "/gpt4o-image/generate"): self._generate,
             ("GET", "/gpt4o-image/record-info"): self._record_info,
             ("POST", "/flux/kontext/generate"): self._flux_generate,
+            ("POST", "/jobs/createTask"): self._market_create_task,
+            ("GET", "/jobs/recordInfo"): self._market_record_info,
             ("GET", "/flux/kontext/record-info"): self._flux_record_info,
             ("POST", "/gpt4o-image/download-url"): self._download_url,
             ("POST", "/common/download-url"): self._common_download_url,
@@ -185,6 +187,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _flux_record_info(self, _api_key: str, query: dict[str, str]) -> None:
         self._reply(self.core.record_info(query.get("taskId"), flux=True))
+
+    def _market_create_task(self, api_key: str, _query: dict[str, str]) -> None:
+        ok, body = self._read_json()
+        self._reply(self.core.market_create_task(api_key, body if ok else None))
+
+    def _market_record_info(self, _api_key: str, query: dict[str, str]) -> None:
+        self._reply(self.core.market_record_info(query.get("taskId")))
 
     def _download_url(self, _api_key: str, _query: dict[str, str]) -> None:
         ok, body = self._read_json()
