@@ -443,3 +443,9 @@ def test_the_registry_loads_no_pydantic_boto3_or_httpx() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_docs_upstream_lists_every_model() -> None:
+    text = (ROOT / "docs" / "upstream.md").read_text()
+    missing = [model for model in MODELS if f"| `{model}` |" not in text]
+    assert missing == []
