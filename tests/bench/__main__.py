@@ -41,7 +41,7 @@ BENCHMARKS = {
     "cold_start": ("tests.bench.bench_cold_start", 240),
     "downloader_memory": ("tests.bench.bench_downloader_memory", 90),
     "safe_fetch": ("tests.bench.bench_safe_fetch", 60),
-    "pipeline": ("tests.bench.bench_pipeline", 150),
+    "pipeline": ("tests.bench.bench_pipeline", 360),
     "fixed_costs": ("tests.bench.fixed_costs", 60),
 }
 OUTCOMES = {EXIT_OK: "ok", EXIT_BUDGET_BROKEN: "BUDGET BROKEN", EXIT_ERROR: "ERROR"}
