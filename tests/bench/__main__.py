@@ -58,7 +58,7 @@ FIGURES = [
     ("compute + requests", "pipeline"),
     ("fixed monthly cost", "fixed_costs"),
     ("make test", ""),
-    ("downloader peak memory", "downloader_memory"),
+    ("downloader extra peak memory", "downloader_memory"),
 ]
 NOT_TIMED = Row(
     "make test",
