@@ -437,6 +437,12 @@ class EmulatorServer:
             time.sleep(interval)
         return predicate()
 
+    def wait_until_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no timer is due and no background job runs (a completion, a callback attempt):
+        what the emulator would still do by itself is done, so an absence can be asserted. False if
+        `timeout` passed first (a retry schedule or a generation longer than that is still pending)."""
+        return self.core.scheduler.wait_idle(timeout)
+
     def wait_for_deliveries(
         self, task_id: str, count: int = 1, timeout: float = 10.0
     ) -> list[dict[str, Any]]:

@@ -151,7 +151,7 @@ def test_download_url_for_unfinished_or_failed_records(emulator, prompt, message
     server = emulator()
     with api(server) as client:
         task_id = submit(client, prompt=prompt)
-        time.sleep(0.3)
+        assert server.wait_until_idle()  # the failure has happened; the stall has nothing due
         url = f"{server.base_url}/s/{task_id}_0_1700000000_0000.png"
         reply = client.post(DOWNLOAD, json={"taskId": task_id, "url": url}).json()
     assert reply == {"code": 422, "msg": message, "data": None}
