@@ -41,6 +41,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def wait_until_settled(stack: LocalStack, timeout: float = 60.0) -> None:
+    """Wait until the pipeline has done all it would still do by itself: the upstream has no callback
+    left to (re)deliver and every queue is empty (each message handled and deleted). Then a count of
+    what happened is final: nothing wrong can come after it."""
+    if stack.emulator is not None:
+        assert stack.emulator.wait_until_idle(timeout), "the emulator still has callbacks due"
+    wait_for(lambda: stack.queued_messages() == 0, timeout)
+
+
 def wait_for_status(
     api: httpx.Client, task_id: str, statuses: set[str], timeout: float = 40.0
 ) -> dict[str, Any]:

@@ -126,6 +126,7 @@ def test_a_stored_and_a_failed_task_each_produce_exactly_one_signed_event(
                 api.get(f"/tasks/{task_id}").json()["notification"]["state"] == "delivered"
             )
         )
+        wait_for(lambda: stack.queued_messages() == 0)  # no notify message left to deliver again
         [(headers, body)] = listed.at(path)  # exactly one delivery of one logical event
         event = verified(headers, body)
         assert event["type"] == kind and event["data"]["taskId"] == task_id
@@ -152,6 +153,7 @@ def test_a_receiver_that_fails_twice_gets_the_same_webhook_id_three_times(
     ).json()["taskId"]
     wait_for(lambda: len(listed.at("/flaky")) >= 3, timeout=60)
     wait_for(lambda: api.get(f"/tasks/{task_id}").json()["notification"]["state"] == "delivered", timeout=30)
+    wait_for(lambda: stack.queued_messages() == 0)  # no notify message left to deliver again
     deliveries = listed.at("/flaky")
     assert len(deliveries) == 3
     assert {headers["webhook-id"] for headers, _ in deliveries} == {f"msg_{task_id}_stored"}
