@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import httpx
 import pytest
 
-from devstack.local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import wait_for, wait_for_status
+from devstack.local.stack import LocalStack
+from tests.e2e.conftest import stack_fixture, wait_for, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -30,22 +29,7 @@ COMPRESSED = {
 }
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in COMPRESSED.items():
-            patch.setenv(name, value)
-        for name in ("KIE_API_BASE_URL", "AWS_ENDPOINT_URL", "LOCAL_PUBLIC_BASE_URL"):
-            patch.delenv(name, raising=False)
-        config = StackConfig.from_environment()
-        with LocalStack(config) as running:
-            yield running
-
-
-@pytest.fixture
-def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        yield client
+stack = stack_fixture(environment=COMPRESSED)
 
 
 def emulator_task_with_prompt(stack: LocalStack, marker: str) -> dict[str, Any]:

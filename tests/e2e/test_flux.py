@@ -4,35 +4,26 @@ JPEG or PNG stored with the right type, failures, and the reconciler through Flu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import boto3
 import httpx
 import pytest
 
 from devstack.local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import wait_for_status
+from tests.e2e.conftest import stack_fixture, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    config = StackConfig(
+stack = stack_fixture(
+    StackConfig(
         api_port=0,
         generation_seconds=0.3,
         callback_retry_schedule=(0.5, 0.5, 0.5),
         reconcile_interval_seconds=1.0,
         reconcile_after_seconds=2.0,
     )
-    with LocalStack(config) as running:
-        yield running
-
-
-@pytest.fixture
-def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        yield client
+)
 
 
 @pytest.mark.parametrize(

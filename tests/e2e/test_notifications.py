@@ -16,8 +16,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from devstack.local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import wait_for, wait_for_status
+from devstack.local.stack import LocalStack
+from tests.e2e.conftest import running_stack, wait_for, wait_for_status
 
 pytestmark = pytest.mark.e2e
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -77,27 +77,17 @@ def receivers() -> Iterator[tuple[Receiver, Receiver]]:
 @pytest.fixture(scope="module")
 def stack(receivers: tuple[Receiver, Receiver]) -> Iterator[LocalStack]:
     listed, _canary = receivers
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "LOCAL_API_PORT": "0",
-            "EMULATOR_GENERATION_SECONDS": "0.3",
-            "LOCAL_RECONCILE_INTERVAL_SECONDS": "1",
-            "RECONCILE_AFTER_SECONDS": "30",
-            "WEBHOOK_TRUSTED_ORIGINS": listed.origin,
-            "LOCAL_WEBHOOK_SECRET": SECRET,
-            "WEBHOOK_RETRY_BASE_SECONDS": "0",
-        }.items():
-            patch.setenv(name, value)
-        for name in ("KIE_API_BASE_URL", "AWS_ENDPOINT_URL", "LOCAL_PUBLIC_BASE_URL", "LOCAL_API_KEYS"):
-            patch.delenv(name, raising=False)
-        with LocalStack(StackConfig.from_environment()) as running:
-            yield running
-
-
-@pytest.fixture
-def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        yield client
+    environment = {
+        "LOCAL_API_PORT": "0",
+        "EMULATOR_GENERATION_SECONDS": "0.3",
+        "LOCAL_RECONCILE_INTERVAL_SECONDS": "1",
+        "RECONCILE_AFTER_SECONDS": "30",
+        "WEBHOOK_TRUSTED_ORIGINS": listed.origin,
+        "LOCAL_WEBHOOK_SECRET": SECRET,
+        "WEBHOOK_RETRY_BASE_SECONDS": "0",
+    }
+    with running_stack(environment=environment, unset=["LOCAL_API_KEYS"]) as running:
+        yield running
 
 
 def verified(headers: dict[str, str], body: bytes) -> dict[str, Any]:
