@@ -5,10 +5,8 @@ through an EventBridge rule into an SQS queue in moto)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -18,6 +16,7 @@ from standardwebhooks.webhooks import Webhook
 
 from devstack.local.stack import LocalStack
 from tests.e2e.conftest import running_stack, wait_for, wait_for_status
+from tests.loopback_server import Exchange, LoopbackServer
 
 pytestmark = pytest.mark.e2e
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -25,53 +24,47 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 @dataclass
 class Receiver:
-    """A client app's webhook endpoint: records every delivery, answers as scripted per path."""
+    """A client app's webhook endpoint (tests/loopback_server.py): records every delivery, answers as
+    scripted per path, counts the connections it accepts."""
 
-    origin: str = ""
     deliveries: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
     scripts: dict[str, list[int]] = field(default_factory=dict)
-    connections: int = 0
+    server: LoopbackServer | None = None
+
+    @property
+    def origin(self) -> str:
+        assert self.server is not None
+        return self.server.origin
+
+    @property
+    def connections(self) -> int:
+        assert self.server is not None
+        return self.server.settled_connections()
 
     def at(self, path: str) -> list[tuple[dict[str, str], bytes]]:
         return [(headers, body) for where, headers, body in self.deliveries if where == path]
 
-
-def serve(receiver: Receiver) -> tuple[ThreadingHTTPServer, threading.Thread]:
-    class Handler(BaseHTTPRequestHandler):
-        def setup(self) -> None:
-            receiver.connections += 1
-            super().setup()
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            receiver.deliveries.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-            script = receiver.scripts.get(self.path, [])
-            status = script.pop(0) if script else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.origin = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, thread
+    def answer(self, exchange: Exchange) -> None:
+        body = exchange.read_body()
+        self.deliveries.append((exchange.path, {k.lower(): v for k, v in exchange.headers.items()}, body))
+        script = self.scripts.get(exchange.path, [])
+        status = script.pop(0) if script else 200
+        exchange.send_response(status)
+        exchange.send_header("Content-Length", "2")
+        exchange.end_headers()
+        exchange.wfile.write(b"ok")
 
 
 @pytest.fixture(scope="module")
 def receivers() -> Iterator[tuple[Receiver, Receiver]]:
     """The listed receiver, and a canary on loopback that nothing may ever reach."""
     listed, canary = Receiver(), Receiver()
-    servers = [serve(listed), serve(canary)]
+    for receiver in (listed, canary):
+        receiver.server = LoopbackServer(receiver.answer, methods=("POST",))
     yield listed, canary
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    for receiver in (listed, canary):
+        assert receiver.server is not None
+        receiver.server.close()
 
 
 @pytest.fixture(scope="module")
