@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from devstack.local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import stack_fixture, wait_for_status
+from tests.e2e.conftest import stack_fixture, wait_for, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +65,9 @@ def test_a_flux_task_whose_callback_never_comes_is_finished_by_the_reconciler(
     submitted = api.post("/tasks", json={"model": "flux-kontext-pro", "prompt": "lost [fault:drop]"})
     task = wait_for_status(api, submitted.json()["taskId"], {"stored", "failed"}, timeout=60)
     assert task["status"] == "stored" and len(task["images"]) == 1
-    assert all(delivery.get("dropped") for delivery in stack.emulator.deliveries(task["taskId"]))
+    # The drop is recorded just after the upstream's task ends: wait for it (all() of none is true).
+    deliveries = wait_for(lambda: stack.emulator.deliveries(task["taskId"]))
+    assert all(delivery.get("dropped") for delivery in deliveries)
 
 
 def test_a_4o_field_with_flux_is_refused_and_nothing_is_generated(

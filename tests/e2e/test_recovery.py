@@ -37,7 +37,9 @@ def test_dropped_callbacks_are_recovered_by_the_reconciler(recovering_stack: Loc
             assert task["status"] == "stored" and len(task["images"]) == 2
             generated = {image["sha256"] for image in stack.emulator.inspect_task(task_id)["images"]}
             assert {image["sha256"] for image in task["images"]} == generated
-            assert all(d.get("dropped") for d in stack.emulator.deliveries(task_id))
+            # The drop is recorded just after the upstream's task ends: wait for it, then check it.
+            deliveries = wait_for(lambda task_id=task_id: stack.emulator.deliveries(task_id))
+            assert all(d.get("dropped") for d in deliveries)
         task = wait_for_status(api, failed.json()["taskId"], {"stored", "failed"}, timeout=60)
         assert task["status"] == "failed" and task["error"]["code"] == 500
 
