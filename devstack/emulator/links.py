@@ -185,6 +185,11 @@ class LinkMixin(CoreState):
         with self._lock:
             self._served.append(entry)
 
+    def amend_served(self, entry: dict[str, Any], **changes: Any) -> None:
+        """Correct a serve recorded before its last byte went out, when that byte did not."""
+        with self._lock:
+            entry.update(changes)
+
 
 def _s3_error(status: int, code: str, message: str) -> FileReply:
     body = (

@@ -147,6 +147,7 @@ class LocalStack:
         self.environments: dict[str, dict[str, str]] = {}
         self.webhook_secret = ""
         self._froze = False
+        self._sqs: Any = None  # queued_messages()'s client
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -295,6 +296,24 @@ class LocalStack:
                 overrides=overrides,
             )
         )
+
+    def queued_messages(self) -> int:
+        """Messages on the stack's queues (their dead-letter queues aside), visible, in flight or delayed:
+        0 once every message sent to them has been handled and deleted."""
+        assert self.resources is not None
+        if self._sqs is None:
+            region = os.environ.get("AWS_DEFAULT_REGION", REGION)  # the stack's, while it runs
+            self._sqs = boto3.client("sqs", endpoint_url=self.endpoint_url, region_name=region)
+        counts = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        total = 0
+        for queue in self.resources.queues.values():
+            answer = self._sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=counts)
+            total += sum(int(answer["Attributes"][name]) for name in counts)
+        return total
 
     def describe(self) -> str:
         assert self.resources is not None
