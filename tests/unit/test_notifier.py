@@ -5,6 +5,8 @@ it is answered or its attempts run out."""
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,15 +15,24 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import load_event
-from tests.unit.webhooks.receiver import Receiver, status
+from tests.unit.webhooks.receiver import Receiver, _Handler, stall_before_answer, status
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
 
 
+def stamped_ok(h: _Handler, r: Receiver) -> None:
+    """200 at once, and when it came (``r.notes["ok_at"]``, time.monotonic())."""
+    with r.lock:
+        r.notes.setdefault("ok_at", []).append(time.monotonic())
+    h.respond(200, b"ok")
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver({"/ok": status(200), "/down": status(503)})
+    server = Receiver(
+        {"/ok": status(200), "/down": status(503), "/hang": stall_before_answer, "/stamped": stamped_ok}
+    )
     yield server
     server.close()
 
@@ -37,58 +48,101 @@ def notifier_env(aws_stack: Any, receiver: Receiver, monkeypatch: pytest.MonkeyP
     return aws_stack
 
 
-def ended_task(resources: Any, webhook_url: str | None, *, failed: bool = False) -> None:
+def ended_task(
+    resources: Any,
+    webhook_url: str | None,
+    *,
+    failed: bool = False,
+    task_id: str = TASK_ID,
+    owner: str = "alice",
+) -> None:
     from image_pipeline.adapters.tasks_table import TasksTable
     from image_pipeline.task_models import StoredImage, TaskError, utc_now
 
     store = TasksTable(resources.tasks_table)
-    store.put_submission("s" * 32, "hash", utc_now())
+    submission = "s" * 32 if task_id == TASK_ID else f"s{task_id[1:]}"
+    store.put_submission(submission, "hash", utc_now())
     store.record_submitted(
-        TASK_ID,
-        "s" * 32,
+        task_id,
+        submission,
         {"prompt": "x", "size": "1:1"},
         utc_now(),
         utc_now(),
-        owner="alice",
+        owner=owner,
         webhook_url=webhook_url,
     )
     if failed:
-        assert store.fail_from_callback(TASK_ID, "s" * 32, TaskError(code=400, message="refused"), utc_now())
+        refused = TaskError(code=400, message="refused")
+        assert store.fail_from_callback(task_id, submission, refused, utc_now())
     else:
         url = "https://tempfile.aiquickdraw.com/s/a.png"
-        assert store.start_downloading(TASK_ID, "s" * 32, [url], utc_now(), utc_now())
+        assert store.start_downloading(task_id, submission, [url], utc_now(), utc_now())
         image = StoredImage(
-            index=0, key=f"images/{TASK_ID}/0.png", contentType="image/png", bytes=1, sha256="0" * 64
+            index=0, key=f"images/{task_id}/0.png", contentType="image/png", bytes=1, sha256="0" * 64
         )
-        store.add_image(TASK_ID, image, utc_now())
-        assert store.mark_stored(TASK_ID, utc_now())
+        store.add_image(task_id, image, utc_now())
+        assert store.mark_stored(task_id, utc_now())
 
 
-def notify(receive_count: int = 1) -> dict[str, Any]:
+class CountdownContext:
+    """A Lambda context whose remaining time runs down with the clock, as the real one does."""
+
+    function_name = "notifier"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:notifier"
+    aws_request_id = "33333333-4444-5555-6666-777777777777"
+
+    def __init__(self, timeout_seconds: float = 30) -> None:
+        self.ends = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.ends - time.monotonic()) * 1000))
+
+
+def notify_record(task_id: str = TASK_ID, receive_count: int = 1) -> dict[str, Any]:
+    record = {
+        **load_event("sqs_download_batch")["Records"][0],
+        "messageId": f"notify-{task_id}" if task_id != TASK_ID else "notify-0",
+        "body": json.dumps({"notifyTask": task_id}),
+    }
+    record["attributes"] = {**record["attributes"], "ApproximateReceiveCount": str(receive_count)}
+    return record
+
+
+def notify_batch(records: list[dict[str, Any]], context: Any = None) -> dict[str, Any]:
     from notifier_handler import lambda_handler
 
-    event = load_event("sqs_download_batch")
-    record = {**event["Records"][0], "messageId": "notify-0", "body": json.dumps({"notifyTask": TASK_ID})}
-    record["attributes"] = {**record["attributes"], "ApproximateReceiveCount": str(receive_count)}
-    context = type(
-        "Context",
-        (),
-        {
-            "get_remaining_time_in_millis": staticmethod(lambda: 30_000),
-            "function_name": "n",
-            "memory_limit_in_mb": 256,
-            "invoked_function_arn": "arn",
-            "aws_request_id": "r",
-        },
-    )()
-    result: dict[str, Any] = lambda_handler({"Records": [record]}, context)
+    result: dict[str, Any] = lambda_handler({"Records": records}, context or CountdownContext(30))
     return result
 
 
-def task(resources: Any) -> Any:
+def notify(receive_count: int = 1) -> dict[str, Any]:
+    return notify_batch([notify_record(TASK_ID, receive_count)])
+
+
+def task(resources: Any, task_id: str = TASK_ID) -> Any:
     from image_pipeline.adapters.tasks_table import TasksTable
 
-    return TasksTable(resources.tasks_table).get_task(TASK_ID)
+    return TasksTable(resources.tasks_table).get_task(task_id)
+
+
+def queued(resources: Any) -> list[dict[str, Any]]:
+    """The notify messages on the queue now (received, so they come back only after their visibility)."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = resources.queues["NotificationQueue"].url
+    found: list[dict[str, Any]] = []
+    while got := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["ApproximateReceiveCount"]
+    ).get("Messages"):
+        found += got
+    return found
+
+
+def delayed_count(resources: Any) -> int:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    name = "ApproximateNumberOfMessagesDelayed"
+    url = resources.queues["NotificationQueue"].url
+    return int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[name])["Attributes"][name])
 
 
 def bus_events(resources: Any) -> list[dict[str, Any]]:
@@ -293,3 +347,93 @@ def test_a_webhook_recorded_while_the_notifier_handles_the_end_is_still_delivere
     record = task(notifier_env)
     assert record.notifyPending and record.eventPublished and record.webhookUrl
     swept_then_delivered(receiver, lambda_context)
+
+
+# -- one client's endpoint cannot hold up the others (issue 20, item 4) ---------------------------
+
+
+def test_giving_up_is_decided_by_the_posts_made_not_by_sqs_receives(
+    notifier_env: Any, receiver: Receiver
+) -> None:
+    """A message can be received more often than it is attempted (handed back, a crash before the
+    POST): only the attempts stored on the task count towards WEBHOOK_MAX_ATTEMPTS (3 here)."""
+    ended_task(notifier_env, f"{receiver.origin}/down", failed=True)
+    # Given a message received for the 3rd time, whose earlier receives never reached the receiver
+    # When its first real attempt fails
+    assert notify(receive_count=3)["batchItemFailures"] == [{"itemIdentifier": "notify-0"}]
+    # Then it is not given up: one attempt of three is spent
+    record = task(notifier_env)
+    assert (record.notification.state, record.notification.attempts) == ("pending", 1)
+    # And a message received for the first time still gives up at the third POST
+    assert notify(receive_count=1)["batchItemFailures"] == [{"itemIdentifier": "notify-0"}]
+    assert notify(receive_count=1) == {"batchItemFailures": []}
+    record = task(notifier_env)
+    assert (record.notification.state, record.notification.attempts) == ("failed", 3)
+    assert len(receiver.received) == 3
+
+
+def test_a_record_with_no_time_left_for_an_attempt_is_handed_back_without_costing_one(
+    notifier_env: Any, receiver: Receiver
+) -> None:
+    ended_task(notifier_env, f"{receiver.origin}/ok")
+    # Given an invocation with less time left than one attempt's timeout (10 s) needs
+    failures = notify_batch([notify_record(TASK_ID, receive_count=4)], CountdownContext(8))
+    # Then nothing is POSTed, no attempt is counted, and the record is not reported failed
+    assert failures == {"batchItemFailures": []}
+    assert receiver.received == []
+    record = task(notifier_env)
+    assert (record.notification.state, record.notification.attempts) == ("pending", 0)
+    # but handed back: a fresh copy on the queue, its receive count started over
+    [copy] = queued(notifier_env)
+    assert json.loads(copy["Body"]) == {"notifyTask": TASK_ID}
+    assert copy["Attributes"]["ApproximateReceiveCount"] == "1"
+    # When the copy comes back to an invocation with time, it is delivered on its first attempt
+    assert notify() == {"batchItemFailures": []}
+    [delivery] = receiver.received
+    assert Webhook(SECRET).verify(delivery.body, delivery.headers)["data"]["taskId"] == TASK_ID
+    assert task(notifier_env).notification.attempts == 1
+
+
+# Scaled down from the deployed 10 s webhook timeout in a 30 s function: 2 s in an 8 s invocation.
+SCALED_WEBHOOK_TIMEOUT = 2.0
+SCALED_INVOCATION = 8.0
+
+
+def test_a_client_whose_endpoint_hangs_does_not_hold_up_other_clients(
+    notifier_env: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The measurement: a batch of 10, half of it one client's whose receiver never answers."""
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("WEBHOOK_TIMEOUT_SECONDS", str(SCALED_WEBHOOK_TIMEOUT))
+    reset_settings_cache()
+    hanging = [uuid.uuid4().hex for _ in range(5)]
+    others = [uuid.uuid4().hex for _ in range(5)]
+    for task_id in hanging:
+        ended_task(notifier_env, f"{receiver.origin}/hang", task_id=task_id, owner="mallory")
+    for number, task_id in enumerate(others):
+        ended_task(notifier_env, f"{receiver.origin}/stamped", task_id=task_id, owner=f"client-{number}")
+    # Given a batch that alternates the hanging client's records with other clients' records
+    batch = [notify_record(task_id) for pair in zip(hanging, others, strict=True) for task_id in pair]
+    context = CountdownContext(SCALED_INVOCATION)
+    started = time.monotonic()
+    # When the notifier works it
+    failures = [failure["itemIdentifier"] for failure in notify_batch(batch, context)["batchItemFailures"]]
+    # Then it answers within its invocation (a timed-out batch reports nothing: all 10 would return)
+    assert context.get_remaining_time_in_millis() > 0
+    # and every other client's webhook is delivered, once, verified, in this invocation, held up by
+    # at most the one attempt that found the hanging endpoint
+    delays = [at - started for at in receiver.notes["ok_at"]]
+    assert len(delays) == len(others)
+    assert max(delays) < SCALED_WEBHOOK_TIMEOUT + 1.0, delays
+    for delivery in receiver.received:
+        if delivery.path == "/stamped":
+            Webhook(SECRET).verify(delivery.body, delivery.headers)
+    assert all(task(notifier_env, task_id).notification.state == "delivered" for task_id in others)
+    # The hanging endpoint was tried once: that attempt is counted and retried with backoff; the
+    # client's other notifications were deferred without an attempt, as fresh (delayed) messages
+    assert receiver.hits("/hang") == 1
+    attempts = sorted(task(notifier_env, task_id).notification.attempts for task_id in hanging)
+    assert attempts == [0, 0, 0, 0, 1]
+    assert failures == [f"notify-{hanging[0]}"]
+    assert delayed_count(notifier_env) == 4
