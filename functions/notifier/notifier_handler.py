@@ -31,7 +31,6 @@ def retry_delay(attempt: int, base_seconds: int) -> int:
 def process_record(record: QueueMessage) -> str:
     settings = notifier_settings()
     message = NotifyTask.from_message(record.body)  # a malformed message fails, and ends in the DLQ
-    attempt = record.receive_count
     try:
         outcome = notify(
             message.notifyTask,
@@ -42,16 +41,16 @@ def process_record(record: QueueMessage) -> str:
             send=wiring.webhook_sender(settings),
             sign=wiring.webhook_signer,
             secrets_for=lambda client_id: wiring.webhook_secrets(settings, client_id),
-            attempt=attempt,
             max_attempts=settings.webhook_max_attempts,
         )
     except WebhookNotDelivered as error:
-        delay = retry_delay(attempt, settings.webhook_retry_base_seconds)
+        delay = retry_delay(error.attempts, settings.webhook_retry_base_seconds)
         logger.warning(
             "webhook not delivered; retrying",
             extra={
                 "task_id": message.notifyTask,
-                "attempt": attempt,
+                "attempt": error.attempts,
+                "receive_count": record.receive_count,
                 "reason": str(error),
                 "retry_in": delay,
             },
@@ -59,7 +58,8 @@ def process_record(record: QueueMessage) -> str:
         wiring.notification_queue(settings.notification_queue_url).delay_retry(record.receipt_handle, delay)
         raise
     logger.info(
-        "task announced", extra={"task_id": message.notifyTask, "outcome": outcome, "attempt": attempt}
+        "task announced",
+        extra={"task_id": message.notifyTask, "outcome": outcome, "receive_count": record.receive_count},
     )
     metrics.add_metric(name=f"Notify{outcome.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     return outcome.value

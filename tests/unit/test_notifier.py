@@ -437,3 +437,20 @@ def test_a_client_whose_endpoint_hangs_does_not_hold_up_other_clients(
     assert attempts == [0, 0, 0, 0, 1]
     assert failures == [f"notify-{hanging[0]}"]
     assert delayed_count(notifier_env) == 4
+
+
+def test_every_post_is_counted_before_it_is_made_and_only_while_the_webhook_is_pending(
+    notifier_env: Any, receiver: Receiver
+) -> None:
+    """One atomic count per POST: two copies of a message count two, a POST whose answer is never
+    recorded (a crash) still counts, and nothing counts once the webhook is settled."""
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.task_models import Notification
+
+    ended_task(notifier_env, f"{receiver.origin}/ok")
+    store = TasksTable(notifier_env.tasks_table)
+    assert [store.begin_webhook_attempt(TASK_ID) for _ in range(2)] == [1, 2]
+    assert task(notifier_env).notification.attempts == 2
+    store.record_delivery(TASK_ID, Notification(state="delivered", attempts=2).to_dict())
+    assert store.begin_webhook_attempt(TASK_ID) is None
+    assert store.begin_webhook_attempt("0" * 32) is None  # no such task

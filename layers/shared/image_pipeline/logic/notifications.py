@@ -55,7 +55,14 @@ class NotifyOutcome(StrEnum):
 
 
 class WebhookNotDelivered(Exception):
-    """A passing failure: the notify message comes back later (same webhook-id)."""
+    """A passing failure: the notify message comes back later (same webhook-id).
+
+    `attempts`: the webhook's attempts so far, this one included (its backoff grows with them).
+    """
+
+    def __init__(self, error: str, attempts: int) -> None:
+        super().__init__(error)
+        self.attempts = attempts
 
 
 def announce_end(task_id: str, *, notices: NotifyQueue | None) -> bool:
@@ -109,11 +116,14 @@ def notify(
     send: WebhookSender,
     sign: Signer,
     secrets_for: Callable[[str | None], Sequence[str]],
-    attempt: int,
     max_attempts: int,
     clock: Callable[[], datetime] = utc_now,
 ) -> NotifyOutcome:
-    """One notify message: the event once, then one webhook attempt (`attempt` counts from 1)."""
+    """One notify message: the event once, then one webhook attempt.
+
+    The attempts are counted on the task (`notification.attempts`), one per POST, whatever number of
+    times SQS delivered the message: the last of `max_attempts` gives the webhook up.
+    """
     task = store.get_task(task_id)
     if task is None or task.status not in DETAIL_TYPES:
         return NotifyOutcome.NOT_ENDED
@@ -128,12 +138,13 @@ def notify(
     if not task.webhookUrl or notification.state != "pending":
         return NotifyOutcome.PUBLISHED if notification.state != "delivered" else NotifyOutcome.DELIVERED
     secrets = secrets_for(task.owner)
-    attempts = notification.attempts + 1
     if not secrets:
         store.record_delivery(
             task.taskId,
             Notification(
-                state="failed", attempts=attempts, lastError="no signing secret for this client"
+                state="failed",
+                attempts=notification.attempts + 1,
+                lastError="no signing secret for this client",
             ).to_dict(),
         )
         return NotifyOutcome.GAVE_UP
@@ -146,16 +157,19 @@ def notify(
         separators=(",", ":"),
     ).encode()
     headers = sign(secrets, webhook_id(task), int(clock().timestamp()), body)
+    attempts = store.begin_webhook_attempt(task.taskId)
+    if attempts is None:  # delivered or given up by a copy of this message meanwhile, or deleted
+        return NotifyOutcome.PUBLISHED
     result = send(task.webhookUrl, body, headers)
     if result.ok:
         store.record_delivery(task.taskId, Notification(state="delivered", attempts=attempts).to_dict())
         return NotifyOutcome.DELIVERED
     error = result.error or f"answered HTTP {result.status_code}"
-    final = attempts >= max_attempts or attempt >= max_attempts
+    final = attempts >= max_attempts
     state: Literal["failed", "pending"] = "failed" if final else "pending"
     store.record_delivery(
         task.taskId, Notification(state=state, attempts=attempts, lastError=error[:500]).to_dict()
     )
     if final:
         return NotifyOutcome.GAVE_UP
-    raise WebhookNotDelivered(error)
+    raise WebhookNotDelivered(error, attempts)
