@@ -92,7 +92,7 @@ def _hand_back(record: QueueMessage) -> str:
     hand_back(
         record,
         send_again=wiring.download_queue(downloader_settings().download_queue_url).send_again,
-        come_back_now=lambda message: _delay_retry(message, 0),  # not lost: one receive spent
+        come_back=lambda message: _delay_retry(message, 0),  # not lost: it comes back now, one receive spent
     )
     logger.info("record handed back for lack of time", extra={"message_id": record.message_id})
     return "handed_back"

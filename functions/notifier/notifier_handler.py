@@ -1,7 +1,13 @@
 """Notifier: one SQS message per ended task; the event goes on the bus, the webhook is POSTed signed.
 
 A webhook that is not answered 2xx comes back after base x 2^(attempt-1) seconds (capped at 12 h),
-with the same webhook-id, until WEBHOOK_MAX_ATTEMPTS; then the task's notification is `failed`.
+with the same webhook-id, until WEBHOOK_MAX_ATTEMPTS POSTs (counted on the task, not by SQS
+receives); then the task's notification is `failed`.
+
+It never runs out its own timeout (a timed-out invocation reports nothing, so every message of the
+batch would come back): a POST is started only with its whole timeout left in the invocation, less a
+margin for the writes after it. A record that cannot be attempted in time is handed back as a fresh
+message (image_pipeline.sqs_batch), and no attempt is counted for it.
 """
 
 from __future__ import annotations
@@ -9,11 +15,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
-from image_pipeline.logic.notifications import WebhookNotDelivered, notify
+from image_pipeline.logic.notifications import WebhookDeferred, WebhookNotDelivered, notify
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import notifier_settings
-from image_pipeline.sqs_batch import BatchResponse, QueueMessage, process_batch
+from image_pipeline.sqs_batch import BatchResponse, InvocationClock, QueueMessage, hand_back, process_batch
 from image_pipeline.task_models import NotifyTask
 
 if TYPE_CHECKING:
@@ -22,6 +29,11 @@ if TYPE_CHECKING:
 logger = logger_for("notifier")
 metrics = metrics_for("notifier")
 MAX_WAIT_SECONDS = 43200
+# Kept back from every record's time: the writes after a POST (its outcome, the retry's backoff).
+RECORD_MARGIN_SECONDS = 3.0
+# A record is started (its task read, its event put on the bus) only with this much time ahead.
+MIN_START_SECONDS = 2.0
+clock = InvocationClock(margin_seconds=RECORD_MARGIN_SECONDS)
 
 
 def retry_delay(attempt: int, base_seconds: int) -> int:
@@ -30,6 +42,8 @@ def retry_delay(attempt: int, base_seconds: int) -> int:
 
 def process_record(record: QueueMessage) -> str:
     settings = notifier_settings()
+    if clock.time_left() < MIN_START_SECONDS:
+        return _hand_back(record, WebhookDeferred("no time left in this invocation to start"))
     message = NotifyTask.from_message(record.body)  # a malformed message fails, and ends in the DLQ
     try:
         outcome = notify(
@@ -42,7 +56,11 @@ def process_record(record: QueueMessage) -> str:
             sign=wiring.webhook_signer,
             secrets_for=lambda client_id: wiring.webhook_secrets(settings, client_id),
             max_attempts=settings.webhook_max_attempts,
+            attempt_seconds=settings.webhook_timeout_seconds,
+            time_left=clock.time_left,
         )
+    except WebhookDeferred as deferred:
+        return _hand_back(record, deferred)
     except WebhookNotDelivered as error:
         delay = retry_delay(error.attempts, settings.webhook_retry_base_seconds)
         logger.warning(
@@ -65,7 +83,34 @@ def process_record(record: QueueMessage) -> str:
     return outcome.value
 
 
+def _hand_back(record: QueueMessage, deferred: WebhookDeferred) -> str:
+    """Not attempted: a fresh copy goes back on the queue (after `retry_in`), this one is done."""
+    queue = wiring.notification_queue(notifier_settings().notification_queue_url)
+    hand_back(
+        record,
+        send_again=lambda body: queue.send_again(body, deferred.retry_in),
+        come_back=lambda message: _delay_retry(message, deferred.retry_in),  # one receive spent
+    )
+    logger.info(
+        "record handed back",
+        extra={"message_id": record.message_id, "reason": str(deferred), "retry_in": deferred.retry_in},
+    )
+    metrics.add_metric(name="NotifyHandedBack", unit=MetricUnit.Count, value=1)
+    return "handed_back"
+
+
+def _delay_retry(record: QueueMessage, seconds: int) -> None:
+    try:
+        wiring.notification_queue(notifier_settings().notification_queue_url).delay_retry(
+            record.receipt_handle, seconds
+        )
+    except (ClientError, BotoCoreError):
+        # Without it the message still returns after the queue's visibility timeout.
+        logger.exception("could not set when the message comes back")
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
+    clock.start(context)
     return process_batch(event, process_record, log=logger, reported=(WebhookNotDelivered,))

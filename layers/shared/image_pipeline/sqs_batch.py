@@ -96,13 +96,13 @@ def hand_back(
     message: QueueMessage,
     *,
     send_again: Callable[[str], None],
-    come_back_now: Callable[[QueueMessage], None],
+    come_back: Callable[[QueueMessage], None],
 ) -> None:
     """Not started: `send_again(body)` puts a fresh copy on the queue (its receive count starts over)
-    and this message is done (not reported). If the copy cannot be sent, `come_back_now(message)`
-    makes this one visible again (one receive spent) and NoTimeToStart reports it failed."""
+    and this message is done (not reported). If the copy cannot be sent, `come_back(message)` sets
+    when this one is visible again (one receive spent) and NoTimeToStart reports it failed."""
     try:
         send_again(message.body)
     except Exception as error:
-        come_back_now(message)
+        come_back(message)
         raise NoTimeToStart("no time left to start this record and it could not be re-sent") from error

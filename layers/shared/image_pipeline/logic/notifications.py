@@ -54,6 +54,15 @@ class NotifyOutcome(StrEnum):
     GAVE_UP = "gave_up"  # the webhook's attempts ran out: notification.state = failed
 
 
+class WebhookDeferred(Exception):
+    """Not attempted, and no attempt counted: the message is handed back, to come back in `retry_in`
+    seconds (the invocation has no time left for a whole attempt)."""
+
+    def __init__(self, reason: str, retry_in: int = 0) -> None:
+        super().__init__(reason)
+        self.retry_in = retry_in
+
+
 class WebhookNotDelivered(Exception):
     """A passing failure: the notify message comes back later (same webhook-id).
 
@@ -117,12 +126,16 @@ def notify(
     sign: Signer,
     secrets_for: Callable[[str | None], Sequence[str]],
     max_attempts: int,
+    attempt_seconds: float = 0.0,
+    time_left: Callable[[], float] = lambda: float("inf"),
     clock: Callable[[], datetime] = utc_now,
 ) -> NotifyOutcome:
     """One notify message: the event once, then one webhook attempt.
 
     The attempts are counted on the task (`notification.attempts`), one per POST, whatever number of
-    times SQS delivered the message: the last of `max_attempts` gives the webhook up.
+    times SQS delivered the message: the last of `max_attempts` gives the webhook up. An attempt is
+    made only with its whole `attempt_seconds` (the sender's timeout) still in `time_left()`;
+    otherwise WebhookDeferred, and nothing is counted.
     """
     task = store.get_task(task_id)
     if task is None or task.status not in DETAIL_TYPES:
@@ -156,6 +169,8 @@ def notify(
         },
         separators=(",", ":"),
     ).encode()
+    if time_left() < attempt_seconds:
+        raise WebhookDeferred("no time left in this invocation for a whole attempt")
     headers = sign(secrets, webhook_id(task), int(clock().timestamp()), body)
     attempts = store.begin_webhook_attempt(task.taskId)
     if attempts is None:  # delivered or given up by a copy of this message meanwhile, or deleted
