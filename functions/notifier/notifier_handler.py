@@ -6,18 +6,21 @@ receives); then the task's notification is `failed`.
 
 It never runs out its own timeout (a timed-out invocation reports nothing, so every message of the
 batch would come back): a POST is started only with its whole timeout left in the invocation, less a
-margin for the writes after it. A record that cannot be attempted in time is handed back as a fresh
-message (image_pipeline.sqs_batch), and no attempt is counted for it.
+margin for the writes after it. A client whose endpoint hung rests for a while (ClientBreaker): its
+other notifications are deferred instead of holding up the rest of the batch. A record that is not
+attempted, for either reason, is handed back as a fresh message (image_pipeline.sqs_batch), and no
+attempt is counted for it.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
-from image_pipeline.logic.notifications import WebhookDeferred, WebhookNotDelivered, notify
+from image_pipeline.logic.notifications import ClientBreaker, WebhookDeferred, WebhookNotDelivered, notify
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import notifier_settings
 from image_pipeline.sqs_batch import BatchResponse, InvocationClock, QueueMessage, hand_back, process_batch
@@ -34,6 +37,13 @@ RECORD_MARGIN_SECONDS = 3.0
 # A record is started (its task read, its event put on the bus) only with this much time ahead.
 MIN_START_SECONDS = 2.0
 clock = InvocationClock(margin_seconds=RECORD_MARGIN_SECONDS)
+
+
+@cache
+def client_breaker(timeout_seconds: float) -> ClientBreaker:
+    """This environment's breaker: an attempt failed after half its timeout or more rests the client
+    for one timeout, then 2, 4 ... (at most 15 minutes, SQS's longest delay) while it keeps hanging."""
+    return ClientBreaker(slow_seconds=timeout_seconds / 2, rest_seconds=timeout_seconds)
 
 
 def retry_delay(attempt: int, base_seconds: int) -> int:
@@ -58,6 +68,7 @@ def process_record(record: QueueMessage) -> str:
             max_attempts=settings.webhook_max_attempts,
             attempt_seconds=settings.webhook_timeout_seconds,
             time_left=clock.time_left,
+            breaker=client_breaker(settings.webhook_timeout_seconds),
         )
     except WebhookDeferred as deferred:
         return _hand_back(record, deferred)

@@ -37,6 +37,16 @@ def receiver() -> Iterator[Receiver]:
     server.close()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_breaker() -> Iterator[None]:
+    """Each test starts in a new Lambda environment: no client resting from another test."""
+    from notifier_handler import client_breaker
+
+    client_breaker.cache_clear()
+    yield
+    client_breaker.cache_clear()
+
+
 @pytest.fixture
 def notifier_env(aws_stack: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Any:
     from image_pipeline.settings import reset_settings_cache
@@ -454,3 +464,97 @@ def test_every_post_is_counted_before_it_is_made_and_only_while_the_webhook_is_p
     store.record_delivery(TASK_ID, Notification(state="delivered", attempts=2).to_dict())
     assert store.begin_webhook_attempt(TASK_ID) is None
     assert store.begin_webhook_attempt("0" * 32) is None  # no such task
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def breaker(clock: FakeClock, **options: Any) -> Any:
+    from image_pipeline.logic.notifications import ClientBreaker
+
+    return ClientBreaker(slow_seconds=5, rest_seconds=10, max_rest_seconds=900, clock=clock, **options)
+
+
+def test_a_client_rests_after_a_slow_failure_for_longer_each_time_and_one_attempt_probes() -> None:
+    clock = FakeClock()
+    rests = breaker(clock)
+    # A client never slow is always admitted, and others are untouched by one client's rest
+    assert rests.admit("mallory") == 0
+    rests.settle("mallory", ok=False, seconds=10.0)  # timed out
+    assert rests.admit("mallory") == 10 and rests.admit("alice") == 0
+    # Once the rest is over one attempt is admitted; the client's others wait for it
+    clock.now += 10
+    assert rests.admit("mallory") == 0
+    assert rests.admit("mallory") == 10
+    rests.settle("mallory", ok=False, seconds=9.0)  # hung again: twice as long, then capped at 15 min
+    assert rests.admit("mallory") == 20
+    for _ in range(10):
+        clock.now += 900
+        assert rests.admit("mallory") == 0
+        rests.settle("mallory", ok=False, seconds=10.0)
+    assert rests.admit("mallory") == 900
+    # An attempt that was not made after all lets the next one probe
+    clock.now += 900
+    assert rests.admit("mallory") == 0
+    rests.settle("mallory", ok=False, seconds=None)
+    assert rests.admit("mallory") == 0
+    # A delivery ends the rest
+    rests.settle("mallory", ok=True, seconds=9.9)
+    assert rests.admit("mallory") == 0 and rests.admit("mallory") == 0
+
+
+def test_quick_failures_never_rest_a_client_and_end_a_rest() -> None:
+    clock = FakeClock()
+    rests = breaker(clock)
+    for _ in range(5):  # a 503 or a refused connection holds nobody up
+        assert rests.admit("bob") == 0
+        rests.settle("bob", ok=False, seconds=0.2)
+    rests.settle("bob", ok=False, seconds=6.0)
+    clock.now += 10
+    assert rests.admit("bob") == 0
+    rests.settle("bob", ok=False, seconds=0.1)  # it answers again, if with an error
+    assert rests.admit("bob") == 0 and rests.admit("bob") == 0
+
+
+def test_the_breaker_remembers_a_bounded_number_of_clients() -> None:
+    clock = FakeClock()
+    rests = breaker(clock, max_clients=3)
+    for number in range(10):
+        rests.settle(f"client-{number}", ok=False, seconds=10.0)
+    assert len(rests._resting) <= 3
+    assert rests.admit("client-9") == 10  # the latest is remembered
+
+
+def test_a_resting_client_is_deferred_by_the_next_invocation_too_then_probed_once(
+    notifier_env: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rest outlives the invocation (a warm environment): no POST to the client until it is over."""
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("WEBHOOK_TIMEOUT_SECONDS", "1")
+    reset_settings_cache()
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    for task_id in (first, second):
+        ended_task(notifier_env, f"{receiver.origin}/hang", task_id=task_id, owner="mallory")
+    # Given the client's endpoint hung on one attempt
+    assert notify_batch([notify_record(first)])["batchItemFailures"] == [
+        {"itemIdentifier": f"notify-{first}"}
+    ]
+    # When the next invocation gets another of its notifications, within the rest (1 s)
+    assert notify_batch([notify_record(second)]) == {"batchItemFailures": []}
+    # Then it is deferred: no POST, no attempt, a delayed copy on the queue
+    assert receiver.hits("/hang") == 1
+    assert task(notifier_env, second).notification.attempts == 0
+    assert delayed_count(notifier_env) == 1
+    # And after the rest one attempt goes through (which hangs again: counted, retried later)
+    time.sleep(1.1)
+    assert notify_batch([notify_record(second)])["batchItemFailures"] == [
+        {"itemIdentifier": f"notify-{second}"}
+    ]
+    assert receiver.hits("/hang") == 2
+    assert task(notifier_env, second).notification.attempts == 1
