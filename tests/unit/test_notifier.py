@@ -558,3 +558,23 @@ def test_a_resting_client_is_deferred_by_the_next_invocation_too_then_probed_onc
     ]
     assert receiver.hits("/hang") == 2
     assert task(notifier_env, second).notification.attempts == 1
+
+
+def test_the_longest_webhook_timeout_fits_whole_in_a_fresh_invocation() -> None:
+    """Else no record would ever be attempted: each would be handed back, again and again."""
+    from image_pipeline.settings import ConfigError, NotifierSettings
+    from notifier_handler import MIN_START_SECONDS, RECORD_MARGIN_SECONDS
+
+    from devstack.common.template import load_template, resources_of_type
+
+    function_timeout = resources_of_type("AWS::Serverless::Function", load_template())["NotifierFunction"][
+        "Timeout"
+    ]
+    required = {"TASKS_TABLE": "t", "IMAGES_BUCKET": "b", "NOTIFICATION_QUEUE_URL": "q"}
+    longest = NotifierSettings.from_environ(
+        {**required, "WEBHOOK_TIMEOUT_SECONDS": "20"}
+    ).webhook_timeout_seconds
+    with pytest.raises(ConfigError, match="WEBHOOK_TIMEOUT_SECONDS"):
+        NotifierSettings.from_environ({**required, "WEBHOOK_TIMEOUT_SECONDS": "20.5"})
+    # the task read and its event before the POST, the POST, the writes after it
+    assert MIN_START_SECONDS + longest + RECORD_MARGIN_SECONDS <= function_timeout
