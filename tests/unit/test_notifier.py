@@ -15,7 +15,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import load_event
-from tests.unit.webhooks.receiver import Receiver, _Handler, stall_before_answer, status
+from tests.unit.webhooks.receiver import Receiver, _Handler, hang_until_closed, status
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"
@@ -31,7 +31,7 @@ def stamped_ok(h: _Handler, r: Receiver) -> None:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     server = Receiver(
-        {"/ok": status(200), "/down": status(503), "/hang": stall_before_answer, "/stamped": stamped_ok}
+        {"/ok": status(200), "/down": status(503), "/hang": hang_until_closed, "/stamped": stamped_ok}
     )
     yield server
     server.close()
