@@ -1,13 +1,16 @@
 """Telling the client app: signed webhooks to a receiver on loopback (verified with the standardwebhooks
-package), retries with one webhook-id, unsafe URLs refused at submit, and events on the bus (read
-through an EventBridge rule into an SQS queue in moto)."""
+package), retries with one webhook-id, unsafe URLs refused at submit, events on the bus (read
+through an EventBridge rule into an SQS queue in moto), and one client's hanging endpoint not holding
+up another client's webhooks."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,6 +24,10 @@ from tests.e2e.conftest import wait_for, wait_for_status
 
 pytestmark = pytest.mark.e2e
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# Two client apps (the local front door checks keys as API Gateway does): alice, and mallory whose
+# endpoint hangs.
+KEYS = "alice:key-of-alice,mallory:key-of-mallory"
+WEBHOOK_TIMEOUT_SECONDS = 2
 
 
 @dataclass
@@ -31,6 +38,9 @@ class Receiver:
     deliveries: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
     scripts: dict[str, list[int]] = field(default_factory=dict)
     connections: int = 0
+    arrived: dict[str, list[float]] = field(default_factory=dict)  # path: when (unix seconds)
+    hanging: set[str] = field(default_factory=set)  # paths that take the request and never answer
+    release: threading.Event = field(default_factory=threading.Event)
 
     def at(self, path: str) -> list[tuple[dict[str, str], bytes]]:
         return [(headers, body) for where, headers, body in self.deliveries if where == path]
@@ -44,7 +54,11 @@ def serve(receiver: Receiver) -> tuple[ThreadingHTTPServer, threading.Thread]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            receiver.arrived.setdefault(self.path, []).append(time.time())
             receiver.deliveries.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            if self.path in receiver.hanging:
+                receiver.release.wait()
+                return
             script = receiver.scripts.get(self.path, [])
             status = script.pop(0) if script else 200
             self.send_response(status)
@@ -68,6 +82,7 @@ def receivers() -> Iterator[tuple[Receiver, Receiver]]:
     listed, canary = Receiver(), Receiver()
     servers = [serve(listed), serve(canary)]
     yield listed, canary
+    listed.release.set()
     for server, thread in servers:
         server.shutdown()
         server.server_close()
@@ -86,9 +101,11 @@ def stack(receivers: tuple[Receiver, Receiver]) -> Iterator[LocalStack]:
             "WEBHOOK_TRUSTED_ORIGINS": listed.origin,
             "LOCAL_WEBHOOK_SECRET": SECRET,
             "WEBHOOK_RETRY_BASE_SECONDS": "0",
+            "WEBHOOK_TIMEOUT_SECONDS": str(WEBHOOK_TIMEOUT_SECONDS),
+            "LOCAL_API_KEYS": KEYS,
         }.items():
             patch.setenv(name, value)
-        for name in ("KIE_API_BASE_URL", "AWS_ENDPOINT_URL", "LOCAL_PUBLIC_BASE_URL", "LOCAL_API_KEYS"):
+        for name in ("KIE_API_BASE_URL", "AWS_ENDPOINT_URL", "LOCAL_PUBLIC_BASE_URL"):
             patch.delenv(name, raising=False)
         with LocalStack(StackConfig.from_environment()) as running:
             yield running
@@ -96,7 +113,14 @@ def stack(receivers: tuple[Receiver, Receiver]) -> Iterator[LocalStack]:
 
 @pytest.fixture
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+    """Client alice."""
+    with httpx.Client(base_url=stack.api_url, timeout=30, headers={"x-api-key": "key-of-alice"}) as client:
+        yield client
+
+
+@pytest.fixture
+def mallory(stack: LocalStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.api_url, timeout=30, headers={"x-api-key": "key-of-mallory"}) as client:
         yield client
 
 
@@ -209,3 +233,49 @@ def test_events_reach_the_bus(stack: LocalStack, api: httpx.Client) -> None:
     assert event["source"] == "image-pipeline" and event["detail-type"] == "Task Stored"
     assert event["detail"]["status"] == "stored"
     assert all("url" not in image for image in event["detail"]["images"])
+
+
+def test_a_client_whose_endpoint_hangs_does_not_hold_up_another_clients_webhooks(
+    stack: LocalStack, api: httpx.Client, mallory: httpx.Client, receivers: tuple[Receiver, Receiver]
+) -> None:
+    listed, _ = receivers
+    listed.hanging.add("/hang")
+    # Given mallory's endpoint takes every webhook and never answers, and both clients' tasks end together
+    hung = [
+        mallory.post(
+            "/tasks", json={"prompt": f"hung {n}", "size": "1:1", "webhookUrl": f"{listed.origin}/hang"}
+        )
+        for n in range(3)
+    ]
+    paths = [f"/alice/{n}" for n in range(3)]
+    tasks = [
+        api.post("/tasks", json={"prompt": f"alice {n}", "size": "1:1", "webhookUrl": listed.origin + path})
+        for n, path in enumerate(paths)
+    ]
+    assert [answer.status_code for answer in hung + tasks] == [202] * 6
+    # Then each of alice's webhooks arrives, verified, soon after its task ended
+    delays = []
+    for path, answer in zip(paths, tasks, strict=True):
+        [(headers, body)] = wait_for(lambda path=path: listed.at(path), timeout=60)
+        task = verified(headers, body)["data"]
+        ended = datetime.fromisoformat(task["updatedAt"].replace("Z", "+00:00")).timestamp()
+        delays.append(listed.arrived[path][0] - ended)
+        assert task["taskId"] == answer.json()["taskId"]
+    # at most one timeout of mallory's each (a worker meets the hanging endpoint once, then rests it)
+    assert max(delays) < 3 * WEBHOOK_TIMEOUT_SECONDS + 2, delays
+    # And mallory's notifications stay pending, their attempts counted (each one a POST that hung)
+    for answer in hung:
+        task_id = answer.json()["taskId"]
+        notification = wait_for(
+            lambda task_id=task_id: (
+                mallory.get(f"/tasks/{task_id}").json()["notification"]["lastError"]
+                and mallory.get(f"/tasks/{task_id}").json()["notification"]
+            ),
+            timeout=60,
+        )
+        assert notification["state"] == "pending" and notification["attempts"] >= 1
+        assert notification["lastError"].startswith("deadline")
+    # every POST was counted before it was made
+    assert len(listed.at("/hang")) <= sum(
+        mallory.get(f"/tasks/{answer.json()['taskId']}").json()["notification"]["attempts"] for answer in hung
+    )
