@@ -194,10 +194,10 @@ class Stack:
         record.update(messageId=f"notify-{task_id}", body=json.dumps({"notifyTask": task_id}))
         return record
 
-    def notify(self, records: list[dict[str, Any]]) -> list[str]:
+    def notify(self, records: list[dict[str, Any]], remaining_seconds: float = 30) -> list[str]:
         from notifier_handler import lambda_handler
 
-        answer = lambda_handler({"Records": records}, Context())
+        answer = lambda_handler({"Records": records}, Context(remaining_seconds))
         return [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]
 
     def sweep(self) -> dict[str, Any]:
@@ -384,6 +384,8 @@ def run(stack: Stack) -> None:
         assert report["completed"] == 1 and report["failed"] >= 1, report
 
     notices = stack.receive(stack.resources.queues["NotificationQueue"].url)
+    with stack.step("notify messages with no time left to start"):
+        assert stack.notify(notices, remaining_seconds=4) == []  # handed back as fresh copies
     with stack.step("notify messages (one webhook down)"):
         failed = stack.notify(notices)
         assert len(notices) == 3 and len(failed) == 1, (notices, failed)

@@ -325,7 +325,9 @@ class NotifierSettings(AwsResources):
     webhook_secret_parameter_prefix: str = setting("WEBHOOK_SECRET_PARAMETER_PREFIX", default="")
     webhook_secret: str = setting("WEBHOOK_SECRET", default="", secret=True)
     webhook_trusted_origins: str = setting("WEBHOOK_TRUSTED_ORIGINS", default="")
-    webhook_timeout_seconds: float = setting("WEBHOOK_TIMEOUT_SECONDS", default=10.0, gt=0, le=30)
+    # An attempt starts only with its whole timeout left in the invocation: at most 20 s of the 30 s
+    # NotifierFunction has (tests/unit/test_notifier.py holds the template to it).
+    webhook_timeout_seconds: float = setting("WEBHOOK_TIMEOUT_SECONDS", default=10.0, gt=0, le=20)
     # Attempt n waits base x 2^(n-1) seconds (capped at 12 h); 12 attempts from 60 s is about a day.
     webhook_retry_base_seconds: int = setting("WEBHOOK_RETRY_BASE_SECONDS", default=60, ge=0, le=3600)
     webhook_max_attempts: int = setting("WEBHOOK_MAX_ATTEMPTS", default=12, ge=1, le=50)

@@ -62,6 +62,11 @@ def stall_before_answer(_h: Exchange, r: Receiver) -> None:
     r.stop.wait(10)
 
 
+def hang_until_closed(_h: Exchange, r: Receiver) -> None:
+    """Takes the request and never answers (a client's endpoint that hangs), until the receiver closes."""
+    r.stop.wait()
+
+
 def endless_answer(h: Exchange, r: Receiver) -> None:
     """200, then a body without end (close-delimited) until the client hangs up."""
     sent = 0
