@@ -137,6 +137,10 @@ class Deployment:
         if kind == "AWS::Logs::LogGroup":
             group = str(self.resolve(resource["Properties"].get("LogGroupName", name), set()))
             return {"Ref": group, "Arn": f"arn:aws:logs:{region}:{account}:log-group:{group}:*"}
+        if kind == "AWS::SecretsManager::Secret":
+            # Its ARN ends in "-" and six random characters: the six as wildcards match moto's.
+            arn = f"arn:aws:secretsmanager:{region}:{account}:secret:{name}-??????"
+            return {"Ref": arn, "Id": arn, "Arn": arn}
         if kind == "AWS::SNS::Topic":
             arn = f"arn:aws:sns:{region}:{account}:{name}"
             return {"Ref": arn, "TopicArn": arn, "TopicName": name}

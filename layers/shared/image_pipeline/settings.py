@@ -253,6 +253,10 @@ class ApiSettings(AwsResources, UpstreamSettings):
     download_queue_url: str = setting("DOWNLOAD_QUEUE_URL", default="")
     # Exact origins (scheme://host:port) a webhookUrl may use over plain http on loopback (local runs).
     webhook_trusted_origins: str = setting("WEBHOOK_TRUSTED_ORIGINS", default="")
+    # The key that signs list cursors: the Secrets Manager secret the stack generates (its ARN); the
+    # plain value is for local runs. Read when a list first needs it, never at cold start.
+    cursor_key_secret: str = setting("CURSOR_KEY_SECRET", default="")
+    cursor_key: str = setting("CURSOR_KEY", default="", secret=True)
 
     @property
     def webhook_trusted_origin_list(self) -> tuple[str, ...]:
