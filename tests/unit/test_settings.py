@@ -64,6 +64,34 @@ def test_a_value_that_is_not_a_number_is_named(variable: str, value: str, proble
 
 
 @pytest.mark.parametrize(
+    "value",
+    [
+        " 1_0 ",  # "_" between digits, or white space around them, but not both (pydantic: floats)
+        "\t1_000",
+        "\x8530",  # NEL, a non-ASCII control character: not white space to a setting
+        "30\x85",
+        "\xa030",  # no-break space
+        "30\u2028",  # line separator
+        "\x1c30",  # ASCII's file separator: str.strip() and int() take it for white space
+        "3\x000",
+    ],
+)
+@pytest.mark.parametrize(
+    ("variable", "kind"),
+    [("WEBHOOK_TIMESTAMP_WINDOW_SECONDS", "an integer"), ("DOWNLOAD_CHECK_AFTER_SECONDS", "a number")],
+)
+def test_only_ascii_white_space_around_a_number_and_no_digit_separator_inside_it(
+    variable: str, kind: str, value: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        CallbackSettings.from_environ({**CALLBACK, variable: value})
+    assert (
+        str(raised.value)
+        == f"invalid CallbackSettings environment: {variable}: must be {kind}, got {value!r}"
+    )
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "problem"),
     [
         ("RECORD_TTL_DAYS", "0", "must be >= 1, got 0"),
@@ -96,7 +124,16 @@ def test_every_problem_is_reported_at_once() -> None:
 
 @pytest.mark.parametrize(
     ("value", "parsed"),
-    [("30", 30), (" 30 ", 30), ("+30", 30), ("030", 30), ("1_000", 1000), ("30.0", 30), ("30.00", 30)],
+    [
+        ("30", 30),
+        (" 30 ", 30),
+        ("\t30\r\n", 30),
+        ("+30", 30),
+        ("030", 30),
+        ("1_000", 1000),
+        ("30.0", 30),
+        ("30.00", 30),
+    ],
 )
 def test_integers_parse_as_pydantic_parsed_them(value: str, parsed: int) -> None:
     settings = CallbackSettings.from_environ({**CALLBACK, "WEBHOOK_TIMESTAMP_WINDOW_SECONDS": value})
