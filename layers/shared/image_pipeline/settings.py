@@ -56,22 +56,36 @@ def setting(variable: str, *, default: Any = _REQUIRED, secret: bool = False, **
     return _Setting(variable, default, secret, bounds)
 
 
+# The white space a number may come inside (a quoting leftover): ASCII's only. str.strip() and int() take
+# many more characters for white space: non-ASCII controls (NEL), no-break and other Unicode spaces,
+# ASCII's separators \x1c-\x1f.
+_ASCII_SPACE = " \t\n\r\v\f"
+
+
+def _bare_number(text: str) -> str:
+    """The text of a number without its surrounding ASCII white space: printable ASCII only inside, and
+    "_" between digits only in a value with nothing around it (" 1_0 " is refused, as pydantic refused
+    it for floats; "1_000" and " 1000 " are fine)."""
+    number = text.strip(_ASCII_SPACE)
+    if not all("!" <= char <= "~" for char in number) or ("_" in number and number != text):
+        raise ValueError(text)
+    return number
+
+
 def _parse_int(text: str) -> int:
-    # As pydantic did: surrounding whitespace, a sign, "_" between digits and a ".0" tail are fine;
+    # As pydantic did: surrounding white space, a sign, "_" between digits and a ".0" tail are fine;
     # "1e3", "0x10", "30.5" and non-ASCII digits (which int() alone would take) are not.
-    number = text.strip()
+    number = _bare_number(text)
     whole, dot, fraction = number.partition(".")
     if dot and fraction and not fraction.strip("0"):
         number = whole
-    if not number.isascii():
-        raise ValueError(text)
     return int(number)
 
 
 def _parse_float(text: str) -> float:
     # As pydantic did: "10", "2.5", "1e3", "inf"; "_" only between characters, never doubled; ASCII only.
-    number = text.strip()
-    if not number.isascii() or number.startswith("_") or number.endswith("_") or "__" in number:
+    number = _bare_number(text)
+    if number.startswith("_") or number.endswith("_") or "__" in number:
         raise ValueError(text)
     return float(number.replace("_", ""))
 
