@@ -6,6 +6,7 @@ import dataclasses
 import math
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from image_pipeline.settings import (
@@ -179,6 +180,72 @@ def test_lists_split_on_commas() -> None:
     origins = " http://127.0.0.1:9 , ,http://localhost:8 "
     api = ApiSettings.from_environ({**REQUIRED, "WEBHOOK_TRUSTED_ORIGINS": origins})
     assert api.webhook_trusted_origin_list == ("http://127.0.0.1:9", "http://localhost:8")
+
+
+TRUSTED_ORIGINS = [
+    (ApiSettings, "WEBHOOK_TRUSTED_ORIGINS"),
+    (NotifierSettings, "WEBHOOK_TRUSTED_ORIGINS"),
+    (DownloaderSettings, "DOWNLOAD_TRUSTED_ORIGINS"),
+]
+
+
+@pytest.mark.parametrize(("settings", "variable"), TRUSTED_ORIGINS)
+@pytest.mark.parametrize(
+    "origins",
+    [
+        "http://127.0.0.1:8123",
+        "https://127.0.0.2:4443, http://localhost:9",
+        "http://[::1]:3000",
+        "http://LocalHost:80",
+    ],
+)
+def test_trusted_origins_on_loopback_are_taken(settings: Any, variable: str, origins: str) -> None:
+    assert settings.from_environ({**REQUIRED, variable: origins})
+
+
+@pytest.mark.parametrize(("settings", "variable"), TRUSTED_ORIGINS)
+@pytest.mark.parametrize(
+    ("origin", "why"),
+    [
+        ("http://169.254.169.254", "not on loopback"),  # the instance metadata address
+        ("http://[fd00:ec2::254]:80", "not on loopback"),  # and its IPv6 twin
+        ("http://[::ffff:169.254.169.254]:80", "not on loopback"),
+        ("http://10.0.0.5:8080", "not on loopback"),
+        ("https://hooks.example.com", "not on loopback"),
+        ("http://metadata:80", "not on loopback"),  # a name: whatever it resolves to is trusted
+        ("http://2130706433:80", "not on loopback"),  # 127.0.0.1 in a spelling only some parsers read
+        ("http://127.0.0.1.nip.io:80", "not on loopback"),
+        ("ftp://127.0.0.1:21", "must be exactly http(s)://host[:port]"),
+        ("http://127.0.0.1:8123/hooks", "must be exactly http(s)://host[:port]"),
+        ("http://user@127.0.0.1:8123", "must be exactly http(s)://host[:port]"),
+        ("http://127.0.0.1:99999", "must be exactly http(s)://host[:port]"),
+    ],
+)
+def test_a_trusted_origin_off_loopback_is_refused_at_cold_start_naming_it(
+    settings: Any, variable: str, origin: str, why: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        settings.from_environ({**REQUIRED, variable: f"http://127.0.0.1:9,{origin}"})
+    message = str(raised.value)
+    assert f"{variable}: {origin!r} is {why}" in message, message
+    if why == "not on loopback":
+        assert "only a local stand-in on 127.0.0.1, [::1] or localhost may be trusted" in message
+
+
+def test_under_sam_local_a_container_of_its_network_may_be_trusted_but_never_an_address() -> None:
+    """sam local's Lambda containers reach the upstream emulator by its container name (net-upstream);
+    SAM CLI sets AWS_SAM_LOCAL=true in every container it runs, and nothing else does."""
+    environ = {**REQUIRED, "DOWNLOAD_TRUSTED_ORIGINS": "http://net-upstream:8080"}
+    with pytest.raises(ConfigError, match="is not on loopback"):
+        DownloaderSettings.from_environ(environ)
+    assert DownloaderSettings.from_environ({**environ, "AWS_SAM_LOCAL": "true"}).trusted_origin_list == (
+        "http://net-upstream:8080",
+    )
+    for address in ("http://169.254.169.254", "http://0xa9fea9fe:80", "http://10.0.0.5:80"):
+        with pytest.raises(ConfigError, match="is not on loopback"):
+            DownloaderSettings.from_environ(
+                {**REQUIRED, "AWS_SAM_LOCAL": "true", "DOWNLOAD_TRUSTED_ORIGINS": address}
+            )
 
 
 def test_the_upstream_url_loses_its_trailing_slashes() -> None:
