@@ -30,6 +30,7 @@ PRICES: dict[str, tuple[float, int, str]] = {
     "cloudwatch_custom_metric_month": (0.30, 1, "https://aws.amazon.com/cloudwatch/pricing/"),
     "cloudwatch_dashboard_month": (3.00, 1, "https://aws.amazon.com/cloudwatch/pricing/"),
     "cloudwatch_logs_gb": (0.50, 1, "https://aws.amazon.com/cloudwatch/pricing/"),
+    "secretsmanager_secret_month": (0.40, 1, "https://aws.amazon.com/secrets-manager/pricing/"),
 }
 S3_PUTS = {"PutObject", "DeleteObjects", "ListObjectVersions", "ListObjectsV2", "CopyObject"}
 S3_GETS = {"GetObject", "HeadObject"}

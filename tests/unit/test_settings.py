@@ -65,6 +65,34 @@ def test_a_value_that_is_not_a_number_is_named(variable: str, value: str, proble
 
 
 @pytest.mark.parametrize(
+    "value",
+    [
+        " 1_0 ",  # "_" between digits, or white space around them, but not both (pydantic: floats)
+        "\t1_000",
+        "\x8530",  # NEL, a non-ASCII control character: not white space to a setting
+        "30\x85",
+        "\xa030",  # no-break space
+        "30\u2028",  # line separator
+        "\x1c30",  # ASCII's file separator: str.strip() and int() take it for white space
+        "3\x000",
+    ],
+)
+@pytest.mark.parametrize(
+    ("variable", "kind"),
+    [("WEBHOOK_TIMESTAMP_WINDOW_SECONDS", "an integer"), ("DOWNLOAD_CHECK_AFTER_SECONDS", "a number")],
+)
+def test_only_ascii_white_space_around_a_number_and_no_digit_separator_inside_it(
+    variable: str, kind: str, value: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        CallbackSettings.from_environ({**CALLBACK, variable: value})
+    assert (
+        str(raised.value)
+        == f"invalid CallbackSettings environment: {variable}: must be {kind}, got {value!r}"
+    )
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "problem"),
     [
         ("RECORD_TTL_DAYS", "0", "must be >= 1, got 0"),
@@ -163,6 +191,72 @@ def test_lists_split_on_commas() -> None:
     assert api.webhook_trusted_origin_list == ("http://127.0.0.1:9", "http://localhost:8")
 
 
+TRUSTED_ORIGINS = [
+    (ApiSettings, "WEBHOOK_TRUSTED_ORIGINS"),
+    (NotifierSettings, "WEBHOOK_TRUSTED_ORIGINS"),
+    (DownloaderSettings, "DOWNLOAD_TRUSTED_ORIGINS"),
+]
+
+
+@pytest.mark.parametrize(("settings", "variable"), TRUSTED_ORIGINS)
+@pytest.mark.parametrize(
+    "origins",
+    [
+        "http://127.0.0.1:8123",
+        "https://127.0.0.2:4443, http://localhost:9",
+        "http://[::1]:3000",
+        "http://LocalHost:80",
+    ],
+)
+def test_trusted_origins_on_loopback_are_taken(settings: Any, variable: str, origins: str) -> None:
+    assert settings.from_environ({**REQUIRED, variable: origins})
+
+
+@pytest.mark.parametrize(("settings", "variable"), TRUSTED_ORIGINS)
+@pytest.mark.parametrize(
+    ("origin", "why"),
+    [
+        ("http://169.254.169.254", "not on loopback"),  # the instance metadata address
+        ("http://[fd00:ec2::254]:80", "not on loopback"),  # and its IPv6 twin
+        ("http://[::ffff:169.254.169.254]:80", "not on loopback"),
+        ("http://10.0.0.5:8080", "not on loopback"),
+        ("https://hooks.example.com", "not on loopback"),
+        ("http://metadata:80", "not on loopback"),  # a name: whatever it resolves to is trusted
+        ("http://2130706433:80", "not on loopback"),  # 127.0.0.1 in a spelling only some parsers read
+        ("http://127.0.0.1.nip.io:80", "not on loopback"),
+        ("ftp://127.0.0.1:21", "not exactly http(s)://host[:port]"),
+        ("http://127.0.0.1:8123/hooks", "not exactly http(s)://host[:port]"),
+        ("http://user@127.0.0.1:8123", "not exactly http(s)://host[:port]"),
+        ("http://127.0.0.1:99999", "not exactly http(s)://host[:port]"),
+    ],
+)
+def test_a_trusted_origin_off_loopback_is_refused_at_cold_start_naming_it(
+    settings: Any, variable: str, origin: str, why: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        settings.from_environ({**REQUIRED, variable: f"http://127.0.0.1:9,{origin}"})
+    message = str(raised.value)
+    assert f"{variable}: {origin!r} is {why}" in message, message
+    if why == "not on loopback":
+        assert "only a local stand-in on 127.0.0.1, [::1] or localhost may be trusted" in message
+
+
+def test_under_sam_local_a_container_of_its_network_may_be_trusted_but_never_an_address() -> None:
+    """sam local's Lambda containers reach the upstream emulator by its container name (net-upstream);
+    SAM CLI sets AWS_SAM_LOCAL=true in every container it runs, and nothing else does."""
+    environ = {**REQUIRED, "DOWNLOAD_TRUSTED_ORIGINS": "http://net-upstream:8080"}
+    with pytest.raises(ConfigError, match="is not on loopback"):
+        DownloaderSettings.from_environ(environ)
+    assert DownloaderSettings.from_environ({**environ, "AWS_SAM_LOCAL": "true"}).trusted_origin_list == (
+        "http://net-upstream:8080",
+    )
+    for address in ("http://169.254.169.254", "http://0xa9fea9fe:80", "http://10.0.0.5:80"):
+        with pytest.raises(ConfigError, match="is not on loopback"):
+            DownloaderSettings.from_environ(
+                {**REQUIRED, "AWS_SAM_LOCAL": "true", "DOWNLOAD_TRUSTED_ORIGINS": address}
+            )
+
+
 def test_the_upstream_url_loses_its_trailing_slashes() -> None:
     assert UpstreamSettings.from_environ({"KIE_API_BASE_URL": "https://up.example/v1//"}).base_url == (
         "https://up.example/v1"
@@ -231,7 +325,7 @@ def test_fields_keep_the_dataclass_order_inherited_ones_first() -> None:
         "ApiSettings(base_url='https://api.kie.ai', api_key_parameter='', timeout_seconds=10.0, "
         "tasks_table='t', record_ttl_days=30, images_bucket='b', public_base_url='', "
     )
-    assert shown.endswith("webhook_trusted_origins='')")
+    assert shown.endswith("webhook_trusted_origins='', cursor_key_secret='')")  # cursor_key: a secret
 
 
 def test_the_getters_read_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:

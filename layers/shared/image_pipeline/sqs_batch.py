@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from image_pipeline.task_models import MalformedRecord
+
 BatchResponse = dict[str, list[dict[str, str]]]
 
 
@@ -51,8 +53,9 @@ def process_batch(
 ) -> BatchResponse:
     """Run `handle` on every record; a record whose handler raised is reported as failed.
 
-    `reported`: exceptions the handler has already logged (a planned retry); any other one is logged
-    here with its traceback, since nothing else would say why the message came back.
+    `reported`: exceptions the handler has already logged (a planned retry); a message that is not one
+    of ours (MalformedRecord) is logged in one line, with why; any other exception is logged here with
+    its traceback, since nothing else would say why the message came back.
     """
     failures: list[dict[str, str]] = []
     for record in event.get("Records", []):
@@ -60,6 +63,10 @@ def process_batch(
         try:
             handle(message)
         except reported:
+            failures.append({"itemIdentifier": message.message_id})
+        except MalformedRecord as error:  # no retry can read it: its traceback would say nothing more
+            log.error("malformed message: it fails at every receive and ends in the dead-letter queue",
+                      extra={"message_id": message.message_id, "reason": str(error)})  # fmt: skip
             failures.append({"itemIdentifier": message.message_id})
         except Exception:
             log.exception("message failed; it comes back after its visibility timeout",
