@@ -23,6 +23,7 @@ the functions as it is set here, so any of them can be compressed for a local ru
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import signal
@@ -41,7 +42,7 @@ from devstack.local.lambda_runtime import LambdaPool
 from devstack.local.scheduler import Scheduler
 from devstack.local.sqs_poller import SqsPoller
 
-__all__ = ["LocalStack", "StackConfig", "loopback_origin"]
+__all__ = ["LocalStack", "PortInUseError", "StackConfig", "loopback_origin"]
 REGION = "us-east-1"
 
 
@@ -130,6 +131,17 @@ def function_settings_from(env: dict[str, str] | os._Environ[str]) -> dict[str, 
     return {name: env[name] for name in setting_variables() - STACK_OWNED if name in env}
 
 
+class PortInUseError(OSError):
+    """The front door's port is taken (by another `make local`, say)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"port {port} is already in use")
+        self.port = port
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -160,6 +172,16 @@ class LocalStack:
 
     def _start(self) -> None:
         config = self.config
+        # Bind the front door first: a port in use fails before anything else starts, and the callback
+        # URL the functions hand out must name its port.
+        try:
+            self.front_door = FrontDoor(
+                port=config.api_port, access_log=config.access_log, api_keys=config.api_keys
+            )
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUseError(config.api_port) from error
+            raise
         if config.aws_endpoint_url:
             self.endpoint_url = config.aws_endpoint_url
         else:
@@ -194,10 +216,6 @@ class LocalStack:
             ).start()
             self.upstream_url = self.emulator.base_url
 
-        # Bind the front door first: the callback URL the functions hand out must name its port.
-        self.front_door = FrontDoor(
-            port=config.api_port, access_log=config.access_log, api_keys=config.api_keys
-        )
         self.environments = self.function_environments(config.public_base_url or self.front_door.base_url)
         self.pool = LambdaPool(workers=config.workers, environments=self.environments)
         self.front_door.pool = self.pool
@@ -348,6 +366,13 @@ def main() -> int:
     stack = LocalStack(StackConfig.from_environment())
     try:
         stack.start()
+    except PortInUseError as error:
+        print(
+            f"could not start the local stack: {error} (another make local?). Stop what holds it, or"
+            f" choose another port with LOCAL_API_PORT: LOCAL_API_PORT={error.port + 1} make local",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as error:
         print(f"could not start the local stack: {error}", file=sys.stderr)
         return 1

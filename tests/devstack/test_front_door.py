@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -95,3 +97,23 @@ def test_the_connection_is_kept_after_a_403(door: FrontDoor, pool: FakePool) -> 
         connection.close()
     function, event = pool.events[before]
     assert (function, event["httpMethod"], event["path"]) == ("ApiFunction", "GET", "/tasks")
+
+
+def test_a_front_door_never_started_stops_at_once() -> None:
+    """LocalStack binds the front door before it starts anything else, and stops it if that fails."""
+    front_door = FrontDoor(port=0, access_log=False)
+    errors: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            front_door.stop()
+        except BaseException as error:
+            errors.append(error)
+
+    stopping = threading.Thread(target=stop, daemon=True)
+    stopping.start()
+    stopping.join(timeout=5)
+    assert not stopping.is_alive(), "stop() waited for a serve_forever that never ran"
+    assert errors == []
+    with socket.create_server(("127.0.0.1", urlsplit(front_door.base_url).port or 0)):
+        pass  # its port is free again
