@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import shlex
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -328,9 +329,11 @@ class LocalStack:
             if keys
             else "no API key locally"
         )
-        # The CLI's default is port 3000; any other port has to be named.
+        # The CLI's default is port 3000; any other port has to be named. With keys, the first one.
+        key = next(iter(keys)) if keys else None
         cli = ".venv/bin/imagegen" + ("" if self.api_url.endswith(":3000") else f" --api-url {self.api_url}")
-        cli += f" --api-key {next(iter(keys))}" if keys else ""
+        cli += f" --api-key {shlex.quote(key)}" if key else ""
+        curl_key = [f"       -H {shlex.quote(f'x-api-key: {key}')} \\"] if key else []
         return "\n".join(
             [
                 "Local stack is up.",
@@ -355,6 +358,7 @@ class LocalStack:
                 f'  {cli} generate "a red fox in snow" --size 3:2 --variants 2 --out ./images',
                 f"  {cli} status <taskId>",
                 f"  curl -s -X POST {self.api_url}/tasks -H 'Content-Type: application/json' \\",
+                *curl_key,
                 '       -d \'{"prompt": "a lighthouse at dusk", "size": "1:1"}\'',
                 "",
                 "Ctrl-C stops everything.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -129,6 +130,39 @@ def keyed_stack() -> Iterator[str]:
         yield read_banner(stack)
     finally:
         end(stack)
+
+
+def banner_command(banner: str, start: str) -> str:
+    """The command of the banner's "Try it" lines that begins with `start`, continuation lines and all."""
+    lines = banner.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.lstrip().startswith(start))
+    last = first
+    while lines[last].endswith("\\"):
+        last += 1
+    return "\n".join(lines[first : last + 1])
+
+
+def bash(command: str) -> subprocess.CompletedProcess[str]:
+    """A banner line as a user pastes it, from the repository's root."""
+    return subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_the_banners_curl_and_cli_lines_carry_the_key(keyed_stack: str) -> None:
+    curl = banner_command(keyed_stack, "curl ")
+    assert "-H 'x-api-key: KEY_A'" in curl, keyed_stack
+    submitted = bash(curl)
+    assert submitted.returncode == 0, submitted.stderr
+    task = json.loads(submitted.stdout)
+    assert task["status"] == "submitted", task
+    refused = bash(curl.replace("-H 'x-api-key: KEY_A'", ""))
+    assert json.loads(refused.stdout) == {"message": "Forbidden"}  # the key is what let it in
+
+    status = next(line for line in keyed_stack.splitlines() if line.endswith(" status <taskId>"))
+    shown = bash(status.strip().replace("<taskId>", task["taskId"]))
+    assert shown.returncode == 0, shown.stderr
+    assert task["taskId"] in shown.stdout
 
 
 def test_a_second_make_local_on_the_same_port_names_the_port_and_local_api_port(keyed_stack: str) -> None:
