@@ -30,18 +30,18 @@ help:  ## list the targets
 # uv installs the lock in seconds (pip takes minutes): the one on PATH, else uv==$(UV_VERSION) from PyPI into
 # the venv (a bare machine has only Python); pip installs the lock itself only when neither works.
 UV_VERSION := 0.9.7
-$(VENV)/.installed: requirements-dev.lock pyproject.toml
+$(VENV)/.installed: requirements-dev.lock pyproject.toml client/pyproject.toml
 	@python_bin="$$($(find_python))" && echo "using $$python_bin" && \
 	{ [ -x $(PY) ] && $(PY) -c 'import sys; assert sys.version_info[:2] == ($(subst .,$(comma),$(RUNTIME)))' 2>/dev/null || "$$python_bin" -m venv --clear $(VENV); }
 	@uv="$$(command -v uv || true)"; \
 	if [ -z "$$uv" ] && $(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" >/dev/null 2>&1; then uv=$(BIN)/uv; fi; \
 	if [ -n "$$uv" ] && echo "installing requirements-dev.lock with $$uv" && \
 		"$$uv" pip install --quiet --native-tls --python $(PY) --require-hashes -r requirements-dev.lock && \
-		"$$uv" pip install --quiet --native-tls --python $(PY) --no-deps -e .; then :; \
+		"$$uv" pip install --quiet --native-tls --python $(PY) --no-deps -e . -e ./client; then :; \
 	else \
 		echo "uv unavailable or failed: installing requirements-dev.lock with pip (slower)"; \
 		$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock && \
-		$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .; \
+		$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . -e ./client; \
 	fi
 	@touch $@
 

@@ -1,14 +1,15 @@
-"""A tiny real HTTP server on 127.0.0.1 for tests that fetch images (no mock of the network layer)."""
+"""A tiny real HTTP server on 127.0.0.1 for tests that fetch images (no mock of the network layer), on
+tests/loopback_server.py."""
 
 from __future__ import annotations
 
 import io
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.loopback_server import Exchange, LoopbackServer
 
 
 def png_bytes(width: int = 64, height: int = 48, colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:
@@ -41,32 +42,19 @@ class ImageServer:
 
 @contextmanager
 def image_server() -> Iterator[ImageServer]:
-    state: ImageServer
+    def handle(exchange: Exchange) -> None:
+        path = exchange.path.split("?", 1)[0]
+        state.requests.append(exchange.path)
+        replies = state.routes.get(path) or [Reply(404, b"not found", "text/plain")]
+        reply = replies.pop(0) if len(replies) > 1 else replies[0]
+        if reply.delay_seconds:
+            time.sleep(reply.delay_seconds)
+        exchange.send_response(reply.status)
+        exchange.send_header("Content-Type", reply.content_type)
+        exchange.send_header("Content-Length", str(len(reply.body)))
+        exchange.end_headers()
+        exchange.wfile.write(reply.body)
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            state.requests.append(self.path)
-            replies = state.routes.get(path) or [Reply(404, b"not found", "text/plain")]
-            reply = replies.pop(0) if len(replies) > 1 else replies[0]
-            if reply.delay_seconds:
-                time.sleep(reply.delay_seconds)
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = ImageServer(origin=f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with LoopbackServer(handle, methods=("GET",)) as server:
+        state = ImageServer(origin=server.origin)
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -23,6 +23,9 @@ class BackgroundServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        started = self._thread.ident is not None
+        if started:  # shutdown() waits for serve_forever: forever, if it never ran
+            self._server.shutdown()
         self._server.server_close()
-        self._thread.join(timeout=10)
+        if started:
+            self._thread.join(timeout=10)

@@ -1,4 +1,4 @@
-"""A local emulator of the 4o Image API and its sibling Flux Kontext (api.kie.ai), per docs/upstream.md.
+"""A local emulator of the 4o Image API, Flux Kontext and the Market (api.kie.ai), per docs/upstream.md.
 
 Run it alone::
 
@@ -19,6 +19,7 @@ Upstream endpoints (Bearer auth, ``{"code","msg","data"}`` envelopes, errors in 
     POST /api/v1/gpt4o-image/generate          GET  /api/v1/gpt4o-image/record-info?taskId=
     POST /api/v1/gpt4o-image/download-url      POST /api/v1/common/download-url
     POST /api/v1/flux/kontext/generate         GET  /api/v1/flux/kontext/record-info?taskId=
+    POST /api/v1/jobs/createTask               GET  /api/v1/jobs/recordInfo?taskId=
     GET  /api/v1/chat/credit                   GET  /s/<taskId>_<index>_<unixSec>_<4 digits>.png
 
 Flux Kontext tasks share the key, the generate rate limit (20 per 10 s, both APIs together), the
@@ -29,6 +30,16 @@ its ``aspectRatio``: ``resultImageUrl`` ``/s/<taskId>_0_<unixSec>_<4 digits>.jpg
 its callback is always the single-image shape, its failures 400, 500 or 501 (any other fail code is
 sent as 500), its record-info has no ``status``/``progress``, ISO 8601 times and successFlag 3 for
 a failed generation (``fail_flag=2``: 2, creation failed). Flux has no download-url of its own.
+
+Market tasks (``market.py``; the per-model rules and canvases in ``market_validation.py``, a table of
+the emulator's own that tests/emulator/test_market_agreement.py checks against the bundle's registry)
+share the same key, window, credits (``credits_per_image`` per image, given back when a task fails)
+and delivery. Every Market error is HTTP 200 with the code in the body, 429 included. recordInfo walks
+waiting -> queuing -> generating -> success/fail and is limited to ``market_record_info_rate_limit``
+(10) queries per second per task; results are ``/s/<taskId>_<i>_<unixSec>_<4 digits>.png|jpg|webp`` in
+the model's canvas (aspect ratio, 1K/2K/4K or size preset) and format, as many as ``num_images``; the
+callback is recordInfo-shaped (``state``, ``resultJson`` string, ``failCode`` string, code 501 on
+failure). The common download-url re-mints Market links; the 4o one answers "record is null".
 
 Fault switches
 --------------
@@ -64,6 +75,14 @@ marker anywhere in the prompt; task markers override run-wide values::
     submit_delay=S [30] generate creates the task but answers only after S seconds
     mirror_http         error envelopes also carry the code as HTTP status (429 always does)
     tolerance_error=C [500]  Flux: the code for a safetyTolerance out of range (default 422)
+    market_fail_code=501|reason [reason]  Market failure callback code: 501 (default) or the failCode
+    market_format=png|jpeg|webp [webp]    Market results of a model without a format field (default png)
+    market_blank=null|empty [empty]       Market recordInfo failCode/failMsg before/without a failure
+
+Market tasks honour fail (400, 500, 501; 451 is sent as failCode "500"), drop, duplicate, concurrent,
+submit, submit_delay, stall, gen, task_key, mirror_http and the file faults, from markers in
+``input.prompt``; shape, result_key, download_form, fail_flag, time_format and tolerance_error do
+not concern them.
 
 An unknown key in a prompt marker makes generate answer 422, so typos do not go unnoticed.
 

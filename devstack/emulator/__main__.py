@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--record-info-rate-limit", type=int, default=d.record_info_rate_limit, help="per s, 0 = off"
     )
+    p.add_argument(
+        "--market-record-info-rate-limit",
+        type=int,
+        default=d.market_record_info_rate_limit,
+        help="Market recordInfo per task per s, 0 = off",
+    )
     p.add_argument("--public-base-url", default=None, help="base of the URLs handed out")
     p.add_argument("--allow-external-callbacks", action="store_true", help="deliver to non-loopback hosts")
     p.add_argument("--faults", type=_faults, default={}, help='run-wide faults, e.g. "duplicate=2,trickle=1"')
@@ -84,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             credits=args.credits,
             generate_rate_limit=args.generate_rate_limit,
             record_info_rate_limit=args.record_info_rate_limit,
+            market_record_info_rate_limit=args.market_record_info_rate_limit,
             public_base_url=args.public_base_url,
             allow_external_callbacks=args.allow_external_callbacks,
             faults=args.faults,

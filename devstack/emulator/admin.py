@@ -37,7 +37,7 @@ class AdminMixin(CoreState):
             faults = self._faults_for(task)
             return {
                 "taskId": task.task_id,
-                "api": "flux-kontext" if task.is_flux else "gpt4o-image",
+                "api": {"flux": "flux-kontext", "market": "market"}.get(task.api, "gpt4o-image"),
                 "status": task.status,
                 "successFlag": task.success_flag,
                 "progress": task.progress(),

@@ -51,7 +51,10 @@ class Scheduler:
     def __init__(self, workers: int = MAX_WORKERS) -> None:
         self._heap: list[tuple[float, int, Callable[[], object]]] = []
         self._seq = itertools.count()
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._idle = threading.Condition(lock)  # notified when a job ends (see wait_idle)
+        self._running = 0  # jobs handed to the pool and not yet ended
         self._stopped = False
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emulator-work")
         self._thread = threading.Thread(target=self._run, name="emulator-scheduler", daemon=True)
@@ -80,23 +83,38 @@ class Scheduler:
                     self._cond.wait(timeout)
                     continue
                 _, _, fn = heapq.heappop(self._heap)
+                self._running += 1
             try:
                 self._pool.submit(self._guard, fn)
             except RuntimeError:  # the pool is shutting down
+                self._ended()
                 return
 
-    @staticmethod
-    def _guard(fn: Callable[[], object]) -> None:
+    def _guard(self, fn: Callable[[], object]) -> None:
         try:
             fn()
         except Exception:
             log.exception("emulator background job failed")
+        finally:
+            self._ended()
+
+    def _ended(self) -> None:
+        with self._idle:
+            self._running -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is due and nothing runs (a job's follow-ups are queued before it ends):
+        whatever the emulator was going to do by itself, it has done. False if `timeout` passed first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._heap and not self._running, timeout)
 
     def stop(self) -> None:
         with self._cond:
             self._stopped = True
             self._heap.clear()
             self._cond.notify_all()
+            self._idle.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         self._pool.shutdown(wait=True, cancel_futures=True)

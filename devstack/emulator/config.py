@@ -36,14 +36,17 @@ class EmulatorConfig:
     """Lifetime of a Flux Kontext task's ``originImageUrl`` after completion (the real 10 minutes)."""
     retention_seconds: float = FOURTEEN_DAYS
     generate_rate_limit: int = 20
-    """Generate requests (4o and Flux Kontext together) per window per API key; 0 disables the limit."""
+    """New tasks (4o, Flux Kontext and Market together) per window per API key; 0 disables the limit."""
     generate_rate_window_seconds: float = 10.0
     record_info_rate_limit: int = 3
     """record-info queries per window per task; 0 disables the limit."""
     record_info_rate_window_seconds: float = 1.0
+    market_record_info_rate_limit: int = 10
+    """Market recordInfo queries per window per task (a third party's 10 per second); 0 disables it."""
     credits: float = 1_000_000.0
     credits_per_image: float = 6.0
-    """Charged per 4o image and per Flux Kontext task (the contract prices neither model)."""
+    """Charged per 4o image, per Flux Kontext task and per Market image (the contract prices none);
+    a failed Market task gives its credits back (the Market charges successes only)."""
     public_base_url: str | None = None
     """Base of the URLs the emulator hands out; None = its own http://127.0.0.1:<port>."""
     allow_external_callbacks: bool = False

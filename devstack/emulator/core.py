@@ -3,7 +3,8 @@
 ========================  =====================================================================
 ``state.CoreState``       the tables and the lock, timers, callback dispatcher, start/stop
 ``account.AccountMixin``  Bearer key, rate limits, credit balance
-``tasks.TaskMixin``       generate, record-info, completion, callback and redelivery
+``tasks.TaskMixin``       generate, record-info, completion, callback and redelivery (4o, Flux)
+``market.MarketMixin``    the Market's createTask, recordInfo, states, results and callback
 ``links.LinkMixin``       download-url, presigned-style links, GETs of result files (file faults)
 ``admin.AdminMixin``      run-wide faults, inspection, reset
 ``callbacks``             scheduler and callback delivery (retries, duplicates, signing)
@@ -16,10 +17,10 @@ from __future__ import annotations
 from .account import AccountMixin
 from .admin import AdminMixin
 from .links import LinkMixin
-from .tasks import TaskMixin
+from .market import MarketMixin
 
 __all__ = ["EmulatorCore"]
 
 
-class EmulatorCore(AccountMixin, TaskMixin, LinkMixin, AdminMixin):
+class EmulatorCore(AccountMixin, MarketMixin, LinkMixin, AdminMixin):
     """All state behind one lock; the HTTP layer only parses and streams."""

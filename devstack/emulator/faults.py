@@ -152,6 +152,18 @@ FAULT_KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
         _int_in({422, 500}, 500),
         "Flux generate's code for a safetyTolerance out of range (default 422; 500 per a quick start)",
     ),
+    "market_fail_code": (
+        _choice("501", "reason", default="reason"),
+        "Market failure callbacks' code: always 501 (default), or the failCode itself (400/500/501)",
+    ),
+    "market_format": (
+        _choice("png", "jpeg", "webp", default="webp"),
+        "the format of a Market model's results when the model has no format field (default png)",
+    ),
+    "market_blank": (
+        _choice("null", "empty", default="empty"),
+        'Market recordInfo failCode/failMsg of a task that has not failed: null (default) or ""',
+    ),
 }
 
 _ALIASES = {"resulturls": "result_key", "timeformat": "time_format", "taskkey": "task_key"}
@@ -225,6 +237,9 @@ class Faults:
     submit_delay: float = 0.0
     mirror_http: bool = False
     tolerance_error: int = 422
+    market_fail_code: str = "501"
+    market_format: str = "png"
+    market_blank: str = "null"
 
     @classmethod
     def build(cls, *layers: Mapping[str, Any]) -> Faults:

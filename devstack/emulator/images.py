@@ -1,7 +1,7 @@
-"""Deterministic result images: colour bands, the prompt, and the variant (4o) or the model (Flux).
+"""Deterministic result images: colour bands, the prompt, and the variant (4o) or the model (Flux, Market).
 
-The same request always gives the same PNG (or Flux JPEG) bytes, so a sha256 recorded when the task
-completes matches what a downloader later stores.
+The same request always gives the same PNG (or JPEG, or WebP) bytes, so a sha256 recorded when the
+task completes matches what a downloader later stores.
 """
 
 from __future__ import annotations
@@ -59,18 +59,27 @@ def _label(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, font: _Fon
 
 
 def _draw(
-    task_id: str, index: int, title: str, text: str, footer: str, dims: tuple[int, int], fmt: str
+    task_id: str,
+    index: int,
+    title: str,
+    text: str,
+    footer: str,
+    dims: tuple[int, int],
+    fmt: str,
+    text_scale: int | None = None,
 ) -> bytes:
+    """``text_scale``: the width the lettering is sized for (default the image's width)."""
     width, height = dims
     image = Image.new("RGB", (width, height))
     draw = ImageDraw.Draw(image)
     band = height // _BANDS + 1
     for i, colour in enumerate(_palette(task_id, index)):
         draw.rectangle((0, i * band, width, (i + 1) * band), fill=colour)
-    prompt_px = max(28, width // 24)
-    big_px = max(48, width // 12)
-    big, medium, small = _font(big_px), _font(prompt_px), _font(max(20, width // 48))
-    margin = width // 24
+    scale = text_scale or width
+    prompt_px = max(28, scale // 24)
+    big_px = max(48, scale // 12)
+    big, medium, small = _font(big_px), _font(prompt_px), _font(max(20, scale // 48))
+    margin = scale // 24
     _label(draw, (margin, margin), title, big)
     chars_per_line = max(16, int((width - 2 * margin) / (prompt_px * 0.52)))
     max_lines = max(3, int((height - 2 * big_px - 3 * margin) / (prompt_px * 1.3)))
@@ -85,6 +94,8 @@ def _draw(
     out = io.BytesIO()
     if fmt == "jpeg":
         image.save(out, "JPEG", quality=90)
+    elif fmt == "webp":
+        image.save(out, "WEBP", quality=80, method=0)
     else:
         image.save(out, "PNG", compress_level=1)
     return out.getvalue()
@@ -134,6 +145,26 @@ def render_flux(
             f"{aspect_ratio} {output_format}  task {task_id}",
             FLUX_SIZES[aspect_ratio],
             output_format,
+        ),
+    )
+
+
+def render_market(
+    task_id: str, index: int, count: int, model: str, prompt: str, dims: tuple[int, int], fmt: str
+) -> bytes:
+    """One Market result (``index`` of ``count``): ``dims`` pixels in ``fmt`` (png, jpeg or webp)."""
+    width, height = dims
+    return _cached(
+        ("market", task_id, index, count, model, prompt, width, height, fmt),
+        lambda: _draw(
+            task_id,
+            index,
+            f"{model}  {index + 1} / {count}",
+            prompt,
+            f"{width}x{height} {fmt}  task {task_id}",
+            dims,
+            fmt,
+            text_scale=min(width, 2 * height),
         ),
     )
 

@@ -2,8 +2,9 @@
 
 4o results are ``<taskId>_<index>_<unixSec>_<4 digits>.png``; a Flux Kontext task's are
 ``<taskId>_0_...`` (its ``resultImageUrl``) and ``<taskId>_origin_...`` (``originImageUrl``), ``.jpg``
-or ``.png``. Flux has no download-url of its own: the 4o one answers "record is null" for a Flux task,
-while the common one (any file the platform made) serves both.
+or ``.png``; a Market task's ``<taskId>_<index>_...`` in ``.png``, ``.jpg`` or ``.webp``. Flux and the
+Market have no download-url of their own: the 4o one answers "record is null" for their tasks, while the
+common one (any file the platform made) serves all three.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .images import padded_chunks, padded_length
 from .model import ApiReply, FileReply, ResultImage, Task, envelope
 from .state import CoreState
 
-NAME_RE = re.compile(r"^(?P<task>[0-9a-f]{32})_(?:\d+|origin)_\d+_\d{4}\.(?:png|jpg)$")
+NAME_RE = re.compile(r"^(?P<task>[0-9a-f]{32})_(?:\d+|origin)_\d+_\d{4}\.(?:png|jpg|webp)$")
 MAX_LINKS = 20_000
 SLOW_FIRST_TRICKLE_SECONDS = 30.0  # longer than any sane download deadline: the fetch times out
 HTML_PAGE = (
@@ -63,7 +64,7 @@ class LinkMixin(CoreState):
                 task = self._tasks.get(str(task_id))
             if task is not None:
                 image = next((i for i in task.images if i.url == url or url.endswith("/s/" + i.name)), None)
-        if task is None or (task.is_flux and not generic):
+        if task is None or (task.api != "4o" and not generic):
             return self._error(422, "record is null", run)
         faults = self._faults_for(task)
         if time.time() - task.created_at > self.config.retention_seconds:
@@ -183,6 +184,11 @@ class LinkMixin(CoreState):
     def record_served(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self._served.append(entry)
+
+    def amend_served(self, entry: dict[str, Any], **changes: Any) -> None:
+        """Correct a serve recorded before its last byte went out, when that byte did not."""
+        with self._lock:
+            entry.update(changes)
 
 
 def _s3_error(status: int, code: str, message: str) -> FileReply:

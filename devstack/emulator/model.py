@@ -1,4 +1,4 @@
-"""What the emulated service holds and answers: tasks (4o or Flux Kontext), images, replies, messages."""
+"""What the emulated service holds and answers: tasks (4o, Flux Kontext, Market), images, replies."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .faults import Faults
-from .images import render_flux, render_png
+from .images import render_flux, render_market, render_png
+from .market_validation import MarketRequest
 from .validation import FluxRequest, GenerateRequest
 
 MAX_DELIVERY_RECORDS = 500
@@ -91,7 +92,7 @@ class ResultImage:
 class Task:
     task_id: str
     api_key: str
-    request: GenerateRequest | FluxRequest
+    request: GenerateRequest | FluxRequest | MarketRequest
     param_json: str
     faults: dict[str, Any]
     created_at: float
@@ -107,6 +108,7 @@ class Task:
     callback_body: dict[str, Any] | None = None
     deliveries: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_DELIVERY_RECORDS))
     info_hits: deque[float] = field(default_factory=deque)
+    credits_charged: float = 0.0
 
     def progress(self) -> str:
         """record-info's ``progress``: rises with the generation time, "1.00" once it succeeded."""
@@ -121,9 +123,26 @@ class Task:
     def is_flux(self) -> bool:
         return isinstance(self.request, FluxRequest)
 
+    @property
+    def api(self) -> str:
+        """Which API the task belongs to: "4o", "flux" or "market" (each sees only its own)."""
+        if isinstance(self.request, FluxRequest):
+            return "flux"
+        return "market" if isinstance(self.request, MarketRequest) else "4o"
+
     def render(self, index: int) -> bytes:
         """The bytes of result ``index`` (the same every time)."""
         request = self.request
+        if isinstance(request, MarketRequest):
+            return render_market(
+                self.task_id,
+                index,
+                request.images,
+                request.model,
+                request.prompt,
+                (request.width, request.height),
+                request.output_format or "png",
+            )
         if isinstance(request, FluxRequest):
             return render_flux(
                 self.task_id,

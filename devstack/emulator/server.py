@@ -155,6 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
             ("POST", "/gpt4o-image/generate"): self._generate,
             ("GET", "/gpt4o-image/record-info"): self._record_info,
             ("POST", "/flux/kontext/generate"): self._flux_generate,
+            ("POST", "/jobs/createTask"): self._market_create_task,
+            ("GET", "/jobs/recordInfo"): self._market_record_info,
             ("GET", "/flux/kontext/record-info"): self._flux_record_info,
             ("POST", "/gpt4o-image/download-url"): self._download_url,
             ("POST", "/common/download-url"): self._common_download_url,
@@ -186,6 +188,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _flux_record_info(self, _api_key: str, query: dict[str, str]) -> None:
         self._reply(self.core.record_info(query.get("taskId"), flux=True))
 
+    def _market_create_task(self, api_key: str, _query: dict[str, str]) -> None:
+        ok, body = self._read_json()
+        self._reply(self.core.market_create_task(api_key, body if ok else None))
+
+    def _market_record_info(self, _api_key: str, query: dict[str, str]) -> None:
+        self._reply(self.core.market_record_info(query.get("taskId")))
+
     def _download_url(self, _api_key: str, _query: dict[str, str]) -> None:
         ok, body = self._read_json()
         self._reply(self.core.download_url(body if ok else None, generic=False))
@@ -209,32 +218,47 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         digest = hashlib.sha256()
+        served: dict[str, Any] | None = None
+
+        def record(sha256: str, sent: int) -> None:
+            nonlocal served
+            served = {
+                "path": "/s/" + name,
+                "presigned": "X-Amz-Signature" in query,
+                "taskId": reply.task_id,
+                "index": reply.index,
+                "status": reply.status,
+                "sha256": sha256,
+                "bytes": sent,
+                "declaredLength": reply.declared_length,
+                "complete": sent == reply.declared_length,
+                "faults": list(reply.applied),
+                "at": time.time(),
+            }
+            self.core.record_served(served)
+
+        # A serve is recorded before its last byte leaves: a client that has read the whole body (and any
+        # admin request it makes next) finds it recorded. A truncated body ends when the connection
+        # closes, after the record below. (No 200 here has an empty body.)
         sent = 0
-        complete = False
         try:
-            sent = self._stream(reply, digest)
-            complete = sent == reply.declared_length
+            sent = self._stream(reply, digest, record if reply.status == 200 else None)
         finally:
             if reply.status == 200:
-                self.core.record_served(
-                    {
-                        "path": "/s/" + name,
-                        "presigned": "X-Amz-Signature" in query,
-                        "taskId": reply.task_id,
-                        "index": reply.index,
-                        "status": reply.status,
-                        "sha256": digest.hexdigest(),
-                        "bytes": sent,
-                        "declaredLength": reply.declared_length,
-                        "complete": complete,
-                        "faults": list(reply.applied),
-                        "at": time.time(),
-                    }
-                )
-            if not complete:
+                if served is None:
+                    record(digest.hexdigest(), sent)
+                elif served["bytes"] != sent:  # the last write failed: what was really sent
+                    self.core.amend_served(
+                        served, sha256=digest.hexdigest(), bytes=sent, complete=sent == reply.declared_length
+                    )
+            if sent != reply.declared_length:
                 self.close_connection = True
 
-    def _stream(self, reply: FileReply, digest: Any) -> int:
+    def _stream(
+        self, reply: FileReply, digest: Any, before_last: Callable[[str, int], None] | None = None
+    ) -> int:
+        """Write the body (`digest` takes what was written); `before_last(sha256, length)` is called with
+        the whole body's digest and length just before its last piece is written."""
         remaining = reply.length
         piece = max(1, math.ceil(reply.length / TRICKLE_PIECES)) if reply.trickle_seconds else 1 << 20
         pause = reply.trickle_seconds / TRICKLE_PIECES if reply.trickle_seconds else 0.0
@@ -244,6 +268,10 @@ class _Handler(BaseHTTPRequestHandler):
                 if remaining <= 0:
                     return sent
                 part = chunk[start : start + min(piece, remaining)]
+                if before_last is not None and len(part) == remaining:
+                    whole = digest.copy()
+                    whole.update(part)
+                    before_last(whole.hexdigest(), sent + len(part))
                 self.wfile.write(part)
                 digest.update(part)
                 sent += len(part)
@@ -417,6 +445,12 @@ class EmulatorServer:
                 return True
             time.sleep(interval)
         return predicate()
+
+    def wait_until_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no timer is due and no background job runs (a completion, a callback attempt):
+        what the emulator would still do by itself is done, so an absence can be asserted. False if
+        `timeout` passed first (a retry schedule or a generation longer than that is still pending)."""
+        return self.core.scheduler.wait_idle(timeout)
 
     def wait_for_deliveries(
         self, task_id: str, count: int = 1, timeout: float = 10.0

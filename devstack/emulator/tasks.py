@@ -106,13 +106,13 @@ class TaskMixin(CoreState):
 
     # ----------------------------------------------------------------- API: record-info
     def record_info(self, task_id: str | None, *, flux: bool = False) -> ApiReply:
-        """``GET .../record-info?taskId=`` of either API; a task of the other API is not found."""
+        """``GET .../record-info?taskId=`` of either API; a task of another API is not found."""
         run = self._faults_for(None)
         if not task_id:
             return self._error(422, "taskId: This field is required", run)
         with self._lock:
             task = self._tasks.get(task_id)
-            if task is None or task.is_flux != flux:
+            if task is None or task.api != ("flux" if flux else "4o"):
                 return self._error(422, "record is null", run)
             allowed = hit(
                 task.info_hits,

@@ -6,8 +6,10 @@ HTML instead of an image, bursts of SQS send errors, S3 put errors and DynamoDB 
 downloader that crashes after a batch, and an image host outage longer than the queue's own retries
 (the reconciler must re-queue it). Most tasks ask for a webhook, to a receiver on loopback that
 answers 5xx, holds its answer past the sender's timeout or trickles its body (chaos_receiver.py).
-Fails unless lost = 0, duplicates = 0, unfinished = 0 and notify lost = 0: every task ends `stored` or
-`failed`, and every ended task that asked for a webhook was delivered as one verified event.
+Fails unless lost = 0, duplicates = 0, unowned = 0, paid twice = 0, unfinished = 0 and notify lost = 0:
+every task ends `stored` or `failed`, readable by its submitter (also when generate's answer timed out),
+generated once per Idempotency-Key, and every ended task that asked for a webhook was delivered as one
+verified event.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ SCENARIOS: list[tuple[str, int, str, int | str | None]] = [
     ("failed 501", 2, "[fault:fail=501]", 501),
     ("html image", 2, "[fault:html]", "download_rejected"),
     ("dropped + failed", 2, "[fault:drop,fail=500]", 500),
+    # generate answers after the API's timeout (KIE_API_TIMEOUT_SECONDS below): 202 "submitting"
+    ("submit timeout", 6, "[fault:submit_delay=4]", None),
 ]
 SUBMIT_ATTEMPTS = 40
 WEBHOOK_SHARE = 0.9  # of the tasks ask for a webhook
@@ -130,6 +134,8 @@ class Tally:
     stored: int = 0
     duplicates: int = 0
     lost: int = 0
+    unowned: int = 0  # an ended task its submitter cannot read (GET is not 200)
+    paid_twice: int = 0  # more than one upstream generation for one Idempotency-Key
     unfinished: int = 0  # still submitted or downloading when the run settled
     failed_as_expected: int = 0
     webhooks: int = 0  # ended tasks that asked for one
@@ -139,7 +145,14 @@ class Tally:
 
     @property
     def passed(self) -> bool:
-        return (self.lost, self.duplicates, self.unfinished, self.notify_lost) == (0, 0, 0, 0)
+        return (
+            self.lost,
+            self.duplicates,
+            self.unfinished,
+            self.notify_lost,
+            self.unowned,
+            self.paid_twice,
+        ) == (0, 0, 0, 0, 0, 0)
 
 
 def tally_notification(result: Tally, task: Planned, record: dict[str, Any], receiver: ChaosReceiver) -> None:
@@ -185,8 +198,8 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver
         upstream_tasks[prompt] += 1
     for task in planned:
         result.images_expected += task.images_expected
-        if upstream_tasks[task.prompt] > 1:
-            result.duplicates += upstream_tasks[task.prompt] - 1
+        if upstream_tasks[task.prompt] > 1:  # each task has its own prompt and its own key
+            result.paid_twice += upstream_tasks[task.prompt] - 1
             result.problems.append(
                 f"#{task.number} {task.scenario}: generated {upstream_tasks[task.prompt]} times"
             )
@@ -194,7 +207,12 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver
             result.lost += 1
             result.problems.append(f"#{task.number} {task.scenario}: never submitted ({task.submit_error})")
             continue
-        record = api.get(f"/tasks/{task.task_id}").json()
+        answer = api.get(f"/tasks/{task.task_id}")
+        if answer.status_code != 200:
+            result.unowned += 1
+            result.problems.append(f"#{task.number} {task.scenario} {task.task_id}: GET {answer.status_code}")
+            continue
+        record = answer.json()
         if record.get("status") not in ("stored", "failed"):
             result.unfinished += 1
             result.problems.append(
@@ -205,8 +223,7 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver
             tally_notification(result, task, record, receiver)
         listed = stack.emulator.inspect_task(record.get("upstreamTaskId") or task.task_id)["images"]
         generated = {image["index"]: image["sha256"] for image in listed}
-        objects = s3.list_objects_v2(Bucket=stack.resources.images_bucket, Prefix=f"images/{task.task_id}/")
-        keys = [item["Key"] for item in objects.get("Contents", [])]
+        copies = stored_copies(s3, stack.resources.images_bucket, task.task_id)
         if task.expected_failure is not None:
             error = record.get("error") or {}
             if record["status"] == "failed" and error.get("code") == task.expected_failure:
@@ -238,12 +255,19 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver
             result.problems.append(
                 f"#{task.number} {task.scenario}: {len(good)}/{task.images_expected} images intact"
             )
-        if len(keys) > task.images_expected or len(record["images"]) > task.images_expected:
-            result.duplicates += max(len(keys), len(record["images"])) - task.images_expected
+        if copies > task.images_expected or len(record["images"]) > task.images_expected:
+            result.duplicates += max(copies, len(record["images"])) - task.images_expected
             result.problems.append(
-                f"#{task.number} {task.scenario}: {len(keys)} objects for {task.images_expected}"
+                f"#{task.number} {task.scenario}: {copies} object versions for {task.images_expected}"
             )
     return result
+
+
+def stored_copies(s3: Any, bucket: str, task_id: str) -> int:
+    """Every version of every object under the task's prefix (the bucket is versioned, as deployed): an
+    image written twice to its key is two copies, an overwrite a duplicate like a second key."""
+    versions = s3.list_object_versions(Bucket=bucket, Prefix=f"images/{task_id}/").get("Versions", [])
+    return len(versions)
 
 
 def chaos_config(seed: int, webhook_origin: str, webhook_secret: str) -> tuple[StackConfig, AwsFaults]:
@@ -259,6 +283,8 @@ def chaos_config(seed: int, webhook_origin: str, webhook_secret: str) -> tuple[S
         poller_crash_probability=0.05,
         extra_environment={
             "DOWNLOAD_DEADLINE_SECONDS": "3",
+            # Shorter than the "submit timeout" scenario's delay: its generate call gets no answer.
+            "KIE_API_TIMEOUT_SECONDS": "3",
             "DOWNLOAD_RETRY_BASE_SECONDS": "1",
             # The reconciler re-queues what the queue gave up on, and ends downloads past their bound.
             "DOWNLOAD_CHECK_AFTER_SECONDS": "20",
@@ -312,6 +338,15 @@ def notification_settled(record: dict[str, Any]) -> bool:
     return not ended(record) or state in ("delivered", "failed")
 
 
+def settle(stack: LocalStack, deadline: float) -> None:
+    """Until the deadline: the upstream has no callback left to deliver and the stack's queues are empty
+    (a batch that crashed comes back after its visibility timeout, and is handled before the count)."""
+    if stack.emulator is not None:
+        stack.emulator.wait_until_idle(max(0.0, deadline - time.monotonic()))
+    while stack.queued_messages() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def run(count: int, seed: int, timeout: float, out: Any = sys.stdout) -> Tally:
     planned = plan(count, seed)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -341,7 +376,7 @@ def run(count: int, seed: int, timeout: float, out: Any = sys.stdout) -> Tally:
                 wait_until(
                     api, asked, notification_settled, min(deadline, time.monotonic() + NOTIFY_SETTLE_SECONDS)
                 )
-                time.sleep(2)  # let any (wrong) late duplicate land before counting
+                settle(stack, deadline)  # any (wrong) late duplicate has landed before the count
                 result = tally(stack, planned, api, receiver)
             elapsed = time.monotonic() - started
             print_report(
@@ -384,6 +419,8 @@ def print_report(
         "stored": result.stored,
         "duplicates": result.duplicates,
         "lost": result.lost,
+        "unowned": result.unowned,
+        "paid twice": result.paid_twice,
         "unfinished": result.unfinished,
         "failed as expected": result.failed_as_expected,
         "webhooks": result.webhooks,

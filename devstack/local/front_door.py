@@ -5,6 +5,9 @@ API keys, as API Gateway checks them: with LOCAL_API_KEYS="alice:KEY_A,bob:KEY_B
 a key answers 403 {"message": "Forbidden"} without a known `x-api-key`, and passes the key's name to
 the function as requestContext.identity.apiKeyId. Without it no key is needed (every request is the
 client "local").
+
+A method or path template.yaml does not route (TRACE /tasks, PUT /tasks, GET /nowhere) answers 403
+{"message": "Missing Authentication Token"} as JSON, as API Gateway does.
 """
 
 from __future__ import annotations
@@ -150,6 +153,13 @@ class FrontDoor(BackgroundServer):
                     sys.stderr.write(f"[api] {self.command} {self.path.split('?', 1)[0]}: caller went away\n")
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+            def __getattr__(self, name: str) -> Any:
+                # Any other method (TRACE, CONNECT, PROPFIND, ...) is matched like the rest, so it gets
+                # API Gateway's JSON 403 rather than http.server's HTML 501 "Unsupported method".
+                if name.startswith("do_"):
+                    return self._handle
+                raise AttributeError(name)
 
         server = ThreadingHTTPServer((host, port), Handler)
         server.daemon_threads = True

@@ -121,11 +121,20 @@ def _invoke_in_worker(spec: FunctionSpec, event: dict[str, Any]) -> dict[str, An
     return result
 
 
-def _invoke_timed_in_worker(spec: FunctionSpec, event: dict[str, Any]) -> tuple[dict[str, Any], float]:
-    """The invocation and its duration in the worker: what Lambda bills, without the wait for a worker."""
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class Timed:
+    """One invocation as its worker saw it (the benchmarks' billed GB-seconds and their latencies)."""
+
+    result: dict[str, Any]
+    started_at: float  # wall clock (time.time()) as the handler was entered
+    seconds: float  # its duration in the worker: what Lambda bills, without the wait for a worker
+    cpu_seconds: float  # the worker process's CPU time over it (every thread)
+
+
+def _invoke_timed_in_worker(spec: FunctionSpec, event: dict[str, Any]) -> Timed:
+    started_at, started, cpu = time.time(), time.perf_counter(), time.process_time()
     result = _invoke_in_worker(spec, event)
-    return result, time.perf_counter() - started
+    return Timed(result, started_at, time.perf_counter() - started, time.process_time() - cpu)
 
 
 class LambdaPool:
@@ -148,8 +157,8 @@ class LambdaPool:
     def submit(self, logical_id: str, event: dict[str, Any]) -> Future[dict[str, Any]]:
         return self._executor.submit(_invoke_in_worker, self.specs[logical_id], event)
 
-    def submit_timed(self, logical_id: str, event: dict[str, Any]) -> Future[tuple[dict[str, Any], float]]:
-        """As submit, with the invocation's own duration (the benchmarks' billed GB-seconds)."""
+    def submit_timed(self, logical_id: str, event: dict[str, Any]) -> Future[Timed]:
+        """As submit, with when the handler was entered, its own duration and CPU time (the benchmarks')."""
         return self._executor.submit(_invoke_timed_in_worker, self.specs[logical_id], event)
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -23,8 +23,10 @@ the functions as it is set here, so any of them can be compressed for a local ru
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
+import shlex
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ from devstack.local.lambda_runtime import LambdaPool
 from devstack.local.scheduler import Scheduler
 from devstack.local.sqs_poller import SqsPoller
 
-__all__ = ["LocalStack", "StackConfig", "loopback_origin"]
+__all__ = ["LocalStack", "PortInUseError", "StackConfig", "loopback_origin"]
 REGION = "us-east-1"
 
 
@@ -130,6 +132,17 @@ def function_settings_from(env: dict[str, str] | os._Environ[str]) -> dict[str, 
     return {name: env[name] for name in setting_variables() - STACK_OWNED if name in env}
 
 
+class PortInUseError(OSError):
+    """The front door's port is taken (by another `make local`, say)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"port {port} is already in use")
+        self.port = port
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -147,6 +160,7 @@ class LocalStack:
         self.environments: dict[str, dict[str, str]] = {}
         self.webhook_secret = ""
         self._froze = False
+        self._sqs: Any = None  # queued_messages()'s client
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -160,6 +174,16 @@ class LocalStack:
 
     def _start(self) -> None:
         config = self.config
+        # Bind the front door first: a port in use fails before anything else starts, and the callback
+        # URL the functions hand out must name its port.
+        try:
+            self.front_door = FrontDoor(
+                port=config.api_port, access_log=config.access_log, api_keys=config.api_keys
+            )
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUseError(config.api_port) from error
+            raise
         if config.aws_endpoint_url:
             self.endpoint_url = config.aws_endpoint_url
         else:
@@ -194,10 +218,6 @@ class LocalStack:
             ).start()
             self.upstream_url = self.emulator.base_url
 
-        # Bind the front door first: the callback URL the functions hand out must name its port.
-        self.front_door = FrontDoor(
-            port=config.api_port, access_log=config.access_log, api_keys=config.api_keys
-        )
         self.environments = self.function_environments(config.public_base_url or self.front_door.base_url)
         self.pool = LambdaPool(workers=config.workers, environments=self.environments)
         self.front_door.pool = self.pool
@@ -318,6 +338,24 @@ class LocalStack:
                 raise LookupError(f"task {task_id} has no upstream id after {timeout:g} s")
             time.sleep(0.1)
 
+    def queued_messages(self) -> int:
+        """Messages on the stack's queues (their dead-letter queues aside), visible, in flight or delayed:
+        0 once every message sent to them has been handled and deleted."""
+        assert self.resources is not None
+        if self._sqs is None:
+            region = os.environ.get("AWS_DEFAULT_REGION", REGION)  # the stack's, while it runs
+            self._sqs = boto3.client("sqs", endpoint_url=self.endpoint_url, region_name=region)
+        counts = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        total = 0
+        for queue in self.resources.queues.values():
+            answer = self._sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=counts)
+            total += sum(int(answer["Attributes"][name]) for name in counts)
+        return total
+
     def describe(self) -> str:
         assert self.resources is not None
         upstream = (
@@ -332,9 +370,11 @@ class LocalStack:
             if keys
             else "no API key locally"
         )
-        # The CLI's default is port 3000; any other port has to be named.
+        # The CLI's default is port 3000; any other port has to be named. With keys, the first one.
+        key = next(iter(keys)) if keys else None
         cli = ".venv/bin/imagegen" + ("" if self.api_url.endswith(":3000") else f" --api-url {self.api_url}")
-        cli += f" --api-key {next(iter(keys))}" if keys else ""
+        cli += f" --api-key {shlex.quote(key)}" if key else ""
+        curl_key = [f"       -H {shlex.quote(f'x-api-key: {key}')} \\"] if key else []
         return "\n".join(
             [
                 "Local stack is up.",
@@ -359,6 +399,7 @@ class LocalStack:
                 f'  {cli} generate "a red fox in snow" --size 3:2 --variants 2 --out ./images',
                 f"  {cli} status <taskId>",
                 f"  curl -s -X POST {self.api_url}/tasks -H 'Content-Type: application/json' \\",
+                *curl_key,
                 '       -d \'{"prompt": "a lighthouse at dusk", "size": "1:1"}\'',
                 "",
                 "Ctrl-C stops everything.",
@@ -370,6 +411,13 @@ def main() -> int:
     stack = LocalStack(StackConfig.from_environment())
     try:
         stack.start()
+    except PortInUseError as error:
+        print(
+            f"could not start the local stack: {error} (another make local?). Stop what holds it, or"
+            f" choose another port with LOCAL_API_PORT: LOCAL_API_PORT={error.port + 1} make local",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as error:
         print(f"could not start the local stack: {error}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import shutil
 import sys
@@ -27,16 +28,19 @@ def local_environments(
     public_base_url: str,
     api_key: str,
     hmac_key: str,
+    cursor_key: str = "",
 ) -> dict[str, dict[str, str]]:
-    """Each function's own variables, resolved as the docker-free stack resolves them, for these addresses."""
+    """Each function's own variables, resolved as the docker-free stack resolves them, for these addresses
+    (the cursors' signing key: `cursor_key`, else a new one)."""
+    values = LocalValues(
+        resources=resources,
+        upstream_url=upstream_url,
+        callback_base_url=public_base_url,
+        upstream_api_key=api_key,
+        hmac_key=hmac_key,
+    )
     environments = function_environments(
-        LocalValues(
-            resources=resources,
-            upstream_url=upstream_url,
-            callback_base_url=public_base_url,
-            upstream_api_key=api_key,
-            hmac_key=hmac_key,
-        )
+        dataclasses.replace(values, cursor_key=cursor_key) if cursor_key else values
     )
     for environment in environments.values():
         if "DOWNLOAD_TRUSTED_ORIGINS" in environment:

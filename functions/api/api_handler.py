@@ -207,6 +207,7 @@ def get_tasks(
         limit=limit,
         status=TaskStatus(status) if status else None,
         cursor=cursor,
+        cursor_key=lambda: wiring.cursor_key(settings),
     )
     return _json(200, page)
 

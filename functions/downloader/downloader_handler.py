@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -21,7 +20,7 @@ from image_pipeline.logic.downloads import RetryLater, download_image
 from image_pipeline.logic.records import confirm_submit
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import DownloaderSettings, downloader_settings
-from image_pipeline.sqs_batch import BatchResponse, QueueMessage, process_batch
+from image_pipeline.sqs_batch import BatchResponse, InvocationClock, QueueMessage, hand_back, process_batch
 from image_pipeline.task_models import ConfirmSubmit, DownloadJob, MalformedRecord
 
 if TYPE_CHECKING:
@@ -38,23 +37,8 @@ STORE_MARGIN_SECONDS = 5.0
 MIN_FETCH_SECONDS = 5.0
 
 
-class InvocationClock:
-    """The current invocation's end, as the Lambda context reports it."""
-
-    ends_at = float("inf")
-
-    @classmethod
-    def start(cls, context: LambdaContext) -> None:
-        cls.ends_at = time.monotonic() + context.get_remaining_time_in_millis() / 1000
-
-    @classmethod
-    def time_left(cls) -> float:
-        """Seconds this invocation can still spend on fetching."""
-        return cls.ends_at - time.monotonic() - STORE_MARGIN_SECONDS
-
-
-class NoTimeToStart(Exception):
-    """The record was not started and could not be handed back: it returns after its visibility."""
+# Seconds this invocation can still spend on fetching (image_pipeline.sqs_batch).
+clock = InvocationClock(margin_seconds=STORE_MARGIN_SECONDS)
 
 
 def retry_delay(receive_count: int, base_seconds: int) -> int:
@@ -64,7 +48,7 @@ def retry_delay(receive_count: int, base_seconds: int) -> int:
 def fetch(url: str) -> FetchedImage:
     """One safe fetch, bounded by the policy's deadline and by what is left of the invocation."""
     policy = wiring.fetch_policy(downloader_settings())
-    budget = min(policy.deadline_seconds, InvocationClock.time_left())
+    budget = min(policy.deadline_seconds, clock.time_left())
     if budget < 1:
         raise RetryLater("no time left in this invocation to fetch the image")
     if budget < policy.deadline_seconds:
@@ -74,7 +58,7 @@ def fetch(url: str) -> FetchedImage:
 
 def process_record(record: QueueMessage) -> str:
     settings = downloader_settings()
-    if InvocationClock.time_left() < MIN_FETCH_SECONDS:
+    if clock.time_left() < MIN_FETCH_SECONDS:
         return _hand_back(record)
     if _kind(record.body) == "confirmTask":
         return _confirm_submit(ConfirmSubmit.from_message(record.body), settings)
@@ -86,7 +70,7 @@ def process_record(record: QueueMessage) -> str:
             blobs=wiring.image_store(settings.images_bucket),
             fetch=fetch,
             upstream=wiring.upstream_client(settings),
-            time_left=InvocationClock.time_left,
+            time_left=clock.time_left,
             notices=wiring.notices(settings.notification_queue_url),
         )
     except (RetryLater, ClientError, BotoCoreError) as error:  # passing: the message comes back later
@@ -106,11 +90,11 @@ def process_record(record: QueueMessage) -> str:
 
 def _hand_back(record: QueueMessage) -> str:
     """Not started for lack of time: a fresh copy goes back on the queue, this one is done."""
-    try:
-        wiring.download_queue(downloader_settings().download_queue_url).send_again(record.body)
-    except (ClientError, BotoCoreError) as error:
-        _delay_retry(record, 0)  # not lost either way: it comes back now, one receive spent
-        raise NoTimeToStart("no time left to start this record and it could not be re-sent") from error
+    hand_back(
+        record,
+        send_again=wiring.download_queue(downloader_settings().download_queue_url).send_again,
+        come_back=lambda message: _delay_retry(message, 0),  # not lost: it comes back now, one receive spent
+    )
     logger.info("record handed back for lack of time", extra={"message_id": record.message_id})
     return "handed_back"
 
@@ -152,6 +136,6 @@ def _delay_retry(record: QueueMessage, seconds: int) -> None:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
-    InvocationClock.start(context)
+    clock.start(context)
     # Every failed message is reported on its own, even when all failed: the backoff is per message.
     return process_batch(event, process_record, log=logger, reported=(RetryLater, ClientError, BotoCoreError))

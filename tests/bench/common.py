@@ -7,7 +7,7 @@ import math
 import os
 import statistics
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,13 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
+
+
+def spread(values: Sequence[float], show: Callable[[float], str] = str, unit: str = "") -> str:
+    """The median of several runs and their range: `12.3 ms (11.9..13.0)`; a lone value alone."""
+    if len(values) == 1:
+        return f"{show(values[0])}{unit}"
+    return f"{show(median(values))}{unit} ({show(min(values))}..{show(max(values))})"
 
 
 def ratio(value: float, baseline: float) -> str:
@@ -175,16 +182,23 @@ class Budgets:
 SUMMARY_FILE_VARIABLE = "BENCH_SUMMARY_FILE"
 
 
+MEASURED = "measured"  # timed or counted in this run
+COMPUTED = "computed"  # derived in this run from measured figures, the template or list prices
+ASSUMED = "assumed"  # rests on a figure nobody measured here: the row says which and why
+
+
 @dataclass
 class Row:
-    """One row of `make bench`'s summary table: a figure, its floor, the value, their ratio, the target."""
+    """One row of `make bench`'s summary table: a figure, its floor, the value, their ratio, the target,
+    and its basis: measured, computed (from what) or assumed (what)."""
 
     figure: str
     floor: str
     value: str
     ratio: str
     target: str
-    ok: bool | None  # None: measured, no target to meet
+    ok: bool | None  # None: no target to meet
+    basis: str = MEASURED
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -194,6 +208,7 @@ class Row:
             "ratio": self.ratio,
             "target": self.target,
             "ok": self.ok,
+            "basis": self.basis,
         }
 
 
@@ -211,13 +226,22 @@ def summary_rows(rows: Iterable[Row]) -> None:
         print_summary(rows)
 
 
+SUMMARY_NOTES = (
+    "value, floor and ratio: the median of the runs, their range in brackets (min..max); a ratio is the"
+    " median of each run's own value over its own floor",
+    "basis: measured = timed or counted in this run; computed = derived in this run from what it measured,"
+    " the template and list prices; assumed = rests on a figure not measured here (the row names it)",
+)
+
+
 def print_summary(rows: Sequence[Row], title: str = "Summary") -> None:
     print_table(
         title,
-        ["figure", "floor / anchor", "value", "ratio", "target", "met?"],
+        ["figure", "basis", "floor / anchor", "value", "ratio", "target", "met?"],
         [
             (
                 row.figure,
+                row.basis,
                 row.floor,
                 row.value,
                 row.ratio,
@@ -226,4 +250,5 @@ def print_summary(rows: Sequence[Row], title: str = "Summary") -> None:
             )
             for row in rows
         ],
+        notes=SUMMARY_NOTES,
     )

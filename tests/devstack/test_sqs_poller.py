@@ -50,6 +50,24 @@ class FakePool:
         return future
 
 
+class WatchedSemaphore:
+    """The poller's free-invoker semaphore, counting the acquires that found no invoker free (the
+    receiver held back instead of receiving)."""
+
+    def __init__(self, value: int) -> None:
+        self._semaphore = threading.Semaphore(value)
+        self.held_back = 0
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        if self._semaphore.acquire(blocking=False):
+            return True
+        self.held_back += 1
+        return blocking and self._semaphore.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._semaphore.release()
+
+
 @pytest.fixture
 def sqs() -> Iterator[tuple[Any, str, str]]:
     server = LocalMotoServer().start()
@@ -118,13 +136,17 @@ def test_reported_failures_stay_on_the_queue_and_concurrency_is_bounded(sqs: tup
         batch_size=1,
         region="us-east-1",
         concurrency=2,
-    ).start()
+    )
+    free = poller._free = WatchedSemaphore(2)  # type: ignore[assignment]
+    poller.start()
     try:
         for body in ("bad", "good-1", "good-2"):
             client.send_message(QueueUrl=url, MessageBody=body)
         _wait_for(lambda: len(pool.started) == 2)
-        time.sleep(0.3)
-        assert len(pool.started) == 2  # two invokers busy: the third message is not received yet
+        # Two invokers busy: the receiver waits for one instead of receiving the third message. Once it
+        # has been held back twice, it has been round its loop (where it would have received) since.
+        _wait_for(lambda: free.held_back >= 2)
+        assert len(pool.started) == 2
         assert _visible_and_in_flight(client, url) == (1, 2)
         pool.release.set()
         _wait_for(lambda: len(pool.started) == 3)

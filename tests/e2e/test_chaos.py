@@ -19,6 +19,7 @@ def test_small_chaos_run_loses_and_duplicates_nothing() -> None:
     print(report.getvalue())
     assert result.tasks == 24
     assert (result.lost, result.duplicates, result.unfinished) == (0, 0, 0), report.getvalue()
+    assert (result.unowned, result.paid_twice) == (0, 0), report.getvalue()
     assert result.stored == result.images_expected
     assert result.webhooks > 0 and result.notify_lost == 0, report.getvalue()
     assert result.notified == result.webhooks, report.getvalue()

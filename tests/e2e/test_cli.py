@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -16,24 +15,22 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from devstack.local.stack import LocalStack, StackConfig
+from devstack.local.stack import LocalStack
 from tests.conftest import ROOT
+from tests.e2e.conftest import stack_fixture
 
 pytestmark = pytest.mark.e2e
 KEYS = "alice:key-of-alice,bob:key-of-bob,carol:key-of-carol"
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LOCAL_API_KEYS", KEYS)
-        patch.setenv("LOCAL_API_PORT", "0")
-        patch.setenv("EMULATOR_GENERATION_SECONDS", "0.3")
-        patch.setenv("LOCAL_RECONCILE_INTERVAL_SECONDS", "0")
-        for name in ("KIE_API_BASE_URL", "AWS_ENDPOINT_URL", "LOCAL_PUBLIC_BASE_URL"):
-            patch.delenv(name, raising=False)
-        with LocalStack(StackConfig.from_environment()) as running:
-            yield running
+stack = stack_fixture(
+    environment={
+        "LOCAL_API_KEYS": KEYS,
+        "LOCAL_API_PORT": "0",
+        "EMULATOR_GENERATION_SECONDS": "0.3",
+        "LOCAL_RECONCILE_INTERVAL_SECONDS": "0",
+    }
+)
 
 
 def imagegen(stack: LocalStack, key: str | None, *argv: str) -> subprocess.CompletedProcess[str]:

@@ -3,30 +3,25 @@ each sees, lists and deletes only its own tasks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import boto3
 import httpx
 import pytest
 
-from devstack.local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import wait_for_status
+from devstack.local.stack import LocalStack
+from tests.e2e.conftest import stack_fixture, wait_for_status
 
 pytestmark = pytest.mark.e2e
 KEYS = "alice:key-of-alice,bob:key-of-bob"
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LOCAL_API_KEYS", KEYS)
-        patch.setenv("LOCAL_API_PORT", "0")
-        patch.setenv("EMULATOR_GENERATION_SECONDS", "0.3")
-        patch.setenv("LOCAL_RECONCILE_INTERVAL_SECONDS", "0")
-        for name in ("KIE_API_BASE_URL", "AWS_ENDPOINT_URL", "LOCAL_PUBLIC_BASE_URL"):
-            patch.delenv(name, raising=False)
-        with LocalStack(StackConfig.from_environment()) as running:
-            yield running
+stack = stack_fixture(
+    environment={
+        "LOCAL_API_KEYS": KEYS,
+        "LOCAL_API_PORT": "0",
+        "EMULATOR_GENERATION_SECONDS": "0.3",
+        "LOCAL_RECONCILE_INTERVAL_SECONDS": "0",
+    }
+)
 
 
 def client(stack: LocalStack, key: str | None) -> httpx.Client:

@@ -5,7 +5,6 @@ the document declares (status, content type, body schema) and that nothing answe
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,14 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
 from devstack.local.stack import LocalStack, StackConfig
+from tests.e2e.conftest import stack_fixture
 
 pytestmark = pytest.mark.e2e
 CONTRACT_KEY = "contract-test-key"
 
 
-@pytest.fixture(scope="module")
-def contract_stack() -> Iterator[LocalStack]:
-    config = StackConfig(
+contract_stack = stack_fixture(
+    StackConfig(
         api_port=0,
         generation_seconds=120.0,  # submitted tasks stay submitted: the contract, not the pipeline
         workers=2,
@@ -29,8 +28,7 @@ def contract_stack() -> Iterator[LocalStack]:
         access_log=False,
         api_keys={CONTRACT_KEY: "contract-client"},  # keys checked as API Gateway does
     )
-    with LocalStack(config) as running:
-        yield running
+)
 
 
 def operations(stack: LocalStack) -> list[Any]:

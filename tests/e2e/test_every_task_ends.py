@@ -3,16 +3,16 @@ through the same setting variables a user would set in the shell (the stack pass
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import httpx
 import pytest
 
-from devstack.local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import wait_for, wait_for_status
+from devstack.local.stack import LocalStack
+from tests.e2e.conftest import stack_fixture, wait_for, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -29,22 +29,7 @@ COMPRESSED = {
 }
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in COMPRESSED.items():
-            patch.setenv(name, value)
-        for name in ("KIE_API_BASE_URL", "AWS_ENDPOINT_URL", "LOCAL_PUBLIC_BASE_URL"):
-            patch.delenv(name, raising=False)
-        config = StackConfig.from_environment()
-        with LocalStack(config) as running:
-            yield running
-
-
-@pytest.fixture
-def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        yield client
+stack = stack_fixture(environment=COMPRESSED)
 
 
 def emulator_task_with_prompt(stack: LocalStack, marker: str) -> dict[str, Any]:
@@ -55,9 +40,29 @@ def emulator_task_with_prompt(stack: LocalStack, marker: str) -> dict[str, Any]:
     raise AssertionError(f"the emulator has no task whose prompt contains {marker!r}")
 
 
+def environment_in_a_worker(stack: LocalStack, function: str, names: list[str]) -> dict[str, str | None]:
+    """What `function` reads from its environment when the stack's workers invoke it (the probe runs
+    with that function's spec, so its environment is applied exactly as for the function)."""
+    assert stack.pool is not None
+    probe = f"Probe{function}"
+    stack.pool.specs[probe] = dataclasses.replace(
+        stack.pool.specs[function], logical_id=probe, module="tests.e2e.worker_probe", function="environment"
+    )
+    try:
+        seen: dict[str, str | None] = stack.pool.invoke(probe, {"names": names})
+    finally:
+        del stack.pool.specs[probe]
+    return seen
+
+
 def test_the_stack_passes_the_shells_setting_variables_to_the_functions(stack: LocalStack) -> None:
-    for name in ("DOWNLOAD_GIVE_UP_SECONDS", "DOWNLOAD_CHECK_AFTER_SECONDS", "KIE_API_TIMEOUT_SECONDS"):
-        assert stack.config.extra_environment[name] == COMPRESSED[name]
+    # template.yaml gives the reconciler DOWNLOAD_GIVE_UP_SECONDS and DOWNLOAD_CHECK_AFTER_SECONDS (the
+    # callback the latter) of its own: the shell's values must win over them in every function.
+    names = ["DOWNLOAD_GIVE_UP_SECONDS", "DOWNLOAD_CHECK_AFTER_SECONDS", "KIE_API_TIMEOUT_SECONDS"]
+    assert stack.pool is not None
+    for function in sorted(stack.pool.specs):
+        seen = environment_in_a_worker(stack, function, names)
+        assert seen == {name: COMPRESSED[name] for name in names}, function
 
 
 def test_a_leaked_callback_url_can_only_move_its_own_task(stack: LocalStack, api: httpx.Client) -> None:

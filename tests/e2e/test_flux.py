@@ -4,35 +4,26 @@ JPEG or PNG stored with the right type, failures, and the reconciler through Flu
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import boto3
 import httpx
 import pytest
 
 from devstack.local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import wait_for_status
+from tests.e2e.conftest import stack_fixture, wait_for, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    config = StackConfig(
+stack = stack_fixture(
+    StackConfig(
         api_port=0,
         generation_seconds=0.3,
         callback_retry_schedule=(0.5, 0.5, 0.5),
         reconcile_interval_seconds=1.0,
         reconcile_after_seconds=2.0,
     )
-    with LocalStack(config) as running:
-        yield running
-
-
-@pytest.fixture
-def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        yield client
+)
 
 
 @pytest.mark.parametrize(
@@ -76,9 +67,9 @@ def test_a_flux_task_whose_callback_never_comes_is_finished_by_the_reconciler(
     submitted = api.post("/tasks", json={"model": "flux-kontext-pro", "prompt": "lost [fault:drop]"})
     task = wait_for_status(api, submitted.json()["taskId"], {"stored", "failed"}, timeout=60)
     assert task["status"] == "stored" and len(task["images"]) == 1
-    assert all(
-        delivery.get("dropped") for delivery in stack.emulator.deliveries(stack.upstream_id(task["taskId"]))
-    )
+    # The drop is recorded just after the upstream's task ends: wait for it (all() of none is true).
+    deliveries = wait_for(lambda: stack.emulator.deliveries(stack.upstream_id(task["taskId"])))
+    assert all(delivery.get("dropped") for delivery in deliveries)
 
 
 def test_a_4o_field_with_flux_is_refused_and_nothing_is_generated(

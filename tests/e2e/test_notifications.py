@@ -5,10 +5,8 @@ through an EventBridge rule into an SQS queue in moto)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -16,8 +14,9 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from devstack.local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import wait_for, wait_for_status
+from devstack.local.stack import LocalStack
+from tests.e2e.conftest import running_stack, wait_for, wait_for_status
+from tests.loopback_server import Exchange, LoopbackServer
 
 pytestmark = pytest.mark.e2e
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -25,79 +24,63 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 @dataclass
 class Receiver:
-    """A client app's webhook endpoint: records every delivery, answers as scripted per path."""
+    """A client app's webhook endpoint (tests/loopback_server.py): records every delivery, answers as
+    scripted per path, counts the connections it accepts."""
 
-    origin: str = ""
     deliveries: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
     scripts: dict[str, list[int]] = field(default_factory=dict)
-    connections: int = 0
+    server: LoopbackServer | None = None
+
+    @property
+    def origin(self) -> str:
+        assert self.server is not None
+        return self.server.origin
+
+    @property
+    def connections(self) -> int:
+        assert self.server is not None
+        return self.server.settled_connections()
 
     def at(self, path: str) -> list[tuple[dict[str, str], bytes]]:
         return [(headers, body) for where, headers, body in self.deliveries if where == path]
 
-
-def serve(receiver: Receiver) -> tuple[ThreadingHTTPServer, threading.Thread]:
-    class Handler(BaseHTTPRequestHandler):
-        def setup(self) -> None:
-            receiver.connections += 1
-            super().setup()
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            receiver.deliveries.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-            script = receiver.scripts.get(self.path, [])
-            status = script.pop(0) if script else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver.origin = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, thread
+    def answer(self, exchange: Exchange) -> None:
+        body = exchange.read_body()
+        self.deliveries.append((exchange.path, {k.lower(): v for k, v in exchange.headers.items()}, body))
+        script = self.scripts.get(exchange.path, [])
+        status = script.pop(0) if script else 200
+        exchange.send_response(status)
+        exchange.send_header("Content-Length", "2")
+        exchange.end_headers()
+        exchange.wfile.write(b"ok")
 
 
 @pytest.fixture(scope="module")
 def receivers() -> Iterator[tuple[Receiver, Receiver]]:
     """The listed receiver, and a canary on loopback that nothing may ever reach."""
     listed, canary = Receiver(), Receiver()
-    servers = [serve(listed), serve(canary)]
+    for receiver in (listed, canary):
+        receiver.server = LoopbackServer(receiver.answer, methods=("POST",))
     yield listed, canary
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    for receiver in (listed, canary):
+        assert receiver.server is not None
+        receiver.server.close()
 
 
 @pytest.fixture(scope="module")
 def stack(receivers: tuple[Receiver, Receiver]) -> Iterator[LocalStack]:
     listed, _canary = receivers
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "LOCAL_API_PORT": "0",
-            "EMULATOR_GENERATION_SECONDS": "0.3",
-            "LOCAL_RECONCILE_INTERVAL_SECONDS": "1",
-            "RECONCILE_AFTER_SECONDS": "30",
-            "WEBHOOK_TRUSTED_ORIGINS": listed.origin,
-            "LOCAL_WEBHOOK_SECRET": SECRET,
-            "WEBHOOK_RETRY_BASE_SECONDS": "0",
-        }.items():
-            patch.setenv(name, value)
-        for name in ("KIE_API_BASE_URL", "AWS_ENDPOINT_URL", "LOCAL_PUBLIC_BASE_URL", "LOCAL_API_KEYS"):
-            patch.delenv(name, raising=False)
-        with LocalStack(StackConfig.from_environment()) as running:
-            yield running
-
-
-@pytest.fixture
-def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        yield client
+    environment = {
+        "LOCAL_API_PORT": "0",
+        "EMULATOR_GENERATION_SECONDS": "0.3",
+        "LOCAL_RECONCILE_INTERVAL_SECONDS": "1",
+        "RECONCILE_AFTER_SECONDS": "30",
+        "WEBHOOK_TRUSTED_ORIGINS": listed.origin,
+        "LOCAL_WEBHOOK_SECRET": SECRET,
+        "WEBHOOK_RETRY_BASE_SECONDS": "0",
+    }
+    with running_stack(environment=environment, unset=["LOCAL_API_KEYS"]) as running:
+        yield running
 
 
 def verified(headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -126,6 +109,7 @@ def test_a_stored_and_a_failed_task_each_produce_exactly_one_signed_event(
                 api.get(f"/tasks/{task_id}").json()["notification"]["state"] == "delivered"
             )
         )
+        wait_for(lambda: stack.queued_messages() == 0)  # no notify message left to deliver again
         [(headers, body)] = listed.at(path)  # exactly one delivery of one logical event
         event = verified(headers, body)
         assert event["type"] == kind and event["data"]["taskId"] == task_id
@@ -152,6 +136,7 @@ def test_a_receiver_that_fails_twice_gets_the_same_webhook_id_three_times(
     ).json()["taskId"]
     wait_for(lambda: len(listed.at("/flaky")) >= 3, timeout=60)
     wait_for(lambda: api.get(f"/tasks/{task_id}").json()["notification"]["state"] == "delivered", timeout=30)
+    wait_for(lambda: stack.queued_messages() == 0)  # no notify message left to deliver again
     deliveries = listed.at("/flaky")
     assert len(deliveries) == 3
     assert {headers["webhook-id"] for headers, _ in deliveries} == {f"msg_{task_id}_stored"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from devstack.local.stack import LocalStack
-from tests.e2e.conftest import wait_for, wait_for_status
+from tests.e2e.conftest import wait_for, wait_for_status, wait_until_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -100,7 +99,7 @@ def test_duplicate_callbacks_in_a_row_store_each_image_once(stack: LocalStack, a
     task_id = submit(api, prompt="twice told [fault:duplicate=3]", nVariants=2)
     assert wait_for_status(api, task_id, {"stored", "failed"})["status"] == "stored"
     wait_for(lambda: len(stack.emulator.deliveries(stack.upstream_id(task_id))) >= 3)
-    time.sleep(1)  # let any (wrong) second round of downloads happen before counting
+    wait_until_settled(stack)  # any (wrong) second round of downloads has happened by now
     assert all(count == 1 for count in served_count(stack, task_id).values())
     assert len(served_count(stack, task_id)) == 2
 
@@ -126,7 +125,7 @@ def test_ten_simultaneous_deliveries_store_each_image_once(stack: LocalStack, ap
         thread.join(timeout=60)
     assert answers == [200] * 10
     assert wait_for_status(api, task_id, {"stored", "failed"})["status"] == "stored"
-    time.sleep(1)
+    wait_until_settled(stack)
     assert sorted(served_count(stack, task_id).values()) == [1, 1]
 
 

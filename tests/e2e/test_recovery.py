@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from devstack.local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import wait_for, wait_for_status
+from tests.e2e.conftest import stack_fixture, wait_for, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def recovering_stack() -> Iterator[LocalStack]:
-    config = StackConfig(
+recovering_stack = stack_fixture(
+    StackConfig(
         api_port=0,
         generation_seconds=0.3,
         callback_retry_schedule=(0.5, 0.5, 0.5),
         reconcile_interval_seconds=1.0,
         reconcile_after_seconds=2.0,
     )
-    with LocalStack(config) as running:
-        yield running
+)
 
 
 def test_dropped_callbacks_are_recovered_by_the_reconciler(recovering_stack: LocalStack) -> None:
@@ -43,7 +39,11 @@ def test_dropped_callbacks_are_recovered_by_the_reconciler(recovering_stack: Loc
                 image["sha256"] for image in stack.emulator.inspect_task(stack.upstream_id(task_id))["images"]
             }
             assert {image["sha256"] for image in task["images"]} == generated
-            assert all(d.get("dropped") for d in stack.emulator.deliveries(stack.upstream_id(task_id)))
+            # The drop is recorded just after the upstream's task ends: wait for it, then check it.
+            deliveries = wait_for(
+                lambda task_id=task_id: stack.emulator.deliveries(stack.upstream_id(task_id))
+            )
+            assert all(d.get("dropped") for d in deliveries)
         task = wait_for_status(api, failed.json()["taskId"], {"stored", "failed"}, timeout=60)
         assert task["status"] == "failed" and task["error"]["code"] == 500
 

@@ -14,7 +14,8 @@ from standardwebhooks.webhooks import Webhook
 
 from devstack.local.stack import LocalStack, StackConfig
 from tests.e2e.conftest import wait_for, wait_for_status
-from tests.e2e.test_notifications import Receiver, serve
+from tests.e2e.test_notifications import Receiver
+from tests.loopback_server import LoopbackServer
 
 pytestmark = pytest.mark.e2e
 KEYS = "alice:key-of-alice,bob:key-of-bob"
@@ -25,11 +26,9 @@ UNCONFIRMED_AFTER = 6  # seconds: SUBMIT_UNCONFIRMED_AFTER_SECONDS, compressed
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     listening = Receiver()
-    server, thread = serve(listening)
+    listening.server = LoopbackServer(listening.answer, methods=("POST",))
     yield listening
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    listening.server.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ import json
 import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 
 from devstack.emulator import EmulatorServer
+from tests.loopback_server import Exchange, LoopbackServer
 
 API_KEY = "test-key"
 _TLS = ssl.create_default_context()  # built once: every test talks plain HTTP to 127.0.0.1
@@ -25,7 +25,8 @@ FAST = {
 
 
 class Receiver:
-    """A callback endpoint on 127.0.0.1: answers the scripted statuses in order, then 200."""
+    """A callback endpoint on 127.0.0.1 (tests/loopback_server.py): answers the scripted statuses in
+    order, then 200."""
 
     def __init__(self, statuses: tuple[int, ...] = (), delays: tuple[float, ...] = (), hold: float = 0.0):
         self.requests: list[dict[str, Any]] = []
@@ -35,40 +36,32 @@ class Receiver:
         self._lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
-        receiver = self
+        self._server = LoopbackServer(self._answer, methods=("POST",))
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver._lock:
-                    receiver.in_flight += 1
-                    receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
-                    status = receiver._statuses.pop(0) if receiver._statuses else 200
-                    delay = receiver._delays.pop(0) if receiver._delays else receiver._hold
-                    receiver.requests.append(
-                        {"at": time.monotonic(), "headers": dict(self.headers), "body": json.loads(raw)}
-                    )
-                time.sleep(delay)
-                with receiver._lock:
-                    receiver.in_flight -= 1
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"ok")
-                except OSError:
-                    pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05})
-        self._thread.start()
+    def _answer(self, exchange: Exchange) -> None:
+        raw = exchange.read_body()
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            status = self._statuses.pop(0) if self._statuses else 200
+            delay = self._delays.pop(0) if self._delays else self._hold
+            self.requests.append(
+                {"at": time.monotonic(), "headers": dict(exchange.headers), "body": json.loads(raw)}
+            )
+        time.sleep(delay)
+        with self._lock:
+            self.in_flight -= 1
+        try:
+            exchange.send_response(status)
+            exchange.send_header("Content-Length", "2")
+            exchange.end_headers()
+            exchange.wfile.write(b"ok")
+        except OSError:
+            pass
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/hook?source=emulator"
+        return f"{self._server.origin}/hook?source=emulator"
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -77,9 +70,7 @@ class Receiver:
         return list(self.requests)
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._server.close()
 
 
 def api(server: EmulatorServer, key: str | None = API_KEY) -> httpx.Client:

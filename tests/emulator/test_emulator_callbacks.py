@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import itertools
 import socket
+import threading
 import time
 
 import pytest
@@ -75,7 +76,7 @@ def test_delivery_stops_after_three_failed_retries(emulator, receiver):
     with api(server) as client:
         task_id = submit(client, callBackUrl=hook.url)
         hook.wait_for(4)
-        time.sleep(0.4)
+        assert server.wait_until_idle()  # no retry left to come
     assert len(hook.requests) == 4
     assert [a["statusCode"] for a in server.wait_for_deliveries(task_id, 4, timeout=5)] == [503] * 4
 
@@ -135,7 +136,7 @@ def test_duplicate_delivers_the_same_callback_n_times_in_a_row(emulator, receive
     with api(server) as client:
         task_id = submit(client, prompt="x [fault:duplicate=3]", callBackUrl=hook.url)
         requests = hook.wait_for(3)
-        time.sleep(0.2)
+        assert server.wait_until_idle()  # no fourth copy to come
     assert len(hook.requests) == 3
     assert all(r["body"]["data"]["taskId"] == task_id for r in requests)
     assert hook.max_in_flight == 1  # one after the other
@@ -159,7 +160,7 @@ def test_dropped_callback_is_never_delivered(emulator, receiver):
     with api(server) as client:
         task_id = submit(client, prompt="x [fault:drop]", callBackUrl=hook.url)
         finished(server, task_id)
-        time.sleep(0.3)
+        assert server.wait_until_idle()  # the completion has delivered what it was going to
     assert hook.requests == []
     assert [a.get("dropped") for a in server.deliveries(task_id)] == [True]
 
@@ -181,7 +182,7 @@ def test_admin_redelivery_and_forced_completion(emulator, receiver):
     with api(server) as client:
         # Given a task that would never finish by itself
         task_id = submit(client, prompt="x [fault:stall]", callBackUrl=hook.url)
-        time.sleep(0.3)
+        assert server.wait_until_idle()  # no completion is due
         assert record(client, task_id)["data"]["successFlag"] == 0
         # When the admin endpoint completes it, then asks for a re-delivery
         done = client.post(f"/admin/tasks/{task_id}/complete", json={}).json()
@@ -218,7 +219,7 @@ def test_callbacks_to_non_loopback_hosts_are_blocked_by_default(emulator):
         task_id = submit(client, callBackUrl="https://hooks.example.com/cb")
     [attempt] = server.wait_for_deliveries(task_id, 1)
     assert attempt["statusCode"] is None and attempt["error"].startswith("blocked")
-    time.sleep(0.2)
+    assert server.wait_until_idle()
     assert len(server.deliveries(task_id)) == 1  # not retried
 
 
@@ -237,3 +238,37 @@ def test_the_delivery_log_is_in_the_order_the_attempts_started(emulator):
         server.core._record_delivery(task_id, {"reason": "retry", "at": 30.0 + at})
     kept = server.deliveries(task_id)
     assert len(kept) == MAX_DELIVERY_RECORDS and kept[0]["at"] == 30.0  # "final" and "redeliver" went
+
+
+def test_the_scheduler_is_idle_once_what_is_due_and_what_that_schedules_has_run():
+    from devstack.emulator.callbacks import Scheduler
+
+    scheduler = Scheduler(workers=2)
+    scheduler.start()
+    ran: list[str] = []
+
+    def retry() -> None:
+        time.sleep(0.1)
+        ran.append("retry")
+
+    def attempt() -> None:
+        ran.append("attempt")
+        scheduler.call_later(0.2, retry)  # a follow-up, queued before this job ends
+
+    running = threading.Event()
+
+    def slow() -> None:
+        running.set()
+        time.sleep(0.3)
+        ran.append("slow")
+
+    try:
+        scheduler.call_later(0.2, attempt)
+        assert scheduler.wait_idle(timeout=5) and ran == ["attempt", "retry"]
+        scheduler.call_later(0, slow)
+        assert running.wait(timeout=5)
+        assert scheduler.wait_idle(timeout=5) and ran[-1] == "slow"  # nothing due, one job running
+        scheduler.call_later(30, lambda: None)
+        assert not scheduler.wait_idle(timeout=0.1)  # something is still due
+    finally:
+        scheduler.stop()

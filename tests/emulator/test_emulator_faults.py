@@ -105,7 +105,7 @@ def test_run_wide_faults_through_the_admin_endpoint(emulator, receiver):
         run_wide = submit(client, callBackUrl=hook.url)
         overridden = submit(client, prompt="x [fault:duplicate=1]", callBackUrl=hook.url)
         hook.wait_for(3)
-        time.sleep(0.2)
+        assert server.wait_until_idle()  # no further copy to come
     counts = {
         t: sum(r["body"]["data"].get("task_id") == t for r in hook.requests) for t in (run_wide, overridden)
     }
@@ -165,7 +165,8 @@ def test_stall_keeps_a_task_generating(emulator):
     server = emulator(generation_seconds=0.05)
     with api(server) as client:
         task_id = submit(client, prompt="x [fault:stall]")
-        time.sleep(0.25)
+        time.sleep(0.1)  # past the generation time: the progress has reached its cap
+        assert server.wait_until_idle()  # and no completion is due
         data = record(client, task_id)["data"]
     assert data["status"] == "GENERATING" and data["progress"] == "0.99"
 

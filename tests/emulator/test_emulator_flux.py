@@ -393,7 +393,7 @@ def test_drop_duplicate_and_task_key_apply_to_flux_callbacks(emulator, receiver)
         doubled = flux_submit(client, prompt="x [fault:duplicate=3,task_key=both]", callBackUrl=hook.url)
         hook.wait_for(3)
         finished(server, dropped)
-        time.sleep(0.2)
+        assert server.wait_until_idle()  # no further copy to come, the drop recorded
     assert [r["body"]["data"]["task_id"] for r in hook.requests] == [doubled] * 3
     assert all(r["body"]["data"]["taskId"] == doubled for r in hook.requests)
     assert server.deliveries(dropped)[0]["dropped"] is True

@@ -7,8 +7,10 @@ parameters given (defaults otherwise) - into statements over concrete ARNs in th
 as the tests' moto resources are (devstack/common/aws_resources.py: ``<prefix>-<LogicalId>``).
 
 `decide` is IAM's evaluation of identity policies: an explicit Deny wins, else an Allow is needed;
-`*` and `?` are wildcards, actions compare case-insensitively, resources case-sensitively.
-Conditions are not evaluated: a decision names the conditions it did not check.
+`*` and `?` are wildcards, actions compare case-insensitively, resources case-sensitively. A statement
+counts only where its Condition holds for the call's request context (the recorder's `dynamodb:LeadingKeys`
+and `s3:prefix`: `condition_holds`); a condition on any other key, or an operator not written here, is an
+error (UnresolvedValue), never taken to hold.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class Statement:
     resources: tuple[str, ...]
     not_actions: tuple[str, ...] = ()
     not_resources: tuple[str, ...] = ()
-    condition: str = ""  # the Condition block as JSON; never evaluated
+    condition: str = ""  # the Condition block as JSON (condition_holds)
     origin: str = ""  # "<role> / <policy> #<n>"
     when: tuple[str, ...] = ()  # template conditions this statement exists under (HasHmacKey)
 
@@ -137,6 +139,10 @@ class Deployment:
         if kind == "AWS::Logs::LogGroup":
             group = str(self.resolve(resource["Properties"].get("LogGroupName", name), set()))
             return {"Ref": group, "Arn": f"arn:aws:logs:{region}:{account}:log-group:{group}:*"}
+        if kind == "AWS::SecretsManager::Secret":
+            # Its ARN ends in "-" and six random characters: the six as wildcards match moto's.
+            arn = f"arn:aws:secretsmanager:{region}:{account}:secret:{name}-??????"
+            return {"Ref": arn, "Id": arn, "Arn": arn}
         if kind == "AWS::SNS::Topic":
             arn = f"arn:aws:sns:{region}:{account}:{name}"
             return {"Ref": arn, "TopicArn": arn, "TopicName": name}
@@ -336,23 +342,78 @@ def applies(statement: Statement, permission: Permission) -> bool:
     return action_ok and resource_ok
 
 
+# -- conditions --------------------------------------------------------------------------------
+# The request-context keys the recorder gives a call (tests/iam/recorder.py), and the operators
+# judged here: the string ones, with the set qualifiers and IfExists, as IAM evaluates them.
+EVALUATED_KEYS = frozenset({"dynamodb:LeadingKeys", "s3:prefix"})
+_STRING_OPERATORS = {
+    "StringEquals": lambda value, pattern: value == pattern,
+    "StringLike": lambda value, pattern: resource_matches(pattern, value),  # * and ?, case-sensitive
+}
+
+
+@cache
+def _condition_block(condition: str) -> dict[str, dict[str, Any]]:
+    block: dict[str, dict[str, Any]] = json.loads(condition)
+    return block
+
+
+def condition_holds(statement: Statement, permission: Permission) -> bool:
+    """Whether every test of the statement's Condition holds for the permission's request context."""
+    if not statement.condition:
+        return True
+    return all(
+        _test_holds(operator, key, expected, permission)
+        for operator, tests in _condition_block(statement.condition).items()
+        for key, expected in tests.items()
+    )
+
+
+def _test_holds(operator: str, key: str, expected: Any, permission: Permission) -> bool:
+    qualifier, _, name = operator.rpartition(":")  # "ForAllValues:StringLike"
+    if_exists = name.endswith("IfExists")
+    name = name.removesuffix("IfExists")
+    negated = name.startswith("StringNot")
+    compare = _STRING_OPERATORS.get(name.replace("StringNot", "String", 1))
+    if key not in EVALUATED_KEYS or compare is None or qualifier not in ("", "ForAllValues", "ForAnyValue"):
+        raise UnresolvedValue(
+            f"condition {operator} on {key} is not evaluated here "
+            f"(keys: {', '.join(sorted(EVALUATED_KEYS))}; operators: String[Not]Equals, String[Not]Like, "
+            "ForAllValues:/ForAnyValue:, ...IfExists)"
+        )
+    patterns = [str(item) for item in (expected if isinstance(expected, list) else [expected])]
+    values = [value for name_, value in permission.context if name_ == key]
+
+    def one(value: str) -> bool:
+        matched = any(compare(value, pattern) for pattern in patterns)
+        return not matched if negated else matched
+
+    if qualifier == "ForAllValues":  # every value of the request fits; none at all fits too (IAM's rule)
+        return all(one(value) for value in values)
+    if qualifier == "ForAnyValue":  # some value fits; none at all does not
+        return any(one(value) for value in values)
+    if not values:  # the request has no such key: only a negated operator, or ...IfExists, holds
+        return negated or if_exists
+    return all(one(value) for value in values)
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
     allowed_by: tuple[Statement, ...]
     denied_by: tuple[Statement, ...]
-
-    @property
-    def conditions_not_evaluated(self) -> tuple[str, ...]:
-        return tuple(s.condition for s in (*self.allowed_by, *self.denied_by) if s.condition)
+    # Allow statements that cover the action and resource, but whose Condition the call does not meet.
+    unmet: tuple[Statement, ...] = ()
 
 
 def decide(statements: Iterable[Statement], permission: Permission) -> Decision:
-    """Explicit Deny wins (a conditional Deny counts: its condition is not evaluated); else any Allow."""
+    """Explicit Deny wins (a Deny counts where its condition holds); else an Allow whose condition holds."""
     matching = [s for s in statements if applies(s, permission)]
-    denied = tuple(s for s in matching if s.effect == "Deny")
-    allowed = tuple(s for s in matching if s.effect == "Allow")
-    return Decision(not denied and bool(allowed), allowed, denied)
+    holding = [s for s in matching if condition_holds(s, permission)]
+    denied = tuple(s for s in holding if s.effect == "Deny")
+    allowed = tuple(s for s in holding if s.effect == "Allow")
+    unmet = tuple(s for s in matching if s.effect == "Allow" and s not in holding)
+    return Decision(not denied and bool(allowed), allowed, denied, unmet)
 
 
 @dataclass(frozen=True)
@@ -362,16 +423,18 @@ class Denial:
     decision: Decision
 
     def __str__(self) -> str:
-        why = (
-            f"denied by {self.decision.denied_by[0].origin}"
-            if self.decision.denied_by
-            else "no statement allows it"
-        )
+        if self.decision.denied_by:
+            why = f"denied by {self.decision.denied_by[0].origin}"
+        elif self.decision.unmet:
+            unmet = self.decision.unmet[0]
+            why = f"outside the condition of {unmet.origin}: {unmet.condition}"
+        else:
+            why = "no statement allows it"
+        context = ", ".join(f"{key}={value}" for key, value in self.permission.context)
         return (
             f"{self.call.function}: {self.call.operation} needs {self.permission.action} on "
-            f"{self.permission.resource} ({why}; called from {self.call.site or '?'}"
-            + (f", step {self.call.step!r}" if self.call.step else "")
-            + ")"
+            f"{self.permission.resource}{f' with {context}' if context else ''} ({why}; called from "
+            f"{self.call.site or '?'}" + (f", step {self.call.step!r}" if self.call.step else "") + ")"
         )
 
 
@@ -407,7 +470,7 @@ def grants(role: Role) -> list[Grant]:
 
 
 def uses(grant: Grant, calls: Iterable[Call]) -> list[tuple[Call, Permission]]:
-    """The recorded calls of the grant's function that this grant allows."""
+    """The recorded calls of the grant's function that this grant allows (its condition met)."""
     return [
         (call, permission)
         for call in calls
@@ -415,4 +478,5 @@ def uses(grant: Grant, calls: Iterable[Call]) -> list[tuple[Call, Permission]]:
         for permission in call.permissions
         if action_matches(grant.action, permission.action)
         and resource_matches(grant.resource, permission.resource)
+        and condition_holds(grant.statement, permission)
     ]

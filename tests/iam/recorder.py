@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -37,7 +38,8 @@ class Permission:
 
     action: str
     resource: str
-    # Condition keys the request carries (e.g. s3:prefix). Listed for the reader, never evaluated.
+    # Condition keys the request carries: s3:prefix, and dynamodb:LeadingKeys once per partition key
+    # value the call touches (tests/iam/policy.py evaluates statements' conditions on them).
     context: tuple[tuple[str, str], ...] = ()
 
 
@@ -158,17 +160,98 @@ def permissions_for(
 
 def _dynamodb(operation: str, action: str, params: Mapping[str, Any], region: str) -> tuple[Permission, ...]:
     if operation in ("BatchGetItem", "BatchWriteItem"):
-        return tuple(Permission(action, table_arn(table, region)) for table in params.get("RequestItems", {}))
+        found = []
+        for table, request in params.get("RequestItems", {}).items():
+            if operation == "BatchGetItem":
+                keys = request.get("Keys", [])
+            else:
+                keys = [
+                    entry.get("PutRequest", {}).get("Item") or entry.get("DeleteRequest", {}).get("Key") or {}
+                    for entry in request
+                ]
+            found.append(Permission(action, table_arn(table, region), _leading_keys(table, None, keys)))
+        return tuple(found)
     if operation in ("TransactWriteItems", "TransactGetItems"):
         found = []
         for item in params.get("TransactItems", []):
             for kind, request in item.items():
-                found.append(Permission(TRANSACT_ITEM_ACTIONS[kind], table_arn(request["TableName"], region)))
+                table = request["TableName"]
+                key = request.get("Item") if kind == "Put" else request.get("Key")
+                context = _leading_keys(table, None, [key or {}])
+                found.append(Permission(TRANSACT_ITEM_ACTIONS[kind], table_arn(table, region), context))
         return tuple(dict.fromkeys(found))
-    arn = table_arn(str(params.get("TableName", "*")), region)
-    if operation in ("Query", "Scan") and params.get("IndexName"):
-        arn = f"{arn}/index/{params['IndexName']}"
-    return (Permission(action, arn),)
+    table = str(params.get("TableName", "*"))
+    arn = table_arn(table, region)
+    index = params.get("IndexName") if operation in ("Query", "Scan") else None
+    if index:
+        arn = f"{arn}/index/{index}"
+    if operation in ("GetItem", "DeleteItem", "UpdateItem"):
+        context = _leading_keys(table, None, [params.get("Key") or {}])
+    elif operation == "PutItem":
+        context = _leading_keys(table, None, [params.get("Item") or {}])
+    elif operation == "Query":
+        context = _leading_keys(table, index, [_queried_key(params)])
+    else:  # Scan, DescribeTable ...: no partition key (a ForAllValues condition holds, as in IAM)
+        context = ()
+    return (Permission(action, arn, context),)
+
+
+@cache
+def partition_keys() -> dict[str, dict[str | None, str]]:
+    """Table logical id -> its partition key attribute (under None) and each index's, from template.yaml."""
+    from devstack.common.template import load_template, resources_of_type
+
+    def hash_key(schema: list[dict[str, str]]) -> str:
+        return next(part["AttributeName"] for part in schema if part["KeyType"] == "HASH")
+
+    found: dict[str, dict[str | None, str]] = {}
+    for name, table in resources_of_type("AWS::DynamoDB::Table", load_template()).items():
+        keys: dict[str | None, str] = {None: hash_key(table["KeySchema"])}
+        for index in table.get("GlobalSecondaryIndexes", []) + table.get("LocalSecondaryIndexes", []):
+            keys[index["IndexName"]] = hash_key(index["KeySchema"])
+        found[name] = keys
+    return found
+
+
+def _leading_keys(
+    table: str, index: str | None, items: list[Mapping[str, Any]]
+) -> tuple[tuple[str, str], ...]:
+    """("dynamodb:LeadingKeys", value) for each distinct partition key value among `items` (keys, items or
+    a query's key condition), the table's own or, for a query on an index, the index's. Tables are named
+    <stack>-<LogicalId> here and in the local stacks; a table the template does not declare has none."""
+    logical_id = table.rsplit("/", 1)[-1].rsplit("-", 1)[-1]
+    attribute = partition_keys().get(logical_id, {}).get(index)
+    if attribute is None:
+        return ()
+    values = [_plain(item[attribute]) for item in items if attribute in item]
+    return tuple(("dynamodb:LeadingKeys", value) for value in dict.fromkeys(values))
+
+
+def _plain(value: Any) -> str:
+    """An attribute value as IAM compares it: {"S": "task#1"} (the client's form) or "task#1" (boto3's
+    resource layer, before it serializes)."""
+    if isinstance(value, Mapping) and len(value) == 1:
+        (kind, inner), *_ = value.items()
+        if kind in ("S", "N", "B"):
+            return inner.decode() if isinstance(inner, bytes) else str(inner)
+    return str(value)
+
+
+_EQUALITY = re.compile(r"([#\w.]+)\s*=\s*(:\w+)")
+
+
+def _queried_key(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes a query's key condition sets equal to a value (its partition key among them)."""
+    names = params.get("ExpressionAttributeNames", {})
+    values = params.get("ExpressionAttributeValues", {})
+    found: dict[str, Any] = {}
+    for name, placeholder in _EQUALITY.findall(str(params.get("KeyConditionExpression", ""))):
+        if placeholder in values:
+            found[names.get(name, name)] = values[placeholder]
+    for name, test in (params.get("KeyConditions") or {}).items():  # the legacy form
+        if test.get("ComparisonOperator") == "EQ" and test.get("AttributeValueList"):
+            found[name] = test["AttributeValueList"][0]
+    return found
 
 
 def _s3(operation: str, action: str, params: Mapping[str, Any]) -> tuple[Permission, ...]:
@@ -196,7 +279,7 @@ def _s3(operation: str, action: str, params: Mapping[str, Any]) -> tuple[Permiss
         if params.get("VersionId"):
             action = VERSIONED_ACTIONS.get(action, action)
         return (Permission(action, s3_arn(bucket, str(params["Key"]))),)
-    # A bucket-level action: on the bucket's ARN, its prefix a condition key (not evaluated).
+    # A bucket-level action: on the bucket's ARN, its prefix a condition key.
     context = (("s3:prefix", str(params["Prefix"])),) if "Prefix" in params else ()
     return (Permission(action, s3_arn(bucket), context),)
 

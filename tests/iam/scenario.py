@@ -2,12 +2,12 @@
 
 moto holds the stack's resources (devstack/common/aws_resources.py, prefix "test"); the secrets
 are SSM SecureString parameters as in a deployed stack (the upstream key, the callback HMAC key, a
-client's webhook secret), not the plain values local runs use; the upstream is respx; result images
-come from a local HTTP server and webhooks go to a local receiver. Each handler is driven with its
-events/ file, the way Lambda would, through its happy path and the error paths that call AWS
-differently (an upstream refusal, a retried Idempotency-Key, the rate limit, DynamoDB down after a
-paid submit, a submit the upstream never confirms, a failing image host, no time left, a callback
-racing the sweep, a webhook that fails).
+client's webhook secret) and the stack's own Secrets Manager secret (the list cursors' key), not the
+plain values local runs use; the upstream is respx; result images come from a local HTTP server and
+webhooks go to a local receiver. Each handler is driven with its events/ file, the way Lambda would,
+through its happy path and the error paths that call AWS differently (an upstream refusal, a retried
+Idempotency-Key, the rate limit, DynamoDB down after a paid submit, a submit the upstream never
+confirms, a failing image host, no time left, a callback racing the sweep, a webhook that fails).
 
 Every step is labelled, and the parameter cache is emptied before each: in Lambda each function is
 its own process, so one function's cached secret must not hide another's GetParameter.
@@ -43,6 +43,7 @@ CLIENT = "clientkey1"  # API Gateway's id of the client's API key: the tasks' ow
 UPSTREAM_KEY = "upstream-test-key"
 HMAC_KEY = "webhook-hmac-key-for-tests"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+CURSOR_KEY = "cursor-signing-key-for-tests-" + "0" * 35  # as CloudFormation generates it: 64 characters
 
 
 class Context:
@@ -122,7 +123,12 @@ class Stack:
 
     # -- driving the handlers ----------------------------------------------------------------
     def api(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         from api_handler import lambda_handler
 
@@ -131,6 +137,8 @@ class Stack:
         event["path"] = path
         event["resource"] = "/tasks/{taskId}" if path.count("/") == 2 else path
         event["pathParameters"] = {"taskId": path.split("/")[2]} if path.count("/") == 2 else None
+        event["queryStringParameters"] = query
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
         if body is not None:
             event["body"] = json.dumps(body)
         elif method != "POST":
@@ -210,10 +218,10 @@ class Stack:
         record.update(messageId=f"notify-{task_id}", body=json.dumps({"notifyTask": task_id}))
         return record
 
-    def notify(self, records: list[dict[str, Any]]) -> list[str]:
+    def notify(self, records: list[dict[str, Any]], remaining_seconds: float = 30) -> list[str]:
         from notifier_handler import lambda_handler
 
-        answer = lambda_handler({"Records": records}, Context())
+        answer = lambda_handler({"Records": records}, Context(remaining_seconds))
         return [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]
 
     def sweep(self) -> dict[str, Any]:
@@ -268,11 +276,15 @@ def deployed_stack() -> Iterator[Stack]:
         }
         for name, value in secrets.items():
             ssm.put_parameter(Name=name, Value=value, Type="SecureString")
+        cursor_key = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+            Name="test-CursorSigningKey", SecretString=CURSOR_KEY
+        )
         # As deployed: secrets by parameter name, never in the environment.
         env.setenv("KIE_API_KEY_PARAMETER", parameters["UpstreamApiKeyParameter"])
         env.setenv("KIE_WEBHOOK_HMAC_KEY_PARAMETER", parameters["WebhookHmacKeyParameter"])
         env.setenv("WEBHOOK_SECRET_PARAMETER_PREFIX", parameters["WebhookSecretParameterPrefix"])
-        for plain in ("KIE_API_KEY", "KIE_WEBHOOK_HMAC_KEY", "WEBHOOK_SECRET"):
+        env.setenv("CURSOR_KEY_SECRET", cursor_key["ARN"])
+        for plain in ("KIE_API_KEY", "KIE_WEBHOOK_HMAC_KEY", "WEBHOOK_SECRET", "CURSOR_KEY"):
             env.delenv(plain, raising=False)
         # Local stand-ins the functions may reach over plain http on loopback, and test pacing.
         env.setenv("DOWNLOAD_TRUSTED_ORIGINS", images.origin)
@@ -419,6 +431,8 @@ def run(stack: Stack) -> None:
     assert stack.task(unconfirmed_task).error.code == "submit_unconfirmed"
 
     notices = stack.receive(stack.resources.queues["NotificationQueue"].url)
+    with stack.step("notify messages with no time left to start"):
+        assert stack.notify(notices, remaining_seconds=4) == []  # handed back as fresh copies
     with stack.step("notify messages (one webhook down)"):
         failed = stack.notify(notices)
         assert len(notices) == 4 and len(failed) == 1, (notices, failed)
@@ -428,7 +442,9 @@ def run(stack: Stack) -> None:
         answer = stack.api("GET", f"/tasks/{stored_task}")
         assert answer[0] == 200 and len(answer[1]["images"]) == 2, answer
     with stack.step("GET /tasks"):
-        assert stack.api("GET", "/tasks")[0] == 200
+        answer = stack.api("GET", "/tasks", query={"limit": "1"})
+        assert answer[0] == 200 and answer[1]["nextCursor"], answer
+        assert stack.api("GET", "/tasks", query={"cursor": answer[1]["nextCursor"]})[0] == 200
     with stack.step("DELETE /tasks/{taskId}"):
         assert stack.api("DELETE", f"/tasks/{stored_task}")[0] == 204
     with stack.step("hourly credit read"):

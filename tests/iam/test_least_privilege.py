@@ -29,6 +29,7 @@ from tests.iam.policy import (
     Grant,
     Role,
     Statement,
+    UnresolvedValue,
     decide,
     denials,
     deployed_roles,
@@ -226,7 +227,7 @@ def test_a_new_call_without_a_grant_fails_the_check(roles: dict[str, Role]) -> N
     print("\n" + "\n".join(found))
     assert len(found) == 1 and found[0].startswith(
         "NotifierFunction: s3.ListObjectsV2 needs s3:ListBucket on arn:aws:s3:::test-imagesbucket "
-        "(no statement allows it; called from "
+        f"with s3:prefix=images/{'f' * 32}/ (no statement allows it; called from "
     ), found
 
 
@@ -276,14 +277,169 @@ def test_the_evaluator_follows_iam_wildcards(
     assert decide([statement], permission).allowed is allowed
 
 
-def test_an_explicit_deny_wins_and_conditions_are_named_not_evaluated() -> None:
+def test_an_explicit_deny_wins_and_a_deny_whose_condition_fails_does_not() -> None:
     permission = Permission("s3:ListBucketVersions", "arn:aws:s3:::b", (("s3:prefix", "images/t/"),))
-    condition = json.dumps({"StringLike": {"s3:prefix": "images/*"}})
-    allow = _allow("s3:ListBucketVersions", "arn:aws:s3:::b", condition=condition)
-    decision = decide([allow], permission)
-    assert decision.allowed and decision.conditions_not_evaluated == (condition,)
+    allow = _allow("s3:ListBucketVersions", "arn:aws:s3:::b", condition=_json(IMAGES_ONLY))
+    assert decide([allow], permission).allowed
     assert not decide([allow, _allow("s3:*", "*", effect="Deny")], permission).allowed
+    elsewhere = _json({"StringLike": {"s3:prefix": "other/*"}})
+    assert decide([allow, _allow("s3:*", "*", effect="Deny", condition=elsewhere)], permission).allowed
     assert not decide([], permission).allowed
+
+
+def _json(condition: dict[str, Any]) -> str:
+    return json.dumps(condition, sort_keys=True)
+
+
+TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/t"
+IMAGES_ONLY = {"StringLike": {"s3:prefix": "images/*"}}
+SUBMISSIONS_ONLY = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["sub#*"]}}
+
+
+@pytest.mark.parametrize(
+    ("condition", "keys", "allowed"),
+    [
+        (SUBMISSIONS_ONLY, ["sub#s1"], True),
+        (SUBMISSIONS_ONLY, ["task#t1"], False),
+        (SUBMISSIONS_ONLY, ["sub#s1", "task#t1"], False),  # every key of the request must fit
+        (SUBMISSIONS_ONLY, [], True),  # as IAM has it: ForAllValues of no value holds (never grant Scan so)
+        ({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": "task#t1"}}, ["task#t1"], True),
+        ({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": "task#t1"}}, ["task#T1"], False),
+        ({"ForAnyValue:StringEquals": {"dynamodb:LeadingKeys": ["task#t1", "task#t2"]}}, ["task#t2"], True),
+        ({"ForAnyValue:StringEquals": {"dynamodb:LeadingKeys": ["task#t1"]}}, [], False),
+        ({"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": "task#*"}}, ["sub#s1"], True),
+        ({"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": "task#*"}}, ["task#t1"], False),
+        ({"StringLike": {"dynamodb:LeadingKeys": "task#*"}}, ["task#t1"], True),
+        ({"StringLike": {"dynamodb:LeadingKeys": "task#*"}}, [], False),  # a key the request lacks
+    ],
+)
+def test_leading_keys_conditions_are_evaluated(
+    condition: dict[str, Any], keys: list[str], allowed: bool
+) -> None:
+    permission = Permission("dynamodb:DeleteItem", TABLE, tuple(("dynamodb:LeadingKeys", k) for k in keys))
+    statement = _allow("dynamodb:DeleteItem", TABLE, condition=_json(condition))
+    assert decide([statement], permission).allowed is allowed
+
+
+@pytest.mark.parametrize(
+    ("condition", "prefix", "allowed"),
+    [
+        (IMAGES_ONLY, "images/t/", True),
+        (IMAGES_ONLY, "images/", True),
+        (IMAGES_ONLY, "other/images/", False),
+        (IMAGES_ONLY, "", False),
+        (IMAGES_ONLY, None, False),  # a listing with no prefix at all: the whole bucket
+        ({"StringLikeIfExists": {"s3:prefix": "images/*"}}, None, True),
+        ({"StringEquals": {"s3:prefix": ["images/a/", "images/b/"]}}, "images/b/", True),
+        ({"StringNotLike": {"s3:prefix": "images/*"}}, "other/", True),
+        ({"StringNotLike": {"s3:prefix": "images/*"}}, "images/t/", False),
+        (
+            {"StringLike": {"s3:prefix": "images/*"}, "StringNotLike": {"s3:prefix": "images/x*"}},
+            "images/x/",
+            False,
+        ),
+    ],
+)
+def test_s3_prefix_conditions_are_evaluated(
+    condition: dict[str, Any], prefix: str | None, allowed: bool
+) -> None:
+    context = (("s3:prefix", prefix),) if prefix is not None else ()
+    permission = Permission("s3:ListBucketVersions", "arn:aws:s3:::b", context)
+    statement = _allow("s3:ListBucketVersions", "arn:aws:s3:::b", condition=_json(condition))
+    assert decide([statement], permission).allowed is allowed
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [{"Bool": {"aws:SecureTransport": "true"}}, {"StringEquals": {"aws:SourceVpce": "vpce-1"}}],
+)
+def test_a_condition_the_evaluator_cannot_judge_is_an_error_not_a_pass(condition: dict[str, Any]) -> None:
+    statement = _allow("dynamodb:GetItem", TABLE, condition=_json(condition))
+    with pytest.raises(UnresolvedValue, match="not evaluated here"):
+        decide([statement], Permission("dynamodb:GetItem", TABLE))
+
+
+def _api_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    role = template["Resources"]["ApiFunctionRole"]["Properties"]
+    return role["Policies"][0]["PolicyDocument"]["Statement"]  # type: ignore[no-any-return]
+
+
+def _delete_item_only_for(template: dict[str, Any], pattern: str) -> dict[str, Any]:
+    """A copy of the template whose API may DeleteItem in IdempotencyTable only where the key fits
+    `pattern`."""
+    template = copy.deepcopy(template)
+    statements = _api_statements(template)
+    table = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    [claims] = [s for s in statements if "dynamodb:DeleteItem" in s["Action"] and s["Resource"] == table]
+    claims["Action"] = [action for action in claims["Action"] if action != "dynamodb:DeleteItem"]
+    statements.append(
+        {
+            "Effect": "Allow",
+            "Action": "dynamodb:DeleteItem",
+            "Resource": table,
+            "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [pattern]}},
+        }
+    )
+    return template
+
+
+def test_a_call_outside_a_leading_keys_condition_fails_the_check(recorded: list[Call]) -> None:
+    """The API frees an Idempotency-Key claim (of a refused submit) only for the client that made it:
+    scoped to that client's items it passes, scoped to another client's its real DeleteItem is named."""
+    deletes = [
+        value
+        for call in recorded
+        if call.function == "ApiFunction"
+        for permission in call.permissions
+        if permission.action == "dynamodb:DeleteItem" and permission.resource.endswith("IdempotencyTable")
+        for key, value in permission.context
+        if key == "dynamodb:LeadingKeys"
+    ]
+    assert deletes, "the scenario frees no Idempotency-Key claim"
+    owner = deletes[0].split("#", 1)[0]
+    assert all(value.startswith(f"{owner}#") for value in deletes), deletes
+    scoped = deployed_roles(
+        _delete_item_only_for(translated_template(), f"{owner}#*"), parameters=DEPLOYED_PARAMETERS
+    )
+    assert not denials(scoped, recorded)
+    wrong = deployed_roles(
+        _delete_item_only_for(translated_template(), "another-client#*"), parameters=DEPLOYED_PARAMETERS
+    )
+    found = [str(d) for d in denials(wrong, recorded)]
+    assert found and all(
+        line.startswith(
+            "ApiFunction: dynamodb.DeleteItem needs dynamodb:DeleteItem on "
+            "arn:aws:dynamodb:us-east-1:123456789012:table/test-IdempotencyTable "
+            f"with dynamodb:LeadingKeys={owner}#"
+        )
+        for line in found
+    ), found
+
+
+def test_a_listing_outside_an_s3_prefix_condition_fails_the_check(
+    recorded: list[Call], roles: dict[str, Role]
+) -> None:
+    """DELETE /tasks/{id} lists the versions under images/<id>/: allowed by the API's s3:prefix
+    condition; the same listing of the whole bucket is not."""
+    listings = [
+        call
+        for call in recorded
+        if call.function == "ApiFunction" and call.operation == "s3.ListObjectVersions"
+    ]
+    assert listings and not denials(roles, listings)
+    whole_bucket = [
+        Call(
+            call.function,
+            call.operation,
+            tuple(Permission(p.action, p.resource) for p in call.permissions),
+            call.site,
+        )
+        for call in listings
+    ]
+    found = [str(d) for d in denials(roles, whole_bucket)]
+    assert found and all(
+        "s3:ListBucketVersions on arn:aws:s3:::test-imagesbucket (" in line for line in found
+    ), found
 
 
 @pytest.mark.parametrize(
@@ -382,6 +538,70 @@ def test_each_operation_maps_to_what_iam_checks(
     ] == expected
 
 
+TASKS = "test-TasksTable"
+
+
+@pytest.mark.parametrize(
+    ("operation", "params", "leading_keys"),
+    [
+        ("GetItem", {"TableName": TASKS, "Key": {"pk": {"S": "task#1"}}}, ["task#1"]),
+        ("UpdateItem", {"TableName": TASKS, "Key": {"pk": {"S": "sub#1"}}}, ["sub#1"]),
+        (
+            "PutItem",
+            {"TableName": TASKS, "Item": {"pk": "task#2", "status": "x"}},
+            ["task#2"],
+        ),  # resource API
+        ("DeleteItem", {"TableName": "test-IdempotencyTable", "Key": {"id": {"S": "k"}}}, ["k"]),
+        (
+            "Query",
+            {
+                "TableName": TASKS,
+                "IndexName": "owner-createdAt",
+                "KeyConditionExpression": "#owner = :owner AND createdAt < :c",
+                "ExpressionAttributeNames": {"#owner": "owner"},
+                "ExpressionAttributeValues": {":owner": {"S": "alice"}, ":c": {"S": "2026"}},
+            },
+            ["alice"],  # the index's partition key
+        ),
+        (
+            "Query",
+            {
+                "TableName": TASKS,
+                "KeyConditions": {"pk": {"ComparisonOperator": "EQ", "AttributeValueList": ["a"]}},
+            },
+            ["a"],
+        ),
+        (
+            "BatchGetItem",
+            {"RequestItems": {TASKS: {"Keys": [{"pk": {"S": "task#1"}}, {"pk": {"S": "task#2"}}]}}},
+            ["task#1", "task#2"],
+        ),
+        ("Scan", {"TableName": TASKS}, []),
+        ("GetItem", {"TableName": "not-declared", "Key": {"pk": {"S": "x"}}}, []),
+    ],
+)
+def test_dynamodb_calls_carry_their_partition_keys_as_leading_keys(
+    operation: str, params: dict[str, Any], leading_keys: list[str]
+) -> None:
+    [permission] = permissions_for("dynamodb", operation, params, "us-east-1")
+    assert permission.context == tuple(("dynamodb:LeadingKeys", key) for key in leading_keys)
+
+
+def test_each_item_of_a_transaction_carries_its_own_leading_key() -> None:
+    params = {
+        "TransactItems": [
+            {"Put": {"TableName": TASKS, "Item": {"pk": {"S": "task#1"}}}},
+            {"Delete": {"TableName": TASKS, "Key": {"pk": {"S": "sub#1"}}}},
+        ]
+    }
+    assert [
+        (p.action, p.context) for p in permissions_for("dynamodb", "TransactWriteItems", params, "us-east-1")
+    ] == [
+        ("dynamodb:PutItem", (("dynamodb:LeadingKeys", "task#1"),)),
+        ("dynamodb:DeleteItem", (("dynamodb:LeadingKeys", "sub#1"),)),
+    ]
+
+
 # -- the README's table -------------------------------------------------------------------------
 TABLE_START, TABLE_END = "<!-- iam-grants:start -->", "<!-- iam-grants:end -->"
 
@@ -389,7 +609,7 @@ TABLE_START, TABLE_END = "<!-- iam-grants:start -->", "<!-- iam-grants:end -->"
 def _resource_cell(grant: Grant, deployment: Deployment) -> str:
     cell = f"`{deployment.display(grant.resource)}`"
     if grant.statement.condition:
-        cell += f" if `{grant.statement.condition}` (not evaluated)"
+        cell += f" if `{grant.statement.condition}`"
     if grant.statement.when:
         cell += f" (only with {', '.join(grant.statement.when)})"
     return cell

@@ -9,7 +9,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import respx
-
 from image_pipeline.tokens import is_our_task_id
 
 from tests.conftest import load_event

@@ -159,8 +159,6 @@ def test_a_limit_outside_1_to_100_is_a_clear_422(
 def test_a_cursor_from_another_client_or_forged_is_400_never_their_data(
     aws_stack: Any, upstream: Any, lambda_context: Any
 ) -> None:
-    import base64
-
     for i in range(3):
         submit("alice", lambda_context, f"fox {i}")
     _, page = request("alice", "GET", "/tasks", lambda_context, query={"limit": "1"})
@@ -168,14 +166,88 @@ def test_a_cursor_from_another_client_or_forged_is_400_never_their_data(
     assert alices_cursor
     status, body = request("bob", "GET", "/tasks", lambda_context, query={"cursor": alices_cursor})
     assert status == 400 and body["errors"][0]["field"] == "cursor"
-    key = json.loads(base64.urlsafe_b64decode(alices_cursor + "=" * (-len(alices_cursor) % 4)))
-    forged = base64.urlsafe_b64encode(json.dumps({**key, "owner": "bob"}).encode()).decode()
-    assert request("bob", "GET", "/tasks", lambda_context, query={"cursor": forged}) == (
-        200,
-        {"tasks": [], "nextCursor": None},
-    )  # a cursor naming bob continues bob's own (empty) list: never alice's
-    for junk in ("not-base64!", base64.urlsafe_b64encode(b"[1,2]").decode(), "x" * 2000):
+    # alice's own cursor continues alice's list
+    status, body = request("alice", "GET", "/tasks", lambda_context, query={"cursor": alices_cursor})
+    assert status == 200 and len(body["tasks"]) == 2
+    for junk in ("not-base64!", _unsigned(["1", "2"]), "x" * 2000, ""):
         assert request("alice", "GET", "/tasks", lambda_context, query={"cursor": junk})[0] in (400, 422)
+
+
+def _unsigned(key: Any) -> str:
+    """A cursor as this API wrote them before they were signed: base64url of the key's JSON."""
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+def _edited(cursor: str, **changes: str) -> str:
+    """`cursor` with its key's fields changed, its signature (if any) kept as it was."""
+    import base64
+
+    payload, dot, signature = cursor.partition(".")
+    key = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return _unsigned({**key, **changes}).rstrip("=") + dot + signature
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"owner": "bob"},  # names the client presenting it
+        {"createdAt": ""},  # an empty key value (DynamoDB refuses it: a 503, not a 400)
+        {"pk": "task#" + "0" * 32},  # continues after another task
+    ],
+)
+def test_an_edited_cursor_is_400_whoever_it_names(
+    aws_stack: Any, upstream: Any, lambda_context: Any, changes: dict[str, str]
+) -> None:
+    for i in range(3):
+        submit("alice", lambda_context, f"fox {i}")
+    _, page = request("alice", "GET", "/tasks", lambda_context, query={"limit": "1"})
+    edited = _edited(page["nextCursor"], **changes)
+    client = changes.get("owner", "alice")
+    status, body = request(client, "GET", "/tasks", lambda_context, query={"cursor": edited})
+    assert (status, body["errors"]) == (
+        400,
+        [{"field": "cursor", "message": "cursor is not one this API returned"}],
+    ), body
+    # nor is the key as it was, without its signature
+    key = {"pk": page["tasks"][0]["taskId"], "owner": client, "createdAt": page["tasks"][0]["createdAt"]}
+    unsigned = _unsigned({**key, "pk": "task#" + key["pk"], **changes})
+    assert request(client, "GET", "/tasks", lambda_context, query={"cursor": unsigned})[0] == 400
+
+
+def test_a_cursor_signed_with_another_key_is_400(
+    aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another deployment's cursor (or one from before the key was rotated) is not one we issued."""
+    from image_pipeline import wiring
+    from image_pipeline.settings import reset_settings_cache
+
+    for i in range(2):
+        submit("alice", lambda_context, f"fox {i}")
+    _, page = request("alice", "GET", "/tasks", lambda_context, query={"limit": "1"})
+    monkeypatch.setenv("CURSOR_KEY", "another-deployment-s-key-" + "k" * 32)
+    reset_settings_cache()
+    wiring.reset()
+    status, body = request("alice", "GET", "/tasks", lambda_context, query={"cursor": page["nextCursor"]})
+    assert status == 400 and body["errors"][0]["field"] == "cursor"
+
+
+def test_the_cursor_key_is_the_stacks_secret_and_never_short(
+    aws_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline import wiring
+    from image_pipeline.settings import ApiSettings, ConfigError
+
+    generated = "g" * 64  # as the template's GenerateSecretString makes it
+    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="test-CursorSigningKey", SecretString=generated
+    )["ARN"]
+    deployed = ApiSettings(tasks_table="t", images_bucket="b", cursor_key_secret=arn)
+    assert wiring.cursor_key(deployed) == generated.encode()
+    for short in ("", "k" * 31):  # unset, or too short to sign with
+        with pytest.raises(ConfigError, match="at least 32 characters"):
+            wiring.cursor_key(ApiSettings(tasks_table="t", images_bucket="b", cursor_key=short))
 
 
 def test_delete_removes_every_stored_version_and_the_record(

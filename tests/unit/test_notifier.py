@@ -5,6 +5,8 @@ it is answered or its attempts run out."""
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,18 +16,37 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import load_event
 from tests.task_fixtures import record_task, upstream_id_of
-from tests.unit.webhooks.receiver import Receiver, status
+from tests.unit.webhooks.receiver import Exchange, Receiver, hang_until_closed, status
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TASK_ID = "5f0c2a4b9e8d7c6b5a4f3e2d1c0b9a88"
 UPSTREAM_ID = upstream_id_of(TASK_ID)
 
 
+def stamped_ok(h: Exchange, r: Receiver) -> None:
+    """200 at once, and when it came (``r.notes["ok_at"]``, time.monotonic())."""
+    with r.lock:
+        r.notes.setdefault("ok_at", []).append(time.monotonic())
+    h.respond(200, b"ok")
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver({"/ok": status(200), "/down": status(503)})
+    server = Receiver(
+        {"/ok": status(200), "/down": status(503), "/hang": hang_until_closed, "/stamped": stamped_ok}
+    )
     yield server
     server.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_breaker() -> Iterator[None]:
+    """Each test starts in a new Lambda environment: no client resting from another test."""
+    from notifier_handler import client_breaker
+
+    client_breaker.cache_clear()
+    yield
+    client_breaker.cache_clear()
 
 
 @pytest.fixture
@@ -39,51 +60,92 @@ def notifier_env(aws_stack: Any, receiver: Receiver, monkeypatch: pytest.MonkeyP
     return aws_stack
 
 
-def ended_task(resources: Any, webhook_url: str | None, *, failed: bool = False) -> None:
+def ended_task(
+    resources: Any,
+    webhook_url: str | None,
+    *,
+    failed: bool = False,
+    task_id: str = TASK_ID,
+    owner: str = "alice",
+) -> None:
     from image_pipeline.adapters.tasks_table import TasksTable
     from image_pipeline.task_models import StoredImage, TaskError, utc_now
 
     store = TasksTable(resources.tasks_table)
-    record_task(store, TASK_ID, owner="alice", webhook_url=webhook_url)
+    record_task(store, task_id, owner=owner, webhook_url=webhook_url)
     if failed:
         assert store.fail_from_callback(
-            TASK_ID, UPSTREAM_ID, TaskError(code=400, message="refused"), utc_now()
+            task_id, upstream_id_of(task_id), TaskError(code=400, message="refused"), utc_now()
         )
     else:
         url = "https://tempfile.aiquickdraw.com/s/a.png"
-        assert store.start_downloading(TASK_ID, UPSTREAM_ID, [url], utc_now(), utc_now())
+        assert store.start_downloading(task_id, upstream_id_of(task_id), [url], utc_now(), utc_now())
         image = StoredImage(
-            index=0, key=f"images/{TASK_ID}/0.png", contentType="image/png", bytes=1, sha256="0" * 64
+            index=0, key=f"images/{task_id}/0.png", contentType="image/png", bytes=1, sha256="0" * 64
         )
-        store.add_image(TASK_ID, image, utc_now())
-        assert store.mark_stored(TASK_ID, utc_now())
+        store.add_image(task_id, image, utc_now())
+        assert store.mark_stored(task_id, utc_now())
 
 
-def notify(receive_count: int = 1) -> dict[str, Any]:
+class CountdownContext:
+    """A Lambda context whose remaining time runs down with the clock, as the real one does."""
+
+    function_name = "notifier"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:notifier"
+    aws_request_id = "33333333-4444-5555-6666-777777777777"
+
+    def __init__(self, timeout_seconds: float = 30) -> None:
+        self.ends = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.ends - time.monotonic()) * 1000))
+
+
+def notify_record(task_id: str = TASK_ID, receive_count: int = 1) -> dict[str, Any]:
+    record = {
+        **load_event("sqs_download_batch")["Records"][0],
+        "messageId": f"notify-{task_id}" if task_id != TASK_ID else "notify-0",
+        "body": json.dumps({"notifyTask": task_id}),
+    }
+    record["attributes"] = {**record["attributes"], "ApproximateReceiveCount": str(receive_count)}
+    return record
+
+
+def notify_batch(records: list[dict[str, Any]], context: Any = None) -> dict[str, Any]:
     from notifier_handler import lambda_handler
 
-    event = load_event("sqs_download_batch")
-    record = {**event["Records"][0], "messageId": "notify-0", "body": json.dumps({"notifyTask": TASK_ID})}
-    record["attributes"] = {**record["attributes"], "ApproximateReceiveCount": str(receive_count)}
-    context = type(
-        "Context",
-        (),
-        {
-            "get_remaining_time_in_millis": staticmethod(lambda: 30_000),
-            "function_name": "n",
-            "memory_limit_in_mb": 256,
-            "invoked_function_arn": "arn",
-            "aws_request_id": "r",
-        },
-    )()
-    result: dict[str, Any] = lambda_handler({"Records": [record]}, context)
+    result: dict[str, Any] = lambda_handler({"Records": records}, context or CountdownContext(30))
     return result
 
 
-def task(resources: Any) -> Any:
+def notify(receive_count: int = 1) -> dict[str, Any]:
+    return notify_batch([notify_record(TASK_ID, receive_count)])
+
+
+def task(resources: Any, task_id: str = TASK_ID) -> Any:
     from image_pipeline.adapters.tasks_table import TasksTable
 
-    return TasksTable(resources.tasks_table).get_task(TASK_ID)
+    return TasksTable(resources.tasks_table).get_task(task_id)
+
+
+def queued(resources: Any) -> list[dict[str, Any]]:
+    """The notify messages on the queue now (received, so they come back only after their visibility)."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = resources.queues["NotificationQueue"].url
+    found: list[dict[str, Any]] = []
+    while got := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["ApproximateReceiveCount"]
+    ).get("Messages"):
+        found += got
+    return found
+
+
+def delayed_count(resources: Any) -> int:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    name = "ApproximateNumberOfMessagesDelayed"
+    url = resources.queues["NotificationQueue"].url
+    return int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[name])["Attributes"][name])
 
 
 def bus_events(resources: Any) -> list[dict[str, Any]]:
@@ -351,3 +413,224 @@ def test_an_end_that_changes_while_the_notifier_handles_it_is_still_announced(
         for e in bus_events(notifier_env)
     ]
     assert new_end in published, published
+
+
+# -- one client's endpoint cannot hold up the others (issue 20, item 4) ---------------------------
+
+
+def test_giving_up_is_decided_by_the_posts_made_not_by_sqs_receives(
+    notifier_env: Any, receiver: Receiver
+) -> None:
+    """A message can be received more often than it is attempted (handed back, a crash before the
+    POST): only the attempts stored on the task count towards WEBHOOK_MAX_ATTEMPTS (3 here)."""
+    ended_task(notifier_env, f"{receiver.origin}/down", failed=True)
+    # Given a message received for the 3rd time, whose earlier receives never reached the receiver
+    # When its first real attempt fails
+    assert notify(receive_count=3)["batchItemFailures"] == [{"itemIdentifier": "notify-0"}]
+    # Then it is not given up: one attempt of three is spent
+    record = task(notifier_env)
+    assert (record.notification.state, record.notification.attempts) == ("pending", 1)
+    # And a message received for the first time still gives up at the third POST
+    assert notify(receive_count=1)["batchItemFailures"] == [{"itemIdentifier": "notify-0"}]
+    assert notify(receive_count=1) == {"batchItemFailures": []}
+    record = task(notifier_env)
+    assert (record.notification.state, record.notification.attempts) == ("failed", 3)
+    assert len(receiver.received) == 3
+
+
+def test_a_record_with_no_time_left_for_an_attempt_is_handed_back_without_costing_one(
+    notifier_env: Any, receiver: Receiver
+) -> None:
+    ended_task(notifier_env, f"{receiver.origin}/ok")
+    # Given an invocation with less time left than one attempt's timeout (10 s) needs
+    failures = notify_batch([notify_record(TASK_ID, receive_count=4)], CountdownContext(8))
+    # Then nothing is POSTed, no attempt is counted, and the record is not reported failed
+    assert failures == {"batchItemFailures": []}
+    assert receiver.received == []
+    record = task(notifier_env)
+    assert (record.notification.state, record.notification.attempts) == ("pending", 0)
+    # but handed back: a fresh copy on the queue, its receive count started over
+    [copy] = queued(notifier_env)
+    assert json.loads(copy["Body"]) == {"notifyTask": TASK_ID}
+    assert copy["Attributes"]["ApproximateReceiveCount"] == "1"
+    # When the copy comes back to an invocation with time, it is delivered on its first attempt
+    assert notify() == {"batchItemFailures": []}
+    [delivery] = receiver.received
+    assert Webhook(SECRET).verify(delivery.body, delivery.headers)["data"]["taskId"] == TASK_ID
+    assert task(notifier_env).notification.attempts == 1
+
+
+# Scaled down from the deployed 10 s webhook timeout in a 30 s function: 2 s in an 8 s invocation.
+SCALED_WEBHOOK_TIMEOUT = 2.0
+SCALED_INVOCATION = 8.0
+
+
+def test_a_client_whose_endpoint_hangs_does_not_hold_up_other_clients(
+    notifier_env: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The measurement: a batch of 10, half of it one client's whose receiver never answers."""
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("WEBHOOK_TIMEOUT_SECONDS", str(SCALED_WEBHOOK_TIMEOUT))
+    reset_settings_cache()
+    hanging = [uuid.uuid4().hex for _ in range(5)]
+    others = [uuid.uuid4().hex for _ in range(5)]
+    for task_id in hanging:
+        ended_task(notifier_env, f"{receiver.origin}/hang", task_id=task_id, owner="mallory")
+    for number, task_id in enumerate(others):
+        ended_task(notifier_env, f"{receiver.origin}/stamped", task_id=task_id, owner=f"client-{number}")
+    # Given a batch that alternates the hanging client's records with other clients' records
+    batch = [notify_record(task_id) for pair in zip(hanging, others, strict=True) for task_id in pair]
+    context = CountdownContext(SCALED_INVOCATION)
+    started = time.monotonic()
+    # When the notifier works it
+    failures = [failure["itemIdentifier"] for failure in notify_batch(batch, context)["batchItemFailures"]]
+    # Then it answers within its invocation (a timed-out batch reports nothing: all 10 would return)
+    assert context.get_remaining_time_in_millis() > 0
+    # and every other client's webhook is delivered, once, verified, in this invocation, held up by
+    # at most the one attempt that found the hanging endpoint
+    delays = [at - started for at in receiver.notes["ok_at"]]
+    assert len(delays) == len(others)
+    assert max(delays) < SCALED_WEBHOOK_TIMEOUT + 1.0, delays
+    for delivery in receiver.received:
+        if delivery.path == "/stamped":
+            Webhook(SECRET).verify(delivery.body, delivery.headers)
+    assert all(task(notifier_env, task_id).notification.state == "delivered" for task_id in others)
+    # The hanging endpoint was tried once: that attempt is counted and retried with backoff; the
+    # client's other notifications were deferred without an attempt, as fresh (delayed) messages
+    assert receiver.hits("/hang") == 1
+    attempts = sorted(task(notifier_env, task_id).notification.attempts for task_id in hanging)
+    assert attempts == [0, 0, 0, 0, 1]
+    assert failures == [f"notify-{hanging[0]}"]
+    assert delayed_count(notifier_env) == 4
+
+
+def test_every_post_is_counted_before_it_is_made_and_only_while_the_webhook_is_pending(
+    notifier_env: Any, receiver: Receiver
+) -> None:
+    """One atomic count per POST: two copies of a message count two, a POST whose answer is never
+    recorded (a crash) still counts, and nothing counts once the webhook is settled."""
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.task_models import Notification
+
+    ended_task(notifier_env, f"{receiver.origin}/ok")
+    store = TasksTable(notifier_env.tasks_table)
+    assert [store.begin_webhook_attempt(TASK_ID) for _ in range(2)] == [1, 2]
+    assert task(notifier_env).notification.attempts == 2
+    store.record_delivery(TASK_ID, Notification(state="delivered", attempts=2).to_dict())
+    assert store.begin_webhook_attempt(TASK_ID) is None
+    assert store.begin_webhook_attempt("0" * 32) is None  # no such task
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def breaker(clock: FakeClock, **options: Any) -> Any:
+    from image_pipeline.logic.notifications import ClientBreaker
+
+    return ClientBreaker(slow_seconds=5, rest_seconds=10, max_rest_seconds=900, clock=clock, **options)
+
+
+def test_a_client_rests_after_a_slow_failure_for_longer_each_time_and_one_attempt_probes() -> None:
+    clock = FakeClock()
+    rests = breaker(clock)
+    # A client never slow is always admitted, and others are untouched by one client's rest
+    assert rests.admit("mallory") == 0
+    rests.settle("mallory", ok=False, seconds=10.0)  # timed out
+    assert rests.admit("mallory") == 10 and rests.admit("alice") == 0
+    # Once the rest is over one attempt is admitted; the client's others wait for it
+    clock.now += 10
+    assert rests.admit("mallory") == 0
+    assert rests.admit("mallory") == 10
+    rests.settle("mallory", ok=False, seconds=9.0)  # hung again: twice as long, then capped at 15 min
+    assert rests.admit("mallory") == 20
+    for _ in range(10):
+        clock.now += 900
+        assert rests.admit("mallory") == 0
+        rests.settle("mallory", ok=False, seconds=10.0)
+    assert rests.admit("mallory") == 900
+    # An attempt that was not made after all lets the next one probe
+    clock.now += 900
+    assert rests.admit("mallory") == 0
+    rests.settle("mallory", ok=False, seconds=None)
+    assert rests.admit("mallory") == 0
+    # A delivery ends the rest
+    rests.settle("mallory", ok=True, seconds=9.9)
+    assert rests.admit("mallory") == 0 and rests.admit("mallory") == 0
+
+
+def test_quick_failures_never_rest_a_client_and_end_a_rest() -> None:
+    clock = FakeClock()
+    rests = breaker(clock)
+    for _ in range(5):  # a 503 or a refused connection holds nobody up
+        assert rests.admit("bob") == 0
+        rests.settle("bob", ok=False, seconds=0.2)
+    rests.settle("bob", ok=False, seconds=6.0)
+    clock.now += 10
+    assert rests.admit("bob") == 0
+    rests.settle("bob", ok=False, seconds=0.1)  # it answers again, if with an error
+    assert rests.admit("bob") == 0 and rests.admit("bob") == 0
+
+
+def test_the_breaker_remembers_a_bounded_number_of_clients() -> None:
+    clock = FakeClock()
+    rests = breaker(clock, max_clients=3)
+    for number in range(10):
+        rests.settle(f"client-{number}", ok=False, seconds=10.0)
+    assert len(rests._resting) <= 3
+    assert rests.admit("client-9") == 10  # the latest is remembered
+
+
+def test_a_resting_client_is_deferred_by_the_next_invocation_too_then_probed_once(
+    notifier_env: Any, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rest outlives the invocation (a warm environment): no POST to the client until it is over."""
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("WEBHOOK_TIMEOUT_SECONDS", "1")
+    reset_settings_cache()
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    for task_id in (first, second):
+        ended_task(notifier_env, f"{receiver.origin}/hang", task_id=task_id, owner="mallory")
+    # Given the client's endpoint hung on one attempt
+    assert notify_batch([notify_record(first)])["batchItemFailures"] == [
+        {"itemIdentifier": f"notify-{first}"}
+    ]
+    # When the next invocation gets another of its notifications, within the rest (1 s)
+    assert notify_batch([notify_record(second)]) == {"batchItemFailures": []}
+    # Then it is deferred: no POST, no attempt, a delayed copy on the queue
+    assert receiver.hits("/hang") == 1
+    assert task(notifier_env, second).notification.attempts == 0
+    assert delayed_count(notifier_env) == 1
+    # And after the rest one attempt goes through (which hangs again: counted, retried later)
+    time.sleep(1.1)
+    assert notify_batch([notify_record(second)])["batchItemFailures"] == [
+        {"itemIdentifier": f"notify-{second}"}
+    ]
+    assert receiver.hits("/hang") == 2
+    assert task(notifier_env, second).notification.attempts == 1
+
+
+def test_the_longest_webhook_timeout_fits_whole_in_a_fresh_invocation() -> None:
+    """Else no record would ever be attempted: each would be handed back, again and again."""
+    from image_pipeline.settings import ConfigError, NotifierSettings
+    from notifier_handler import MIN_START_SECONDS, RECORD_MARGIN_SECONDS
+
+    from devstack.common.template import load_template, resources_of_type
+
+    function_timeout = resources_of_type("AWS::Serverless::Function", load_template())["NotifierFunction"][
+        "Timeout"
+    ]
+    required = {"TASKS_TABLE": "t", "IMAGES_BUCKET": "b", "NOTIFICATION_QUEUE_URL": "q"}
+    longest = NotifierSettings.from_environ(
+        {**required, "WEBHOOK_TIMEOUT_SECONDS": "20"}
+    ).webhook_timeout_seconds
+    with pytest.raises(ConfigError, match="WEBHOOK_TIMEOUT_SECONDS"):
+        NotifierSettings.from_environ({**required, "WEBHOOK_TIMEOUT_SECONDS": "20.5"})
+    # the task read and its event before the POST, the POST, the writes after it
+    assert MIN_START_SECONDS + longest + RECORD_MARGIN_SECONDS <= function_timeout

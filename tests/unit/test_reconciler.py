@@ -113,6 +113,66 @@ def test_missed_failure_records_the_upstream_code(
     assert task.status == "failed" and task.error.code == 451 and "filesUrl" in task.error.message
 
 
+@pytest.mark.parametrize(
+    ("error_code", "recorded"),
+    [
+        (451, 451),
+        ("400", 400),
+        (9999, 9999),
+        ("0", 0),
+        ("²", 500),  # str.isdigit() says yes, int() says no
+        ("٣", 500),  # an Arabic-Indic 3: int() reads it, but it is no status code
+        (10000, 500),  # past 9999: no callback could carry it
+        ("10000", 500),
+        (-1, 500),
+        (" 400", 500),
+        ("E42", 500),
+        ("", 500),
+        (None, 500),
+        (200, 500),  # a failure is never a success
+    ],
+)
+def test_an_upstream_error_code_is_an_ascii_integer_up_to_9999_or_500(error_code: Any, recorded: int) -> None:
+    from image_pipeline.logic.reconcile import payload_from_details
+    from image_pipeline.upstream_replies import TaskDetails
+
+    payload = payload_from_details(TaskDetails(taskId=TASK_ID, successFlag=2, errorCode=error_code))
+    assert payload is not None and payload.code == recorded and not payload.succeeded
+
+
+@pytest.mark.parametrize("age", [timedelta(minutes=40), timedelta(days=15)])
+@pytest.mark.parametrize("error_code", ["²", 10000])
+def test_a_failure_with_an_unreadable_code_ends_the_task_failed_500(
+    reconciler_env: Any, lambda_context: Any, error_code: Any, age: timedelta
+) -> None:
+    """Within the retention or past it: never a task that stays submitted, sweep after sweep."""
+    submitted(reconciler_env, age=age)
+    with respx.mock:
+        respx.get(RECORD_INFO).mock(
+            return_value=details(successFlag=2, errorCode=error_code, errorMessage="odd failure")
+        )
+        report = sweep(lambda_context)
+    assert report["failed"] == 1 and not report["errors"], report
+    task = store(reconciler_env).get_task(TASK_ID)
+    assert (task.status, task.error.code, task.error.message) == ("failed", 500, "odd failure")
+
+
+def test_past_the_retention_details_no_callback_could_carry_end_the_task_expired(
+    reconciler_env: Any, lambda_context: Any
+) -> None:
+    """The retention comes first: details that cannot stand in for a callback (here a foreign taskId)
+    fail the sweep of a young task, which is tried again, but end a task past 14 days."""
+    submitted(reconciler_env, age=timedelta(days=15))
+    with respx.mock:
+        respx.get(RECORD_INFO).mock(
+            return_value=details(task_id="not/a task id", successFlag=2, errorCode=400)
+        )
+        report = sweep(lambda_context)
+    assert report["gave_up"] == 1 and not report["errors"], report
+    task = store(reconciler_env).get_task(TASK_ID)
+    assert task.status == "failed" and task.error.code == "expired"
+
+
 def test_still_generating_is_left_alone(reconciler_env: Any, lambda_context: Any) -> None:
     submitted(reconciler_env)
     with respx.mock:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import subprocess
 import sys
+from typing import Annotated, Any
 
 import pytest
 from image_pipeline.settings import (
@@ -24,6 +24,7 @@ from image_pipeline.settings import (
     reset_settings_cache,
     setting_variables,
 )
+from pydantic import Field, TypeAdapter, ValidationError
 
 from tests.conftest import ROOT
 
@@ -64,6 +65,34 @@ def test_a_value_that_is_not_a_number_is_named(variable: str, value: str, proble
 
 
 @pytest.mark.parametrize(
+    "value",
+    [
+        " 1_0 ",  # "_" between digits, or white space around them, but not both (pydantic: floats)
+        "\t1_000",
+        "\x8530",  # NEL, a non-ASCII control character: not white space to a setting
+        "30\x85",
+        "\xa030",  # no-break space
+        "30\u2028",  # line separator
+        "\x1c30",  # ASCII's file separator: str.strip() and int() take it for white space
+        "3\x000",
+    ],
+)
+@pytest.mark.parametrize(
+    ("variable", "kind"),
+    [("WEBHOOK_TIMESTAMP_WINDOW_SECONDS", "an integer"), ("DOWNLOAD_CHECK_AFTER_SECONDS", "a number")],
+)
+def test_only_ascii_white_space_around_a_number_and_no_digit_separator_inside_it(
+    variable: str, kind: str, value: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        CallbackSettings.from_environ({**CALLBACK, variable: value})
+    assert (
+        str(raised.value)
+        == f"invalid CallbackSettings environment: {variable}: must be {kind}, got {value!r}"
+    )
+
+
+@pytest.mark.parametrize(
     ("variable", "value", "problem"),
     [
         ("RECORD_TTL_DAYS", "0", "must be >= 1, got 0"),
@@ -94,31 +123,49 @@ def test_every_problem_is_reported_at_once() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("value", "parsed"),
-    [("30", 30), (" 30 ", 30), ("+30", 30), ("030", 30), ("1_000", 1000), ("30.0", 30), ("30.00", 30)],
-)
-def test_integers_parse_as_pydantic_parsed_them(value: str, parsed: int) -> None:
-    settings = CallbackSettings.from_environ({**CALLBACK, "WEBHOOK_TIMESTAMP_WINDOW_SECONDS": value})
-    assert settings.hmac_window_seconds == parsed and type(settings.hmac_window_seconds) is int
+def pydantic_lax(kind: Any, text: str) -> Any:
+    """What pydantic's lax parsing makes of an environment value for a field of type `kind` (with the
+    same bounds as ours), or None when it refuses it. The settings were pydantic models once: they must
+    still take exactly what pydantic took, and turn each value into the same number."""
+    try:
+        return TypeAdapter(kind).validate_python(text)
+    except ValidationError:
+        return None
+
+
+def ours_or_none(variable: str, value: str, field: str) -> Any:
+    try:
+        return getattr(CallbackSettings.from_environ({**CALLBACK, variable: value}), field)
+    except ConfigError:
+        return None
 
 
 @pytest.mark.parametrize(
-    ("value", "parsed"),
+    "value",
     [
-        ("10", 10.0),
-        ("2.5", 2.5),
-        (" 2.5 ", 2.5),
-        (".5", 0.5),
-        ("1e1", 10.0),
-        ("1_0", 10.0),
-        ("inf", math.inf),
+        *("30", " 30 ", "+30", "030", "1_000", "30.0", "30.00", "\t30\n", "1" * 30),
+        *("abc", "30.5", "", "٣٠", "1e3", "0x10", "1__0", "_30", "30_", "3 0", "0", "-1", "30.", ".0"),
     ],
 )
-def test_numbers_parse_as_pydantic_parsed_them(value: str, parsed: float) -> None:
-    settings = CallbackSettings.from_environ({**CALLBACK, "DOWNLOAD_CHECK_AFTER_SECONDS": value})
-    assert settings.download_check_after_seconds == parsed
-    assert type(settings.download_check_after_seconds) is float
+def test_integers_parse_as_pydantic_parses_them(value: str) -> None:
+    # WEBHOOK_TIMESTAMP_WINDOW_SECONDS: int, ge=1
+    expected = pydantic_lax(Annotated[int, Field(ge=1)], value)
+    parsed = ours_or_none("WEBHOOK_TIMESTAMP_WINDOW_SECONDS", value, "hmac_window_seconds")
+    assert (parsed, type(parsed)) == (expected, type(expected))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        *("10", "2.5", " 2.5 ", ".5", "1e1", "1_0", "inf", "+1.5", "1E-3", "0", "-0", "Infinity", "1_0.5"),
+        *("ten", "1__0", "_1", "1_", "", "nan", "-0.5", "-inf", "٣", "0x10", "1e", "1,5", "1_.5"),
+    ],
+)
+def test_numbers_parse_as_pydantic_parses_them(value: str) -> None:
+    # DOWNLOAD_CHECK_AFTER_SECONDS: float, ge=0 (NaN fails the bound under both)
+    expected = pydantic_lax(Annotated[float, Field(ge=0)], value)
+    parsed = ours_or_none("DOWNLOAD_CHECK_AFTER_SECONDS", value, "download_check_after_seconds")
+    assert (parsed, type(parsed)) == (expected, type(expected))
 
 
 def test_the_defaults() -> None:
@@ -142,6 +189,72 @@ def test_lists_split_on_commas() -> None:
     origins = " http://127.0.0.1:9 , ,http://localhost:8 "
     api = ApiSettings.from_environ({**REQUIRED, "WEBHOOK_TRUSTED_ORIGINS": origins})
     assert api.webhook_trusted_origin_list == ("http://127.0.0.1:9", "http://localhost:8")
+
+
+TRUSTED_ORIGINS = [
+    (ApiSettings, "WEBHOOK_TRUSTED_ORIGINS"),
+    (NotifierSettings, "WEBHOOK_TRUSTED_ORIGINS"),
+    (DownloaderSettings, "DOWNLOAD_TRUSTED_ORIGINS"),
+]
+
+
+@pytest.mark.parametrize(("settings", "variable"), TRUSTED_ORIGINS)
+@pytest.mark.parametrize(
+    "origins",
+    [
+        "http://127.0.0.1:8123",
+        "https://127.0.0.2:4443, http://localhost:9",
+        "http://[::1]:3000",
+        "http://LocalHost:80",
+    ],
+)
+def test_trusted_origins_on_loopback_are_taken(settings: Any, variable: str, origins: str) -> None:
+    assert settings.from_environ({**REQUIRED, variable: origins})
+
+
+@pytest.mark.parametrize(("settings", "variable"), TRUSTED_ORIGINS)
+@pytest.mark.parametrize(
+    ("origin", "why"),
+    [
+        ("http://169.254.169.254", "not on loopback"),  # the instance metadata address
+        ("http://[fd00:ec2::254]:80", "not on loopback"),  # and its IPv6 twin
+        ("http://[::ffff:169.254.169.254]:80", "not on loopback"),
+        ("http://10.0.0.5:8080", "not on loopback"),
+        ("https://hooks.example.com", "not on loopback"),
+        ("http://metadata:80", "not on loopback"),  # a name: whatever it resolves to is trusted
+        ("http://2130706433:80", "not on loopback"),  # 127.0.0.1 in a spelling only some parsers read
+        ("http://127.0.0.1.nip.io:80", "not on loopback"),
+        ("ftp://127.0.0.1:21", "not exactly http(s)://host[:port]"),
+        ("http://127.0.0.1:8123/hooks", "not exactly http(s)://host[:port]"),
+        ("http://user@127.0.0.1:8123", "not exactly http(s)://host[:port]"),
+        ("http://127.0.0.1:99999", "not exactly http(s)://host[:port]"),
+    ],
+)
+def test_a_trusted_origin_off_loopback_is_refused_at_cold_start_naming_it(
+    settings: Any, variable: str, origin: str, why: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        settings.from_environ({**REQUIRED, variable: f"http://127.0.0.1:9,{origin}"})
+    message = str(raised.value)
+    assert f"{variable}: {origin!r} is {why}" in message, message
+    if why == "not on loopback":
+        assert "only a local stand-in on 127.0.0.1, [::1] or localhost may be trusted" in message
+
+
+def test_under_sam_local_a_container_of_its_network_may_be_trusted_but_never_an_address() -> None:
+    """sam local's Lambda containers reach the upstream emulator by its container name (net-upstream);
+    SAM CLI sets AWS_SAM_LOCAL=true in every container it runs, and nothing else does."""
+    environ = {**REQUIRED, "DOWNLOAD_TRUSTED_ORIGINS": "http://net-upstream:8080"}
+    with pytest.raises(ConfigError, match="is not on loopback"):
+        DownloaderSettings.from_environ(environ)
+    assert DownloaderSettings.from_environ({**environ, "AWS_SAM_LOCAL": "true"}).trusted_origin_list == (
+        "http://net-upstream:8080",
+    )
+    for address in ("http://169.254.169.254", "http://0xa9fea9fe:80", "http://10.0.0.5:80"):
+        with pytest.raises(ConfigError, match="is not on loopback"):
+            DownloaderSettings.from_environ(
+                {**REQUIRED, "AWS_SAM_LOCAL": "true", "DOWNLOAD_TRUSTED_ORIGINS": address}
+            )
 
 
 def test_the_upstream_url_loses_its_trailing_slashes() -> None:
@@ -212,7 +325,7 @@ def test_fields_keep_the_dataclass_order_inherited_ones_first() -> None:
         "ApiSettings(base_url='https://api.kie.ai', api_key_parameter='', timeout_seconds=10.0, "
         "tasks_table='t', record_ttl_days=30, images_bucket='b', public_base_url='', "
     )
-    assert shown.endswith("webhook_trusted_origins='')")
+    assert shown.endswith("webhook_trusted_origins='', cursor_key_secret='')")  # cursor_key: a secret
 
 
 def test_the_getters_read_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,3 +375,25 @@ def test_importing_the_settings_does_not_load_dataclasses() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.splitlines() == ["False"]
+
+
+def test_settings_that_bound_each_other_are_checked_together_at_cold_start() -> None:
+    # A give-up shorter than the first download check could never be honoured: the first check comes
+    # after DOWNLOAD_CHECK_AFTER_SECONDS, so the task would end later than the operator asked.
+    with pytest.raises(ConfigError) as refused:
+        ReconcilerSettings.from_environ(
+            {**REQUIRED, "DOWNLOAD_CHECK_AFTER_SECONDS": "600", "DOWNLOAD_GIVE_UP_SECONDS": "300"}
+        )
+    message = str(refused.value)
+    assert "DOWNLOAD_GIVE_UP_SECONDS (300)" in message and "DOWNLOAD_CHECK_AFTER_SECONDS (600)" in message
+    bounded = ReconcilerSettings.from_environ(
+        {**REQUIRED, "DOWNLOAD_CHECK_AFTER_SECONDS": "600", "DOWNLOAD_GIVE_UP_SECONDS": "600"}
+    )
+    assert bounded.download_give_up_seconds == 600
+
+
+def test_a_submit_the_upstream_never_confirms_ends_after_two_hours_unless_told_otherwise() -> None:
+    assert ReconcilerSettings.from_environ(REQUIRED).submit_unconfirmed_after_seconds == 7200
+    assert ApiSettings.from_environ({**REQUIRED}).submit_unconfirmed_after_seconds == 7200
+    with pytest.raises(ConfigError, match="SUBMIT_UNCONFIRMED_AFTER_SECONDS: must be > 0"):
+        ReconcilerSettings.from_environ({**REQUIRED, "SUBMIT_UNCONFIRMED_AFTER_SECONDS": "0"})

@@ -65,6 +65,13 @@ def test_a_confirm_message_needs_its_fields() -> None:
         NotifyTask.from_message('{"notifyTask": null}')
 
 
+@pytest.mark.parametrize("kind", [DownloadJob, ConfirmSubmit, NotifyTask])
+@pytest.mark.parametrize("body", ["[" * 100_000, '{"a":' * 100_000])
+def test_a_message_nested_too_deeply_is_malformed_not_a_recursion_error(kind: Any, body: str) -> None:
+    with pytest.raises(MalformedRecord, match=f"{kind.__name__} message nests too deeply"):
+        kind.from_message(body)
+
+
 def item(**changes: Any) -> dict[str, Any]:
     stored = {
         "pk": "task#t1",

@@ -138,8 +138,8 @@ class TaskRequest(Model):
     webhookUrl: HttpsUrl | None = Field(
         default=None,
         description=(
-            "https URL that receives one signed event (Standard Webhooks) when the task is stored or "
-            "failed; private, loopback and link-local addresses are refused"
+            "https URL (port 443) that receives one signed event (Standard Webhooks) when the task is "
+            "stored or failed; other ports, private, loopback and link-local addresses are refused"
         ),
         # http only for the exact origins a deployment trusts (WEBHOOK_TRUSTED_ORIGINS: local runs);
         # https and a public address otherwise, which is checked beyond the pattern.

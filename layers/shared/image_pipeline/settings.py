@@ -41,37 +41,67 @@ class _Setting:
     name: str
     type: Any
 
-    def __init__(self, variable: str, default: Any, secret: bool, bounds: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        variable: str,
+        default: Any,
+        secret: bool,
+        bounds: Mapping[str, float],
+        check: Callable[[Any, Mapping[str, str]], str | None] | None = None,
+    ) -> None:
         self.variable = variable
         self.default = default
         self.secret = secret  # left out of repr()
         self.bounds = bounds
+        self.check = check
 
 
-def setting(variable: str, *, default: Any = _REQUIRED, secret: bool = False, **bounds: float) -> Any:
-    """A field read from `variable`, required unless given a default; bounds: min_length, ge, gt, le."""
+def setting(
+    variable: str,
+    *,
+    default: Any = _REQUIRED,
+    secret: bool = False,
+    check: Callable[[Any, Mapping[str, str]], str | None] | None = None,
+    **bounds: float,
+) -> Any:
+    """A field read from `variable`, required unless given a default; bounds: min_length, ge, gt, le.
+    `check(value, environ)`: what else is wrong with a value read from the environment, or None."""
     if unknown := bounds.keys() - {"min_length", "ge", "gt", "le"}:
         raise TypeError(f"{variable}: unknown bounds {sorted(unknown)}")
     # Returns Any, as dataclasses.field() does, so that `x: int = setting(...)` type-checks.
-    return _Setting(variable, default, secret, bounds)
+    return _Setting(variable, default, secret, bounds, check)
+
+
+# The white space a number may come inside (a quoting leftover): ASCII's only. str.strip() and int() take
+# many more characters for white space: non-ASCII controls (NEL), no-break and other Unicode spaces,
+# ASCII's separators \x1c-\x1f.
+_ASCII_SPACE = " \t\n\r\v\f"
+
+
+def _bare_number(text: str) -> str:
+    """The text of a number without its surrounding ASCII white space: printable ASCII only inside, and
+    "_" between digits only in a value with nothing around it (" 1_0 " is refused, as pydantic refused
+    it for floats; "1_000" and " 1000 " are fine)."""
+    number = text.strip(_ASCII_SPACE)
+    if not all("!" <= char <= "~" for char in number) or ("_" in number and number != text):
+        raise ValueError(text)
+    return number
 
 
 def _parse_int(text: str) -> int:
-    # As pydantic did: surrounding whitespace, a sign, "_" between digits and a ".0" tail are fine;
+    # As pydantic did: surrounding white space, a sign, "_" between digits and a ".0" tail are fine;
     # "1e3", "0x10", "30.5" and non-ASCII digits (which int() alone would take) are not.
-    number = text.strip()
+    number = _bare_number(text)
     whole, dot, fraction = number.partition(".")
     if dot and fraction and not fraction.strip("0"):
         number = whole
-    if not number.isascii():
-        raise ValueError(text)
     return int(number)
 
 
 def _parse_float(text: str) -> float:
     # As pydantic did: "10", "2.5", "1e3", "inf"; "_" only between characters, never doubled; ASCII only.
-    number = text.strip()
-    if not number.isascii() or number.startswith("_") or number.endswith("_") or "__" in number:
+    number = _bare_number(text)
+    if number.startswith("_") or number.endswith("_") or "__" in number:
         raise ValueError(text)
     return float(number.replace("_", ""))
 
@@ -192,7 +222,7 @@ class EnvSettings:
             except ValueError:
                 problems.append(f"{variable}: must be {kind}, got {raw!r}")
                 continue
-            if problem := _problem(value, item.bounds):
+            if problem := _problem(value, item.bounds) or (item.check and item.check(value, environ)):
                 problems.append(f"{variable}: {problem}")
             values[item.name] = value
         if problems:
@@ -209,6 +239,57 @@ class EnvSettings:
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+# A name sam local's Lambda containers reach another container of its network by (net-upstream).
+_CONTAINER_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def _loopback_origins(value: str, environ: Mapping[str, str]) -> str | None:
+    """What is wrong with a list of trusted origins: each must be exactly http(s)://host[:port] of a
+    local stand-in on loopback (127.0.0.0/8, ::1, localhost). A trusted origin skips every address check
+    (plain http, any port, whatever its name resolves to), so an origin elsewhere - the instance metadata
+    address, the VPC - must never be one. Under sam local (SAM CLI sets AWS_SAM_LOCAL=true in the
+    containers it runs) a container of its network may be named too, never an address."""
+    origins = _split(value)
+    if not origins:  # deployed stacks: nothing to parse, nothing imported
+        return None
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    for origin in origins:
+        try:
+            parts = urlsplit(origin)
+            parts.port  # noqa: B018 - raises for a port that is not one
+        except ValueError:
+            return f"{origin!r} is not exactly http(s)://host[:port]"
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            return f"{origin!r} is not exactly http(s)://host[:port]"
+        host = parts.hostname  # lower case, without [ ]
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            address = None
+        if address is not None:
+            mapped = getattr(address, "ipv4_mapped", None)
+            loopback = (mapped or address).is_loopback
+        else:
+            loopback = host == "localhost" or (
+                environ.get("AWS_SAM_LOCAL") == "true" and host[0].isalpha() and set(host) <= _CONTAINER_NAME
+            )
+        if not loopback:
+            return (
+                f"{origin!r} is not on loopback: a trusted origin skips every address check, so only a "
+                "local stand-in on 127.0.0.1, [::1] or localhost may be trusted"
+            )
+    return None
 
 
 class AwsResources(EnvSettings):
@@ -256,7 +337,11 @@ class ApiSettings(AwsResources, UpstreamSettings):
     # Where an upstream id that could not be written to DynamoDB is handed for writing later (the outbox).
     download_queue_url: str = setting("DOWNLOAD_QUEUE_URL", default="")
     # Exact origins (scheme://host:port) a webhookUrl may use over plain http on loopback (local runs).
-    webhook_trusted_origins: str = setting("WEBHOOK_TRUSTED_ORIGINS", default="")
+    webhook_trusted_origins: str = setting("WEBHOOK_TRUSTED_ORIGINS", default="", check=_loopback_origins)
+    # The key that signs list cursors: the Secrets Manager secret the stack generates (its ARN); the
+    # plain value is for local runs. Read when a list first needs it, never at cold start.
+    cursor_key_secret: str = setting("CURSOR_KEY_SECRET", default="")
+    cursor_key: str = setting("CURSOR_KEY", default="", secret=True)
 
     @property
     def webhook_trusted_origin_list(self) -> tuple[str, ...]:
@@ -281,7 +366,8 @@ class DownloaderSettings(AwsResources, UpstreamSettings):
     images_bucket: str = setting("IMAGES_BUCKET", min_length=1)
     download_queue_url: str = setting("DOWNLOAD_QUEUE_URL", min_length=1)
     allowed_hosts: str = setting("DOWNLOAD_ALLOWED_HOSTS", default=DEFAULT_RESULT_HOSTS)
-    trusted_origins: str = setting("DOWNLOAD_TRUSTED_ORIGINS", default="")
+    # Exact origins (scheme://host:port) of a local stand-in of the upstream, on loopback (local runs).
+    trusted_origins: str = setting("DOWNLOAD_TRUSTED_ORIGINS", default="", check=_loopback_origins)
     max_image_bytes: int = setting("DOWNLOAD_MAX_BYTES", default=30 * 1024 * 1024, ge=1024)
     deadline_seconds: float = setting("DOWNLOAD_DEADLINE_SECONDS", default=60.0, gt=0)
     max_pixels: int = setting("DOWNLOAD_MAX_PIXELS", default=50_000_000, ge=1)
@@ -343,8 +429,10 @@ class NotifierSettings(AwsResources):
     # while rotating); the plain value is for local runs, where it signs for every client.
     webhook_secret_parameter_prefix: str = setting("WEBHOOK_SECRET_PARAMETER_PREFIX", default="")
     webhook_secret: str = setting("WEBHOOK_SECRET", default="", secret=True)
-    webhook_trusted_origins: str = setting("WEBHOOK_TRUSTED_ORIGINS", default="")
-    webhook_timeout_seconds: float = setting("WEBHOOK_TIMEOUT_SECONDS", default=10.0, gt=0, le=30)
+    webhook_trusted_origins: str = setting("WEBHOOK_TRUSTED_ORIGINS", default="", check=_loopback_origins)
+    # An attempt starts only with its whole timeout left in the invocation: at most 20 s of the 30 s
+    # NotifierFunction has (tests/unit/test_notifier.py holds the template to it).
+    webhook_timeout_seconds: float = setting("WEBHOOK_TIMEOUT_SECONDS", default=10.0, gt=0, le=20)
     # Attempt n waits base x 2^(n-1) seconds (capped at 12 h); 12 attempts from 60 s is about a day.
     webhook_retry_base_seconds: int = setting("WEBHOOK_RETRY_BASE_SECONDS", default=60, ge=0, le=3600)
     webhook_max_attempts: int = setting("WEBHOOK_MAX_ATTEMPTS", default=12, ge=1, le=50)

@@ -105,6 +105,8 @@ def _decode_message[RecordT](cls: type[RecordT], body: str | bytes) -> RecordT:
         document = json.loads(body)
     except ValueError as error:
         raise MalformedRecord(f"{what} is not JSON: {error}") from None
+    except RecursionError:  # "[" * 100000: json's decoder recurses once per level
+        raise MalformedRecord(f"{what} nests too deeply to be one of ours") from None
     if not isinstance(document, dict):
         raise MalformedRecord(f"{what} must be a JSON object, got {type(document).__name__}")
     return _read_fields(cls, document, what=what, extra=False)

@@ -31,6 +31,7 @@ __all__ = [
     "InvalidReply",
     "ResultInfo",
     "TaskDetails",
+    "error_status",
     "is_storable_text",
 ]
 
@@ -41,6 +42,17 @@ TASK_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{CALLBACK_TASK_ID_MAX}}}")
 TASK_ID_RULE = f"must be 1 to {CALLBACK_TASK_ID_MAX} letters, digits, '_' or '-'"
 MAX_STATUS_CODE = 9999  # the platform's codes are HTTP-like; anything longer is not a status
 STATUS_CODE_RULE = f"must be a whole number from 0 to {MAX_STATUS_CODE}"
+
+
+_STATUS_CODE_TEXT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: \d and str.isdigit() take "²", "٣"
+
+
+def error_status(value: int | str | None) -> int:
+    """The status an upstream error code (a task's `errorCode`) stands for: an ASCII integer from 0 to
+    9999, as a number or as text, is itself; anything else ("²", "٣", 10000, -1, "E42", none) is 500,
+    a failure the upstream did not name in a way we can keep."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    return int(text) if isinstance(text, str) and _STATUS_CODE_TEXT.fullmatch(text) else 500
 
 
 def is_storable_text(document: Any) -> bool:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from image_pipeline.adapters.upstream import UpstreamClient
     from image_pipeline.safe_fetch import FetchedImage, FetchPolicy
     from image_pipeline.settings import (
+        ApiSettings,
         CallbackSettings,
         DownloaderSettings,
         NotifierSettings,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_webhook_url",
+    "cursor_key",
     "download_queue",
     "event_bus",
     "fetch_policy",
@@ -141,6 +143,23 @@ def upstream_client(settings: UpstreamSettings, *, timeout_seconds: float | None
 def hmac_key(settings: CallbackSettings) -> str:
     """The upstream's webhook signing key ("" when signing is off), re-read through the parameter cache."""
     return resolve_secret(settings.hmac_key, settings.hmac_key_parameter)
+
+
+MIN_CURSOR_KEY_CHARS = 32
+
+
+def cursor_key(settings: ApiSettings) -> bytes:
+    """The key that signs list cursors, re-read through the parameter cache (a rotated secret is picked
+    up within minutes; the cursors signed with the old one are then refused)."""
+    from image_pipeline.settings import ConfigError
+
+    key = resolve_secret(settings.cursor_key, settings.cursor_key_secret)
+    if len(key) < MIN_CURSOR_KEY_CHARS:  # unset, or too short to keep a forger guessing
+        raise ConfigError(
+            f"the list cursors' signing key (CURSOR_KEY_SECRET, or CURSOR_KEY locally) must be at least "
+            f"{MIN_CURSOR_KEY_CHARS} characters, got {len(key)}"
+        )
+    return key.encode()
 
 
 @cache

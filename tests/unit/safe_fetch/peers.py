@@ -2,8 +2,9 @@
 
 Everything runs on 127.0.0.1. Three kinds of peers:
 
-* ``LocalServer``: real HTTP(S) servers on 127.0.0.1, port 0, in threads. The *canary* is one of
-  them: no test may ever make a connection to it (checked after every test).
+* ``LocalServer``: real HTTP(S) servers on 127.0.0.1, port 0, in threads (tests/loopback_server.py;
+  ``tls_material``: a fresh CA and a certificate for their https). The *canary* is one of them: no
+  test may ever make a connection to it (checked after every test).
 * ``FakeNet``: an httpx transport standing in for the internet. "Public" addresses (93.184.216.x)
   are answered in memory and never touched; any non-public address (loopback, 10/8, 169.254/16...)
   is treated as the internal network and forwarded to the real socket on 127.0.0.1 with the same
@@ -16,20 +17,22 @@ Everything runs on 127.0.0.1. Three kinds of peers:
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import ipaddress
-import select
 import socket
 import ssl
-import threading
+import tempfile
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from image_pipeline.safe_fetch import FetchPolicy, blocked_address_reason
 from PIL import Image
+
+from tests.loopback_server import Exchange, LoopbackServer
 
 # ----------------------------------------------------------------------------------------- test images
 
@@ -72,67 +75,19 @@ PUBLIC_V6 = "2606:4700::6810:85e5"
 
 # ----------------------------------------------------------------------------------------- local servers
 
-Route = Callable[["_Handler", "LocalServer", dict[str, list[str]]], None]
+Route = Callable[[Exchange, "LocalServer", dict[str, list[str]]], None]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def do_GET(self) -> None:
-        self.server.owner.handle(self)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def raw(self, data: bytes) -> bool:
-        try:
-            self.wfile.write(data)
-            self.wfile.flush()
-        except OSError:
-            return False
-        return True
-
-    def respond(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        head = [f"HTTP/1.1 {status} X", "Connection: close"]
-        all_headers = {"Content-Length": str(len(body)), **(headers or {})}
-        head += [f"{k}: {v}" for k, v in all_headers.items() if v is not None]
-        self.raw(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: LocalServer
-
-    def get_request(self) -> tuple[Any, Any]:
-        # accept and count under the lock: see LocalServer.settled_connections
-        with self.owner.lock:
-            conn, addr = self.socket.accept()
-            self.owner.connections += 1
-        return conn, addr
-
-
-class LocalServer:
-    """HTTP server on 127.0.0.1:0; counts TCP connections and records requests."""
+class LocalServer(LoopbackServer):
+    """HTTP(S) server on 127.0.0.1:0 (tests/loopback_server.py); counts TCP connections, records
+    requests, answers each path with its route."""
 
     def __init__(self, routes: dict[str, Route] | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route] = dict(routes or {})
-        self.lock = threading.Lock()
-        self.connections = 0
         self.requests: list[tuple[str, dict[str, str]]] = []
-        self.stop = threading.Event()
-        self.httpd = _Server(("127.0.0.1", 0), _Handler)
-        self.httpd.owner = self
-        if tls is not None:
-            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = int(self.httpd.server_address[1])
-        self.origin = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        super().__init__(tls=tls, protocol="HTTP/1.1", methods=("GET",))
 
-    def handle(self, h: _Handler) -> None:
+    def handle(self, h: Exchange) -> None:
         parts = urlsplit(h.path)
         with self.lock:
             self.requests.append((h.path, {k.lower(): v for k, v in h.headers.items()}))
@@ -143,51 +98,39 @@ class LocalServer:
         else:
             route(h, self, parse_qs(parts.query))
 
-    def settled_connections(self) -> int:
-        """Connections accepted so far plus any still waiting in the kernel's accept queue."""
-        with self.lock:
-            pending, _, _ = select.select([self.httpd.socket], [], [], 0)
-            return self.connections + (1 if pending else 0)
-
     def hits(self, path: str) -> int:
         with self.lock:
             return sum(1 for p, _ in self.requests if urlsplit(p).path == path)
 
-    def close(self) -> None:
-        self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(5)
-
 
 def serve(body: bytes, content_type: str = "image/png", **headers: str) -> Route:
-    def route(h: _Handler, _srv: LocalServer, _q: dict[str, list[str]]) -> None:
+    def route(h: Exchange, _srv: LocalServer, _q: dict[str, list[str]]) -> None:
         h.respond(200, body, {"Content-Type": content_type, **headers})
 
     return route
 
 
 def status(code: int) -> Route:
-    def route(h: _Handler, _srv: LocalServer, _q: dict[str, list[str]]) -> None:
+    def route(h: Exchange, _srv: LocalServer, _q: dict[str, list[str]]) -> None:
         h.respond(code, b"nope", {"Content-Type": "text/plain"})
 
     return route
 
 
 def redirect_to(location: str | None, code: int = 302) -> Route:
-    def route(h: _Handler, _srv: LocalServer, _q: dict[str, list[str]]) -> None:
+    def route(h: Exchange, _srv: LocalServer, _q: dict[str, list[str]]) -> None:
         h.respond(code, b"", {"Location": location} if location is not None else {})
 
     return route
 
 
-def redirect_from_query(h: _Handler, _srv: LocalServer, q: dict[str, list[str]]) -> None:
+def redirect_from_query(h: Exchange, _srv: LocalServer, q: dict[str, list[str]]) -> None:
     """/redirect?to=<location>: 302 to whatever the test asks (empty ``to``: no Location at all)."""
     location = q.get("to", [""])[0]
     h.respond(302, b"", {"Location": location} if location else {})
 
 
-def trickle_body(h: _Handler, srv: LocalServer, _q: dict[str, list[str]]) -> None:
+def trickle_body(h: Exchange, srv: LocalServer, _q: dict[str, list[str]]) -> None:
     body = PNG
     if not h.raw(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()):
         return
@@ -196,23 +139,23 @@ def trickle_body(h: _Handler, srv: LocalServer, _q: dict[str, list[str]]) -> Non
             return
 
 
-def trickle_headers(h: _Handler, srv: LocalServer, _q: dict[str, list[str]]) -> None:
+def trickle_headers(h: Exchange, srv: LocalServer, _q: dict[str, list[str]]) -> None:
     head = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"a" * 400
     for i in range(len(head)):  # each byte comes well within any read timeout; only the deadline helps
         if srv.stop.wait(0.05) or not h.raw(head[i : i + 1]):
             return
 
 
-def stall_after_headers(h: _Handler, srv: LocalServer, _q: dict[str, list[str]]) -> None:
+def stall_after_headers(h: Exchange, srv: LocalServer, _q: dict[str, list[str]]) -> None:
     if h.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + PNG[:100]):
         srv.stop.wait(10)
 
 
-def stall_before_response(_h: _Handler, srv: LocalServer, _q: dict[str, list[str]]) -> None:
+def stall_before_response(_h: Exchange, srv: LocalServer, _q: dict[str, list[str]]) -> None:
     srv.stop.wait(10)
 
 
-def oversized_with_length(h: _Handler, srv: LocalServer, _q: dict[str, list[str]]) -> None:
+def oversized_with_length(h: Exchange, srv: LocalServer, _q: dict[str, list[str]]) -> None:
     if not h.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\nConnection: close\r\n\r\n"):
         return
     chunk = PNG + b"\x00" * (30_000 - len(PNG))
@@ -221,7 +164,7 @@ def oversized_with_length(h: _Handler, srv: LocalServer, _q: dict[str, list[str]
             return
 
 
-def oversized_without_length(h: _Handler, srv: LocalServer, _q: dict[str, list[str]]) -> None:
+def oversized_without_length(h: Exchange, srv: LocalServer, _q: dict[str, list[str]]) -> None:
     if not h.raw(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n\r\n" + PNG):
         return
     for _ in range(20):  # 600 KB, close-delimited
@@ -229,7 +172,7 @@ def oversized_without_length(h: _Handler, srv: LocalServer, _q: dict[str, list[s
             return
 
 
-def oversized_chunked(h: _Handler, srv: LocalServer, _q: dict[str, list[str]]) -> None:
+def oversized_chunked(h: Exchange, srv: LocalServer, _q: dict[str, list[str]]) -> None:
     if not h.raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"):
         return
     data = PNG + b"\x00" * (30_000 - len(PNG))
@@ -240,19 +183,19 @@ def oversized_chunked(h: _Handler, srv: LocalServer, _q: dict[str, list[str]]) -
     h.raw(b"0\r\n\r\n")
 
 
-def truncated_with_length(h: _Handler, _srv: LocalServer, _q: dict[str, list[str]]) -> None:
+def truncated_with_length(h: Exchange, _srv: LocalServer, _q: dict[str, list[str]]) -> None:
     h.raw(f"HTTP/1.1 200 OK\r\nContent-Length: {len(PNG) + 500}\r\n\r\n".encode() + PNG[:-20])
 
 
-def truncated_chunked(h: _Handler, _srv: LocalServer, _q: dict[str, list[str]]) -> None:
+def truncated_chunked(h: Exchange, _srv: LocalServer, _q: dict[str, list[str]]) -> None:
     h.raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s" % (len(PNG), PNG[:50]))
 
 
-def truncated_close_delimited(h: _Handler, _srv: LocalServer, _q: dict[str, list[str]]) -> None:
+def truncated_close_delimited(h: Exchange, _srv: LocalServer, _q: dict[str, list[str]]) -> None:
     h.raw(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + PNG[: len(PNG) // 2])
 
 
-def endless_html(h: _Handler, srv: LocalServer, _q: dict[str, list[str]]) -> None:
+def endless_html(h: Exchange, srv: LocalServer, _q: dict[str, list[str]]) -> None:
     if not h.raw(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n\r\n<html>"):
         return
     for _ in range(200):  # 6 MB if nobody hangs up: the fetcher must stop at the magic bytes
@@ -292,6 +235,79 @@ def standard_routes() -> dict[str, Route]:
         "/500": status(500),
         "/503": status(503),
     }
+
+
+# ----------------------------------------------------------------------------------------- TLS
+
+
+def tls_material(names: list[str]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server context, client context trusting a fresh CA) for a certificate valid for ``names``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "safe-fetch test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_file, key_file = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_ctx.load_cert_chain(cert_file, key_file)
+    client_ctx = ssl.create_default_context(cadata=ca_cert.public_bytes(serialization.Encoding.PEM).decode())
+    return server_ctx, client_ctx
 
 
 # ----------------------------------------------------------------------------------------- fake network

@@ -174,14 +174,16 @@ def test_unlisted_loopback_urls_never_reach_the_canary(
 def test_a_name_resolving_to_loopback_never_reaches_the_canary(
     answer: list[str], scheme: str, canary: Receiver, trusted: list[str]
 ) -> None:
-    # Given a public-looking name whose DNS answer includes loopback, on the canary's port
+    # Given a public-looking name whose DNS answer includes loopback
     lookups: list[str] = []
 
     def resolver(host: str, port: int) -> list[str]:
         lookups.append(host)
         return answer
 
-    url = f"{scheme}://hooks.example.test:{canary.port}/services/SECRET-PATH"
+    # (https on port 443, the only port a webhook may use: the canary's port is refused before DNS)
+    port = "" if scheme == "https" else f":{canary.port}"
+    url = f"{scheme}://hooks.example.test{port}/services/SECRET-PATH"
     # When it is delivered with the real HTTP client
     result = deliver(url, BODY, signed(), trusted_origins=trusted, resolver=resolver)
     # Then it is refused before any connection (http: even before the lookup)
@@ -228,6 +230,7 @@ def rebinding_net(canary: Receiver) -> Iterator[tuple[Rebinding, FakeNet, list[h
         seen.append(request)
         return httpx.Response(204)
 
+    net.public[(PUBLIC_A, 443)] = receive
     net.public[(PUBLIC_A, 8443)] = receive
     yield rebinding, net, seen
     net.close()
@@ -240,7 +243,7 @@ def test_the_post_goes_to_the_checked_address(
     headers = {**signed("msg_pinned"), "Host": "evil.test", "Connection": "keep-alive"}
     with httpx.Client(transport=net, trust_env=False) as client:
         result = deliver(
-            "https://hooks.example.test:8443/hook",
+            "https://hooks.example.test/hook",
             BODY,
             headers,
             trusted_origins=(),
@@ -250,13 +253,34 @@ def test_the_post_goes_to_the_checked_address(
     assert result == DeliveryResult(status_code=204, error=None, ok=True)
     assert rebinding.calls == ["hooks.example.test"]  # resolved once
     [hop] = net.seen
-    assert (hop["ip"], hop["url_host"], hop["port"]) == (PUBLIC_A, PUBLIC_A, 8443)
-    assert hop["host_header"] == "hooks.example.test:8443"  # the caller cannot override Host
+    assert (hop["ip"], hop["url_host"], hop["port"]) == (PUBLIC_A, PUBLIC_A, 443)
+    assert hop["host_header"] == "hooks.example.test"  # the caller cannot override Host
     assert hop["sni"] == "hooks.example.test"  # certificate checked against the name
     [request] = seen
     assert request.method == "POST" and request.content == BODY
     assert request.headers["connection"] == "close"
     Webhook(SECRET).verify(request.content, dict(request.headers))
+
+
+def test_a_port_other_than_443_is_never_looked_up_or_called(
+    rebinding_net: tuple[Rebinding, FakeNet, list[httpx.Request]],
+) -> None:
+    """Else a client could learn which ports of a public host answer from notification.lastError."""
+    rebinding, net, seen = rebinding_net
+    with httpx.Client(transport=net, trust_env=False) as client:
+        result = deliver(
+            "https://hooks.example.test:8443/hook",
+            BODY,
+            signed(),
+            trusted_origins=(),
+            resolver=rebinding,
+            client=client,
+        )
+    assert (result.ok, result.status_code) == (False, None)
+    assert result.error == (
+        "port_not_allowed: refusing https://hooks.example.test:8443: webhooks are delivered to port 443 only"
+    )
+    assert rebinding.calls == [] and net.seen == [] and seen == []
 
 
 def test_a_dead_address_falls_through_to_the_next_checked_one(canary: Receiver) -> None:

@@ -70,6 +70,10 @@ REFUSED: list[tuple[str, str, str]] = [
     ("userinfo-confusion", "https://hooks.example.com@127.0.0.1/hook", "host_not_allowed"),
     ("single-label", "https://metadata/computeMetadata/v1/", "host_not_allowed"),
     ("public-ip-non-canonical", "https://0x08080808/hook", "host_not_allowed"),
+    # https on port 443 only: a webhook must not probe the ports of public hosts
+    ("https-other-port", "https://hooks.example.com:8443/hook", "port_not_allowed"),
+    ("https-port-80", "https://hooks.example.com:80/hook", "port_not_allowed"),
+    ("public-ip-ssh", "https://93.184.216.34:22/hook", "port_not_allowed"),
     ("not-a-url", "https://exa mple.com/hook", "invalid"),
     ("too-long", "https://hooks.example.com/" + "a" * 2100, "invalid"),
 ]
@@ -99,10 +103,17 @@ def test_messages_name_the_origin_not_the_path() -> None:
     assert str(err.value) == "refusing https://10.0.0.7:8443: address 10.0.0.7 is private"
 
 
+def test_a_port_other_than_443_is_named_without_the_path() -> None:
+    with pytest.raises(WebhookUrlError) as err:
+        check_webhook_url("https://hooks.example.com:8443/services/SECRET-PATH", TRUSTED)
+    assert (
+        str(err.value) == "refusing https://hooks.example.com:8443: webhooks are delivered to port 443 only"
+    )
+
+
 ACCEPTED: list[tuple[str, str]] = [
     ("https://hooks.example.com/hook", "https://hooks.example.com/hook"),
     ("  https://Hooks.Example.COM./a/b?token=x  ", "https://hooks.example.com./a/b?token=x"),
-    ("https://hooks.example.com:8443/hook", "https://hooks.example.com:8443/hook"),  # any https port
     ("https://hooks.example.com:443/hook", "https://hooks.example.com/hook"),
     ("https://bücher.example/hook", "https://xn--bcher-kva.example/hook"),
     ("https://93.184.216.34/hook", "https://93.184.216.34/hook"),  # a public IP literal

@@ -10,6 +10,7 @@ from image_pipeline.adapters.aws import client
 from image_pipeline.task_models import EVENT_SOURCE, NotifyTask
 
 MAX_VISIBILITY_SECONDS = 43200  # SQS's limit: 12 hours
+MAX_DELAY_SECONDS = 900  # SQS's limit for a message's delay: 15 minutes
 
 
 class NotificationQueue:
@@ -20,6 +21,14 @@ class NotificationQueue:
     def send_notify(self, task_id: str) -> None:
         self._sqs.send_message(
             QueueUrl=self.queue_url, MessageBody=NotifyTask(notifyTask=task_id).to_message()
+        )
+
+    def send_again(self, body: str, delay_seconds: int = 0) -> None:
+        """A fresh copy of a message this invocation did not attempt: its receive count starts over."""
+        self._sqs.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=body,
+            DelaySeconds=max(0, min(delay_seconds, MAX_DELAY_SECONDS)),
         )
 
     def delay_retry(self, receipt_handle: str, seconds: int) -> None:

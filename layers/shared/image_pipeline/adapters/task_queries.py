@@ -72,6 +72,25 @@ class TaskQueries(ConditionalTable):
             ),
         )
 
+    def begin_webhook_attempt(self, task_id: str) -> int | None:
+        """Count one webhook attempt, before its POST: the attempts so far, this one included, or None
+        when the webhook is no longer pending (delivered, failed, or the task deleted).
+
+        One atomic write: two copies of a notify message each count the POST they make, and a POST
+        the function never records the answer of (it crashed or timed out) is counted all the same.
+        """
+        answer = self._update_if(
+            Key=task_key(task_id),
+            UpdateExpression="SET notification.attempts = if_not_exists(notification.attempts, :zero) + :one",
+            ConditionExpression="notification.#state = :pending",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues=_values(zero=0, one=1, pending="pending"),
+            ReturnValues="UPDATED_NEW",
+        )
+        if answer is None:
+            return None
+        return int(_from_item(answer["Attributes"])["notification"]["attempts"])
+
     def push_back(self, task: TaskRecord, next_check_at: datetime, *, requeued: bool = False) -> bool:
         """Nothing more to do for this task now: look again at `next_check_at` (counts the visit)."""
         counter = "requeues" if requeued else "checks"

@@ -1,14 +1,18 @@
 """A client app's own tasks: listing them page by page, and deleting one with everything it stored.
 
 A task belongs to the client that submitted it; to any other client it does not exist (404, exactly
-as an unknown id). List cursors are opaque to clients, but only the client they were given to can use
-one: anything else is refused (400), never answered with another client's tasks.
+as an unknown id). List cursors are opaque to clients and signed (HMAC-SHA256 with a key the stack
+owns, over the key they continue after, which names their client): only a cursor this API issued, to
+the client presenting it, unaltered, is read; anything else is refused (400), never answered with
+another client's tasks.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -53,12 +57,15 @@ def list_tasks(
     limit: int,
     status: TaskStatus | None = None,
     cursor: str | None = None,
+    cursor_key: Callable[[], bytes],
 ) -> dict[str, Any]:
-    after = decode_cursor(cursor, owner) if cursor else None
+    """One page of the owner's tasks. `cursor_key` gives the cursors' signing key; it is asked for only
+    when a cursor is read or written (a first page that is also the last needs none)."""
+    after = decode_cursor(cursor, owner, cursor_key()) if cursor is not None else None
     tasks, last = store.tasks_of(owner, limit=limit, status=status, after=after)
     return {
         "tasks": [summary(task) for task in tasks],
-        "nextCursor": encode_cursor(last) if last else None,
+        "nextCursor": encode_cursor(last, cursor_key()) if last else None,
     }
 
 
@@ -80,26 +87,43 @@ def delete_task(
         raise TaskNotFound(task_id[:64])  # deleted meanwhile by a concurrent request
 
 
-def encode_cursor(key: dict[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+CURSOR_FIELDS = frozenset({"pk", "owner", "createdAt"})
+_NOT_OURS = "cursor is not one this API returned"
 
 
-def decode_cursor(cursor: str, owner: str) -> dict[str, str]:
-    """The key a cursor continues after; InvalidCursor unless it is one this client was given."""
-    if len(cursor) > MAX_CURSOR_CHARS:
-        raise InvalidCursor("cursor is not one this API returned")
+def _signature(payload: str, key: bytes) -> str:
+    digest = hmac.new(key, b"image-pipeline list cursor\x00" + payload.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def encode_cursor(key: dict[str, str], signing_key: bytes) -> str:
+    """`payload.signature`: the key's JSON and its HMAC, both base64url without padding."""
+    payload = base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+    return f"{payload}.{_signature(payload, signing_key)}"
+
+
+def decode_cursor(cursor: str, owner: str, signing_key: bytes) -> dict[str, str]:
+    """The key a cursor continues after; InvalidCursor unless this API issued it to this client, as it is."""
+    payload, _dot, signature = cursor.partition(".")
+    # The signature is checked before anything of the payload is read.
+    if len(cursor) > MAX_CURSOR_CHARS or not signature.isascii():
+        raise InvalidCursor(_NOT_OURS)
+    if not hmac.compare_digest(signature, _signature(payload, signing_key)):
+        raise InvalidCursor(_NOT_OURS)
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidCursor("cursor is not one this API returned") from None
+        key = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidCursor(_NOT_OURS) from None
+    # Only what encode_cursor wrote passes the signature; checked all the same, so that a signing key
+    # that leaked can never hand DynamoDB an empty or foreign key.
     if (
         not isinstance(key, dict)
-        or set(key) != {"pk", "owner", "createdAt"}
-        or not all(isinstance(value, str) for value in key.values())
+        or set(key) != CURSOR_FIELDS
+        or not all(isinstance(value, str) and value for value in key.values())
         or not key["pk"].startswith("task#")
         or not TASK_ID.fullmatch(key["pk"].removeprefix("task#"))
     ):
-        raise InvalidCursor("cursor is not one this API returned")
+        raise InvalidCursor(_NOT_OURS)
     if key["owner"] != owner:
         raise InvalidCursor("cursor belongs to another client")
     return key

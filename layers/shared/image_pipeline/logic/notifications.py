@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import threading
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -54,8 +58,108 @@ class NotifyOutcome(StrEnum):
     GAVE_UP = "gave_up"  # the webhook's attempts ran out: notification.state = failed
 
 
+class WebhookDeferred(Exception):
+    """Not attempted, and no attempt counted: the message is handed back, to come back in `retry_in`
+    seconds (the invocation has no time left for a whole attempt, or the client's endpoint rests)."""
+
+    def __init__(self, reason: str, retry_in: int = 0) -> None:
+        super().__init__(reason)
+        self.retry_in = retry_in
+
+
 class WebhookNotDelivered(Exception):
-    """A passing failure: the notify message comes back later (same webhook-id)."""
+    """A passing failure: the notify message comes back later (same webhook-id).
+
+    `attempts`: the webhook's attempts so far, this one included (its backoff grows with them).
+    """
+
+    def __init__(self, error: str, attempts: int) -> None:
+        super().__init__(error)
+        self.attempts = attempts
+
+
+@dataclass
+class _Rest:
+    slow_in_a_row: int = 0
+    until: float = 0.0
+    probing: bool = False
+
+
+class ClientBreaker:
+    """Per client, in this process: a client whose endpoint hangs rests, so it holds up no one else.
+
+    An attempt that fails after `slow_seconds` or more (the endpoint held the connection: no answer in
+    time, or an error answer that came late) rests its client: its other webhooks are deferred,
+    without an attempt, for `rest_seconds`, doubled by each slow failure in a row (at most
+    `max_rest_seconds`). Once the rest is over one attempt goes through, the others still waiting for
+    it; an attempt that is not a slow failure (a 2xx, a quick 4xx or 5xx, a refused connection) ends
+    the rest. A deferral costs the webhook nothing: its attempts and backoff are untouched.
+
+    In memory and thread-safe: each warm Lambda environment learns for itself (a hanging client costs
+    it one timeout per rest at most); nothing is written to the table.
+    """
+
+    def __init__(
+        self,
+        *,
+        slow_seconds: float,
+        rest_seconds: float,
+        max_rest_seconds: float = 900.0,
+        max_clients: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.slow_seconds = slow_seconds
+        self.rest_seconds = rest_seconds
+        self.max_rest_seconds = max_rest_seconds
+        self.max_clients = max_clients
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._resting: dict[str, _Rest] = {}
+
+    def admit(self, client: str) -> float:
+        """0 when `client`'s webhook may be attempted now (`settle` must follow), else the seconds to
+        wait: the rest still to run, or, while the attempt after a rest is under way, one rest."""
+        with self._lock:
+            rest = self._resting.get(client)
+            if rest is None:
+                return 0.0
+            now = self._clock()
+            if now < rest.until:
+                return rest.until - now
+            if rest.probing:
+                return self.rest_seconds
+            rest.probing = True
+            return 0.0
+
+    def settle(self, client: str, *, ok: bool, seconds: float | None) -> None:
+        """The attempt `admit` let through for `client` ended: `ok` for a 2xx, after `seconds`; None
+        when it was not made after all."""
+        with self._lock:
+            rest = self._resting.get(client)
+            if seconds is None:
+                if rest is not None:
+                    rest.probing = False
+                return
+            if ok or seconds < self.slow_seconds:
+                self._resting.pop(client, None)
+                return
+            now = self._clock()
+            if rest is None:
+                if len(self._resting) >= self.max_clients:
+                    self._forget_rested(now)
+                rest = self._resting[client] = _Rest()
+            rest.slow_in_a_row += 1
+            rest.probing = False
+            rest.until = now + min(self.max_rest_seconds, self.rest_seconds * 2 ** (rest.slow_in_a_row - 1))
+
+    def _forget_rested(self, now: float) -> None:
+        """Bounded memory: clients whose rest is over, and if that is not enough, the oldest."""
+        for client in [
+            name for name, rest in self._resting.items() if rest.until <= now and not rest.probing
+        ]:
+            del self._resting[client]
+        while len(self._resting) >= self.max_clients:
+            del self._resting[next(iter(self._resting))]
 
 
 def announce_end(task_id: str, *, notices: NotifyQueue | None) -> bool:
@@ -111,11 +215,20 @@ def notify(
     send: WebhookSender,
     sign: Signer,
     secrets_for: Callable[[str | None], Sequence[str]],
-    attempt: int,
     max_attempts: int,
+    attempt_seconds: float = 0.0,
+    time_left: Callable[[], float] = lambda: float("inf"),
+    breaker: ClientBreaker | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> NotifyOutcome:
-    """One notify message: the event once, then one webhook attempt (`attempt` counts from 1)."""
+    """One notify message: the event once, then one webhook attempt.
+
+    The attempts are counted on the task (`notification.attempts`), one per POST, whatever number of
+    times SQS delivered the message: the last of `max_attempts` gives the webhook up. An attempt is
+    made only with its whole `attempt_seconds` (the sender's timeout) still in `time_left()`, and
+    while the task owner's endpoint is not resting (`breaker`); otherwise WebhookDeferred, and
+    nothing is counted.
+    """
     task = store.get_task(task_id)
     if task is None or task.status not in DETAIL_TYPES:
         return NotifyOutcome.NOT_ENDED
@@ -132,12 +245,13 @@ def notify(
     if not task.webhookUrl or notification.state != "pending":
         return NotifyOutcome.PUBLISHED if notification.state != "delivered" else NotifyOutcome.DELIVERED
     secrets = secrets_for(task.owner)
-    attempts = notification.attempts + 1
     if not secrets:
         store.record_delivery(
             task.taskId,
             Notification(
-                state="failed", attempts=attempts, lastError="no signing secret for this client"
+                state="failed",
+                attempts=notification.attempts + 1,
+                lastError="no signing secret for this client",
             ).to_dict(),
             reopened=task.reopened,
         )
@@ -150,15 +264,31 @@ def notify(
         },
         separators=(",", ":"),
     ).encode()
-    headers = sign(secrets, webhook_id(task), int(clock().timestamp()), body)
-    result = send(task.webhookUrl, body, headers)
+    client = task.owner or ""
+    if breaker is not None and (wait := breaker.admit(client)) > 0:
+        raise WebhookDeferred("the client's endpoint rests: it hung on a recent attempt", math.ceil(wait))
+    result: Delivery | None = None
+    spent: float | None = None
+    try:
+        if time_left() < attempt_seconds:
+            raise WebhookDeferred("no time left in this invocation for a whole attempt")
+        headers = sign(secrets, webhook_id(task), int(clock().timestamp()), body)
+        attempts = store.begin_webhook_attempt(task.taskId)
+        if attempts is None:  # delivered or given up by a copy of this message meanwhile, or deleted
+            return NotifyOutcome.PUBLISHED
+        started = time.monotonic()
+        result = send(task.webhookUrl, body, headers)
+        spent = time.monotonic() - started
+    finally:
+        if breaker is not None:
+            breaker.settle(client, ok=result is not None and result.ok, seconds=spent)
     if result.ok:
         store.record_delivery(
             task.taskId, Notification(state="delivered", attempts=attempts).to_dict(), reopened=task.reopened
         )
         return NotifyOutcome.DELIVERED
     error = result.error or f"answered HTTP {result.status_code}"
-    final = attempts >= max_attempts or attempt >= max_attempts
+    final = attempts >= max_attempts
     state: Literal["failed", "pending"] = "failed" if final else "pending"
     store.record_delivery(
         task.taskId,
@@ -167,4 +297,4 @@ def notify(
     )
     if final:
         return NotifyOutcome.GAVE_UP
-    raise WebhookNotDelivered(error)
+    raise WebhookNotDelivered(error, attempts)

@@ -31,7 +31,14 @@ from image_pipeline.logic.callbacks import (
 from image_pipeline.logic.notifications import NotifyQueue, announce_end
 from image_pipeline.logic.ports import JobQueue, TaskStore, Upstream
 from image_pipeline.task_models import SUBMIT_UNCONFIRMED, DownloadJob, TaskError, TaskRecord, utc_now
-from image_pipeline.upstream_replies import CallbackData, CallbackPayload, ResultInfo, TaskDetails
+from image_pipeline.upstream_replies import (
+    CallbackData,
+    CallbackPayload,
+    InvalidReply,
+    ResultInfo,
+    TaskDetails,
+    error_status,
+)
 
 # The upstream keeps records 14 days; past that no callback and no poll can ever bring the images.
 UPSTREAM_RETENTION = timedelta(days=14)
@@ -79,8 +86,7 @@ def payload_from_details(details: TaskDetails) -> CallbackPayload | None:
             data=CallbackData(taskId=details.taskId, info=ResultInfo(result_urls=urls)),
         )
     if details.is_failure:
-        raw_code = str(details.errorCode or "")
-        code = int(raw_code) if raw_code.isdigit() else 500
+        code = error_status(details.errorCode)
         return CallbackPayload(
             code=code if code != 200 else 500,
             msg=details.errorMessage or "the upstream reported the task failed",
@@ -324,7 +330,12 @@ def _reconcile_one(
         if not past_retention:
             raise
         details = None  # "record is null": the upstream has forgotten it
-    payload = payload_from_details(details) if details else None
+    try:
+        payload = payload_from_details(details) if details else None
+    except InvalidReply:  # details no callback could carry (a foreign taskId): the retention decides
+        if not past_retention:
+            raise
+        payload = None
     if payload is None:
         if past_retention:
             expired = store.mark_failed(

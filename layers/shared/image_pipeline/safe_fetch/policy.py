@@ -23,8 +23,8 @@ class FetchPolicy:
     connect_timeout_seconds: float = 5.0
     max_redirects: int = 3
     max_pixels: int = 50_000_000
-    # Both off for downloads. Webhook receivers (image_pipeline.webhooks) are any public https host on
-    # any port: set in code only, so no configured allow-list string can switch them on.
+    # Both off for downloads. Webhook receivers (image_pipeline.webhooks) are any public https host, on
+    # port 443: set in code only, so no configured allow-list string can switch them on.
     any_host: bool = False
     any_port: bool = False
     _trusted: frozenset[tuple[str, str, int]] = field(

@@ -1,16 +1,17 @@
-"""Which webhook URLs may be called: safe_fetch's address rules, for any public https host and port.
+"""Which webhook URLs may be called: safe_fetch's address rules, for any public https host, on port 443.
 
 Checked without DNS when a task is submitted (:func:`check_webhook_url`) and again, with DNS and
 pinning, at every delivery (:func:`image_pipeline.webhooks.deliver`):
 
-* ``https`` only, on any host and any port: the receiver chooses its port, and every byte of the
-  request goes inside TLS verified against the URL's host name, to an address checked to be public.
+* ``https`` only, on any host, on port 443 only: every byte of the request goes inside TLS verified
+  against the URL's host name, to an address checked to be public; and no client can use deliveries
+  (and ``notification.lastError``) to learn which other ports of a public host answer.
 * no ``user:pass@``; IP literals in any spelling (``2130706433``, ``0x7f000001``, ``[::ffff:127.0.0.1]``...)
   judged by safe_fetch: loopback, private, link-local (metadata), CGNAT, reserved, multicast refused;
 * ``localhost``, ``*.localhost`` and single-label names (``https://metadata/``) refused at once, before
   DNS would send them to this machine or the local network;
 * exactly the ``trusted_origins`` (scheme, host, port: e.g. ``http://127.0.0.1:8123``) of a local
-  receiver may use plain http and loopback; nothing else on loopback.
+  receiver may use plain http, loopback and their own port; nothing else on loopback.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from image_pipeline.safe_fetch.targets import _check_target, _describe, _Target
 
 MAX_URL_LENGTH = 2048
 _LOCALHOST = "refusing {}: localhost names are loopback"
+_PORT = "refusing {}: webhooks are delivered to port 443 only"
 
 
 def check_webhook_url(url: str, trusted_origins: Sequence[str]) -> str:
@@ -35,7 +37,7 @@ def check_webhook_url(url: str, trusted_origins: Sequence[str]) -> str:
 
 
 def webhook_policy(trusted_origins: Sequence[str], timeout_seconds: float = 10.0) -> FetchPolicy:
-    """The :class:`FetchPolicy` of webhook receivers: any host, any port, https, public addresses."""
+    """The :class:`FetchPolicy` of webhook receivers: any host, https on 443, public addresses."""
     if isinstance(trusted_origins, str):
         raise TypeError("trusted_origins must be a sequence of origins, not a string")
     return _policy(tuple(trusted_origins), float(timeout_seconds))
@@ -50,7 +52,6 @@ def _policy(trusted_origins: tuple[str, ...], timeout_seconds: float) -> FetchPo
         connect_timeout_seconds=min(5.0, timeout_seconds),
         max_redirects=0,
         any_host=True,
-        any_port=True,
     )
 
 
@@ -70,6 +71,8 @@ def _check_webhook_target(url: str, policy: FetchPolicy) -> _Target:
             raise WebhookUrlError(exc.reason, str(exc)) from None  # names the host only
         if exc.reason != "invalid" and _is_localhost(parsed.host):  # say the real problem first
             raise WebhookUrlError("address_blocked", _LOCALHOST.format(_origin(parsed))) from None
+        if exc.reason == "port_not_allowed":  # safe_fetch's message speaks of its download allow-list
+            raise WebhookUrlError(exc.reason, _PORT.format(_origin(parsed))) from None
         raise WebhookUrlError(exc.reason, _without_path(str(exc), parsed)) from None
     if not target.trusted and target.ip is None:
         origin = _origin(target.url)
