@@ -47,7 +47,7 @@ from devstack.sam_local.local_template import (
     sam_environment,
     write_template,
 )
-from devstack.sam_local.operations import EXAMPLE_TASK_ID, drain, relay, sam_invoke, seed
+from devstack.sam_local.operations import EXAMPLE_TASK_ID, drain, relay, sam_invoke, seed, upstream_id
 from devstack.sam_local.services import Services, down, running, up, write_files
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "sam_invoke",
     "seed",
     "up",
+    "upstream_id",
     "write_files",
     "write_template",
 ]

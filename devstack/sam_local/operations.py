@@ -57,7 +57,7 @@ def seed(services: Services, *, clear: bool = False) -> None:
     store.confirm_submitted(EXAMPLE_TASK_ID, EXAMPLE_UPSTREAM_ID, now, now + timedelta(minutes=30))
 
 
-def _upstream_id(services: Services, task_id: str, deadline: float) -> str:
+def upstream_id(services: Services, task_id: str, deadline: float) -> str:
     """The upstream's id of our task (what the emulator knows it by), once the table has it."""
     dynamodb = services.aws().client("dynamodb")
     while True:
@@ -78,7 +78,7 @@ def relay(services: Services, task_id: str, api_url: str, *, timeout: float = 60
     import httpx
 
     deadline = time.monotonic() + timeout
-    task_id = _upstream_id(services, task_id, deadline)
+    task_id = upstream_id(services, task_id, deadline)
     info = services.admin(f"tasks/{task_id}")
     while info is None or info.get("callbackBody") is None:
         if time.monotonic() > deadline:

@@ -45,16 +45,17 @@ def test_submit_callback_download_status_round_trip(samlocal: SamLocal, api: htt
     assert (again.status_code, again.json()["taskId"]) == (202, task_id)
     status = api.get(f"/tasks/{task_id}")
     assert status.status_code == 200 and status.json()["status"] == "submitted", status.text
+    upstream_id = status.json()["upstreamTaskId"]  # the emulator knows the task by its own id
 
     # The upstream (emulator container) got it, with a callback URL on start-api's origin.
-    upstream = services.admin(f"tasks/{task_id}")
+    upstream = services.admin(f"tasks/{upstream_id}")
     assert upstream is not None and upstream["request"]["callBackUrl"].startswith(
         f"{api.base_url}/callbacks/"
     )
 
     # Callback, relayed to start-api.
     code, text = sam_local.relay(services, task_id, str(api.base_url))
-    upstream = services.admin(f"tasks/{task_id}")
+    upstream = services.admin(f"tasks/{upstream_id}")
     assert upstream is not None and upstream["status"] == "SUCCESS", upstream
     assert (code, json.loads(text)) == (200, {"status": "accepted"})
     assert api.get(f"/tasks/{task_id}").json()["status"] == "downloading"
