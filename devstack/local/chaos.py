@@ -444,6 +444,7 @@ def main() -> int:
     result = run(arguments.tasks, arguments.seed, arguments.timeout)
     print(
         f"\n{'PASS' if result.passed else 'FAIL'}: lost = {result.lost}, duplicates = {result.duplicates}, "
+        f"unowned = {result.unowned}, paid twice = {result.paid_twice}, "
         f"unfinished = {result.unfinished}, notify lost = {result.notify_lost}"
     )
     return 0 if result.passed else 1
