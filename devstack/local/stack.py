@@ -320,23 +320,16 @@ class LocalStack:
         """The upstream's id of one of our tasks (what the emulator knows it by), once the task has it."""
         import time
 
+        from devstack.common.task_lookup import wait_for_upstream_id
+
         assert self.resources is not None
         dynamodb = boto3.client("dynamodb", endpoint_url=self.endpoint_url, region_name="us-east-1")
-        deadline = time.monotonic() + timeout
-        while True:
-            item = dynamodb.get_item(
-                TableName=self.resources.tasks_table,
-                Key={"pk": {"S": f"task#{task_id}"}},
-                ConsistentRead=True,
-            ).get("Item", {})
-            upstream = item.get("upstreamTaskId", {}).get("S") or (
-                task_id if "submissionId" in item else None
-            )
-            if upstream:
-                return str(upstream)
-            if time.monotonic() > deadline:
-                raise LookupError(f"task {task_id} has no upstream id after {timeout:g} s")
-            time.sleep(0.1)
+        found = wait_for_upstream_id(
+            dynamodb, self.resources.tasks_table, task_id, deadline=time.monotonic() + timeout
+        )
+        if found is None:
+            raise LookupError(f"task {task_id} has no upstream id after {timeout:g} s")
+        return found
 
     def queued_messages(self) -> int:
         """Messages on the stack's queues (their dead-letter queues aside), visible, in flight or delayed:

@@ -59,18 +59,18 @@ def seed(services: Services, *, clear: bool = False) -> None:
 
 def upstream_id(services: Services, task_id: str, deadline: float) -> str:
     """The upstream's id of our task (what the emulator knows it by), once the table has it."""
-    dynamodb = services.aws().client("dynamodb")
-    while True:
-        item = dynamodb.get_item(
-            TableName=services.resources["tasks_table"],
-            Key={"pk": {"S": f"task#{task_id}"}},
-            ConsistentRead=True,
-        ).get("Item", {})
-        if "upstreamTaskId" in item:
-            return str(item["upstreamTaskId"]["S"])
-        if time.monotonic() > deadline:
-            raise SamLocalError(f"task {task_id} has no upstream id yet")
-        time.sleep(0.3)
+    from devstack.common.task_lookup import wait_for_upstream_id
+
+    found = wait_for_upstream_id(
+        services.aws().client("dynamodb"),
+        services.resources["tasks_table"],
+        task_id,
+        deadline=deadline,
+        interval=0.3,
+    )
+    if found is None:
+        raise SamLocalError(f"task {task_id} has no upstream id yet")
+    return found
 
 
 def relay(services: Services, task_id: str, api_url: str, *, timeout: float = 60.0) -> tuple[int, str]:
