@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
@@ -28,6 +27,8 @@ from image_pipeline.api_models import (
     responses,
 )
 from image_pipeline.errors import (
+    DailyImageLimitReached,
+    GenerateShareExceeded,
     IdempotencyKeyReused,
     IdempotencyKeyTaskDeleted,
     ImageDeletionError,
@@ -81,6 +82,11 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 MODEL_RULE = re.compile(r"Value error, (?P<field>[A-Za-z]+): (?P<message>.+)", re.DOTALL)
 LOCAL_CLIENT = "local"  # every request's client where no API key is required (the local stacks)
 API_KEY_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
+SUBMIT_LIMITS = (
+    "over a generation limit, see Retry-After: the deployment's window (20 generations in 10 s), this "
+    "client's share of it (CLIENT_GENERATE_SHARE_PERCENT, 50%), this client's images for the UTC day "
+    "(CLIENT_DAILY_IMAGES, 2000; a task counts the images it asks for), or its request throttle or quota"
+)
 
 
 def caller() -> str:
@@ -112,7 +118,7 @@ class UnreadableBody(ValueError):
         409,
         413,
         422,
-        429,
+        (429, SUBMIT_LIMITS),
         502,
         503,
     ),
@@ -151,7 +157,13 @@ def create_task(
         upstream=wiring.upstream_client(settings),
         idempotency_key=idempotency_key,
         claims=wiring.idempotency_claims(settings.idempotency_table) if settings.idempotency_table else None,
-        admit=_generate_guard(settings),
+        admission=wiring.generate_admission(
+            settings.tasks_table,
+            settings.submit_rate_limit,
+            settings.submit_rate_window_seconds,
+            settings.client_generate_share_percent,
+            settings.client_daily_images,
+        ),
         outbox=wiring.download_queue(settings.download_queue_url) if settings.download_queue_url else None,
         times=SubmitTimes(
             reconcile_after=timedelta(seconds=settings.reconcile_after_seconds),
@@ -177,16 +189,6 @@ def create_task(
     if not submitted.repeated:
         metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
     return _json(202, {"taskId": submitted.task_id, "status": submitted.status.value})
-
-
-def _generate_guard(settings: ApiSettings) -> Callable[[], None] | None:
-    """The account-wide generate rate guard, or None when it is off."""
-    if not settings.submit_rate_limit:
-        return None
-    guard = wiring.submit_guard(
-        settings.tasks_table, settings.submit_rate_limit, settings.submit_rate_window_seconds
-    )
-    return guard.acquire
 
 
 @app.get(
@@ -361,6 +363,9 @@ def upstream_failed(error: UpstreamError) -> Response[Any]:
     logger.warning("upstream refused", extra={"upstream_code": error.code, "upstream_message": error.message})
     if isinstance(error, InsufficientCredits):
         return _json(402, {"message": f"the image service account is out of credits: {error.message}"})
+    if isinstance(error, GenerateShareExceeded | DailyImageLimitReached):  # ours, not the upstream's
+        message = f"{error.message}; retry in {error.retry_after} s"
+        return _json(429, {"message": message}, {"Retry-After": str(error.retry_after)})
     if isinstance(error, RateLimited):
         return _json(
             429,

@@ -141,6 +141,7 @@ def test_guard_keeps_submits_under_the_account_limit(
 
     monkeypatch.setenv("SUBMIT_RATE_LIMIT", "3")
     monkeypatch.setenv("SUBMIT_RATE_WINDOW_SECONDS", "60")
+    monkeypatch.setenv("CLIENT_GENERATE_SHARE_PERCENT", "100")
     reset_settings_cache()
     route = upstream.post(GENERATE).mock(return_value=submit_ok())
     statuses = [invoke(with_key(f"k{index}"), lambda_context) for index in range(5)]
@@ -246,3 +247,86 @@ def test_a_burst_from_one_api_instance_takes_each_slot_with_one_write(aws_stack:
         assert len(writes) == 40
     finally:
         guard._db.meta.events.unregister("provide-client-params.dynamodb.UpdateItem", count)
+
+
+def from_client(client: str, key: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    event = with_key(key, body)
+    event["requestContext"]["identity"]["apiKeyId"] = client
+    return event
+
+
+def test_one_clients_burst_leaves_its_neighbours_their_share_of_the_window(
+    aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("SUBMIT_RATE_LIMIT", "4")
+    monkeypatch.setenv("SUBMIT_RATE_WINDOW_SECONDS", "60")
+    monkeypatch.setenv("CLIENT_GENERATE_SHARE_PERCENT", "50")
+    reset_settings_cache()
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    burst = [invoke(from_client("greedy", f"g{index}"), lambda_context) for index in range(4)]
+    assert [status for status, _, _ in burst] == [202, 202, 429, 429]
+    refused = burst[2]
+    assert "50%" in refused[1]["message"] and 50 <= int(refused[2]["Retry-After"]) <= 60
+    # Its neighbours get the other half of the window, then the account-wide limit applies to all
+    assert invoke(from_client("alice", "a0"), lambda_context)[0] == 202
+    assert invoke(from_client("bob", "b0"), lambda_context)[0] == 202
+    assert invoke(from_client("carol", "c0"), lambda_context)[0] == 429
+    assert route.call_count == 4
+
+
+def test_the_daily_quota_counts_images_and_resets_at_the_next_utc_day(
+    aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("CLIENT_DAILY_IMAGES", "5")
+    reset_settings_cache()
+    route = upstream.post(GENERATE).mock(return_value=submit_ok())
+    four = {"prompt": "a red fox", "size": "1:1", "nVariants": 4}
+    one = {"prompt": "a red fox", "size": "1:1"}
+    assert invoke(from_client("alice", "a0", four), lambda_context)[0] == 202
+    status, body, headers = invoke(from_client("alice", "a1", {**four, "nVariants": 2}), lambda_context)
+    assert status == 429 and "5 images a day" in body["message"] and "4 used" in body["message"]
+    assert 0 < int(headers["Retry-After"]) <= 86400
+    assert invoke(from_client("alice", "a2", one), lambda_context)[0] == 202  # the fifth image fits
+    assert invoke(from_client("alice", "a3", one), lambda_context)[0] == 429
+    assert invoke(from_client("bob", "b0", four), lambda_context)[0] == 202  # a quota of its own
+    assert route.call_count == 3
+
+
+def test_images_the_upstream_refused_to_make_are_given_back_to_the_daily_quota(
+    aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from image_pipeline.settings import reset_settings_cache
+
+    monkeypatch.setenv("CLIENT_DAILY_IMAGES", "4")
+    reset_settings_cache()
+    upstream.post(GENERATE).mock(
+        side_effect=[httpx.Response(200, json={"code": 422, "msg": "prompt refused"}), submit_ok()]
+    )
+    four = {"prompt": "a red fox", "size": "1:1", "nVariants": 4}
+    assert invoke(from_client("alice", "a0", four), lambda_context)[0] == 422
+    assert invoke(from_client("alice", "a1", four), lambda_context)[0] == 202
+
+
+def test_daily_image_quota_day_boundary(aws_stack: Any) -> None:
+    from datetime import UTC, datetime
+
+    from image_pipeline.adapters.submit_guard import DailyImageQuota
+    from image_pipeline.errors import DailyImageLimitReached
+
+    now = [datetime(2026, 12, 5, 23, 59, 30, tzinfo=UTC).timestamp()]
+    quota = DailyImageQuota(aws_stack.tasks_table, limit=3, clock=lambda: now[0])
+    quota.spend("alice", 3)
+    with pytest.raises(DailyImageLimitReached) as refused:
+        quota.spend("alice", 1)
+    assert refused.value.retry_after == 30
+    now[0] += 30  # midnight UTC: a new day, a new quota
+    day = quota.spend("alice", 3)
+    assert day == "2026-12-06"
+    quota.refund("alice", 2, day)
+    quota.spend("alice", 2)
+    with pytest.raises(DailyImageLimitReached):
+        quota.spend("alice", 1)

@@ -334,15 +334,19 @@ ERROR_DESCRIPTIONS = {
 }
 
 
-def responses(success: int, model: type[BaseModel] | None, description: str, *errors: int) -> dict[int, Any]:
-    """OpenAPI responses of one route: its success and the errors it can answer, all in ErrorBody form."""
+def responses(
+    success: int, model: type[BaseModel] | None, description: str, *errors: int | tuple[int, str]
+) -> dict[int, Any]:
+    """OpenAPI responses of one route: its success and the errors it can answer, all in ErrorBody form
+    (an error given as (code, text) has a description of its own on this route)."""
     answers: dict[int, Any] = {
         success: {"description": description}
         | ({"content": {"application/json": {"model": model}}} if model else {})
     }
-    for code in errors:
+    for error in errors:
+        code, text = error if isinstance(error, tuple) else (error, ERROR_DESCRIPTIONS[error])
         answers[code] = {
-            "description": ERROR_DESCRIPTIONS[code],
+            "description": text,
             "content": {"application/json": {"model": ErrorBody}},
         }
     return answers

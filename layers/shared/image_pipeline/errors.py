@@ -34,6 +34,20 @@ class RateLimited(UpstreamError):
         self.retry_after = retry_after
 
 
+class GenerateShareExceeded(RateLimited):
+    """One client has used its share (CLIENT_GENERATE_SHARE_PERCENT) of the deployment's generate window."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(429, message, retry_after)
+
+
+class DailyImageLimitReached(RateLimited):
+    """One client has asked for its CLIENT_DAILY_IMAGES images today (UTC)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(429, message, retry_after)
+
+
 class UpstreamUnavailable(UpstreamError):
     """455 maintenance, 5xx, 505 feature disabled, 550 queue full, timeouts and network errors."""
 

@@ -328,6 +328,10 @@ class ApiSettings(AwsResources, UpstreamSettings):
     # The upstream allows 20 generate calls per 10 s per account; 0 turns the guard off.
     submit_rate_limit: int = setting("SUBMIT_RATE_LIMIT", default=20, ge=0, le=1000)
     submit_rate_window_seconds: float = setting("SUBMIT_RATE_WINDOW_SECONDS", default=10.0, gt=0)
+    # The most of that window one client may take, so a burst leaves its neighbours room.
+    client_generate_share_percent: int = setting("CLIENT_GENERATE_SHARE_PERCENT", default=50, ge=1, le=100)
+    # Images one client may ask for per UTC day (a task counts the images it asks for); 0: no limit.
+    client_daily_images: int = setting("CLIENT_DAILY_IMAGES", default=2000, ge=0)
     # When the reconciler first asks the upstream about a task whose callback has not come.
     reconcile_after_seconds: float = setting("RECONCILE_AFTER_SECONDS", default=1800.0, ge=0)
     # How long a task whose generate call got no answer waits for its callback before it ends failed.

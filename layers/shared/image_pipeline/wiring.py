@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from image_pipeline.adapters.idempotency import IdempotencyClaims
     from image_pipeline.adapters.image_store import ImageStore
     from image_pipeline.adapters.notifications import EventBus, NotificationQueue
-    from image_pipeline.adapters.submit_guard import SubmitGuard
+    from image_pipeline.adapters.submit_guard import GenerateAdmission
     from image_pipeline.adapters.tasks_table import TasksTable
     from image_pipeline.adapters.upstream import UpstreamClient
     from image_pipeline.safe_fetch import FetchedImage, FetchPolicy
@@ -41,13 +41,13 @@ __all__ = [
     "download_queue",
     "event_bus",
     "fetch_policy",
+    "generate_admission",
     "hmac_key",
     "idempotency_claims",
     "image_store",
     "notices",
     "notification_queue",
     "safe_fetch",
-    "submit_guard",
     "tasks_table",
     "upstream_client",
     "webhook_secrets",
@@ -78,10 +78,24 @@ def image_store(bucket: str) -> ImageStore:
 
 
 @cache
-def submit_guard(table_name: str, limit: int, window_seconds: float) -> SubmitGuard:
-    from image_pipeline.adapters.submit_guard import SubmitGuard
+def generate_admission(
+    table_name: str, limit: int, window_seconds: float, client_share_percent: int, daily_images: int
+) -> GenerateAdmission | None:
+    """The guards on generate calls (0 turns a guard off), or None when both are off."""
+    from image_pipeline.adapters.submit_guard import DailyImageQuota, GenerateAdmission, SubmitGuard
 
-    return SubmitGuard(table_name, limit=limit, window_seconds=window_seconds)
+    guard = (
+        SubmitGuard(
+            table_name,
+            limit=limit,
+            window_seconds=window_seconds,
+            client_share_percent=client_share_percent,
+        )
+        if limit
+        else None
+    )
+    quota = DailyImageQuota(table_name, limit=daily_images) if daily_images else None
+    return GenerateAdmission(guard, quota) if guard or quota else None
 
 
 @cache
@@ -251,7 +265,7 @@ def reset() -> None:
         idempotency_claims,
         download_queue,
         image_store,
-        submit_guard,
+        generate_admission,
         _upstream_for_key,
         fetch_policy,
         notification_queue,

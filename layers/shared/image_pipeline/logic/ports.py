@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -98,6 +98,10 @@ class ConfirmOutbox(Protocol):
 class IdempotencyStore(Protocol):
     def claim(self, owner: str, key: str, request_hash: str, task_id: str, now: datetime) -> Claim | None: ...
     def release(self, owner: str, key: str, task_id: str) -> None: ...
+
+
+class Admission(Protocol):
+    def admit(self, owner: str, images: int) -> Callable[[], None]: ...
 
 
 class Upstream(Protocol):

@@ -28,7 +28,7 @@ from image_pipeline.errors import (
     UpstreamError,
     UpstreamNoAnswer,
 )
-from image_pipeline.logic.ports import ConfirmOutbox, IdempotencyStore, TaskStore, Upstream
+from image_pipeline.logic.ports import Admission, ConfirmOutbox, IdempotencyStore, TaskStore, Upstream
 from image_pipeline.logic.records import confirm_submit
 from image_pipeline.task_models import ConfirmSubmit, TaskStatus, iso, utc_now
 from image_pipeline.tokens import hash_token, new_callback_token, new_task_id
@@ -68,6 +68,11 @@ def upstream_fields(generation: GenerationOptions | FluxKontextOptions) -> dict[
     return generation.model_dump(exclude_none=True)
 
 
+def image_count(generation: GenerationOptions | FluxKontextOptions) -> int:
+    """The images a generation asks for: what the client's daily quota counts."""
+    return generation.nVariants if isinstance(generation, GenerationOptions) else 1
+
+
 def callback_url(callback_base: str, task_id: str, token: str) -> str:
     return f"{callback_base.rstrip('/')}/{task_id}?token={quote(token, safe='')}"
 
@@ -87,7 +92,7 @@ def submit_task(
     upstream: Upstream,
     idempotency_key: str | None = None,
     claims: IdempotencyStore | None = None,
-    admit: Callable[[], None] | None = None,
+    admission: Admission | None = None,
     outbox: ConfirmOutbox | None = None,
     times: SubmitTimes = DEFAULT_TIMES,
     clock: Callable[[], datetime] = utc_now,
@@ -95,8 +100,9 @@ def submit_task(
 ) -> SubmittedTask:
     """Record the task under a new id of ours, then submit it upstream; returns our id and its status.
 
-    `admit` (the account-wide generate guard) runs just before a task is recorded for a new generation,
-    never for a retry answered from its key; it raises to refuse (RateLimited).
+    `admission` (the client's daily images, its share of the generate window, the account's window)
+    admits a new generation just before its task is recorded, never a retry answered from its key; it
+    raises to refuse (RateLimited). Images the upstream refused to make are given back.
     """
     task_id = new_task_id()
     key = idempotency_key if claims is not None else None
@@ -115,14 +121,13 @@ def submit_task(
             # Claimed, but the request that claimed it stopped before recording the task (so before
             # calling the upstream): this request carries on with the claimed id.
             task_id = earlier.task_id
+    generation = options.generation()
     try:
-        if admit is not None:
-            admit()
+        give_back = admission.admit(owner, image_count(generation)) if admission is not None else None
     except Exception:
         if key is not None:
             _release(claims, owner, key, task_id)
         raise
-    generation = options.generation()
     token = new_callback_token()
     now = clock()
     recorded = store.create_task(
@@ -157,6 +162,9 @@ def submit_task(
             store.withdraw(task_id, clock())
         if key is not None:
             _release(claims, owner, key, task_id)
+        if give_back is not None:
+            with contextlib.suppress(Exception):  # at worst the client's quota counts images never made
+                give_back()
         raise
     message = ConfirmSubmit(
         confirmTask=task_id,
