@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -447,5 +448,28 @@ def run(stack: Stack) -> None:
         assert stack.api("GET", "/tasks", query={"cursor": answer[1]["nextCursor"]})[0] == 200
     with stack.step("DELETE /tasks/{taskId}"):
         assert stack.api("DELETE", f"/tasks/{stored_task}")[0] == 204
+
+    # The reconciler gave up on a slow image host and the client deleted the failed task while the
+    # download still ran: the image it then writes is deleted again, by the version it wrote.
+    with stack.step("POST /tasks"):
+        late_task = stack.api("POST", "/tasks", submit)[1]["taskId"]
+    late_url = images.serve(f"/s/{late_task}_0.png", Reply(body=png_bytes(), delay_seconds=1.0))
+    with stack.step("signed success callback"):
+        assert stack.callback(late_task, [late_url]) == (200, {"status": "accepted"})
+    late_jobs = stack.receive(stack.resources.download_queue_url)
+    with stack.step("a download that ends after its task was deleted"):
+        finished: list[list[str]] = []
+        download = threading.Thread(target=lambda: finished.append(stack.download(late_jobs)))
+        download.start()
+        deadline = time.monotonic() + 10
+        while f"/s/{late_task}_0.png" not in images.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with stack.unrecorded():  # the reconciler's part
+            TasksTable(stack.resources.tasks_table).mark_failed(
+                late_task, TaskError(code="download_timeout", message="gave up"), utc_now()
+            )
+        assert stack.api("DELETE", f"/tasks/{late_task}")[0] == 204
+        download.join(30)
+        assert finished == [[]], finished
     with stack.step("hourly credit read"):
         assert stack.credit() == {"credits": 88}

@@ -403,3 +403,38 @@ def test_a_confirm_submit_from_the_api_outbox_is_written_once_beside_the_downloa
     again["Records"][0]["body"] = confirm
     assert run(again, lambda_context) == []
     assert store.get_task(unconfirmed) == confirmed
+
+
+def test_a_download_that_finishes_after_its_task_was_deleted_leaves_no_image_behind(
+    aws_stack: Any, server: ImageServer, upstream: Any, lambda_context: Any
+) -> None:
+    """The reconciler gave up on a slow host, the client deleted the failed task (204), and then the
+    download finished: what it wrote belongs to no task, so it deletes exactly the version it wrote."""
+    import threading
+
+    from image_pipeline.adapters.image_store import ImageStore
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.logic.client_tasks import delete_task
+    from image_pipeline.task_models import TaskError, utc_now
+
+    url = server.serve(f"/s/{TASK_ID}_0.png", Reply(body=png_bytes(), delay_seconds=1.5))
+    downloading_task(aws_stack, [url])
+    store = TasksTable(aws_stack.tasks_table)
+    outcome: list[list[str]] = []
+    download = threading.Thread(target=lambda: outcome.append(run(batch([url]), lambda_context)))
+    download.start()
+    deadline = time.monotonic() + 10
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.requests, "the download never reached the image host"
+    # While the host is slow: the reconciler ends the task, and its client deletes it.
+    assert store.mark_failed(TASK_ID, TaskError(code="download_timeout", message="gave up"), utc_now())
+    owner = store.get_task(TASK_ID).owner
+    delete_task(TASK_ID, owner, store=store, images=ImageStore(aws_stack.images_bucket))
+    download.join(30)
+    assert outcome == [[]]  # the job is done, not retried
+    versions = boto3.client("s3", region_name="us-east-1").list_object_versions(
+        Bucket=aws_stack.images_bucket, Prefix=f"images/{TASK_ID}/"
+    )
+    assert versions.get("Versions", []) == [] and versions.get("DeleteMarkers", []) == []
+    assert store.get_task(TASK_ID).status == "deleted"

@@ -24,8 +24,9 @@ class ImageStore:
 
     def put(
         self, key: str, body: bytes, *, content_type: str, sha256_hex: str, metadata: dict[str, str]
-    ) -> bool:
-        """Store the image unless the key already holds one: False when S3 refused (If-None-Match).
+    ) -> str | None:
+        """Store the image unless the key already holds one: the version written ("null" in a bucket
+        without versioning), or None when S3 refused (If-None-Match) and nothing was written.
 
         A task's image is one file of the upstream under one key: a second upload of it (a run that
         crashed between its upload and its record, or a job sent twice and run in two batches at once)
@@ -33,7 +34,7 @@ class ImageStore:
         """
         try:
             # S3 checks ChecksumSHA256 against what it received: a corrupted upload fails, not stored.
-            self._s3.put_object(
+            written = self._s3.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=body,
@@ -44,9 +45,17 @@ class ImageStore:
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "PreconditionFailed":
-                return False
+                return None
             raise  # 409 ConditionalRequestConflict (two uploads at once) too: the job is retried
-        return True
+        return str(written.get("VersionId") or "null")
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        """Delete exactly one version: what a download wrote for a task that no longer takes it."""
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+        except ClientError as error:  # deleted already (by DELETE /tasks, which listed it)
+            if error.response.get("Error", {}).get("Code") not in ("NoSuchVersion", "NoSuchKey"):
+                raise
 
     def presigned_url(self, key: str, expires_seconds: int) -> str:
         if self._presigner is None:

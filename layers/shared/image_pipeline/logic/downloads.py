@@ -82,9 +82,9 @@ def download_image(
             announce_end(job.taskId, notices=notices)
         return DownloadResult.REJECTED
     key = image_key(job.taskId, job.index, image.extension)
-    # False when the key already holds this file (an earlier run crashed before recording it, or the
+    # None when the key already holds this file (an earlier run crashed before recording it, or the
     # job ran twice at once): one copy in S3 either way, and it is recorded below all the same.
-    blobs.put(
+    version = blobs.put(
         key,
         image.body,
         content_type=image.content_type,
@@ -116,6 +116,8 @@ def download_image(
         announce_end(job.taskId, notices=notices)
         return DownloadResult.STORED
     recorded = store.add_image(job.taskId, stored, clock())
+    if recorded is None and version is not None:
+        _drop_if_unowned(job, key, version, store=store, blobs=blobs)
     # add_image returns the count, so only the image that completes it ends the task. An image
     # recorded by someone else (None) may have been the last one: finish it as that one would.
     if (recorded is None or recorded.storedCount >= recorded.imagesExpected) and store.mark_stored(
@@ -123,6 +125,20 @@ def download_image(
     ):
         announce_end(job.taskId, notices=notices)
     return DownloadResult.STORED if recorded else DownloadResult.ALREADY_STORED
+
+
+def _drop_if_unowned(
+    job: DownloadJob, key: str, version: str, *, store: TaskStore, blobs: ImageBlobs
+) -> None:
+    """The task refused the image it was fetched for: it ended (failed, or deleted by its client) while
+    the fetch ran. The version this run wrote then belongs to no task, and DELETE /tasks may already have
+    listed the task's versions without it: delete exactly that version, so nothing outlives the task."""
+    task = store.get_task(job.taskId)
+    if task is not None and task.status in (TaskStatus.DOWNLOADING, TaskStatus.STORED):
+        recorded = task.images.get(str(job.index))
+        if recorded is not None and recorded.key == key:
+            return  # recorded under this key after all (by a run that read before this one wrote)
+    blobs.delete_version(key, version)
 
 
 def _copies_a_listed_image(job: DownloadJob, task: TaskRecord) -> bool:
