@@ -17,6 +17,8 @@ DUE_INDEX = "status-nextCheckAt"
 OWNER_INDEX = "owner-createdAt"
 # Only for the task's current end: a late callback that reopened a submit_unconfirmed task counts up
 # `reopened`, and what the notifier learnt about the earlier end must not be written onto the new one.
+NOT_DELETED = "#status <> :deleted"  # a tombstone is final: no write updates it
+NOT_DELIVERED = "(attribute_not_exists(notification.#state) OR notification.#state <> :delivered)"
 SAME_END = "(attribute_not_exists(reopened) OR reopened = :reopened)"
 # The attributes of a list cursor: the key of the last task returned, in the owner index.
 CURSOR_KEYS = ("pk", "owner", "createdAt")
@@ -53,8 +55,11 @@ class TaskQueries(ConditionalTable):
             self._update_if(
                 Key=task_key(task_id),
                 UpdateExpression="SET eventPublished = :true",
-                ConditionExpression=f"attribute_exists(pk) AND {SAME_END}",
-                ExpressionAttributeValues=_values(true=True, reopened=reopened),
+                ConditionExpression=f"attribute_exists(pk) AND {NOT_DELETED} AND {SAME_END}",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values(
+                    true=True, reopened=reopened, deleted=TaskStatus.DELETED.value
+                ),
             )
         return cleared is not None
 
@@ -64,11 +69,13 @@ class TaskQueries(ConditionalTable):
         self._update_if(
             Key=task_key(task_id),
             UpdateExpression="SET notification = :notification",
-            ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(notification.#state) "
-            f"OR notification.#state <> :delivered) AND {SAME_END}",
-            ExpressionAttributeNames={"#state": "state"},
+            ConditionExpression=f"attribute_exists(pk) AND {NOT_DELETED} AND {NOT_DELIVERED} AND {SAME_END}",
+            ExpressionAttributeNames={"#state": "state", "#status": "status"},
             ExpressionAttributeValues=_values(
-                notification=notification, delivered="delivered", reopened=reopened
+                notification=notification,
+                delivered="delivered",
+                reopened=reopened,
+                deleted=TaskStatus.DELETED.value,
             ),
         )
 
@@ -98,9 +105,11 @@ class TaskQueries(ConditionalTable):
             self._update_if(
                 Key=task_key(task.taskId),
                 UpdateExpression=f"SET nextCheckAt = :due ADD {counter} :one",
-                ConditionExpression="#status = :status",
+                ConditionExpression=f"#status = :status AND {NOT_DELETED}",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(due=iso(next_check_at), one=1, status=task.status.value),
+                ExpressionAttributeValues=_values(
+                    due=iso(next_check_at), one=1, status=task.status.value, deleted=TaskStatus.DELETED.value
+                ),
             )
             is not None
         )

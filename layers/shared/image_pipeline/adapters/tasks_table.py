@@ -32,7 +32,13 @@ from image_pipeline.adapters.dynamo_items import (
     _values,
     task_key,
 )
-from image_pipeline.adapters.task_queries import CURSOR_KEYS, DUE_INDEX, OWNER_INDEX, TaskQueries
+from image_pipeline.adapters.task_queries import (
+    CURSOR_KEYS,
+    DUE_INDEX,
+    NOT_DELETED,
+    OWNER_INDEX,
+    TaskQueries,
+)
 from image_pipeline.task_models import (
     SUBMIT_UNCONFIRMED,
     Reopen,
@@ -263,21 +269,25 @@ class TasksTable(TaskQueries):
         )
 
     def mark_jobs_enqueued(self, task_id: str, now: datetime) -> None:
-        self._db.update_item(
-            TableName=self.table_name,
+        self._update_if(
             Key=task_key(task_id),
             UpdateExpression="SET jobsEnqueued = :true, enqueueFailed = :false, updatedAt = :now",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues=_values(true=True, false=False, now=iso(now)),
+            ConditionExpression=f"attribute_exists(pk) AND {NOT_DELETED}",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=_values(
+                true=True, false=False, now=iso(now), deleted=TaskStatus.DELETED.value
+            ),
         )
 
     def mark_enqueue_failed(self, task_id: str, now: datetime) -> None:
-        self._db.update_item(
-            TableName=self.table_name,
+        self._update_if(
             Key=task_key(task_id),
             UpdateExpression="SET enqueueFailed = :true, updatedAt = :now",
-            ConditionExpression="attribute_exists(pk) AND jobsEnqueued = :false",
-            ExpressionAttributeValues=_values(true=True, false=False, now=iso(now)),
+            ConditionExpression=f"attribute_exists(pk) AND jobsEnqueued = :false AND {NOT_DELETED}",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=_values(
+                true=True, false=False, now=iso(now), deleted=TaskStatus.DELETED.value
+            ),
         )
 
     def add_image(self, task_id: str, image: StoredImage, now: datetime) -> TaskRecord | None:
