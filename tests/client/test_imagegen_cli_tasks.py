@@ -86,6 +86,22 @@ def test_list_all_stops_when_the_api_hands_out_a_cursor_again(run, api):
     assert "cursor it had given before" in result.err
 
 
+def test_list_skips_empty_pages_the_api_hands_out_while_it_looks_for_a_rare_status(run, api):
+    # The API examines a bounded slice of a long history per request: an empty page with a cursor.
+    found = task_body("t-9", "failed", error={"code": 400, "message": "prompt flagged"})
+    api.list_script = [
+        json_response(200, {"tasks": [], "nextCursor": "slice-2"}),
+        json_response(200, {"tasks": [], "nextCursor": "slice-3"}),
+        json_response(200, {"tasks": [found], "nextCursor": None}),
+    ]
+
+    result = run("list", "--status", "failed")
+
+    assert result.code == ExitCode.OK, result.err
+    assert [row.split()[0] for row in result.out.splitlines()[1:]] == ["t-9"]
+    assert [r.url.params.get("cursor") for r in list_requests(api)] == [None, "slice-2", "slice-3"]
+
+
 def test_list_with_no_tasks(run, api):
     result = run("list", "--status", "failed")
 

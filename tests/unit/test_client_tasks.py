@@ -315,3 +315,45 @@ def test_idempotency_keys_are_per_client(aws_stack: Any, upstream: Any, lambda_c
     assert alices != bobs  # bob's request was generated, not answered with alice's task
     assert submit("alice", lambda_context, "same body", **{"Idempotency-Key": "order-1"}) == alices
     assert upstream.routes[0].call_count == 2
+
+
+def test_listing_by_a_rare_status_reads_a_bounded_page_and_continues_by_cursor(
+    aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request reads at most LIST_READ_BUDGET of the client's tasks, whatever its history: a page
+    may be empty with a nextCursor at the last task examined."""
+    from datetime import timedelta
+
+    from image_pipeline.adapters import task_queries
+    from image_pipeline.adapters.aws import client
+    from image_pipeline.adapters.tasks_table import TasksTable
+    from image_pipeline.task_models import utc_now
+
+    from tests.task_fixtures import record_task
+
+    monkeypatch.setattr(task_queries, "LIST_READ_BUDGET", 10)
+    store = TasksTable(aws_stack.tasks_table)
+    start = utc_now() - timedelta(hours=1)
+    ids = [f"{index + 1:032x}" for index in range(25)]
+    for index, task_id in enumerate(ids):
+        record_task(store, task_id, owner="alice", created=start + timedelta(seconds=index))
+    finish(aws_stack, ids[0], failed=True)  # the oldest, so a full scan would read all 25
+    read: list[int] = []
+
+    def count(parsed: dict[str, Any], **_kwargs: Any) -> None:
+        read.append(len(parsed.get("Items", [])))
+
+    client("dynamodb").meta.events.register("after-call.dynamodb.Query", count)
+    pages: list[list[str]] = []
+    cursor = None
+    for _request in range(10):
+        read.clear()
+        query = {"status": "failed", **({"cursor": cursor} if cursor else {})}
+        status, page = request("alice", "GET", "/tasks", lambda_context, query=query)
+        assert status == 200, page
+        assert sum(read) <= 10, f"one request read {sum(read)} index keys"
+        pages.append([task["taskId"] for task in page["tasks"]])
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert pages == [[], [], [ids[0]]]

@@ -47,7 +47,11 @@ def cmd_list(args: argparse.Namespace, runtime: Runtime) -> int:
             tasks = [task for page in pages for task in page.tasks]
             answer: dict[str, Any] = {"tasks": [dict(task.raw) for task in tasks], "nextCursor": None}
         else:
-            page = client.list_tasks(status=args.status, limit=args.limit, cursor=args.cursor)
+            # One request examines a bounded slice of the history: a page filtered by a rare status
+            # may be empty with a cursor, so the first page with a task (or the last) is shown.
+            for page in client.iter_pages(status=args.status, limit=args.limit, cursor=args.cursor):
+                if page.tasks or not page.next_cursor:
+                    break
             tasks, answer = list(page.tasks), dict(page.raw)
     if args.json:
         print_json(answer)

@@ -317,7 +317,13 @@ class TaskView(Model):
 
 class TaskPage(Model):
     tasks: list[TaskSummary]
-    nextCursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
+    nextCursor: str | None = Field(
+        description=(
+            "pass as ?cursor= for the next page; null on the last. One request examines at most 300 of "
+            "the client's tasks, so a page filtered by a rare status may hold fewer than limit, even "
+            "none, and still have a nextCursor: follow it until null"
+        )
+    )
 
 
 ERROR_DESCRIPTIONS = {
