@@ -69,6 +69,9 @@ stack = stack_fixture(
         callback_retry_schedule=(1.0, 2.0, 3.0),
         workers=4,
         reconcile_interval_seconds=0,  # a dropped callback must stay dropped here; see test_recovery.py
+        # One client submits a module's tests back to back: the whole generate window is its own
+        # (the share between clients: tests/unit/test_client_safety.py, tests/e2e/test_clients.py).
+        extra_environment={"CLIENT_GENERATE_SHARE_PERCENT": "100"},
     )
 )
 
