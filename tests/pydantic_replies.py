@@ -56,6 +56,10 @@ class TaskDetails(BaseModel):
     errorMessage: str | None = None
     createTime: WholeNumberOrText | None = None
     completeTime: WholeNumberOrText | None = None
+    state: str | None = None
+    resultJson: str | None = None
+    failCode: WholeNumberOrText | None = None
+    failMsg: str | None = None
 
 
 class CallbackData(BaseModel):
@@ -65,6 +69,10 @@ class CallbackData(BaseModel):
         str, Field(min_length=1, max_length=CALLBACK_TASK_ID_MAX, pattern=r"^[A-Za-z0-9_-]+$")
     ] = Field(validation_alias=AliasChoices("taskId", "task_id"))
     info: ResultInfo | None = None
+    state: str | None = None
+    resultJson: str | None = None
+    failCode: WholeNumberOrText | None = None
+    failMsg: str | None = None
 
 
 class CallbackPayload(BaseModel):

@@ -431,3 +431,70 @@ def test_an_invocation_with_nothing_to_count_logs_no_powertools_warning() -> Non
         importlib.reload(observability)  # the module's own filter, as at a cold start
         observability.metrics_for("quiet").flush_metrics()
     assert not [w for w in caught if "No application metrics" in str(w.message)]
+
+
+MARKET_RECORD_INFO = "https://api.kie.ai/api/v1/jobs/recordInfo"
+
+
+def market_submitted(resources: Any, model: str = "google/imagen4-fast") -> None:
+    from image_pipeline.task_models import utc_now
+
+    created = utc_now() - timedelta(minutes=40)
+    record_task(
+        store(resources),
+        TASK_ID,
+        created=created,
+        next_check_at=created + timedelta(minutes=30),
+        options={"model": model, "input": {"prompt": "a lighthouse", "num_images": "2"}},
+    )
+
+
+def test_a_market_task_whose_callback_never_came_is_finished_through_record_info(
+    reconciler_env: Any, lambda_context: Any
+) -> None:
+    market_submitted(reconciler_env)
+    urls = ["https://tempfile.aiquickdraw.com/images/a.png", "https://tempfile.aiquickdraw.com/images/b.png"]
+    with respx.mock:
+        route = respx.get(MARKET_RECORD_INFO).mock(
+            return_value=details(
+                model="google/imagen4-fast",
+                state="success",
+                resultJson=json.dumps({"resultUrls": urls}),
+                failCode=None,
+                failMsg=None,
+                costTime=12,
+            )
+        )
+        report = sweep(lambda_context)
+    assert asked_about(route) == [UPSTREAM_ID]
+    assert report["completed"] == 1
+    task = store(reconciler_env).get_task(TASK_ID)
+    assert task.status == "downloading" and task.imagesExpected == 2
+    assert [job["url"] for job in sorted(queued(reconciler_env), key=lambda j: j["index"])] == urls
+
+
+@pytest.mark.parametrize("state", ["waiting", "queuing", "generating"])
+def test_a_running_market_task_is_left_alone(reconciler_env: Any, lambda_context: Any, state: str) -> None:
+    market_submitted(reconciler_env)
+    with respx.mock:
+        respx.get(MARKET_RECORD_INFO).mock(return_value=details(state=state, resultJson="", failCode=None))
+        report = sweep(lambda_context)
+    assert report["still_generating"] == 1
+    assert store(reconciler_env).get_task(TASK_ID).status == "submitted"
+
+
+def test_a_failed_market_task_keeps_its_fail_code_and_message(
+    reconciler_env: Any, lambda_context: Any
+) -> None:
+    market_submitted(reconciler_env)
+    with respx.mock:
+        respx.get(MARKET_RECORD_INFO).mock(
+            return_value=details(
+                state="fail", resultJson=None, failCode="500", failMsg="Internal server error"
+            )
+        )
+        report = sweep(lambda_context)
+    assert report["failed"] == 1
+    task = store(reconciler_env).get_task(TASK_ID)
+    assert task.status == "failed" and task.error.code == 501
+    assert task.error.message == "Internal server error (failCode 500)"

@@ -261,3 +261,44 @@ def test_reading_replies_loads_no_pydantic() -> None:
     ]
     assert unexpected == []
     assert "image_pipeline.upstream_replies" in loaded
+
+
+def test_a_market_callback_is_read_by_its_state_and_its_result_json_string() -> None:
+    success = CallbackPayload.from_json(
+        {
+            "code": 200,
+            "msg": "Playground task completed successfully.",
+            "data": {
+                "taskId": "ed578231bfed231f0884c564579a965d",
+                "model": "google/nano-banana",
+                "state": "success",
+                "param": '{"input":"{}"}',
+                "resultJson": json.dumps({"resultUrls": ["https://tempfile.aiquickdraw.com/images/a.png"]}),
+                "costTime": 83,
+                "creditsConsumed": 3,
+            },
+        }
+    )
+    assert success.succeeded and success.result_urls() == ["https://tempfile.aiquickdraw.com/images/a.png"]
+    failure = CallbackPayload.from_json(
+        {
+            "code": 501,
+            "msg": "Playground task failed.",
+            "data": {
+                "taskId": "bd8f4b1a",
+                "state": "fail",
+                "failCode": "500",
+                "failMsg": "Internal server error",
+            },
+        }
+    )
+    assert not failure.succeeded and failure.result_urls() == []
+    assert (failure.failure_code, failure.failure_message) == (501, "Internal server error (failCode 500)")
+    # The state decides, not the code: a fail state sent with code 200 is a failure (kept as 500).
+    odd = CallbackPayload.from_json({"code": 200, "msg": "", "data": {"taskId": "x1", "state": "fail"}})
+    assert not odd.succeeded and odd.failure_code == 500
+    # An unreadable resultJson lists no images (the task then ends failed no_images, never guesses).
+    broken = CallbackPayload.from_json(
+        {"code": 200, "data": {"taskId": "x2", "state": "success", "resultJson": "{"}}
+    )
+    assert broken.succeeded and broken.result_urls() == []

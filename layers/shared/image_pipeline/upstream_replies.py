@@ -55,6 +55,24 @@ def error_status(value: int | str | None) -> int:
     return int(text) if isinstance(text, str) and _STATUS_CODE_TEXT.fullmatch(text) else 500
 
 
+def result_json_urls(result_json: str | None) -> list[str]:
+    """The Market's `resultJson`, a JSON *string* `{"resultUrls": [...]}` ("" or null until success):
+    its URLs, or none when it holds no readable list."""
+    if not result_json:
+        return []
+    try:
+        decoded = json.loads(result_json)
+    except (ValueError, RecursionError):
+        return []
+    urls = decoded.get("resultUrls") if isinstance(decoded, dict) else None
+    if not isinstance(urls, list):
+        return []
+    return [url for url in urls if isinstance(url, str) and url]
+
+
+MARKET_SUCCESS, MARKET_FAIL = "success", "fail"  # a Market task's `state` once it has ended
+
+
 def is_storable_text(document: Any) -> bool:
     """False when a string in the document holds a lone surrogate (valid JSON, not storable UTF-8)."""
     try:
@@ -223,15 +241,30 @@ class TaskDetails:
     errorMessage: str | None = None
     createTime: int | str | None = None  # [conflict] epoch ms or "YYYY-MM-DD HH:mm:ss"
     completeTime: int | str | None = None
+    # The Market's recordInfo: waiting | queuing | generating, then success | fail; results in the
+    # resultJson string; a failure's code as a numeric string.
+    state: str | None = None
+    resultJson: str | None = None
+    failCode: int | str | None = None
+    failMsg: str | None = None
 
     @property
     def is_success(self) -> bool:
-        return self.successFlag == 1 or self.status == "SUCCESS"
+        return self.successFlag == 1 or self.status == "SUCCESS" or self.state == MARKET_SUCCESS
 
     @property
     def is_failure(self) -> bool:
         # 3 has been seen for failures too; treat 2 and 3 alike.
-        return self.successFlag in (2, 3) or self.status in ("CREATE_TASK_FAILED", "GENERATE_FAILED")
+        return (
+            self.successFlag in (2, 3)
+            or self.status in ("CREATE_TASK_FAILED", "GENERATE_FAILED")
+            or self.state == MARKET_FAIL
+        )
+
+    def result_urls(self) -> list[str]:
+        if self.response is not None:
+            return self.response.urls()
+        return result_json_urls(self.resultJson)
 
     @property
     def progress_fraction(self) -> float | None:
@@ -259,6 +292,10 @@ class TaskDetails:
             errorMessage=fields.read(("errorMessage",), optional_text, None),
             createTime=fields.read(("createTime",), whole_or_text, None),
             completeTime=fields.read(("completeTime",), whole_or_text, None),
+            state=fields.read(("state",), optional_text, None),
+            resultJson=fields.read(("resultJson",), optional_text, None),
+            failCode=fields.read(("failCode",), whole_or_text, None),
+            failMsg=fields.read(("failMsg",), optional_text, None),
         )
         return details if fields.clean and task_id is not None else None
 
@@ -269,6 +306,11 @@ class CallbackData:
 
     taskId: str
     info: ResultInfo | None = None
+    # The Market's recordInfo-shaped callback: no info object, the state and a resultJson string.
+    state: str | None = None
+    resultJson: str | None = None
+    failCode: int | str | None = None
+    failMsg: str | None = None
 
     def __post_init__(self) -> None:
         # Built by hand too (the reconciler's stand-in callback): the id still has to be one we can key on.
@@ -285,7 +327,21 @@ class CallbackData:
         # The 4o body says taskId; the platform's signing sample reads task_id: the first present wins.
         task_id = fields.require(("taskId", "task_id"), _callback_task_id)
         info = fields.nested(("info",), ResultInfo._read, nullable=True)
-        return cls(taskId=task_id, info=info) if fields.clean and task_id is not None else None
+        optional_text = _or_null(_text)
+        state = fields.read(("state",), optional_text, None)
+        result_json = fields.read(("resultJson",), optional_text, None)
+        fail_code = fields.read(("failCode",), _or_null(_whole_number_or_text), None)
+        fail_msg = fields.read(("failMsg",), optional_text, None)
+        if not fields.clean or task_id is None:
+            return None
+        return cls(
+            taskId=task_id,
+            info=info,
+            state=state,
+            resultJson=result_json,
+            failCode=fail_code,
+            failMsg=fail_msg,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -306,10 +362,31 @@ class CallbackPayload:
 
     @property
     def succeeded(self) -> bool:
+        # A Market callback says what happened in data.state (its codes differ between pages).
+        if self.data.state is not None:
+            return self.data.state == MARKET_SUCCESS
         return self.code == 200
 
+    @property
+    def failure_code(self) -> int:
+        """The code a failed task keeps: the callback's own, 500 when it says 200 yet state fail."""
+        return self.code if self.code != 200 else 500
+
+    @property
+    def failure_message(self) -> str:
+        """The upstream's reason: the Market's failMsg and failCode, else the callback's msg."""
+        if self.data.failMsg:
+            return (
+                f"{self.data.failMsg} (failCode {self.data.failCode})"
+                if self.data.failCode
+                else self.data.failMsg
+            )
+        return self.msg
+
     def result_urls(self) -> list[str]:
-        return self.data.info.urls() if self.data.info else []
+        if self.data.info is not None:
+            return self.data.info.urls()
+        return result_json_urls(self.data.resultJson)
 
     @classmethod
     def from_json(cls, document: Any) -> Self:

@@ -1,4 +1,4 @@
-"""httpx client of the 4o Image API and its sibling Flux Kontext: envelopes in, typed errors out."""
+"""httpx client of the 4o Image API, Flux Kontext and the Market: envelopes in, typed errors out."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from image_pipeline.errors import (
     UpstreamUnauthorized,
     UpstreamUnavailable,
 )
+from image_pipeline.market_registry import market_model
 from image_pipeline.upstream_replies import FLUX_MODELS, FOUR_O_MODEL, Envelope, InvalidReply, TaskDetails
 
 if TYPE_CHECKING:  # the requests arrive built (by the API); reading replies needs no pydantic
@@ -29,6 +30,9 @@ FLUX_GENERATE_PATH = "/api/v1/flux/kontext/generate"
 FLUX_RECORD_INFO_PATH = "/api/v1/flux/kontext/record-info"
 # Flux Kontext has no download-url of its own: the platform's common one renews any of its links.
 COMMON_DOWNLOAD_URL_PATH = "/api/v1/common/download-url"
+# The Market: one submit and one query endpoint for every model (docs/upstream.md, The Market).
+MARKET_CREATE_PATH = "/api/v1/jobs/createTask"
+MARKET_RECORD_INFO_PATH = "/api/v1/jobs/recordInfo"
 
 # The platform allows 20 generate calls per 10 s: when it gives no Retry-After, the window is the answer.
 DEFAULT_RETRY_AFTER_SECONDS = 10
@@ -110,6 +114,11 @@ class UpstreamClient:
     def generate_flux(self, request: FluxGenerateRequest) -> str:
         return self._task_id(self._call("POST", FLUX_GENERATE_PATH, json=request.to_upstream_json()))
 
+    def create_market_task(self, model: str, given: dict[str, Any], callback_url: str) -> str:
+        """One Market task: the model's own input object, checked by the API against the registry."""
+        body = {"model": model, "input": given, "callBackUrl": callback_url}
+        return self._task_id(self._call("POST", MARKET_CREATE_PATH, json=body))
+
     @staticmethod
     def _task_id(data: Any) -> str:
         task_id = data.get("taskId") if isinstance(data, dict) else None
@@ -118,7 +127,10 @@ class UpstreamClient:
         return task_id
 
     def task_details(self, task_id: str, model: str = FOUR_O_MODEL) -> TaskDetails:
-        path = FLUX_RECORD_INFO_PATH if model in FLUX_MODELS else RECORD_INFO_PATH
+        if market_model(model) is not None:
+            path = MARKET_RECORD_INFO_PATH
+        else:
+            path = FLUX_RECORD_INFO_PATH if model in FLUX_MODELS else RECORD_INFO_PATH
         data = self._call("GET", path, params={"taskId": task_id})
         try:
             return TaskDetails.from_json(data)
@@ -127,7 +139,7 @@ class UpstreamClient:
 
     def download_url(self, task_id: str, url: str, model: str = FOUR_O_MODEL) -> str:
         """A fresh 20-minute link for a result URL (reference form; the quick start's form is read too)."""
-        if model in FLUX_MODELS:
+        if model in FLUX_MODELS or market_model(model) is not None:
             data = self._call("POST", COMMON_DOWNLOAD_URL_PATH, json={"url": url})
         else:
             data = self._call("POST", DOWNLOAD_URL_PATH, json={"taskId": task_id, "url": url})

@@ -183,8 +183,10 @@ def _apply_outcome(
             return CallbackResult.ACCEPTED
         return None
     error = TaskError(
-        code=payload.code if not payload.succeeded else "no_images",
-        message=payload.msg if not payload.succeeded and payload.msg else _failure_message(payload),
+        code=payload.failure_code if not payload.succeeded else "no_images",
+        message=payload.failure_message
+        if not payload.succeeded and payload.failure_message
+        else _failure_message(payload),
     )
     if store.fail_from_callback(task.taskId, payload.task_id, error, now, reopen=reopen):
         announce_end(task.taskId, notices=notices)

@@ -76,14 +76,25 @@ class SweepReport:
     errors: list[str] = field(default_factory=list)
 
 
+MARKET_FAILED = 501  # the code of a Market failure callback (docs/upstream.md, Market callbacks)
+
+
 def payload_from_details(details: TaskDetails) -> CallbackPayload | None:
     """The callback the upstream would have sent for these details; None while still generating."""
     if details.is_success:
-        urls = details.response.urls() if details.response else []
+        urls = details.result_urls()
         return CallbackPayload(
             code=200,
             msg="success",
             data=CallbackData(taskId=details.taskId, info=ResultInfo(result_urls=urls)),
+        )
+    if details.is_failure and details.state is not None:  # the Market: its callback would say 501
+        return CallbackPayload(
+            code=MARKET_FAILED,
+            msg="the upstream reported the task failed",
+            data=CallbackData(
+                taskId=details.taskId, state=details.state, failCode=details.failCode, failMsg=details.failMsg
+            ),
         )
     if details.is_failure:
         code = error_status(details.errorCode)
