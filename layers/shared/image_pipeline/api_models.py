@@ -14,7 +14,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from image_pipeline.market_registry import MODELS as MARKET_MODELS
+from image_pipeline.market_registry import validate_input
 from image_pipeline.models_base import Model
 from image_pipeline.upstream_models import (
     FOUR_O_RULES,
@@ -30,6 +33,7 @@ from image_pipeline.upstream_models import (
     HttpsUrl,
     ImageSize,
     ImageUrl,
+    MarketOptions,
     OutputFormat,
     VariantCount,
 )
@@ -38,7 +42,8 @@ from image_pipeline.upstream_replies import FLUX_MODELS, FOUR_O_MODEL
 TaskStatusName = Literal["submitting", "submitted", "downloading", "stored", "failed"]
 
 
-ModelName = Literal["gpt-4o-image", "flux-kontext-pro", "flux-kontext-max"]
+# Every model POST /tasks takes: the 4o Image API, Flux Kontext, and the Market's (market_registry.py).
+MODEL_NAMES = (FOUR_O_MODEL, *FLUX_MODELS, *MARKET_MODELS)
 FOUR_O_FIELDS = ("size", "filesUrl", "maskUrl", "nVariants", "isEnhance", "enableFallback", "fallbackModel")
 FLUX_FIELDS = (
     "aspectRatio",
@@ -109,7 +114,13 @@ class TaskRequest(Model):
         },
     )
 
-    model: ModelName = "gpt-4o-image"
+    model: str = Field(
+        default=FOUR_O_MODEL,
+        description=(
+            "gpt-4o-image (the default), flux-kontext-pro, flux-kontext-max, or a Market model (GET /models)"
+        ),
+        json_schema_extra={"enum": list(MODEL_NAMES)},
+    )
     prompt: (
         Annotated[
             str,
@@ -135,6 +146,14 @@ class TaskRequest(Model):
         default=None, description="Flux Kontext: 0 (strictest) to 6, 0 to 2 with an inputImage; 2 when absent"
     )
     watermark: Annotated[str, Field(max_length=200)] | None = None
+    # the Market's models
+    input: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Market models only: the model's own input object (its prompt included), as GET /models "
+            "describes it; each problem is reported on input.<name>"
+        ),
+    )
     webhookUrl: HttpsUrl | None = Field(
         default=None,
         description=(
@@ -145,6 +164,31 @@ class TaskRequest(Model):
         # https and a public address otherwise, which is checked beyond the pattern.
         json_schema_extra={"pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$"},
     )
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        if model not in MODEL_NAMES:
+            raise ValueError(f"{model!r} is not a model this service offers: GET /models lists them")
+        return model
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_outside_input(cls, value: Any, info: ValidationInfo) -> Any:
+        model = info.data.get("model", FOUR_O_MODEL)
+        if value is not None and model in MARKET_MODELS:
+            raise ValueError(f"{model} takes its prompt inside input: send input.prompt")
+        return value
+
+    @field_validator("input")
+    @classmethod
+    def _market_only(cls, value: Any, info: ValidationInfo) -> Any:
+        model = info.data.get("model", FOUR_O_MODEL)
+        if value is not None and model not in MARKET_MODELS:
+            raise ValueError(
+                f"is the input object of a Market model; {model} takes its fields at the top level"
+            )
+        return value
 
     @field_validator(*FOUR_O_FIELDS)
     @classmethod
@@ -163,6 +207,9 @@ class TaskRequest(Model):
 
     @model_validator(mode="after")
     def _the_models_own_rules(self) -> TaskRequest:
+        if self.model in MARKET_MODELS:
+            self._check_market_input()
+            return self
         # Model-level problems name their field first ("size: ..."): the API reports them under it.
         try:
             self.generation()
@@ -175,11 +222,31 @@ class TaskRequest(Model):
             raise ValueError(message) from None
         return self
 
+    def _check_market_input(self) -> None:
+        """The registry's verdict on `input`, each problem on its own field (input.<name>)."""
+        checked = validate_input(self.model, self.input if self.input is not None else None)
+        if isinstance(checked, dict):
+            self.input = checked  # as sent upstream: nulls dropped, counts as strings
+            return
+        raise ValidationError.from_exception_data(
+            "TaskRequest",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("market_input", problem.message),  # type: ignore[arg-type]
+                    loc=tuple(problem.field.split(".")),
+                    input=None,
+                )
+                for problem in checked
+            ],
+        )
+
     def given(self, fields: tuple[str, ...]) -> dict[str, Any]:
         return {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
 
-    def generation(self) -> GenerationOptions | FluxKontextOptions:
+    def generation(self) -> GenerationOptions | FluxKontextOptions | MarketOptions:
         """The upstream request's fields for the chosen model."""
+        if self.model in MARKET_MODELS:
+            return MarketOptions(model=self.model, input=dict(self.input or {}))
         fields: dict[str, Any] = {"prompt": self.prompt} if self.prompt is not None else {}
         if self.model in FLUX_MODELS:
             return FluxKontextOptions.model_validate(
@@ -265,7 +332,7 @@ UPSTREAM_TASK_ID = Field(
 class TaskSummary(Model):
     taskId: str
     upstreamTaskId: str | None = UPSTREAM_TASK_ID
-    model: ModelName
+    model: str = Field(description="the model's id, as GET /models lists it")
     status: TaskStatusName
     images: list[StoredImageOut]
     error: TaskErrorOut | None
@@ -303,7 +370,7 @@ class TaskView(Model):
 
     taskId: str
     upstreamTaskId: str | None = UPSTREAM_TASK_ID
-    model: ModelName
+    model: str = Field(description="the model's id, as GET /models lists it")
     status: TaskStatusName
     progress: float | None = Field(description="upstream generation progress 0..1 while submitted")
     images: list[LinkedImage]

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from image_pipeline.market_registry import market_model
 from image_pipeline.models_base import Model
 from image_pipeline.upstream_replies import is_storable_text
 
@@ -206,3 +207,18 @@ class FluxGenerateRequest(FluxKontextOptions):
 
     def to_upstream_json(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
+
+
+class MarketOptions(Model):
+    """A Market task's request: the model's id and its input object, as the registry checked it
+    (image_pipeline.market_registry.validate_input: nulls dropped, counts as strings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    input: dict[str, Any]
+
+    @property
+    def image_count(self) -> int:
+        entry = market_model(self.model)
+        return entry.image_count(self.input) if entry is not None else 1
