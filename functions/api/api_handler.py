@@ -17,7 +17,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
 from image_pipeline.api_models import (
     TaskPage,
@@ -28,6 +27,7 @@ from image_pipeline.api_models import (
     responses,
 )
 from image_pipeline.errors import (
+    AwsFault,
     IdempotencyKeyReused,
     IdempotencyKeyTaskDeleted,
     ImageDeletionError,
@@ -382,7 +382,7 @@ def upstream_failed(error: UpstreamError) -> Response[Any]:
     )
 
 
-@app.exception_handler([ClientError, BotoCoreError, ImageDeletionError])
+@app.exception_handler([AwsFault, ImageDeletionError])
 def aws_fault(error: Exception) -> Response[Any]:
     logger.exception("AWS call failed")
     return _json(

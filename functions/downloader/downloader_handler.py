@@ -13,8 +13,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
+from image_pipeline.errors import AwsFault
 from image_pipeline.fetch_models import FetchedImage
 from image_pipeline.logic.downloads import RetryLater, download_image
 from image_pipeline.logic.records import confirm_submit
@@ -73,7 +73,7 @@ def process_record(record: QueueMessage) -> str:
             time_left=clock.time_left,
             notices=wiring.notices(settings.notification_queue_url),
         )
-    except (RetryLater, ClientError, BotoCoreError) as error:  # passing: the message comes back later
+    except (RetryLater, AwsFault) as error:  # passing: the message comes back later
         delay = retry_delay(record.receive_count, settings.retry_base_seconds)
         logger.warning(
             "download will be retried",
@@ -128,7 +128,7 @@ def _delay_retry(record: QueueMessage, seconds: int) -> None:
         wiring.download_queue(downloader_settings().download_queue_url).delay_retry(
             record.receipt_handle, seconds
         )
-    except (ClientError, BotoCoreError):
+    except AwsFault:
         # Without the backoff the message still returns after the queue's visibility timeout.
         logger.exception("could not delay the retry")
 
@@ -138,4 +138,4 @@ def _delay_retry(record: QueueMessage, seconds: int) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
     clock.start(context)
     # Every failed message is reported on its own, even when all failed: the backoff is per message.
-    return process_batch(event, process_record, log=logger, reported=(RetryLater, ClientError, BotoCoreError))
+    return process_batch(event, process_record, log=logger, reported=(RetryLater, AwsFault))

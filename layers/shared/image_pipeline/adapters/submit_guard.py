@@ -21,13 +21,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from image_pipeline.adapters.aws import client
+from image_pipeline.adapters.aws import AwsAdapter, client
 from image_pipeline.errors import RateLimited
 
 SLOT_PREFIX = "guard#generate#"
 
 
-class SubmitGuard:
+class SubmitGuard(AwsAdapter):
     def __init__(
         self,
         table_name: str,
