@@ -1,6 +1,7 @@
 """Builds the real adapters from settings, once per process: the handlers' only way to the outside.
 
-The import rule: handlers -> wiring -> adapters; handlers -> logic -> models; adapters -> models.
+The import rule: handlers -> wiring -> adapters; handlers -> logic -> models; adapters -> models
+(import-linter's contracts in pyproject.toml hold it).
 
 Each factory imports its adapter itself, so a function loads only the adapters it uses: the callback
 never imports httpx, safe_fetch, Pillow or the webhook sender, the API never imports the fetcher
