@@ -80,6 +80,10 @@ class ImageDeletionError(RuntimeError):
     """S3 refused to delete some versions; the task is left as it was so the delete can be retried."""
 
 
+class InvalidIdempotencyKey(ValueError):
+    """An Idempotency-Key header that is not 1 to 255 printable characters."""
+
+
 class IdempotencyKeyReused(Exception):
     """The Idempotency-Key was used before, by the same client, with a different request body."""
 

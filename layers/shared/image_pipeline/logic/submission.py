@@ -25,6 +25,7 @@ from urllib.parse import quote
 from image_pipeline.errors import (
     IdempotencyKeyReused,
     IdempotencyKeyTaskDeleted,
+    InvalidIdempotencyKey,
     UpstreamError,
     UpstreamNoAnswer,
 )
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 CONFIRM_ATTEMPTS = 3
 CONFIRM_BACKOFF_SECONDS = 0.5
+MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
 class SubmitTimes(NamedTuple):
@@ -51,6 +53,10 @@ class SubmitTimes(NamedTuple):
 
     reconcile_after: timedelta = timedelta(minutes=30)
     unconfirmed_after: timedelta = timedelta(hours=2)
+
+    @classmethod
+    def from_seconds(cls, reconcile_after: float, unconfirmed_after: float) -> SubmitTimes:
+        return cls(timedelta(seconds=reconcile_after), timedelta(seconds=unconfirmed_after))
 
 
 DEFAULT_TIMES = SubmitTimes()
@@ -61,6 +67,32 @@ class SubmittedTask(NamedTuple):
     status: TaskStatus
     confirm_queued: bool = False  # confirmed upstream, but only the outbox could write it down
     repeated: bool = False  # an Idempotency-Key retry: the task an earlier request made
+
+    @property
+    def new(self) -> bool:
+        """A generation this request asked for (not a retry answered with an earlier request's task)."""
+        return not self.repeated
+
+    @property
+    def unconfirmed(self) -> bool:
+        """A new task the upstream gave no definite answer for: it waits for its callback."""
+        return self.new and self.status is TaskStatus.SUBMITTING
+
+
+def check_request(
+    options: TaskRequest, idempotency_key: str | None, *, check_webhook_url: Callable[[str], object]
+) -> None:
+    """A submission's own rules, before anything is claimed, recorded or asked for: its webhookUrl may
+    be called (WebhookUrlError; checked again, resolved and pinned, when it is delivered), and its
+    Idempotency-Key is 1 to MAX_IDEMPOTENCY_KEY_CHARS printable characters (InvalidIdempotencyKey)."""
+    if options.webhookUrl:
+        check_webhook_url(options.webhookUrl)
+    if idempotency_key is not None and (
+        not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS or not idempotency_key.isprintable()
+    ):
+        raise InvalidIdempotencyKey(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
+        )
 
 
 def upstream_fields(generation: GenerationOptions | FluxKontextOptions) -> dict[str, Any]:
