@@ -68,10 +68,11 @@ openapi: install  ## regenerate openapi.json (the client API's contract) from th
 	PYTHONPATH=layers/shared:functions/api $(PY) -c 'import json, api_handler; print(json.dumps(json.loads(api_handler.openapi_json()), indent=2))' > openapi.json
 
 .PHONY: lint
-lint: install  ## ruff and mypy
+lint: install  ## ruff, mypy and the import contracts (lint-imports; make test runs them too)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	PYTHONPATH=layers/shared $(BIN)/lint-imports --no-cache
 
 .PHONY: build
 build: install  ## sam validate --lint, sam build, and the bytecode Lambda needs to start fast

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import binascii
 import re
-from datetime import timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,7 +15,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
 from image_pipeline.api_models import (
     TaskPage,
@@ -27,6 +25,7 @@ from image_pipeline.api_models import (
     responses,
 )
 from image_pipeline.errors import (
+    AwsFault,
     DailyImageLimitReached,
     GenerateShareExceeded,
     IdempotencyKeyReused,
@@ -34,6 +33,7 @@ from image_pipeline.errors import (
     ImageDeletionError,
     InsufficientCredits,
     InvalidCursor,
+    InvalidIdempotencyKey,
     RateLimited,
     TaskNotFound,
     TaskStillRunning,
@@ -44,7 +44,7 @@ from image_pipeline.errors import (
 )
 from image_pipeline.logic.client_tasks import delete_task, list_tasks
 from image_pipeline.logic.status import task_status
-from image_pipeline.logic.submission import SubmitTimes, submit_task
+from image_pipeline.logic.submission import SubmittedTask, SubmitTimes, check_request, submit_task
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import ApiSettings, api_settings
 from image_pipeline.task_models import TaskStatus
@@ -78,7 +78,6 @@ def callback_base(settings: ApiSettings) -> str:
     return f"https://{context.domain_name}/{context.stage}{settings.callback_path}"
 
 
-MAX_IDEMPOTENCY_KEY_CHARS = 255
 MODEL_RULE = re.compile(r"Value error, (?P<field>[A-Za-z]+): (?P<message>.+)", re.DOTALL)
 LOCAL_CLIENT = "local"  # every request's client where no API key is required (the local stacks)
 API_KEY_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
@@ -93,10 +92,6 @@ def caller() -> str:
     """The client app making the request: API Gateway's id of its API key."""
     identity = app.current_event.request_context.identity
     return identity.api_key_id or LOCAL_CLIENT
-
-
-class InvalidIdempotencyKey(ValueError):
-    pass
 
 
 class UnreadableBody(ValueError):
@@ -141,15 +136,22 @@ def create_task(
         raise UnreadableBody("the body must be one JSON object with the task's fields")
     settings = api_settings()
     owner = caller()
-    if options.webhookUrl:  # checked again, resolved and pinned, when it is delivered
-        wiring.check_webhook_url(options.webhookUrl, settings.webhook_trusted_origin_list)
-    if idempotency_key is not None and (
-        not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS or not idempotency_key.isprintable()
-    ):
-        raise InvalidIdempotencyKey(
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
-        )
-    submitted = submit_task(
+    check_request(
+        options,
+        idempotency_key,
+        check_webhook_url=lambda url: wiring.check_webhook_url(url, settings.webhook_trusted_origin_list),
+    )
+    submitted = _submit(options, owner, idempotency_key, settings)
+    _report(submitted, options, owner)
+    return _json(202, {"taskId": submitted.task_id, "status": submitted.status.value})
+
+
+def _submit(
+    options: TaskRequest, owner: str, idempotency_key: str | None, settings: ApiSettings
+) -> SubmittedTask:
+    """logic.submission.submit_task with this deployment's adapters (those it has: an idempotency
+    table, an outbox queue, a generate rate limit are each optional)."""
+    return submit_task(
         options,
         owner=owner,
         callback_base=callback_base(settings),
@@ -165,12 +167,15 @@ def create_task(
             settings.client_daily_images,
         ),
         outbox=wiring.download_queue(settings.download_queue_url) if settings.download_queue_url else None,
-        times=SubmitTimes(
-            reconcile_after=timedelta(seconds=settings.reconcile_after_seconds),
-            unconfirmed_after=timedelta(seconds=settings.submit_unconfirmed_after_seconds),
+        times=SubmitTimes.from_seconds(
+            settings.reconcile_after_seconds, settings.submit_unconfirmed_after_seconds
         ),
     )
-    if submitted.status is TaskStatus.SUBMITTING and not submitted.repeated:
+
+
+def _report(submitted: SubmittedTask, options: TaskRequest, owner: str) -> None:
+    """The submission's log lines and metric (a retry answered from its key is not counted again)."""
+    if submitted.unconfirmed:
         logger.warning(
             "generate got no definite answer: the task waits for its callback"
             + ("; its upstream id is queued for recording" if submitted.confirm_queued else ""),
@@ -186,9 +191,8 @@ def create_task(
             "client": owner,
         },
     )
-    if not submitted.repeated:
+    if submitted.new:
         metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
-    return _json(202, {"taskId": submitted.task_id, "status": submitted.status.value})
 
 
 @app.get(
@@ -387,7 +391,7 @@ def upstream_failed(error: UpstreamError) -> Response[Any]:
     )
 
 
-@app.exception_handler([ClientError, BotoCoreError, ImageDeletionError])
+@app.exception_handler([AwsFault, ImageDeletionError])
 def aws_fault(error: Exception) -> Response[Any]:
     logger.exception("AWS call failed")
     return _json(

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
-from image_pipeline.errors import CallbackRejected, EnqueueError
+from image_pipeline.errors import AwsFault, CallbackRejected, EnqueueError
 from image_pipeline.logic.callbacks import CallbackResult, authenticate, handle_callback, parse_callback
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import callback_settings
@@ -93,7 +92,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.warning("callback rejected", extra={"status": error.status_code, "reason": error.message})
         metrics.add_metric(name="CallbackRejected", unit=MetricUnit.Count, value=1)
         return _json(error.status_code, {"message": error.message})
-    except (EnqueueError, ClientError, BotoCoreError):
+    except (EnqueueError, AwsFault):
         # A 5xx makes the upstream deliver again; the task state lets that delivery finish the work.
         logger.exception("callback could not be fully processed; the upstream will retry")
         return _json(503, {"message": "temporarily unable to record the callback; please retry"})

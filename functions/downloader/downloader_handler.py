@@ -1,27 +1,26 @@
 """Downloader: one SQS message per image; failures are reported per message, never for the whole batch.
 
-It never runs out its own timeout: a timed-out invocation reports nothing, so every message of the
-batch would come back and count a failed receive. Each record gets at most the invocation's remaining
-time minus a margin; a record that cannot start in time is sent again as a fresh message (its receive
-count starts over) and counted done.
+It never runs out its own timeout (image_pipeline.logic.download_budget): each record gets at most the
+invocation's remaining time minus a margin; a record that cannot start in time is sent again as a fresh
+message (its receive count starts over) and counted done.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
+from image_pipeline.errors import AwsFault
 from image_pipeline.fetch_models import FetchedImage
+from image_pipeline.logic.download_budget import STORE_MARGIN_SECONDS, can_start, fetch_deadline, retry_delay
 from image_pipeline.logic.downloads import RetryLater, download_image
 from image_pipeline.logic.records import confirm_submit
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import DownloaderSettings, downloader_settings
 from image_pipeline.sqs_batch import BatchResponse, InvocationClock, QueueMessage, hand_back, process_batch
-from image_pipeline.task_models import ConfirmSubmit, DownloadJob, MalformedRecord
+from image_pipeline.task_models import ConfirmSubmit, download_queue_message
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -29,40 +28,26 @@ if TYPE_CHECKING:
 logger = logger_for("downloader")
 metrics = metrics_for("downloader")
 
-# Passing failures come back after base, 2x, 4x ... seconds (capped), instead of all at once.
-BACKOFF_CAP_SECONDS = 900
-# Kept back from every record's budget: storing the image (S3, two DynamoDB writes) after the fetch.
-STORE_MARGIN_SECONDS = 5.0
-# A record is started only with at least this much fetch time ahead of it.
-MIN_FETCH_SECONDS = 5.0
-
-
 # Seconds this invocation can still spend on fetching (image_pipeline.sqs_batch).
 clock = InvocationClock(margin_seconds=STORE_MARGIN_SECONDS)
-
-
-def retry_delay(receive_count: int, base_seconds: int) -> int:
-    return min(BACKOFF_CAP_SECONDS, base_seconds * 2 ** max(0, receive_count - 1))
 
 
 def fetch(url: str) -> FetchedImage:
     """One safe fetch, bounded by the policy's deadline and by what is left of the invocation."""
     policy = wiring.fetch_policy(downloader_settings())
-    budget = min(policy.deadline_seconds, clock.time_left())
-    if budget < 1:
-        raise RetryLater("no time left in this invocation to fetch the image")
-    if budget < policy.deadline_seconds:
-        policy = dataclasses.replace(policy, deadline_seconds=budget)
+    deadline = fetch_deadline(policy.deadline_seconds, clock.time_left())
+    if deadline < policy.deadline_seconds:
+        policy = dataclasses.replace(policy, deadline_seconds=deadline)
     return wiring.safe_fetch(url, policy)
 
 
 def process_record(record: QueueMessage) -> str:
     settings = downloader_settings()
-    if clock.time_left() < MIN_FETCH_SECONDS:
+    if not can_start(clock.time_left()):
         return _hand_back(record)
-    if _kind(record.body) == "confirmTask":
-        return _confirm_submit(ConfirmSubmit.from_message(record.body), settings)
-    job = DownloadJob.from_message(record.body)  # a malformed message fails, and ends in the DLQ
+    job = download_queue_message(record.body)  # a malformed message fails, and ends in the DLQ
+    if isinstance(job, ConfirmSubmit):
+        return _confirm_submit(job, settings)
     try:
         result = download_image(
             job,
@@ -73,7 +58,7 @@ def process_record(record: QueueMessage) -> str:
             time_left=clock.time_left,
             notices=wiring.notices(settings.notification_queue_url),
         )
-    except (RetryLater, ClientError, BotoCoreError) as error:  # passing: the message comes back later
+    except (RetryLater, AwsFault) as error:  # passing: the message comes back later
         delay = retry_delay(record.receive_count, settings.retry_base_seconds)
         logger.warning(
             "download will be retried",
@@ -99,17 +84,6 @@ def _hand_back(record: QueueMessage) -> str:
     return "handed_back"
 
 
-def _kind(body: str) -> str:
-    """Which message this is, by its first field: confirmTask (the API's outbox) or a download job."""
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise MalformedRecord("queue message is not JSON") from None
-    if isinstance(document, dict) and "confirmTask" in document:
-        return "confirmTask"
-    return "taskId"
-
-
 def _confirm_submit(message: ConfirmSubmit, settings: DownloaderSettings) -> str:
     """The API's outbox: write the upstream id the API could not (DynamoDB faults are retried by SQS)."""
     store = wiring.tasks_table(settings.tasks_table, settings.record_ttl_days)
@@ -128,7 +102,7 @@ def _delay_retry(record: QueueMessage, seconds: int) -> None:
         wiring.download_queue(downloader_settings().download_queue_url).delay_retry(
             record.receipt_handle, seconds
         )
-    except (ClientError, BotoCoreError):
+    except AwsFault:
         # Without the backoff the message still returns after the queue's visibility timeout.
         logger.exception("could not delay the retry")
 
@@ -138,4 +112,4 @@ def _delay_retry(record: QueueMessage, seconds: int) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
     clock.start(context)
     # Every failed message is reported on its own, even when all failed: the backoff is per message.
-    return process_batch(event, process_record, log=logger, reported=(RetryLater, ClientError, BotoCoreError))
+    return process_batch(event, process_record, log=logger, reported=(RetryLater, AwsFault))

@@ -18,8 +18,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline import wiring
+from image_pipeline.errors import AwsFault
 from image_pipeline.logic.notifications import ClientBreaker, WebhookDeferred, WebhookNotDelivered, notify
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import notifier_settings
@@ -115,7 +115,7 @@ def _delay_retry(record: QueueMessage, seconds: int) -> None:
         wiring.notification_queue(notifier_settings().notification_queue_url).delay_retry(
             record.receipt_handle, seconds
         )
-    except (ClientError, BotoCoreError):
+    except AwsFault:
         # Without it the message still returns after the queue's visibility timeout.
         logger.exception("could not set when the message comes back")
 

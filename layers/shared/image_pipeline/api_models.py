@@ -232,7 +232,7 @@ class TaskRequest(Model):
             "TaskRequest",
             [
                 InitErrorDetails(
-                    type=PydanticCustomError("market_input", problem.message),  # type: ignore[arg-type]
+                    type=PydanticCustomError("market_input", problem.message),
                     loc=tuple(problem.field.split(".")),
                     input=None,
                 )

@@ -57,6 +57,20 @@ class UpstreamNoAnswer(UpstreamUnavailable):
     sending, a 5xx or success without a readable envelope): the upstream may have acted on it."""
 
 
+class AwsFault(RuntimeError):
+    """An AWS call failed past the SDK's own retries: a throttle, a 5xx, an endpoint out of reach, a
+    table or queue that is not there, a permission missing. The adapters raise it in place of botocore's
+    errors (image_pipeline.adapters.aws.AwsAdapter), so a handler answers 503, or lets its message come
+    back, without knowing the SDK. `code` is AWS's error code (ProvisionedThroughputExceededException,
+    AccessDenied...) or, for a fault before any answer, botocore's name for it (EndpointConnectionError);
+    the botocore error is its __cause__."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"AWS fault {code}: {message}")
+        self.code = code
+        self.message = message
+
+
 class TaskNotFound(Exception):
     def __init__(self, task_id: str) -> None:
         super().__init__(f"task {task_id} not found")
@@ -78,6 +92,10 @@ class EnqueueError(RuntimeError):
 
 class ImageDeletionError(RuntimeError):
     """S3 refused to delete some versions; the task is left as it was so the delete can be retried."""
+
+
+class InvalidIdempotencyKey(ValueError):
+    """An Idempotency-Key header that is not 1 to 255 printable characters."""
 
 
 class IdempotencyKeyReused(Exception):

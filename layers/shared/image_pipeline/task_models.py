@@ -101,6 +101,11 @@ def _read_fields[RecordT](
 def _decode_message[RecordT](cls: type[RecordT], body: str | bytes) -> RecordT:
     """One queue message: a JSON object with exactly the fields of `cls`."""
     what = f"{cls.__name__} message"
+    return _read_fields(cls, _message_document(body, what), what=what, extra=False)
+
+
+def _message_document(body: str | bytes, what: str) -> dict[str, Any]:
+    """A queue message's JSON object, or MalformedRecord saying why it is not one."""
     try:
         document = json.loads(body)
     except ValueError as error:
@@ -109,7 +114,7 @@ def _decode_message[RecordT](cls: type[RecordT], body: str | bytes) -> RecordT:
         raise MalformedRecord(f"{what} nests too deeply to be one of ours") from None
     if not isinstance(document, dict):
         raise MalformedRecord(f"{what} must be a JSON object, got {type(document).__name__}")
-    return _read_fields(cls, document, what=what, extra=False)
+    return document
 
 
 def _encode_message(values: dict[str, Any]) -> str:
@@ -326,3 +331,12 @@ class ConfirmSubmit:
 
     def to_message(self) -> str:
         return _encode_message(asdict(self))
+
+
+def download_queue_message(body: str | bytes) -> DownloadJob | ConfirmSubmit:
+    """One message of the download queue, read once and told apart by a field: the API's outbox
+    (ConfirmSubmit) has `confirmTask`; any other is a DownloadJob, refused by its fields if it is not one."""
+    document = _message_document(body, "download queue message")
+    if "confirmTask" in document:
+        return _read_fields(ConfirmSubmit, document, what="ConfirmSubmit message", extra=False)
+    return _read_fields(DownloadJob, document, what="DownloadJob message", extra=False)

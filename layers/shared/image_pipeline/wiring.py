@@ -1,6 +1,7 @@
 """Builds the real adapters from settings, once per process: the handlers' only way to the outside.
 
-The import rule: handlers -> wiring -> adapters; handlers -> logic -> models; adapters -> models.
+The import rule: handlers -> wiring -> adapters; handlers -> logic -> models; adapters -> models
+(import-linter's contracts in pyproject.toml hold it).
 
 Each factory imports its adapter itself, so a function loads only the adapters it uses: the callback
 never imports httpx, safe_fetch, Pillow or the webhook sender, the API never imports the fetcher
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from image_pipeline.adapters.secrets import SecretNotFound, resolve_secret
 
@@ -134,6 +135,9 @@ class OnDemandUpstream:
 
     def generate_flux(self, request: FluxGenerateRequest) -> str:
         return self.client().generate_flux(request)
+
+    def create_market_task(self, model: str, given: dict[str, Any], callback_url: str) -> str:
+        return self.client().create_market_task(model, given, callback_url)
 
     # model None: the client's default (gpt-4o-image), not repeated here.
     def task_details(self, task_id: str, model: str | None = None) -> TaskDetails:

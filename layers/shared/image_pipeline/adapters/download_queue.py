@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from image_pipeline.adapters.aws import client
+from image_pipeline.adapters.aws import AwsAdapter, client
 from image_pipeline.errors import EnqueueError
 from image_pipeline.task_models import ConfirmSubmit, DownloadJob
 
 SQS_BATCH_LIMIT = 10
 
 
-class DownloadQueue:
+class DownloadQueue(AwsAdapter):
     def __init__(self, queue_url: str, *, sqs: Any = None) -> None:
         self.queue_url = queue_url
         self._sqs = sqs or client("sqs")

@@ -10,7 +10,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from image_pipeline.adapters.aws import client
+from image_pipeline.adapters.aws import AwsAdapter, client
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -51,8 +51,11 @@ def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-class ConditionalTable:
-    """A DynamoDB table written with conditional updates (a failed condition is an answer, not an error)."""
+class ConditionalTable(AwsAdapter):
+    """A DynamoDB table written with conditional updates (a failed condition is an answer, not an error).
+
+    An AwsAdapter: any other fault leaves its subclasses' public methods (TaskQueries, TasksTable) as
+    AwsFault."""
 
     def __init__(self, table_name: str, *, ttl_days: int = 30, dynamodb: Any = None) -> None:
         self.table_name = table_name

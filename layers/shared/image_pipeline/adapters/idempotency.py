@@ -10,13 +10,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from image_pipeline.adapters.aws import AwsAdapter
 from image_pipeline.adapters.dynamo_items import _epoch, _from_item, _is_condition_failure, _to_item, _values
 from image_pipeline.task_models import Claim
 
 ONE_DAY = timedelta(days=1)
 
 
-class IdempotencyClaims:
+class IdempotencyClaims(AwsAdapter):
     """Items {id: "<client>#<sha256 of the key>", taskId, requestHash, expiration} (TTL on expiration)."""
 
     def __init__(self, table_name: str, *, dynamodb: Any = None, lifetime: timedelta = ONE_DAY) -> None:

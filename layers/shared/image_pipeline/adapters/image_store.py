@@ -7,14 +7,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from image_pipeline.adapters.aws import client, s3_presigner
+from image_pipeline.adapters.aws import AwsAdapter, client, s3_presigner
 from image_pipeline.errors import ImageDeletionError
 from image_pipeline.task_models import image_key
 
 __all__ = ["ImageStore", "image_key"]
 
 
-class ImageStore:
+class ImageStore(AwsAdapter):
     def __init__(self, bucket: str, *, s3: Any = None, presigner: Any = None) -> None:
         self.bucket = bucket
         self._s3 = s3 or client("s3")

@@ -6,14 +6,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from image_pipeline.adapters.aws import client
+from image_pipeline.adapters.aws import AwsAdapter, client
 from image_pipeline.task_models import EVENT_SOURCE, NotifyTask
 
 MAX_VISIBILITY_SECONDS = 43200  # SQS's limit: 12 hours
 MAX_DELAY_SECONDS = 900  # SQS's limit for a message's delay: 15 minutes
 
 
-class NotificationQueue:
+class NotificationQueue(AwsAdapter):
     def __init__(self, queue_url: str, *, sqs: Any = None) -> None:
         self.queue_url = queue_url
         self._sqs = sqs or client("sqs")
@@ -39,7 +39,7 @@ class NotificationQueue:
         )
 
 
-class EventBus:
+class EventBus(AwsAdapter):
     """A custom EventBridge bus: source image-pipeline, detail-types "Task Stored" / "Task Failed"."""
 
     def __init__(self, bus_name: str, *, events: Any = None) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from image_pipeline.adapters.aws import client
+from image_pipeline.adapters.aws import AwsAdapter, client
 from image_pipeline.errors import DailyImageLimitReached, GenerateShareExceeded, RateLimited
 
 SLOT_PREFIX = "guard#generate#"
@@ -41,7 +41,7 @@ def _refused(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
-class SlotWindow:
+class SlotWindow(AwsAdapter):
     """`limit` slots under `prefix`: at most `limit` uses in any `window_seconds`."""
 
     def __init__(self, db: Any, table_name: str, prefix: str, limit: int, window_seconds: float) -> None:
@@ -115,7 +115,7 @@ class SlotWindow:
         return max(1, math.ceil(oldest + self.window_seconds - now))
 
 
-class SubmitGuard:
+class SubmitGuard(AwsAdapter):
     def __init__(
         self,
         table_name: str,
@@ -168,7 +168,7 @@ class SubmitGuard:
         )
 
 
-class DailyImageQuota:
+class DailyImageQuota(AwsAdapter):
     """Images a client may ask for per UTC day: one counter item per client and day."""
 
     def __init__(
@@ -237,7 +237,7 @@ class DailyImageQuota:
         )
 
 
-class GenerateAdmission:
+class GenerateAdmission(AwsAdapter):
     """Both guards in the order that wastes nothing: the day's images, then the client's share and
     the account's window; a refusal by the window hands the images back."""
 

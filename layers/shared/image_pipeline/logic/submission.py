@@ -25,6 +25,7 @@ from urllib.parse import quote
 from image_pipeline.errors import (
     IdempotencyKeyReused,
     IdempotencyKeyTaskDeleted,
+    InvalidIdempotencyKey,
     UpstreamError,
     UpstreamNoAnswer,
 )
@@ -37,6 +38,7 @@ from image_pipeline.upstream_models import (
     FluxKontextOptions,
     GenerateRequest,
     GenerationOptions,
+    MarketOptions,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 
 CONFIRM_ATTEMPTS = 3
 CONFIRM_BACKOFF_SECONDS = 0.5
+MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
 class SubmitTimes(NamedTuple):
@@ -51,6 +54,10 @@ class SubmitTimes(NamedTuple):
 
     reconcile_after: timedelta = timedelta(minutes=30)
     unconfirmed_after: timedelta = timedelta(hours=2)
+
+    @classmethod
+    def from_seconds(cls, reconcile_after: float, unconfirmed_after: float) -> SubmitTimes:
+        return cls(timedelta(seconds=reconcile_after), timedelta(seconds=unconfirmed_after))
 
 
 DEFAULT_TIMES = SubmitTimes()
@@ -62,14 +69,42 @@ class SubmittedTask(NamedTuple):
     confirm_queued: bool = False  # confirmed upstream, but only the outbox could write it down
     repeated: bool = False  # an Idempotency-Key retry: the task an earlier request made
 
+    @property
+    def new(self) -> bool:
+        """A generation this request asked for (not a retry answered with an earlier request's task)."""
+        return not self.repeated
 
-def upstream_fields(generation: GenerationOptions | FluxKontextOptions) -> dict[str, Any]:
+    @property
+    def unconfirmed(self) -> bool:
+        """A new task the upstream gave no definite answer for: it waits for its callback."""
+        return self.new and self.status is TaskStatus.SUBMITTING
+
+
+def check_request(
+    options: TaskRequest, idempotency_key: str | None, *, check_webhook_url: Callable[[str], object]
+) -> None:
+    """A submission's own rules, before anything is claimed, recorded or asked for: its webhookUrl may
+    be called (WebhookUrlError; checked again, resolved and pinned, when it is delivered), and its
+    Idempotency-Key is 1 to MAX_IDEMPOTENCY_KEY_CHARS printable characters (InvalidIdempotencyKey)."""
+    if options.webhookUrl:
+        check_webhook_url(options.webhookUrl)
+    if idempotency_key is not None and (
+        not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS or not idempotency_key.isprintable()
+    ):
+        raise InvalidIdempotencyKey(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
+        )
+
+
+def upstream_fields(generation: GenerationOptions | FluxKontextOptions | MarketOptions) -> dict[str, Any]:
     """The generate fields of a request, as recorded with the task (Flux's include its model)."""
     return generation.model_dump(exclude_none=True)
 
 
-def image_count(generation: GenerationOptions | FluxKontextOptions) -> int:
+def image_count(generation: GenerationOptions | FluxKontextOptions | MarketOptions) -> int:
     """The images a generation asks for: what the client's daily quota counts."""
+    if isinstance(generation, MarketOptions):
+        return generation.image_count
     return generation.nVariants if isinstance(generation, GenerationOptions) else 1
 
 
@@ -145,7 +180,9 @@ def submit_task(
         return SubmittedTask(task_id, task.status if task else TaskStatus.SUBMITTING, repeated=True)
     callback = callback_url(callback_base, task_id, token)
     try:
-        if isinstance(generation, FluxKontextOptions):
+        if isinstance(generation, MarketOptions):
+            upstream_task_id = upstream.create_market_task(generation.model, generation.input, callback)
+        elif isinstance(generation, FluxKontextOptions):
             request = FluxGenerateRequest(**upstream_fields(generation), callBackUrl=callback)
             upstream_task_id = upstream.generate_flux(request)
         else:
