@@ -371,7 +371,8 @@ class LocalStack:
         return "\n".join(
             [
                 "Local stack is up.",
-                f"  API        {self.api_url}   (/tasks, /tasks/{{taskId}}, /openapi.json; {access})",
+                f"  API        {self.api_url}   (/tasks, /tasks/{{taskId}}, /models, /openapi.json;"
+                f" {access})",
                 f"  webhooks   signed with {self.webhook_secret}"
                 + (
                     "   (LOCAL_WEBHOOK_SECRET)"

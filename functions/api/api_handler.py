@@ -17,11 +17,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from image_pipeline import wiring
 from image_pipeline.api_models import (
+    ModelCatalog,
     TaskPage,
     TaskRequest,
     TaskStatusName,
     TaskSubmitted,
     TaskView,
+    model_catalog,
     responses,
 )
 from image_pipeline.errors import (
@@ -78,7 +80,7 @@ def callback_base(settings: ApiSettings) -> str:
     return f"https://{context.domain_name}/{context.stage}{settings.callback_path}"
 
 
-MODEL_RULE = re.compile(r"Value error, (?P<field>[A-Za-z]+): (?P<message>.+)", re.DOTALL)
+MODEL_RULE = re.compile(r"(?P<field>[A-Za-z]+): (?P<message>.+)", re.DOTALL)
 LOCAL_CLIENT = "local"  # every request's client where no API key is required (the local stacks)
 API_KEY_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
 SUBMIT_LIMITS = (
@@ -258,6 +260,16 @@ def remove_task(taskId: str) -> Response[Any]:
     return Response(status_code=204, body=None)
 
 
+@app.get(
+    "/models",
+    summary="Every model POST /tasks takes: its family, input fields (JSON Schema), image count, formats",
+    security=API_KEY_SECURITY,
+    responses=responses(200, ModelCatalog, "the models POST /tasks takes", 403, 422, 429),
+)
+def get_models() -> Response[Any]:
+    return _json(200, model_catalog())
+
+
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
 def openapi_document() -> Response[Any]:
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_json())
@@ -295,7 +307,8 @@ def invalid_request(error: RequestValidationError) -> Response[Any]:
         ]
         if problem.get("type") == "json_invalid":
             location = []
-        message = str(problem.get("msg", "invalid"))
+        # Our rules raise ValueError, which pydantic prefixes; the client reads our words only.
+        message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")
         # A rule over several fields names the one at fault first: "Value error, size: required ..."
         named = MODEL_RULE.match(message) if not location else None
         if named:

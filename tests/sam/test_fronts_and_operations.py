@@ -97,6 +97,7 @@ def test_callbacks_have_their_own_api_without_key_tracing_or_shared_throttle() -
         ("post", "/tasks"): "ImagesApi",
         ("get", "/tasks"): "ImagesApi",
         ("get", "/tasks/{taskId}"): "ImagesApi",
+        ("get", "/models"): "ImagesApi",
         ("delete", "/tasks/{taskId}"): "ImagesApi",
         ("get", "/openapi.json"): "ImagesApi",
         ("post", "/callbacks/{taskId}"): "CallbackApi",

@@ -175,7 +175,7 @@ class TaskRequest(Model):
     @field_validator("prompt")
     @classmethod
     def _prompt_outside_input(cls, value: Any, info: ValidationInfo) -> Any:
-        model = info.data.get("model", FOUR_O_MODEL)
+        model = info.data.get("model")  # absent: the model itself was refused, and says so
         if value is not None and model in MARKET_MODELS:
             raise ValueError(f"{model} takes its prompt inside input: send input.prompt")
         return value
@@ -183,8 +183,8 @@ class TaskRequest(Model):
     @field_validator("input")
     @classmethod
     def _market_only(cls, value: Any, info: ValidationInfo) -> Any:
-        model = info.data.get("model", FOUR_O_MODEL)
-        if value is not None and model not in MARKET_MODELS:
+        model = info.data.get("model")
+        if value is not None and model is not None and model not in MARKET_MODELS:
             raise ValueError(
                 f"is the input object of a Market model; {model} takes its fields at the top level"
             )
@@ -193,15 +193,16 @@ class TaskRequest(Model):
     @field_validator(*FOUR_O_FIELDS)
     @classmethod
     def _four_o_only(cls, value: Any, info: ValidationInfo) -> Any:
-        model = info.data.get("model", FOUR_O_MODEL)
-        if value is not None and model != FOUR_O_MODEL:
+        model = info.data.get("model")
+        if value is not None and model is not None and model != FOUR_O_MODEL:
             raise ValueError(f"is a gpt-4o-image field; {model} does not take it")
         return value
 
     @field_validator(*FLUX_FIELDS)
     @classmethod
     def _flux_only(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is not None and info.data.get("model", FOUR_O_MODEL) not in FLUX_MODELS:
+        model = info.data.get("model")
+        if value is not None and model is not None and model not in FLUX_MODELS:
             raise ValueError("is a Flux Kontext field; give model flux-kontext-pro or flux-kontext-max")
         return value
 
@@ -423,3 +424,98 @@ def responses(
             "content": {"application/json": {"model": ErrorBody}},
         }
     return answers
+
+
+class ModelInfo(Model):
+    """One model POST /tasks takes."""
+
+    model: str = Field(description="the value of the request's model field")
+    family: str
+    title: str
+    request: Literal["fields", "input"] = Field(
+        description="fields: the model's fields go at the top level of the request; input: inside input"
+    )
+    images: dict[str, Any] = Field(
+        description='how many images a task returns: {"fixed": n}, or {"field", "default", "max"}'
+    )
+    outputFormats: list[str] = Field(description="formats a stored image may have (by its magic bytes)")
+    outputFormatField: str | None = Field(
+        description="the field choosing the format; null: the model decides"
+    )
+    imageUrlFields: list[str] = Field(description="fields that take input image URLs")
+    input: dict[str, Any] = Field(description="the model's fields as JSON Schema")
+
+
+class ModelCatalog(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "models": [
+                        {
+                            "model": "google/imagen4-fast",
+                            "family": "imagen4",
+                            "title": "Imagen 4 Fast",
+                            "request": "input",
+                            "images": {"field": "num_images", "default": 1, "max": 4},
+                            "outputFormats": ["png", "jpeg", "webp"],
+                            "outputFormatField": None,
+                            "imageUrlFields": [],
+                            "input": {"type": "object", "properties": {"prompt": {"type": "string"}}},
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    models: list[ModelInfo]
+
+
+def _fields_schema(model: type[BaseModel], title: str) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    return {
+        "type": "object",
+        "title": title,
+        "properties": schema.get("properties", {}),
+        "required": schema.get("required", []),
+        "additionalProperties": False,
+    }
+
+
+def model_catalog() -> dict[str, Any]:
+    """GET /models: every model, the 4o Image API's and Flux Kontext's first, then the Market's."""
+    from image_pipeline.market_registry import describe
+
+    four_o = _fields_schema(GenerationOptions, "gpt-4o-image fields")
+    flux = _fields_schema(FluxKontextOptions, "Flux Kontext fields")
+    flux["properties"] = {name: value for name, value in flux["properties"].items() if name != "model"}
+    models: list[dict[str, Any]] = [
+        {
+            "model": FOUR_O_MODEL,
+            "family": "gpt-4o-image",
+            "title": "4o Image",
+            "request": "fields",
+            "images": {"field": "nVariants", "default": 1, "max": 4},
+            "outputFormats": ["png"],
+            "outputFormatField": None,
+            "imageUrlFields": ["filesUrl", "maskUrl"],
+            "input": four_o,
+        },
+        *(
+            {
+                "model": name,
+                "family": "flux-kontext",
+                "title": f"Flux Kontext {name.rsplit('-', 1)[1].title()}",
+                "request": "fields",
+                "images": {"fixed": 1},
+                "outputFormats": ["jpeg", "png"],
+                "outputFormatField": "outputFormat",
+                "imageUrlFields": ["inputImage"],
+                "input": flux,
+            }
+            for name in FLUX_MODELS
+        ),
+        *({**describe(name), "request": "input"} for name in MARKET_MODELS),
+    ]
+    return {"models": models}
