@@ -47,6 +47,9 @@ CASES: list[tuple[str, str, str, int | None, dict[str, Any]]] = [
     ("callback_flux_success", "CallbackFunction", "seed", 200, {"status": "accepted"}),
     ("callback_flux_duplicate", "CallbackFunction", "after:callback_flux_success", 200, DUPLICATE),
     ("callback_flux_failure", "CallbackFunction", "seed", 200, {"status": "accepted"}),
+    ("api_submit_task_market", "ApiFunction", "clear", 202, {"status": "submitted"}),
+    ("callback_market_success", "CallbackFunction", "seed", 200, {"status": "accepted"}),
+    ("callback_market_failure", "CallbackFunction", "seed", 200, {"status": "accepted"}),
 ]  # fmt: skip
 
 
