@@ -21,7 +21,7 @@ from enum import StrEnum
 
 from image_pipeline.errors import CallbackRejected
 from image_pipeline.logic.notifications import NotifyQueue, announce_end
-from image_pipeline.logic.ports import JobQueue, TaskStore
+from image_pipeline.logic.ports import JobQueue, OutcomeRecords
 from image_pipeline.task_models import (
     MAX_IMAGES_PER_TASK,
     SUBMIT_UNCONFIRMED,
@@ -85,7 +85,7 @@ def authenticate(
     task_id: str,
     token: str | None,
     headers: Mapping[str, str],
-    store: TaskStore,
+    store: OutcomeRecords,
     hmac_key: str = "",
     hmac_window_seconds: int = 300,
 ) -> TaskRecord:
@@ -123,7 +123,7 @@ def handle_callback(
     payload: CallbackPayload,
     *,
     task: TaskRecord,
-    store: TaskStore,
+    store: OutcomeRecords,
     queue: JobQueue,
     download_check_after: timedelta = DEFAULT_DOWNLOAD_CHECK_AFTER,
     notices: NotifyQueue | None = None,
@@ -165,7 +165,7 @@ def _apply_outcome(
     payload: CallbackPayload,
     *,
     task: TaskRecord,
-    store: TaskStore,
+    store: OutcomeRecords,
     queue: JobQueue,
     download_check_after: timedelta,
     notices: NotifyQueue | None,
@@ -201,7 +201,7 @@ def _failure_message(payload: CallbackPayload) -> str:
 
 
 def _enqueue(
-    task_id: str, urls: list[str], *, store: TaskStore, queue: JobQueue, clock: Callable[[], datetime]
+    task_id: str, urls: list[str], *, store: OutcomeRecords, queue: JobQueue, clock: Callable[[], datetime]
 ) -> None:
     try:
         queue.send([DownloadJob(taskId=task_id, index=index, url=url) for index, url in enumerate(urls)])
@@ -222,7 +222,7 @@ def is_stranded(task: TaskRecord, now: datetime, grace: timedelta) -> bool:
 def _resume_if_stranded(
     task: TaskRecord | None,
     *,
-    store: TaskStore,
+    store: OutcomeRecords,
     queue: JobQueue,
     clock: Callable[[], datetime],
     grace: timedelta,
@@ -234,7 +234,7 @@ def _resume_if_stranded(
 
 
 def resume_stranded_task(
-    task: TaskRecord, *, store: TaskStore, queue: JobQueue, clock: Callable[[], datetime] = utc_now
+    task: TaskRecord, *, store: OutcomeRecords, queue: JobQueue, clock: Callable[[], datetime] = utc_now
 ) -> bool:
     """The reconciler's sweep: re-send the jobs of a task whose enqueue never completed."""
     resumed = _resume_if_stranded(task, store=store, queue=queue, clock=clock, grace=IN_FLIGHT_GRACE)

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from image_pipeline.errors import InvalidCursor, TaskNotFound, TaskStillRunning
-from image_pipeline.logic.ports import ImageBlobs, TaskStore
+from image_pipeline.logic.ports import ClientTaskRecords, ImageBlobs
 from image_pipeline.task_models import TaskRecord, TaskStatus, utc_now
 from image_pipeline.upstream_replies import TASK_ID
 
@@ -27,7 +27,7 @@ RUNNING = (TaskStatus.SUBMITTING, TaskStatus.SUBMITTED, TaskStatus.DOWNLOADING)
 MAX_CURSOR_CHARS = 1024
 
 
-def own_task(task_id: str, owner: str, store: TaskStore) -> TaskRecord:
+def own_task(task_id: str, owner: str, store: ClientTaskRecords) -> TaskRecord:
     """The task if it is this client's and not deleted; TaskNotFound otherwise (whoever else owns it)."""
     # Task ids are short tokens; anything else cannot exist (and must not reach DynamoDB's key limits).
     task = store.get_task(task_id) if TASK_ID.fullmatch(task_id) else None
@@ -53,7 +53,7 @@ def summary(task: TaskRecord) -> dict[str, Any]:
 def list_tasks(
     owner: str,
     *,
-    store: TaskStore,
+    store: ClientTaskRecords,
     limit: int,
     status: TaskStatus | None = None,
     cursor: str | None = None,
@@ -73,7 +73,7 @@ def delete_task(
     task_id: str,
     owner: str,
     *,
-    store: TaskStore,
+    store: ClientTaskRecords,
     images: ImageBlobs,
     clock: Callable[[], datetime] = utc_now,
 ) -> None:

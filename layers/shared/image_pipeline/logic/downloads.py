@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from image_pipeline.errors import UpstreamError
 from image_pipeline.fetch_models import FetchedImage, FetchError
 from image_pipeline.logic.notifications import NotifyQueue, announce_end
-from image_pipeline.logic.ports import ImageBlobs, TaskStore, Upstream
+from image_pipeline.logic.ports import ImageBlobs, ImageRecords, Upstream
 from image_pipeline.task_models import (
     DownloadJob,
     StoredImage,
@@ -49,7 +49,7 @@ class DownloadResult(StrEnum):
 def download_image(
     job: DownloadJob,
     *,
-    store: TaskStore,
+    store: ImageRecords,
     blobs: ImageBlobs,
     fetch: Fetcher,
     upstream: Upstream | None,
@@ -128,7 +128,7 @@ def download_image(
 
 
 def _drop_if_unowned(
-    job: DownloadJob, key: str, version: str, *, store: TaskStore, blobs: ImageBlobs
+    job: DownloadJob, key: str, version: str, *, store: ImageRecords, blobs: ImageBlobs
 ) -> None:
     """The task refused the image it was fetched for: it ended (failed, or deleted by its client) while
     the fetch ran. The version this run wrote then belongs to no task, and DELETE /tasks may already have

@@ -22,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from image_pipeline.logic.ports import ImageBlobs, TaskStore
+from image_pipeline.logic.ports import ImageBlobs, NotificationRecords
 from image_pipeline.task_models import Notification, TaskRecord, TaskStatus, utc_now
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def task_data(task: TaskRecord, images: ImageBlobs | None, presign_seconds: int)
 def notify(
     task_id: str,
     *,
-    store: TaskStore,
+    store: NotificationRecords,
     images: ImageBlobs,
     presign_seconds: int,
     events: EventBus | None,

@@ -22,7 +22,19 @@ if TYPE_CHECKING:  # the callback's and the downloader's logic never needs the u
     from image_pipeline.upstream_replies import TaskDetails
 
 
-class TaskStore(Protocol):
+# The task table, by purpose: each piece of logic asks only for the writes its step makes (the
+# adapter, adapters/tasks_table.TasksTable, offers them all). Every write is conditional: it returns
+# False (or None) when the task is not in the state the step expects, and the step treats that as
+# an answer, never as an error.
+
+
+class TaskReader(Protocol):
+    def get_task(self, task_id: str) -> TaskRecord | None: ...
+
+
+class SubmissionRecords(TaskReader, Protocol):
+    """POST /tasks: the task before the upstream hears of it, then the upstream's id or its withdrawal."""
+
     def create_task(
         self,
         task_id: str,
@@ -39,7 +51,11 @@ class TaskStore(Protocol):
         self, task_id: str, upstream_task_id: str, now: datetime, next_check_at: datetime
     ) -> bool: ...
     def withdraw(self, task_id: str, now: datetime) -> bool: ...
-    def get_task(self, task_id: str) -> TaskRecord | None: ...
+
+
+class OutcomeRecords(TaskReader, Protocol):
+    """A callback (or the reconciler standing in for one): the task's first outcome, once."""
+
     def start_downloading(
         self,
         task_id: str,
@@ -61,6 +77,11 @@ class TaskStore(Protocol):
     ) -> bool: ...
     def mark_jobs_enqueued(self, task_id: str, now: datetime) -> None: ...
     def mark_enqueue_failed(self, task_id: str, now: datetime) -> None: ...
+
+
+class ImageRecords(TaskReader, Protocol):
+    """The downloader: each stored image counted once, and the task's end."""
+
     def add_image(self, task_id: str, image: StoredImage, now: datetime) -> TaskRecord | None: ...
     def finish_with_image(
         self, task_id: str, image: StoredImage, *, stored_before: int, images_expected: int, now: datetime
@@ -68,9 +89,30 @@ class TaskStore(Protocol):
     def mark_stored(self, task_id: str, now: datetime) -> bool: ...
     def mark_failed(self, task_id: str, error: TaskError, now: datetime) -> bool: ...
     def note_download_error(self, task_id: str, reason: str, now: datetime) -> None: ...
+
+
+class NotificationRecords(TaskReader, Protocol):
+    """The notifier: the ended task's webhook attempts and the marks that take it off the sweep."""
+
+    def clear_notify_mark(
+        self, task_id: str, *, webhook_url: str | None, event_published: bool = False, reopened: int = 0
+    ) -> bool: ...
+    def record_delivery(self, task_id: str, notification: dict[str, Any], *, reopened: int = 0) -> None: ...
+    def begin_webhook_attempt(self, task_id: str) -> int | None: ...
+
+
+class SweepRecords(OutcomeRecords, ImageRecords, Protocol):
+    """The reconciler: outcomes it learns, downloads it ends, and when to look at a task again."""
+
     def push_back(self, task: TaskRecord, next_check_at: datetime, *, requeued: bool = False) -> bool: ...
-    def claim_progress_refresh(self, task_id: str, now: datetime, stale_before: datetime) -> bool: ...
-    def save_progress(self, task_id: str, progress: float) -> None: ...
+    def clear_notify_mark(
+        self, task_id: str, *, webhook_url: str | None, event_published: bool = False, reopened: int = 0
+    ) -> bool: ...
+
+
+class ClientTaskRecords(TaskReader, Protocol):
+    """The client's reads and deletes: its pages of tasks, a task's cached progress, tombstones."""
+
     def tasks_of(
         self,
         owner: str,
@@ -80,11 +122,8 @@ class TaskStore(Protocol):
         after: dict[str, str] | None = None,
     ) -> tuple[list[TaskRecord], dict[str, str] | None]: ...
     def tombstone(self, task_id: str, owner: str, now: datetime) -> bool: ...
-    def clear_notify_mark(
-        self, task_id: str, *, webhook_url: str | None, event_published: bool = False, reopened: int = 0
-    ) -> bool: ...
-    def record_delivery(self, task_id: str, notification: dict[str, Any], *, reopened: int = 0) -> None: ...
-    def begin_webhook_attempt(self, task_id: str) -> int | None: ...
+    def claim_progress_refresh(self, task_id: str, now: datetime, stale_before: datetime) -> bool: ...
+    def save_progress(self, task_id: str, progress: float) -> None: ...
 
 
 class JobQueue(Protocol):

@@ -29,7 +29,7 @@ from image_pipeline.logic.callbacks import (
     resume_stranded_task,
 )
 from image_pipeline.logic.notifications import NotifyQueue, announce_end
-from image_pipeline.logic.ports import JobQueue, TaskStore, Upstream
+from image_pipeline.logic.ports import JobQueue, SweepRecords, Upstream
 from image_pipeline.task_models import SUBMIT_UNCONFIRMED, DownloadJob, TaskError, TaskRecord, utc_now
 from image_pipeline.upstream_replies import (
     CallbackData,
@@ -131,7 +131,7 @@ def reconcile(
     submitted: Iterable[TaskRecord],
     downloading: Iterable[TaskRecord],
     *,
-    store: TaskStore,
+    store: SweepRecords,
     queue: JobQueue,
     upstream: Upstream,
     pacer: Pacer,
@@ -220,7 +220,7 @@ def _is_past_bound(task: TaskRecord, now: datetime, policy: SweepPolicy) -> bool
 def _sweep_submitting(
     task: TaskRecord,
     *,
-    store: TaskStore,
+    store: SweepRecords,
     policy: SweepPolicy,
     clock: Callable[[], datetime],
     report: SweepReport,
@@ -245,7 +245,7 @@ def _sweep_submitting(
         announce_end(task.taskId, notices=notices)
 
 
-def _push_back_quietly(task: TaskRecord, store: TaskStore, next_check_at: datetime) -> None:
+def _push_back_quietly(task: TaskRecord, store: SweepRecords, next_check_at: datetime) -> None:
     with contextlib.suppress(Exception):  # it stays due, and the next sweep tries again
         store.push_back(task, next_check_at)
 
@@ -253,7 +253,7 @@ def _push_back_quietly(task: TaskRecord, store: TaskStore, next_check_at: dateti
 def _sweep_downloading(
     task: TaskRecord,
     *,
-    store: TaskStore,
+    store: SweepRecords,
     queue: JobQueue,
     upstream: Upstream,
     pacer: Pacer,
@@ -299,7 +299,7 @@ def _give_up_download(
     missing: list[int],
     now: datetime,
     *,
-    store: TaskStore,
+    store: SweepRecords,
     policy: SweepPolicy,
     report: SweepReport,
     notices: NotifyQueue | None,
@@ -320,7 +320,7 @@ def _give_up_download(
 def _reconcile_one(
     task: TaskRecord,
     *,
-    store: TaskStore,
+    store: SweepRecords,
     queue: JobQueue,
     upstream: Upstream,
     pacer: Pacer,

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from image_pipeline.logic.ports import TaskStore
+from image_pipeline.logic.ports import SubmissionRecords
 from image_pipeline.task_models import ConfirmSubmit, utc_now
 
 
 def confirm_submit(
-    message: ConfirmSubmit, *, store: TaskStore, clock: Callable[[], datetime] = utc_now
+    message: ConfirmSubmit, *, store: SubmissionRecords, clock: Callable[[], datetime] = utc_now
 ) -> bool:
     """The task is `submitted` as `upstreamTaskId` (idempotent: safe to repeat).
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from image_pipeline.errors import UpstreamError
 from image_pipeline.logic.client_tasks import own_task
-from image_pipeline.logic.ports import ImageBlobs, TaskStore, Upstream
+from image_pipeline.logic.ports import ClientTaskRecords, ImageBlobs, Upstream
 from image_pipeline.task_models import TaskRecord, TaskStatus, utc_now
 
 # The upstream allows 3 detail queries per second per task; however many clients poll one task, it
@@ -20,7 +20,7 @@ def task_status(
     task_id: str,
     owner: str,
     *,
-    store: TaskStore,
+    store: ClientTaskRecords,
     images: ImageBlobs,
     presign_seconds: int,
     upstream: Upstream | None = None,
@@ -44,7 +44,9 @@ def task_status(
     }
 
 
-def _progress(task: TaskRecord, store: TaskStore, upstream: Upstream | None, now: datetime) -> float | None:
+def _progress(
+    task: TaskRecord, store: ClientTaskRecords, upstream: Upstream | None, now: datetime
+) -> float | None:
     """Generation progress, 0..1: done once the upstream has called back with images; unknown while
     the upstream has not confirmed the task."""
     if task.status is TaskStatus.SUBMITTING:

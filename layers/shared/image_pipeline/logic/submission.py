@@ -29,7 +29,7 @@ from image_pipeline.errors import (
     UpstreamError,
     UpstreamNoAnswer,
 )
-from image_pipeline.logic.ports import Admission, ConfirmOutbox, IdempotencyStore, TaskStore, Upstream
+from image_pipeline.logic.ports import Admission, ConfirmOutbox, IdempotencyStore, SubmissionRecords, Upstream
 from image_pipeline.logic.records import confirm_submit
 from image_pipeline.task_models import ConfirmSubmit, TaskStatus, iso, utc_now
 from image_pipeline.tokens import hash_token, new_callback_token, new_task_id
@@ -123,7 +123,7 @@ def submit_task(
     *,
     owner: str,
     callback_base: str,
-    store: TaskStore,
+    store: SubmissionRecords,
     upstream: Upstream,
     idempotency_key: str | None = None,
     claims: IdempotencyStore | None = None,
@@ -229,7 +229,7 @@ def _release(claims: IdempotencyStore | None, owner: str, key: str, task_id: str
 def _confirm(
     message: ConfirmSubmit,
     *,
-    store: TaskStore,
+    store: SubmissionRecords,
     clock: Callable[[], datetime],
     sleep: Callable[[float], None],
 ) -> bool:
