@@ -212,7 +212,7 @@ def main() -> int:
                 context, network, httpx.Limits(max_connections=1, max_keepalive_connections=1)
             )
             fresh = client(context, network, httpx.Limits(max_connections=1, max_keepalive_connections=0))
-            # fetch_image's own client (safe_fetch.fetch._new_client) is made per fetch with the one shared
+            # fetch_image's own client (safe_fetch.fetch.new_client) is made per fetch with the one shared
             # SSL context, no keep-alive: the same here, with this network and this CA.
             fetch_limits = httpx.Limits(max_connections=4, max_keepalive_connections=0)
 

@@ -134,3 +134,33 @@ def test_a_new_module_of_the_package_must_be_given_its_layer(copy_of_the_code: P
     report = done.stdout + done.stderr
     assert done.returncode == 1, report
     assert "image_pipeline.helpers" in report
+
+
+def private_imports(tree_root: Path, base: Path = ROOT) -> list[str]:
+    """`from <our module> import _name`: a module reaching into another's private helpers."""
+    import ast
+
+    found = []
+    for path in sorted(tree_root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("image_pipeline"):
+                found += [
+                    f"{path.relative_to(base)}: {alias.name} from {node.module}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    return found
+
+
+def test_no_module_imports_another_modules_private_helpers() -> None:
+    assert (
+        private_imports(ROOT / "layers" / "shared" / "image_pipeline") + private_imports(ROOT / "functions")
+        == []
+    )
+
+
+def test_the_private_import_check_sees_one(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text("from image_pipeline.adapters.dynamo_items import _hidden\n")
+    assert private_imports(tmp_path, tmp_path) == [
+        "bad.py: _hidden from image_pipeline.adapters.dynamo_items"
+    ]

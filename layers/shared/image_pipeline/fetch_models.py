@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-_RETRYABLE_BY_DEFAULT = {
+RETRYABLE_BY_DEFAULT = {
     "scheme": False,
     "host_not_allowed": False,
     "port_not_allowed": False,
@@ -42,7 +42,7 @@ class FetchError(Exception):
     ) -> None:
         super().__init__(message)
         self.reason = reason
-        self.retryable = _RETRYABLE_BY_DEFAULT.get(reason, False) if retryable is None else retryable
+        self.retryable = RETRYABLE_BY_DEFAULT.get(reason, False) if retryable is None else retryable
         self.status_code = status_code
 
     @property
@@ -57,10 +57,10 @@ class FetchError(Exception):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable despite the keyword-only arguments
-        return (_rebuild_fetch_error, (self.reason, str(self), self.retryable, self.status_code))
+        return (rebuild_fetch_error, (self.reason, str(self), self.retryable, self.status_code))
 
 
-def _rebuild_fetch_error(reason: str, message: str, retryable: bool, status_code: int | None) -> FetchError:
+def rebuild_fetch_error(reason: str, message: str, retryable: bool, status_code: int | None) -> FetchError:
     return FetchError(reason, message, retryable=retryable, status_code=status_code)
 
 

@@ -16,15 +16,15 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
-def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _serializer.serialize(value) for name, value in values.items()}
 
 
-def _values(**named: Any) -> dict[str, Any]:
+def expression_values(**named: Any) -> dict[str, Any]:
     return {f":{name}": _serializer.serialize(value) for name, value in named.items()}
 
 
-def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return _plain({name: _deserializer.deserialize(value) for name, value in item.items()})
 
 
@@ -39,7 +39,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _is_condition_failure(error: ClientError) -> bool:
+def is_condition_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
@@ -47,7 +47,7 @@ def task_key(task_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"task#{task_id}"}}
 
 
-def _epoch(moment: datetime) -> int:
+def epoch_seconds(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
@@ -67,7 +67,7 @@ class ConditionalTable(AwsAdapter):
         try:
             response: dict[str, Any] = self._db.update_item(TableName=self.table_name, **request)
         except ClientError as error:
-            if _is_condition_failure(error):
+            if is_condition_failure(error):
                 return None
             raise
         return response

@@ -11,7 +11,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from image_pipeline.adapters.aws import AwsAdapter
-from image_pipeline.adapters.dynamo_items import _epoch, _from_item, _is_condition_failure, _to_item, _values
+from image_pipeline.adapters.dynamo_items import (
+    epoch_seconds,
+    expression_values,
+    from_item,
+    is_condition_failure,
+    to_item,
+)
 from image_pipeline.task_models import Claim
 
 ONE_DAY = timedelta(days=1)
@@ -37,24 +43,24 @@ class IdempotencyClaims(AwsAdapter):
         try:
             self._db.put_item(
                 TableName=self.table_name,
-                Item=_to_item(
+                Item=to_item(
                     {
                         "id": self._id(owner, key),
                         "taskId": task_id,
                         "requestHash": request_hash,
-                        "expiration": _epoch(now + self.lifetime),
+                        "expiration": epoch_seconds(now + self.lifetime),
                     }
                 ),
                 # TTL deletes lazily: a claim past its lifetime is free again, as if it were gone.
                 ConditionExpression="attribute_not_exists(id) OR expiration < :now",
-                ExpressionAttributeValues=_values(now=_epoch(now)),
+                ExpressionAttributeValues=expression_values(now=epoch_seconds(now)),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if not _is_condition_failure(error):
+            if not is_condition_failure(error):
                 raise
             old_item: Any = error.response.get("Item") or {}
-            before = _from_item(old_item)
+            before = from_item(old_item)
             if not isinstance(before.get("taskId"), str) or not isinstance(before.get("requestHash"), str):
                 raise  # not an item we wrote: an AWS fault like any other
             return Claim(task_id=before["taskId"], request_hash=before["requestHash"])
@@ -67,8 +73,8 @@ class IdempotencyClaims(AwsAdapter):
                 TableName=self.table_name,
                 Key={"id": {"S": self._id(owner, key)}},
                 ConditionExpression="taskId = :task",
-                ExpressionAttributeValues=_values(task=task_id),
+                ExpressionAttributeValues=expression_values(task=task_id),
             )
         except ClientError as error:
-            if not _is_condition_failure(error):
+            if not is_condition_failure(error):
                 raise

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from image_pipeline.adapters.dynamo_items import ConditionalTable, _from_item, _values, task_key
+from image_pipeline.adapters.dynamo_items import ConditionalTable, expression_values, from_item, task_key
 from image_pipeline.task_models import TaskRecord, TaskStatus, iso
 
 DUE_INDEX = "status-nextCheckAt"
@@ -46,7 +46,7 @@ class TaskQueries(ConditionalTable):
             + "REMOVE notifyPending, nextCheckAt",
             ConditionExpression=f"#status IN (:stored, :failed) AND {same_webhook} AND {SAME_END}",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=_values(
+            ExpressionAttributeValues=expression_values(
                 stored=TaskStatus.STORED.value,
                 failed=TaskStatus.FAILED.value,
                 reopened=reopened,
@@ -60,7 +60,7 @@ class TaskQueries(ConditionalTable):
                 UpdateExpression="SET eventPublished = :true",
                 ConditionExpression=f"attribute_exists(pk) AND {NOT_DELETED} AND {SAME_END}",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=expression_values(
                     true=True, reopened=reopened, deleted=TaskStatus.DELETED.value
                 ),
             )
@@ -74,7 +74,7 @@ class TaskQueries(ConditionalTable):
             UpdateExpression="SET notification = :notification",
             ConditionExpression=f"attribute_exists(pk) AND {NOT_DELETED} AND {NOT_DELIVERED} AND {SAME_END}",
             ExpressionAttributeNames={"#state": "state", "#status": "status"},
-            ExpressionAttributeValues=_values(
+            ExpressionAttributeValues=expression_values(
                 notification=notification,
                 delivered="delivered",
                 reopened=reopened,
@@ -94,12 +94,12 @@ class TaskQueries(ConditionalTable):
             UpdateExpression="SET notification.attempts = if_not_exists(notification.attempts, :zero) + :one",
             ConditionExpression="notification.#state = :pending",
             ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues=_values(zero=0, one=1, pending="pending"),
+            ExpressionAttributeValues=expression_values(zero=0, one=1, pending="pending"),
             ReturnValues="UPDATED_NEW",
         )
         if answer is None:
             return None
-        return int(_from_item(answer["Attributes"])["notification"]["attempts"])
+        return int(from_item(answer["Attributes"])["notification"]["attempts"])
 
     def push_back(self, task: TaskRecord, next_check_at: datetime, *, requeued: bool = False) -> bool:
         """Nothing more to do for this task now: look again at `next_check_at` (counts the visit)."""
@@ -110,7 +110,7 @@ class TaskQueries(ConditionalTable):
                 UpdateExpression=f"SET nextCheckAt = :due ADD {counter} :one",
                 ConditionExpression=f"#status = :status AND {NOT_DELETED}",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=expression_values(
                     due=iso(next_check_at), one=1, status=task.status.value, deleted=TaskStatus.DELETED.value
                 ),
             )
@@ -127,7 +127,7 @@ class TaskQueries(ConditionalTable):
                     "#status = :submitted AND (attribute_not_exists(progressAt) OR progressAt < :stale)"
                 ),
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=expression_values(
                     now=iso(now), stale=iso(stale_before), submitted=TaskStatus.SUBMITTED.value
                 ),
             )
@@ -140,7 +140,7 @@ class TaskQueries(ConditionalTable):
             UpdateExpression="SET progress = :progress",
             ConditionExpression="#status = :submitted",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=_values(
+            ExpressionAttributeValues=expression_values(
                 progress=Decimal(str(round(progress, 4))), submitted=TaskStatus.SUBMITTED.value
             ),
         )
@@ -158,7 +158,7 @@ class TaskQueries(ConditionalTable):
             IndexName=DUE_INDEX,
             KeyConditionExpression="#status = :status AND nextCheckAt <= :now",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=_values(status=status.value, now=iso(now)),
+            ExpressionAttributeValues=expression_values(status=status.value, now=iso(now)),
             PaginationConfig={"MaxItems": limit, "PageSize": min(limit, 100)},
         )
         due_by = iso(now)
@@ -169,7 +169,7 @@ class TaskQueries(ConditionalTable):
                 )
                 if "Item" not in found:
                     continue
-                task = TaskRecord.from_item(_from_item(found["Item"]))
+                task = TaskRecord.from_item(from_item(found["Item"]))
                 if task.status is status and task.nextCheckAt is not None and task.nextCheckAt <= due_by:
                     yield task
 
@@ -200,7 +200,7 @@ class TaskQueries(ConditionalTable):
                 "IndexName": OWNER_INDEX,
                 "KeyConditionExpression": "#owner = :owner",
                 "ExpressionAttributeNames": {"#owner": "owner"},
-                "ExpressionAttributeValues": _values(owner=owner),
+                "ExpressionAttributeValues": expression_values(owner=owner),
                 "ScanIndexForward": False,
                 "Limit": min(100, LIST_READ_BUDGET - examined, limit - len(found) if status is None else 100),
             }
@@ -238,7 +238,7 @@ class TaskQueries(ConditionalTable):
                 RequestItems={self.table_name: {"Keys": wanted, "ConsistentRead": True}}
             )
             for item in answer.get("Responses", {}).get(self.table_name, []):
-                record = _from_item(item)
+                record = from_item(item)
                 records[record["pk"]] = TaskRecord.from_item(record)
             wanted = answer.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
         if wanted:  # throttled throughout: an AWS fault like any other (503, retry)
@@ -263,7 +263,7 @@ class TaskQueries(ConditionalTable):
                 ),
                 ConditionExpression="#owner = :owner AND #status IN (:stored, :failed)",
                 ExpressionAttributeNames={"#status": "status", "#owner": "owner", "#error": "error"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=expression_values(
                     deleted=TaskStatus.DELETED.value,
                     now=iso(now),
                     owner=owner,

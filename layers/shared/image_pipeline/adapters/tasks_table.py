@@ -25,12 +25,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from image_pipeline.adapters.dynamo_items import (
-    _epoch,
-    _from_item,
-    _is_condition_failure,
-    _to_item,
-    _values,
+    epoch_seconds,
+    expression_values,
+    from_item,
+    is_condition_failure,
     task_key,
+    to_item,
 )
 from image_pipeline.adapters.task_queries import (
     CURSOR_KEYS,
@@ -101,7 +101,7 @@ class TasksTable(TaskQueries):
             "createdAt": iso(now),
             "updatedAt": iso(now),
             "nextCheckAt": iso(next_check_at),
-            "expiresAt": _epoch(now + self.ttl),
+            "expiresAt": epoch_seconds(now + self.ttl),
         }
         if webhook_url:
             item["webhookUrl"] = webhook_url
@@ -110,10 +110,10 @@ class TasksTable(TaskQueries):
             item["idempotencyKey"] = idempotency_key
         try:
             self._db.put_item(
-                TableName=self.table_name, Item=_to_item(item), ConditionExpression="attribute_not_exists(pk)"
+                TableName=self.table_name, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as error:
-            if _is_condition_failure(error):
+            if is_condition_failure(error):
                 return False
             raise
         return True
@@ -132,7 +132,7 @@ class TasksTable(TaskQueries):
                 ),
                 ConditionExpression="#status = :submitting AND attribute_not_exists(upstreamTaskId)",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=expression_values(
                     upstream=upstream_task_id,
                     submitted=TaskStatus.SUBMITTED.value,
                     submitting=TaskStatus.SUBMITTING.value,
@@ -155,7 +155,7 @@ class TasksTable(TaskQueries):
                 ),
                 ConditionExpression="#status = :submitting",
                 ExpressionAttributeNames={"#status": "status", "#owner": "owner"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=expression_values(
                     deleted=TaskStatus.DELETED.value, submitting=TaskStatus.SUBMITTING.value, now=iso(now)
                 ),
             )
@@ -166,7 +166,7 @@ class TasksTable(TaskQueries):
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         found = self._db.get_item(TableName=self.table_name, Key=task_key(task_id), ConsistentRead=True)
-        return TaskRecord.from_item(_from_item(found["Item"])) if "Item" in found else None
+        return TaskRecord.from_item(from_item(found["Item"])) if "Item" in found else None
 
     def _first_outcome(
         self,
@@ -216,7 +216,9 @@ class TasksTable(TaskQueries):
                     "AND (attribute_not_exists(upstreamTaskId) OR upstreamTaskId = :upstream)"
                 ),
                 ExpressionAttributeNames={"#status": "status", **names},
-                ExpressionAttributeValues=_values(now=iso(now), upstream=upstream_task_id, **values),
+                ExpressionAttributeValues=expression_values(
+                    now=iso(now), upstream=upstream_task_id, **values
+                ),
             )
             is not None
         )
@@ -274,7 +276,7 @@ class TasksTable(TaskQueries):
             UpdateExpression="SET jobsEnqueued = :true, enqueueFailed = :false, updatedAt = :now",
             ConditionExpression=f"attribute_exists(pk) AND {NOT_DELETED}",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=_values(
+            ExpressionAttributeValues=expression_values(
                 true=True, false=False, now=iso(now), deleted=TaskStatus.DELETED.value
             ),
         )
@@ -285,7 +287,7 @@ class TasksTable(TaskQueries):
             UpdateExpression="SET enqueueFailed = :true, updatedAt = :now",
             ConditionExpression=f"attribute_exists(pk) AND jobsEnqueued = :false AND {NOT_DELETED}",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=_values(
+            ExpressionAttributeValues=expression_values(
                 true=True, false=False, now=iso(now), deleted=TaskStatus.DELETED.value
             ),
         )
@@ -297,12 +299,12 @@ class TasksTable(TaskQueries):
             UpdateExpression="SET images.#index = :image, updatedAt = :now ADD storedCount :one",
             ConditionExpression="attribute_not_exists(images.#index) AND #status = :downloading",
             ExpressionAttributeNames={"#index": str(image.index), "#status": "status"},
-            ExpressionAttributeValues=_values(
+            ExpressionAttributeValues=expression_values(
                 image=image.to_dict(), now=iso(now), one=1, downloading=TaskStatus.DOWNLOADING.value
             ),
             ReturnValues="ALL_NEW",
         )
-        return TaskRecord.from_item(_from_item(found["Attributes"])) if found is not None else None
+        return TaskRecord.from_item(from_item(found["Attributes"])) if found is not None else None
 
     def finish_with_image(
         self, task_id: str, image: StoredImage, *, stored_before: int, images_expected: int, now: datetime
@@ -327,7 +329,7 @@ class TasksTable(TaskQueries):
                     "AND imagesExpected = :expected"
                 ),
                 ExpressionAttributeNames={"#index": str(image.index), "#status": "status"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=expression_values(
                     image=image.to_dict(),
                     expected=images_expected,
                     stored=TaskStatus.STORED.value,
@@ -347,7 +349,7 @@ class TasksTable(TaskQueries):
                 UpdateExpression=(f"SET #status = :stored, updatedAt = :now, {END_MARK}"),
                 ConditionExpression="#status = :downloading AND storedCount >= imagesExpected",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=expression_values(
                     stored=TaskStatus.STORED.value,
                     downloading=TaskStatus.DOWNLOADING.value,
                     now=iso(now),
@@ -365,7 +367,7 @@ class TasksTable(TaskQueries):
                 UpdateExpression=f"SET #status = :failed, #error = :error, updatedAt = :now, {END_MARK}",
                 ConditionExpression="#status IN (:submitting, :submitted, :downloading)",
                 ExpressionAttributeNames={"#status": "status", "#error": "error"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=expression_values(
                     failed=TaskStatus.FAILED.value,
                     error=error.to_dict(),
                     now=iso(now),
@@ -385,5 +387,7 @@ class TasksTable(TaskQueries):
             UpdateExpression="SET lastDownloadError = :reason",
             ConditionExpression="#status = :downloading",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=_values(reason=reason[:500], downloading=TaskStatus.DOWNLOADING.value),
+            ExpressionAttributeValues=expression_values(
+                reason=reason[:500], downloading=TaskStatus.DOWNLOADING.value
+            ),
         )

@@ -11,7 +11,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 """``(host, port) -> IP address strings``. The default uses :func:`socket.getaddrinfo`."""
 
-_HOSTNAME_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*")
+HOSTNAME_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*")
 
 # IPv4 ranges that are never fetched, on top of what ipaddress flags (kept explicit so the
 # behaviour does not depend on the Python version's idea of "private").
@@ -134,7 +134,7 @@ def blocked_address_reason(ip: IPAddress) -> str | None:
     return None if ip.is_global else "not globally routable"
 
 
-def _normalise_host(raw: str) -> tuple[str, IPAddress | None, bool]:
+def normalise_host(raw: str) -> tuple[str, IPAddress | None, bool]:
     """``(host, ip_or_None, canonical)`` for a raw URL host; raises ValueError when malformed."""
     host = raw.lower()
     if host.endswith("."):
@@ -149,17 +149,17 @@ def _normalise_host(raw: str) -> tuple[str, IPAddress | None, bool]:
         if ip4 is None:
             raise ValueError("malformed numeric host")
         return host, ip4, str(ip4) == host
-    if len(host) > 253 or not _HOSTNAME_RE.fullmatch(host):
+    if len(host) > 253 or not HOSTNAME_RE.fullmatch(host):
         raise ValueError("invalid host name")
     return host, None, True
 
 
-def _default_resolver(host: str, port: int) -> list[str]:
+def default_resolver(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     return [str(info[4][0]) for info in infos]
 
 
-def _plain(ip: IPAddress) -> IPAddress:
+def plain_address(ip: IPAddress) -> IPAddress:
     """Without IPv6 scope, and IPv4-mapped IPv6 as the IPv4 address."""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
@@ -168,9 +168,9 @@ def _plain(ip: IPAddress) -> IPAddress:
     return ip
 
 
-def _same_endpoint(peer: tuple[str, int], expected: tuple[IPAddress, int]) -> bool:
+def same_endpoint(peer: tuple[str, int], expected: tuple[IPAddress, int]) -> bool:
     try:
         peer_ip = ipaddress.ip_address(peer[0].split("%", 1)[0])
     except ValueError:
         return False
-    return _plain(peer_ip) == _plain(expected[0]) and peer[1] == expected[1]
+    return plain_address(peer_ip) == plain_address(expected[0]) and peer[1] == expected[1]

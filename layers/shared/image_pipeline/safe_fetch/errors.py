@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from image_pipeline.fetch_models import _RETRYABLE_BY_DEFAULT, FetchError, _rebuild_fetch_error
+from image_pipeline.fetch_models import RETRYABLE_BY_DEFAULT, FetchError, rebuild_fetch_error
 
-__all__ = ["_RETRYABLE_BY_DEFAULT", "FetchError", "_rebuild_fetch_error"]
+__all__ = ["RETRYABLE_BY_DEFAULT", "FetchError", "rebuild_fetch_error"]

@@ -16,10 +16,10 @@ if TYPE_CHECKING:
 
 from image_pipeline.fetch_models import FetchedImage, FetchError
 from image_pipeline.image_check import ImageCheckError, sniff_image_type, verify_image
-from image_pipeline.safe_fetch.addresses import IPAddress, Resolver, _default_resolver
+from image_pipeline.safe_fetch.addresses import IPAddress, Resolver, default_resolver
 from image_pipeline.safe_fetch.policy import FetchPolicy
-from image_pipeline.safe_fetch.targets import _check_target, _resolve_checked, _Target
-from image_pipeline.safe_fetch.watchdog import _Watchdog
+from image_pipeline.safe_fetch.targets import Target, check_target, resolve_checked
+from image_pipeline.safe_fetch.watchdog import Watchdog
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MAX_ADDRESS_ATTEMPTS = 4
@@ -28,7 +28,7 @@ _MAX_ADDRESS_ATTEMPTS = 4
 # loopback: 22 reads a MB instead of 17, the hash costing 0.73 ms instead of 0.57 ms after the transfer).
 _HASH_STEP = 256 * 1024
 _USER_AGENT = "image-pipeline-safe-fetch/1"
-_PINNED_HEADERS = frozenset({"host", "accept-encoding", "connection"})  # _send_pinned's, never replaced
+_PINNED_HEADERS = frozenset({"host", "accept-encoding", "connection"})  # send_pinned's, never replaced
 
 
 @cache
@@ -37,7 +37,7 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _new_client() -> httpx.Client:
+def new_client() -> httpx.Client:
     # trust_env=False: no proxy from the environment (the request must go to the pinned address);
     # no keep-alive: a connection verified for one host name is never reused for another.
     return httpx.Client(
@@ -61,18 +61,18 @@ def fetch_image(
     a proxy (connections to anything but the checked address are refused) and is not closed here.
     """
     deadline = time.monotonic() + policy.deadline_seconds
-    resolve = resolver if resolver is not None else _default_resolver
+    resolve = resolver if resolver is not None else default_resolver
     text = url.strip() if isinstance(url, str) else url
-    target = _check_target(text, policy, invalid_reason="host_not_allowed", context="")
-    http = client if client is not None else _new_client()
-    watchdog = _Watchdog(deadline)
+    target = check_target(text, policy, invalid_reason="host_not_allowed", context="")
+    http = client if client is not None else new_client()
+    watchdog = Watchdog(deadline)
     dns_cache: dict[tuple[str, int], list[IPAddress]] = {}
     try:
         for hop in range(policy.max_redirects + 1):
             if time.monotonic() >= deadline:
                 raise FetchError("deadline", f"deadline passed before fetching {target.describe()}")
-            addresses = _resolve_checked(target, resolve, dns_cache, deadline)
-            response = _send_pinned(http, target, addresses, policy, deadline, watchdog)
+            addresses = resolve_checked(target, resolve, dns_cache, deadline)
+            response = send_pinned(http, target, addresses, policy, deadline, watchdog)
             try:
                 if response.status_code in _REDIRECT_STATUSES:
                     target = _next_hop(target, response, hop, policy)
@@ -100,7 +100,7 @@ def fetch_image(
             http.close()
 
 
-def _next_hop(target: _Target, response: httpx.Response, hop: int, policy: FetchPolicy) -> _Target:
+def _next_hop(target: Target, response: httpx.Response, hop: int, policy: FetchPolicy) -> Target:
     if hop >= policy.max_redirects:
         raise FetchError(
             "too_many_redirects",
@@ -114,16 +114,16 @@ def _next_hop(target: _Target, response: httpx.Response, hop: int, policy: Fetch
         next_url = target.url.join(location)
     except (httpx.InvalidURL, TypeError, ValueError, UnicodeError) as exc:
         raise FetchError("bad_redirect", f"{context}unusable Location header") from exc
-    return _check_target(str(next_url), policy, invalid_reason="bad_redirect", context=context)
+    return check_target(str(next_url), policy, invalid_reason="bad_redirect", context=context)
 
 
-def _send_pinned(
+def send_pinned(
     http: httpx.Client,
-    target: _Target,
+    target: Target,
     addresses: list[IPAddress],
     policy: FetchPolicy,
     deadline: float,
-    watchdog: _Watchdog,
+    watchdog: Watchdog,
     *,
     method: str = "GET",
     content: bytes | None = None,
@@ -179,7 +179,7 @@ def _send_pinned(
     raise _transport_error(last_error, target, deadline, watchdog) from last_error
 
 
-def _transport_error(exc: Exception, target: _Target, deadline: float, watchdog: _Watchdog) -> FetchError:
+def _transport_error(exc: Exception, target: Target, deadline: float, watchdog: Watchdog) -> FetchError:
     desc = target.describe()
     if watchdog.peer_mismatch:
         return FetchError(
@@ -206,7 +206,7 @@ def _short(exc: Exception) -> str:
 
 
 def _read_body(
-    response: httpx.Response, target: _Target, policy: FetchPolicy, deadline: float, watchdog: _Watchdog
+    response: httpx.Response, target: Target, policy: FetchPolicy, deadline: float, watchdog: Watchdog
 ) -> tuple[bytes, str]:
     """The body, read under the size cap and the deadline, and its sha256 (hex)."""
     desc = target.describe()
@@ -263,7 +263,7 @@ def _read_body(
     return b"".join(chunks), digest.hexdigest()
 
 
-def _finish(body: bytes, sha256: str, target: _Target, policy: FetchPolicy) -> FetchedImage:
+def _finish(body: bytes, sha256: str, target: Target, policy: FetchPolicy) -> FetchedImage:
     desc = target.describe()
     try:
         content_type, extension, width, height = verify_image(body, policy.max_pixels)

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from image_pipeline.safe_fetch.addresses import _HOSTNAME_RE, _normalise_host
+from image_pipeline.safe_fetch.addresses import HOSTNAME_RE, normalise_host
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def _normalise_host_pattern(pattern: str) -> str:
             return str(ipaddress.IPv6Address(name.strip("[]")))
     except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
         raise ValueError(f"allowed host {pattern!r} is not a valid host name") from exc
-    if not _HOSTNAME_RE.fullmatch(name) or (wildcard and "." not in name):
+    if not HOSTNAME_RE.fullmatch(name) or (wildcard and "." not in name):
         raise ValueError(f"allowed host {pattern!r} must be a host name or '*.example.com'")
     return f"*.{name}" if wildcard else name
 
@@ -86,7 +86,7 @@ def _parse_trusted_origin(origin: str) -> tuple[str, str, int]:
         u = httpx.URL(origin)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
         raise ValueError(f"trusted origin {origin!r} is not a valid URL") from exc
-    if u.scheme not in _DEFAULT_PORTS or not u.raw_host or u.userinfo or u.query or u.path not in ("", "/"):
+    if u.scheme not in DEFAULT_PORTS or not u.raw_host or u.userinfo or u.query or u.path not in ("", "/"):
         raise ValueError(f"trusted origin {origin!r} must be exactly scheme://host[:port]")
-    host, _ip, _canonical = _normalise_host(u.raw_host.decode("ascii"))
-    return u.scheme, host, u.port or _DEFAULT_PORTS[u.scheme]
+    host, _ip, _canonical = normalise_host(u.raw_host.decode("ascii"))
+    return u.scheme, host, u.port or DEFAULT_PORTS[u.scheme]

@@ -18,19 +18,19 @@ import httpx
 from image_pipeline.safe_fetch.addresses import (
     IPAddress,
     Resolver,
-    _normalise_host,
-    _plain,
     blocked_address_reason,
+    normalise_host,
+    plain_address,
 )
 from image_pipeline.safe_fetch.errors import FetchError
-from image_pipeline.safe_fetch.policy import _DEFAULT_PORTS, FetchPolicy
-from image_pipeline.safe_fetch.watchdog import _IDLE_SECONDS
+from image_pipeline.safe_fetch.policy import DEFAULT_PORTS, FetchPolicy
+from image_pipeline.safe_fetch.watchdog import IDLE_SECONDS
 
 _ROUGH_AUTHORITY_RE = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.\-]*:/*([^/?#\\]*)")
 
 
 @dataclass(frozen=True)
-class _Target:
+class Target:
     url: httpx.URL
     scheme: str
     host: str  # lower-case, IDNA, no trailing dot; IPv6 without brackets
@@ -41,13 +41,13 @@ class _Target:
     @property
     def host_header(self) -> str:
         h = f"[{self.host}]" if ":" in self.host else self.host
-        return h if self.port == _DEFAULT_PORTS[self.scheme] else f"{h}:{self.port}"
+        return h if self.port == DEFAULT_PORTS[self.scheme] else f"{h}:{self.port}"
 
     def describe(self) -> str:
-        return _describe(self.url)
+        return describe_target(self.url)
 
 
-def _describe(url: httpx.URL) -> str:
+def describe_target(url: httpx.URL) -> str:
     """``scheme://host[:port]/path`` for messages: never userinfo, query string or fragment."""
     host = url.raw_host.decode("ascii", "replace")
     if ":" in host:
@@ -71,7 +71,7 @@ def _rough_host(text: str) -> str | None:
     return authority.rsplit(":", 1)[0].lower() or None
 
 
-def _check_target(text: str, policy: FetchPolicy, *, invalid_reason: str, context: str) -> _Target:
+def check_target(text: str, policy: FetchPolicy, *, invalid_reason: str, context: str) -> Target:
     """Parse ``text`` and apply scheme, userinfo, host and IP-literal rules (no DNS yet)."""
     try:
         url = httpx.URL(text)
@@ -79,7 +79,7 @@ def _check_target(text: str, policy: FetchPolicy, *, invalid_reason: str, contex
         rough = _rough_host(text) if isinstance(text, str) else None
         if rough:
             with contextlib.suppress(ValueError):
-                _host, ip, _canonical = _normalise_host(rough)
+                _host, ip, _canonical = normalise_host(rough)
                 label = blocked_address_reason(ip) if ip is not None else None
                 if label:
                     raise FetchError(
@@ -88,17 +88,17 @@ def _check_target(text: str, policy: FetchPolicy, *, invalid_reason: str, contex
         where = f" (host {rough[:100]!r})" if rough else ""
         raise FetchError(invalid_reason, f"{context}not a valid URL{where}") from exc
 
-    desc = _describe(url)
+    desc = describe_target(url)
     scheme = url.scheme
-    if scheme not in _DEFAULT_PORTS:
+    if scheme not in DEFAULT_PORTS:
         raise FetchError("scheme", f"{context}refusing {desc}: scheme {scheme or '(none)'!r} is not allowed")
     if url.userinfo:
         raise FetchError("host_not_allowed", f"{context}refusing {desc}: credentials (user@) in the URL")
     try:
-        host, ip, canonical = _normalise_host(url.raw_host.decode("ascii"))
+        host, ip, canonical = normalise_host(url.raw_host.decode("ascii"))
     except (ValueError, UnicodeError) as exc:
         raise FetchError(invalid_reason, f"{context}refusing {desc}: {exc}") from exc
-    port = url.port if url.port is not None else _DEFAULT_PORTS[scheme]
+    port = url.port if url.port is not None else DEFAULT_PORTS[scheme]
     if not 0 < port < 65536:
         raise FetchError(invalid_reason, f"{context}refusing {desc}: invalid port {port}")
 
@@ -118,16 +118,16 @@ def _check_target(text: str, policy: FetchPolicy, *, invalid_reason: str, contex
             )
         if scheme != "https":
             raise FetchError("scheme", f"{context}refusing {desc}: only https is allowed")
-        if port != _DEFAULT_PORTS["https"] and not policy.any_port:
+        if port != DEFAULT_PORTS["https"] and not policy.any_port:
             raise FetchError(
                 "port_not_allowed",
                 f"{context}refusing {desc}: port {port} is not allowed (allowed hosts: 443 only)",
             )
-    return _Target(url=url, scheme=scheme, host=host, port=port, ip=ip, trusted=trusted)
+    return Target(url=url, scheme=scheme, host=host, port=port, ip=ip, trusted=trusted)
 
 
-def _resolve_checked(
-    target: _Target,
+def resolve_checked(
+    target: Target,
     resolver: Resolver,
     cache_: dict[tuple[str, int], list[IPAddress]],
     deadline: float,
@@ -149,7 +149,7 @@ def _resolve_checked(
                     f"refusing {target.describe()}: {target.host} resolves to {ip} ({label})",
                 )
     plain: list[IPAddress] = []
-    for ip in map(_plain, addresses):
+    for ip in map(plain_address, addresses):
         if ip not in plain:
             plain.append(ip)
     return sorted(plain, key=lambda ip: ip.version)  # stable: keeps resolver order within a family
@@ -192,7 +192,7 @@ class _Lookup:
 class _Lookups:
     """Resolver calls on daemon threads ("safe-fetch-dns") that the process's fetches reuse, so the
     deadline can cut a lookup short without a thread started per fetch. A lookup that hangs keeps its
-    thread (the next one gets another); a thread ends after ``_IDLE_SECONDS`` without work."""
+    thread (the next one gets another); a thread ends after ``IDLE_SECONDS`` without work."""
 
     def __init__(self) -> None:
         self.reset()
@@ -218,7 +218,7 @@ class _Lookups:
             with self._condition:
                 if not self._pending:
                     self._idle += 1
-                    self._condition.wait(_IDLE_SECONDS)
+                    self._condition.wait(IDLE_SECONDS)
                     self._idle -= 1
                     if not self._pending:
                         return

@@ -2,7 +2,7 @@
 
 One daemon thread per process ("safe-fetch-deadline") watches the deadlines of every fetch in flight,
 instead of a ``threading.Timer`` per fetch (starting and cancelling one took about 0.2 ms, half the time
-Pillow takes to verify a 1 MB PNG). It ends once no fetch has been in flight for ``_IDLE_SECONDS``, so
+Pillow takes to verify a 1 MB PNG). It ends once no fetch has been in flight for ``IDLE_SECONDS``, so
 no thread outlives the fetches for long, and the next fetch starts it again.
 """
 
@@ -15,12 +15,12 @@ import threading
 import time
 from typing import Any
 
-from image_pipeline.safe_fetch.addresses import IPAddress, _same_endpoint
+from image_pipeline.safe_fetch.addresses import IPAddress, same_endpoint
 
-_IDLE_SECONDS = 0.5
+IDLE_SECONDS = 0.5
 
 
-class _Watchdog:
+class Watchdog:
     """Enforces the total deadline on real sockets and checks who each connection went to.
 
     httpcore reports every new TCP connection through the ``trace`` request extension; we keep a
@@ -57,7 +57,7 @@ class _Watchdog:
             return
         with self._lock:
             self.peers.append(peer)
-            same = self.expected is None or _same_endpoint(peer, self.expected)
+            same = self.expected is None or same_endpoint(peer, self.expected)
             if not same:
                 self.peer_mismatch = f"{peer[0]} port {peer[1]}"
             if self._closed:
@@ -98,7 +98,7 @@ class _Watchdog:
 
 
 class _Deadlines:
-    """The process's deadline thread: fires each watched ``_Watchdog`` when its deadline passes."""
+    """The process's deadline thread: fires each watched ``Watchdog`` when its deadline passes."""
 
     def __init__(self) -> None:
         self.reset()
@@ -106,12 +106,12 @@ class _Deadlines:
     def reset(self) -> None:
         """Forget every fetch and the thread (a forked child has no copy of the thread)."""
         self._condition = threading.Condition(threading.Lock())
-        self._watched: dict[_Watchdog, float] = {}
+        self._watched: dict[Watchdog, float] = {}
         self._thread: threading.Thread | None = None
         self._wakes_at = float("inf")  # when the thread's current wait ends
         self._quiet_since = 0.0  # when the last watched fetch ended
 
-    def watch(self, watchdog: _Watchdog, deadline: float) -> None:
+    def watch(self, watchdog: Watchdog, deadline: float) -> None:
         with self._condition:
             self._watched[watchdog] = deadline
             if self._thread is None:
@@ -121,7 +121,7 @@ class _Deadlines:
             elif deadline < self._wakes_at:
                 self._condition.notify()
 
-    def forget(self, watchdog: _Watchdog) -> None:
+    def forget(self, watchdog: Watchdog) -> None:
         with self._condition:
             self._watched.pop(watchdog, None)
             self._quiet_since = time.monotonic()
@@ -134,12 +134,12 @@ class _Deadlines:
                 for watchdog in due:
                     del self._watched[watchdog]
                 if not due:
-                    # Wake at the next deadline, and at least every _IDLE_SECONDS to see whether every
+                    # Wake at the next deadline, and at least every IDLE_SECONDS to see whether every
                     # fetch has ended; end when none has been watched for that long.
                     if self._watched:
-                        self._wakes_at = min(min(self._watched.values()), now + _IDLE_SECONDS)
+                        self._wakes_at = min(min(self._watched.values()), now + IDLE_SECONDS)
                     else:
-                        self._wakes_at = self._quiet_since + _IDLE_SECONDS
+                        self._wakes_at = self._quiet_since + IDLE_SECONDS
                         if self._wakes_at <= now:
                             self._thread = None
                             return

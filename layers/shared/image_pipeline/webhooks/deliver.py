@@ -15,17 +15,17 @@ from dataclasses import dataclass
 
 import httpx
 
-from image_pipeline.safe_fetch.addresses import Resolver, _default_resolver
+from image_pipeline.safe_fetch.addresses import Resolver, default_resolver
 from image_pipeline.safe_fetch.errors import FetchError
-from image_pipeline.safe_fetch.fetch import _new_client, _send_pinned
-from image_pipeline.safe_fetch.targets import _resolve_checked, _Target
-from image_pipeline.safe_fetch.watchdog import _Watchdog
+from image_pipeline.safe_fetch.fetch import new_client, send_pinned
+from image_pipeline.safe_fetch.targets import Target, resolve_checked
+from image_pipeline.safe_fetch.watchdog import Watchdog
 from image_pipeline.webhooks.urls import (
     WebhookUrlError,
-    _check_webhook_target,
-    _origin,
-    _without_path,
+    check_webhook_target,
+    url_origin,
     webhook_policy,
+    without_path,
 )
 
 _USER_AGENT = "image-pipeline-webhooks/1"
@@ -63,16 +63,16 @@ def deliver(
     deadline = time.monotonic() + timeout_seconds
     policy = webhook_policy(trusted_origins, timeout_seconds)
     try:
-        target = _check_webhook_target(url, policy)
+        target = check_webhook_target(url, policy)
     except WebhookUrlError as exc:
         return DeliveryResult(status_code=None, error=f"{exc.reason}: {exc}", ok=False)
     request_headers = {"Content-Type": "application/json", "Accept": "*/*", "User-Agent": _USER_AGENT}
     request_headers.update(headers)
-    http = client if client is not None else _new_client()
-    watchdog = _Watchdog(deadline)
+    http = client if client is not None else new_client()
+    watchdog = Watchdog(deadline)
     try:
-        addresses = _resolve_checked(target, resolver or _default_resolver, {}, deadline)
-        response = _send_pinned(
+        addresses = resolve_checked(target, resolver or default_resolver, {}, deadline)
+        response = send_pinned(
             http,
             target,
             addresses,
@@ -112,15 +112,15 @@ def _read_capped(response: httpx.Response, limit: int, deadline: float) -> None:
                 break
 
 
-def _result(status: int, target: _Target) -> DeliveryResult:
+def _result(status: int, target: Target) -> DeliveryResult:
     if 200 <= status < 300:
         return DeliveryResult(status_code=status, error=None, ok=True)
     if 300 <= status < 400:
-        error = f"http_status: {_origin(target.url)} answered HTTP {status} (redirects are not followed)"
+        error = f"http_status: {url_origin(target.url)} answered HTTP {status} (redirects are not followed)"
     else:
-        error = f"http_status: {_origin(target.url)} answered HTTP {status}"
+        error = f"http_status: {url_origin(target.url)} answered HTTP {status}"
     return DeliveryResult(status_code=status, error=error, ok=False)
 
 
-def _message(exc: FetchError, target: _Target) -> str:
-    return _without_path(str(exc), target.url)
+def _message(exc: FetchError, target: Target) -> str:
+    return without_path(str(exc), target.url)

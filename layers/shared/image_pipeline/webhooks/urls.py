@@ -24,7 +24,7 @@ import httpx
 from image_pipeline.errors import WebhookUrlError
 from image_pipeline.safe_fetch.errors import FetchError
 from image_pipeline.safe_fetch.policy import FetchPolicy
-from image_pipeline.safe_fetch.targets import _check_target, _describe, _Target
+from image_pipeline.safe_fetch.targets import Target, check_target, describe_target
 
 MAX_URL_LENGTH = 2048
 _LOCALHOST = "refusing {}: localhost names are loopback"
@@ -33,7 +33,7 @@ _PORT = "refusing {}: webhooks are delivered to port 443 only"
 
 def check_webhook_url(url: str, trusted_origins: Sequence[str]) -> str:
     """The URL as it will be called, or :class:`WebhookUrlError` saying why it may not be. No DNS."""
-    return str(_check_webhook_target(url, webhook_policy(trusted_origins)).url)
+    return str(check_webhook_target(url, webhook_policy(trusted_origins)).url)
 
 
 def webhook_policy(trusted_origins: Sequence[str], timeout_seconds: float = 10.0) -> FetchPolicy:
@@ -55,7 +55,7 @@ def _policy(trusted_origins: tuple[str, ...], timeout_seconds: float) -> FetchPo
     )
 
 
-def _check_webhook_target(url: str, policy: FetchPolicy) -> _Target:
+def check_webhook_target(url: str, policy: FetchPolicy) -> Target:
     if not isinstance(url, str):
         raise WebhookUrlError("invalid", "the webhook URL must be a string")
     text = url.strip()
@@ -64,18 +64,18 @@ def _check_webhook_target(url: str, policy: FetchPolicy) -> _Target:
     if len(text) > MAX_URL_LENGTH:
         raise WebhookUrlError("invalid", f"the webhook URL is longer than {MAX_URL_LENGTH} characters")
     try:
-        target = _check_target(text, policy, invalid_reason="invalid", context="")
+        target = check_target(text, policy, invalid_reason="invalid", context="")
     except FetchError as exc:
         parsed = _parse(text)
         if parsed is None:
             raise WebhookUrlError(exc.reason, str(exc)) from None  # names the host only
         if exc.reason != "invalid" and _is_localhost(parsed.host):  # say the real problem first
-            raise WebhookUrlError("address_blocked", _LOCALHOST.format(_origin(parsed))) from None
+            raise WebhookUrlError("address_blocked", _LOCALHOST.format(url_origin(parsed))) from None
         if exc.reason == "port_not_allowed":  # safe_fetch's message speaks of its download allow-list
-            raise WebhookUrlError(exc.reason, _PORT.format(_origin(parsed))) from None
-        raise WebhookUrlError(exc.reason, _without_path(str(exc), parsed)) from None
+            raise WebhookUrlError(exc.reason, _PORT.format(url_origin(parsed))) from None
+        raise WebhookUrlError(exc.reason, without_path(str(exc), parsed)) from None
     if not target.trusted and target.ip is None:
-        origin = _origin(target.url)
+        origin = url_origin(target.url)
         if _is_localhost(target.host):
             raise WebhookUrlError("address_blocked", _LOCALHOST.format(origin))
         if "." not in target.host:
@@ -90,17 +90,17 @@ def _is_localhost(host: str) -> bool:
     return name == "localhost" or name.endswith(".localhost")
 
 
-def _origin(url: httpx.URL) -> str:
+def url_origin(url: httpx.URL) -> str:
     """``scheme://host[:port]`` as safe_fetch describes URLs, without path, query or credentials."""
-    return _describe(url.copy_with(raw_path=b"/"))[:-1]
+    return describe_target(url.copy_with(raw_path=b"/"))[:-1]
 
 
-def _without_path(message: str, url: httpx.URL) -> str:
+def without_path(message: str, url: httpx.URL) -> str:
     """safe_fetch's message with its ``scheme://host[:port]/path?...`` cut to ``scheme://host[:port]``.
 
     Webhook URLs often carry a token in the path (``/hooks/T0/B0/secret``): errors never show it.
     """
-    return message.replace(_describe(url), _origin(url))
+    return message.replace(describe_target(url), url_origin(url))
 
 
 def _parse(text: str) -> httpx.URL | None:
