@@ -10,17 +10,16 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from imagegen import __version__
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tests.loopback_server import Exchange, LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "client"
@@ -119,27 +118,12 @@ def test_every_module_imports_without_the_bundles_dependencies(venv: Path, tmp_p
 def api_url() -> Iterator[str]:
     """An API that knows no task."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"message": f"task {self.path.rsplit('/', 1)[-1]} not found"}).encode()
-            self.send_response(404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def handle(exchange: Exchange) -> None:
+        body = json.dumps({"message": f"task {exchange.path.rsplit('/', 1)[-1]} not found"}).encode()
+        exchange.respond(404, body, {"Content-Type": "application/json"})
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with LoopbackServer(handle) as server:
+        yield server.origin
 
 
 def test_a_command_talks_to_the_api(venv: Path, api_url: str) -> None:

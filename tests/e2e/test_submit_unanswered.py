@@ -12,8 +12,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from devstack.local.stack import LocalStack, StackConfig
-from tests.e2e.conftest import wait_for, wait_for_status
+from devstack.local.stack import LocalStack
+from tests.e2e.conftest import running_stack, wait_for, wait_for_status
 from tests.e2e.test_notifications import Receiver
 from tests.loopback_server import LoopbackServer
 
@@ -33,25 +33,21 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def stack(receiver: Receiver) -> Iterator[LocalStack]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "LOCAL_API_KEYS": KEYS,
-            "LOCAL_API_PORT": "0",
-            "EMULATOR_GENERATION_SECONDS": "0.3",
-            "EMULATOR_CALLBACK_RETRY_SCHEDULE": "0.5,1,2",
-            "KIE_API_TIMEOUT_SECONDS": "1",  # generate's reply comes after 2 s: it times out
-            "LOCAL_RECONCILE_INTERVAL_SECONDS": "1",
-            "RECONCILE_AFTER_SECONDS": "30",
-            "SUBMIT_UNCONFIRMED_AFTER_SECONDS": str(UNCONFIRMED_AFTER),
-            "WEBHOOK_TRUSTED_ORIGINS": receiver.origin,
-            "LOCAL_WEBHOOK_SECRET": SECRET,
-            "WEBHOOK_RETRY_BASE_SECONDS": "0",
-        }.items():
-            patch.setenv(name, value)
-        for name in ("KIE_API_BASE_URL", "AWS_ENDPOINT_URL", "LOCAL_PUBLIC_BASE_URL"):
-            patch.delenv(name, raising=False)
-        with LocalStack(StackConfig.from_environment()) as running:
-            yield running
+    environment = {
+        "LOCAL_API_KEYS": KEYS,
+        "LOCAL_API_PORT": "0",
+        "EMULATOR_GENERATION_SECONDS": "0.3",
+        "EMULATOR_CALLBACK_RETRY_SCHEDULE": "0.5,1,2",
+        "KIE_API_TIMEOUT_SECONDS": "1",  # generate's reply comes after 2 s: it times out
+        "LOCAL_RECONCILE_INTERVAL_SECONDS": "1",
+        "RECONCILE_AFTER_SECONDS": "30",
+        "SUBMIT_UNCONFIRMED_AFTER_SECONDS": str(UNCONFIRMED_AFTER),
+        "WEBHOOK_TRUSTED_ORIGINS": receiver.origin,
+        "LOCAL_WEBHOOK_SECRET": SECRET,
+        "WEBHOOK_RETRY_BASE_SECONDS": "0",
+    }
+    with running_stack(environment=environment) as running:  # the receiver's origin is known only now
+        yield running
 
 
 def client(stack: LocalStack, key: str) -> httpx.Client:
