@@ -48,13 +48,14 @@ from image_pipeline.logic.client_tasks import delete_task, list_tasks
 from image_pipeline.logic.status import task_status
 from image_pipeline.logic.submission import SubmittedTask, SubmitTimes, check_request, submit_task
 from image_pipeline.observability import logger_for, metrics_for
-from image_pipeline.settings import ApiSettings, api_settings
+from image_pipeline.settings import ApiSettings, api_settings, parse_at_cold_start
 from image_pipeline.task_models import TaskStatus
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logger_for("api")
+parse_at_cold_start(api_settings)
 metrics = metrics_for("api")
 app = APIGatewayRestResolver(enable_validation=True)
 

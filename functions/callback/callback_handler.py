@@ -19,12 +19,13 @@ from image_pipeline import wiring
 from image_pipeline.errors import AwsFault, CallbackRejected, EnqueueError
 from image_pipeline.logic.callbacks import CallbackResult, authenticate, handle_callback, parse_callback
 from image_pipeline.observability import logger_for, metrics_for
-from image_pipeline.settings import callback_settings
+from image_pipeline.settings import callback_settings, parse_at_cold_start
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logger_for("callback")
+parse_at_cold_start(callback_settings)
 metrics = metrics_for("callback")
 
 

@@ -8,12 +8,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from image_pipeline import wiring
 from image_pipeline.errors import UpstreamError
 from image_pipeline.observability import logger_for, metrics_for
-from image_pipeline.settings import credit_monitor_settings
+from image_pipeline.settings import credit_monitor_settings, parse_at_cold_start
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logger_for("credit-monitor")
+parse_at_cold_start(credit_monitor_settings)
 metrics = metrics_for("credit-monitor")
 
 

@@ -18,7 +18,7 @@ from image_pipeline.logic.download_budget import STORE_MARGIN_SECONDS, can_start
 from image_pipeline.logic.downloads import RetryLater, download_image
 from image_pipeline.logic.records import confirm_submit
 from image_pipeline.observability import logger_for, metrics_for
-from image_pipeline.settings import DownloaderSettings, downloader_settings
+from image_pipeline.settings import DownloaderSettings, downloader_settings, parse_at_cold_start
 from image_pipeline.sqs_batch import BatchResponse, InvocationClock, QueueMessage, hand_back, process_batch
 from image_pipeline.task_models import ConfirmSubmit, download_queue_message
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logger_for("downloader")
+parse_at_cold_start(downloader_settings)
 metrics = metrics_for("downloader")
 
 # Seconds this invocation can still spend on fetching (image_pipeline.sqs_batch).

@@ -22,7 +22,7 @@ from image_pipeline import wiring
 from image_pipeline.errors import AwsFault
 from image_pipeline.logic.notifications import ClientBreaker, WebhookDeferred, WebhookNotDelivered, notify
 from image_pipeline.observability import logger_for, metrics_for
-from image_pipeline.settings import notifier_settings
+from image_pipeline.settings import notifier_settings, parse_at_cold_start
 from image_pipeline.sqs_batch import BatchResponse, InvocationClock, QueueMessage, hand_back, process_batch
 from image_pipeline.task_models import NotifyTask
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logger_for("notifier")
+parse_at_cold_start(notifier_settings)
 metrics = metrics_for("notifier")
 MAX_WAIT_SECONDS = 43200
 # Kept back from every record's time: the writes after a POST (its outcome, the retry's backoff).

@@ -12,13 +12,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from image_pipeline import wiring
 from image_pipeline.logic.reconcile import Pacer, SweepPolicy, reconcile
 from image_pipeline.observability import logger_for, metrics_for
-from image_pipeline.settings import reconciler_settings
+from image_pipeline.settings import parse_at_cold_start, reconciler_settings
 from image_pipeline.task_models import TaskStatus, utc_now
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = logger_for("reconciler")
+parse_at_cold_start(reconciler_settings)
 metrics = metrics_for("reconciler")
 SAFETY_MARGIN_SECONDS = 10
 # Metrics worth a CloudWatch series; a zero is not published (each series costs money every month).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from typing import Annotated, Any
@@ -397,3 +398,45 @@ def test_a_submit_the_upstream_never_confirms_ends_after_two_hours_unless_told_o
     assert ApiSettings.from_environ({**REQUIRED}).submit_unconfirmed_after_seconds == 7200
     with pytest.raises(ConfigError, match="SUBMIT_UNCONFIRMED_AFTER_SECONDS: must be > 0"):
         ReconcilerSettings.from_environ({**REQUIRED, "SUBMIT_UNCONFIRMED_AFTER_SECONDS": "0"})
+
+
+HANDLERS = {
+    "api_handler": "functions/api",
+    "callback_handler": "functions/callback",
+    "downloader_handler": "functions/downloader",
+    "notifier_handler": "functions/notifier",
+    "reconciler_handler": "functions/reconciler",
+    "credit_handler": "functions/credit_monitor",
+}
+
+
+@pytest.mark.parametrize("handler", sorted(HANDLERS))
+def test_in_the_lambda_runtime_a_bad_setting_fails_the_handlers_import(handler: str) -> None:
+    """The init phase fails, naming the variable, before any event is taken."""
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "shared"), str(ROOT / HANDLERS[handler])]),
+        "AWS_LAMBDA_FUNCTION_NAME": handler,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_NAMESPACE": "test",
+        # a value no function accepts (the credit monitor has no variable without a default)
+        "KIE_API_TIMEOUT_SECONDS": "soon",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {handler}"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "ConfigError" in done.stderr, done.stderr[-2000:]
+    # Without the Lambda runtime's variable (tests, tools), importing parses nothing
+    del environment["AWS_LAMBDA_FUNCTION_NAME"]
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {handler}"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
