@@ -69,7 +69,7 @@ def receive_callback(event: dict[str, Any]) -> CallbackResult:
         store=store,
         queue=wiring.download_queue(settings.download_queue_url),
         download_check_after=timedelta(seconds=settings.download_check_after_seconds),
-        notices=wiring.notices(settings.notification_queue_url),
+        notify_queue=wiring.notify_queue(settings.notification_queue_url),
     )
     logger.info(
         "callback handled",

@@ -57,7 +57,7 @@ def process_record(record: QueueMessage) -> str:
             fetch=fetch,
             upstream=wiring.upstream_client(settings),
             time_left=clock.time_left,
-            notices=wiring.notices(settings.notification_queue_url),
+            notify_queue=wiring.notify_queue(settings.notification_queue_url),
         )
     except (RetryLater, AwsFault) as error:  # passing: the message comes back later
         delay = retry_delay(record.receive_count, settings.retry_base_seconds)

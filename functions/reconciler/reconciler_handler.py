@@ -60,7 +60,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             store.tasks_due(TaskStatus.FAILED, now, settings.max_tasks),
         ),
         submitting=store.tasks_due(TaskStatus.SUBMITTING, now, settings.max_tasks),
-        notices=wiring.notices(settings.notification_queue_url),
+        notify_queue=wiring.notify_queue(settings.notification_queue_url),
         deadline=time.monotonic() + context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS,
     )
     summary = asdict(report)

@@ -309,7 +309,7 @@ def test_a_late_callback_that_ends_an_announced_task_anew_is_announced_and_deliv
     [first] = receiver.received
     assert Webhook(SECRET).verify(first.body, first.headers)["data"]["error"]["code"] == "submit_unconfirmed"
     assert not task(notifier_env).notifyPending
-    # When its callback comes after all and ends it anew (its notify message not sent: notices=None)
+    # When its callback comes after all and ends it anew (its notify message not sent: notify_queue=None)
     late_callback(store)
     # Then the next sweep announces the new end, and the webhook tells it, as a new event
     swept_then_delivered(receiver, lambda_context, already=1)

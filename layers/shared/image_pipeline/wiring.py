@@ -46,8 +46,8 @@ __all__ = [
     "hmac_key",
     "idempotency_claims",
     "image_store",
-    "notices",
     "notification_queue",
+    "notify_queue",
     "safe_fetch",
     "tasks_table",
     "upstream_client",
@@ -207,7 +207,7 @@ def notification_queue(queue_url: str) -> NotificationQueue:
     return NotificationQueue(queue_url)
 
 
-def notices(queue_url: str) -> NotificationQueue | None:
+def notify_queue(queue_url: str) -> NotificationQueue | None:
     """Where ended tasks are announced; None when this deployment has no notifier."""
     return notification_queue(queue_url) if queue_url else None
 

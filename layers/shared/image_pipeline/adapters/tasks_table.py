@@ -61,7 +61,7 @@ __all__ = [
 # How long an ended task waits for its notify message before the reconciler sends it instead.
 NOTIFY_GRACE = timedelta(minutes=2)
 # The outbox mark that every write ending a task sets, with its values (_end_mark).
-END_MARK = "notifyPending = :true, nextCheckAt = :notify"
+NOTIFY_MARK = "notifyPending = :true, nextCheckAt = :notify"
 
 
 def _end_mark(now: datetime) -> dict[str, Any]:
@@ -262,7 +262,7 @@ class TasksTable(TaskQueries):
             task_id,
             upstream_task_id,
             now,
-            f"#status = :failed, #error = :error, {END_MARK}",
+            f"#status = :failed, #error = :error, {NOTIFY_MARK}",
             {"#error": "error"},
             reopen=reopen,
             failed=TaskStatus.FAILED.value,
@@ -322,7 +322,7 @@ class TasksTable(TaskQueries):
                 Key=task_key(task_id),
                 UpdateExpression=(
                     "SET images.#index = :image, storedCount = :expected, #status = :stored, "
-                    f"updatedAt = :now, {END_MARK}"
+                    f"updatedAt = :now, {NOTIFY_MARK}"
                 ),
                 ConditionExpression=(
                     f"attribute_not_exists(images.#index) AND #status = :downloading AND {count_is} "
@@ -346,7 +346,7 @@ class TasksTable(TaskQueries):
         return (
             self._update_if(
                 Key=task_key(task_id),
-                UpdateExpression=(f"SET #status = :stored, updatedAt = :now, {END_MARK}"),
+                UpdateExpression=(f"SET #status = :stored, updatedAt = :now, {NOTIFY_MARK}"),
                 ConditionExpression="#status = :downloading AND storedCount >= imagesExpected",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=expression_values(
@@ -364,7 +364,7 @@ class TasksTable(TaskQueries):
         return (
             self._update_if(
                 Key=task_key(task_id),
-                UpdateExpression=f"SET #status = :failed, #error = :error, updatedAt = :now, {END_MARK}",
+                UpdateExpression=f"SET #status = :failed, #error = :error, updatedAt = :now, {NOTIFY_MARK}",
                 ConditionExpression="#status IN (:submitting, :submitted, :downloading)",
                 ExpressionAttributeNames={"#status": "status", "#error": "error"},
                 ExpressionAttributeValues=expression_values(

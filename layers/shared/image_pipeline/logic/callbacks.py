@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from image_pipeline.errors import CallbackRejected
-from image_pipeline.logic.notifications import NotifyQueue, announce_end
+from image_pipeline.logic.notifications import NotifyQueue, notify_end
 from image_pipeline.logic.ports import JobQueue, OutcomeRecords
 from image_pipeline.task_models import (
     MAX_IMAGES_PER_TASK,
@@ -126,7 +126,7 @@ def handle_callback(
     store: OutcomeRecords,
     queue: JobQueue,
     download_check_after: timedelta = DEFAULT_DOWNLOAD_CHECK_AFTER,
-    notices: NotifyQueue | None = None,
+    notify_queue: NotifyQueue | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> CallbackResult:
     """Apply an authenticated callback to its task. Only the first outcome has an effect."""
@@ -137,7 +137,7 @@ def handle_callback(
             store=store,
             queue=queue,
             download_check_after=download_check_after,
-            notices=notices,
+            notify_queue=notify_queue,
             clock=clock,
         )
         if result is not None:
@@ -168,7 +168,7 @@ def _apply_outcome(
     store: OutcomeRecords,
     queue: JobQueue,
     download_check_after: timedelta,
-    notices: NotifyQueue | None,
+    notify_queue: NotifyQueue | None,
     clock: Callable[[], datetime],
 ) -> CallbackResult | None:
     """The first-outcome write for this callback; None when the task refused it."""
@@ -189,7 +189,7 @@ def _apply_outcome(
         else _failure_message(payload),
     )
     if store.fail_from_callback(task.taskId, payload.task_id, error, now, reopen=reopen):
-        announce_end(task.taskId, notices=notices)
+        notify_end(task.taskId, notify_queue=notify_queue)
         return CallbackResult.ACCEPTED
     return None
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from image_pipeline.errors import UpstreamError
 from image_pipeline.fetch_models import FetchedImage, FetchError
-from image_pipeline.logic.notifications import NotifyQueue, announce_end
+from image_pipeline.logic.notifications import NotifyQueue, notify_end
 from image_pipeline.logic.ports import ImageBlobs, ImageRecords, Upstream
 from image_pipeline.task_models import (
     DownloadJob,
@@ -55,7 +55,7 @@ def download_image(
     upstream: Upstream | None,
     clock: Callable[[], datetime] = utc_now,
     time_left: Callable[[], float] = lambda: float("inf"),
-    notices: NotifyQueue | None = None,
+    notify_queue: NotifyQueue | None = None,
 ) -> DownloadResult:
     task = store.get_task(job.taskId)
     if task is None or task.status in (TaskStatus.STORED, TaskStatus.FAILED, TaskStatus.DELETED):
@@ -65,7 +65,7 @@ def download_image(
     if str(job.index) in task.images:
         # finishes a run that crashed between the two writes
         if store.mark_stored(job.taskId, clock()):
-            announce_end(job.taskId, notices=notices)
+            notify_end(job.taskId, notify_queue=notify_queue)
         return DownloadResult.ALREADY_STORED
     try:
         image = _fetch_with_fresh_link(job, fetch, upstream, time_left, task)
@@ -79,7 +79,7 @@ def download_image(
         if store.mark_failed(
             job.taskId, TaskError(code="download_rejected", message=f"image {job.index}: {error}"), clock()
         ):
-            announce_end(job.taskId, notices=notices)
+            notify_end(job.taskId, notify_queue=notify_queue)
         return DownloadResult.REJECTED
     key = image_key(job.taskId, job.index, image.extension)
     # None when the key already holds this file (an earlier run crashed before recording it, or the
@@ -113,7 +113,7 @@ def download_image(
         images_expected=task.imagesExpected,
         now=clock(),
     ):
-        announce_end(job.taskId, notices=notices)
+        notify_end(job.taskId, notify_queue=notify_queue)
         return DownloadResult.STORED
     recorded = store.add_image(job.taskId, stored, clock())
     if recorded is None and version is not None:
@@ -123,7 +123,7 @@ def download_image(
     if (recorded is None or recorded.storedCount >= recorded.imagesExpected) and store.mark_stored(
         job.taskId, clock()
     ):
-        announce_end(job.taskId, notices=notices)
+        notify_end(job.taskId, notify_queue=notify_queue)
     return DownloadResult.STORED if recorded else DownloadResult.ALREADY_STORED
 
 

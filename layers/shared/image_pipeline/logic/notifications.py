@@ -162,16 +162,16 @@ class ClientBreaker:
             del self._resting[next(iter(self._resting))]
 
 
-def announce_end(task_id: str, *, notices: NotifyQueue | None) -> bool:
+def notify_end(task_id: str, *, notify_queue: NotifyQueue | None) -> bool:
     """Right after a write that ended a task: queue its notify message (the notifier clears the mark).
 
     Never raises: the task has ended whatever happens here, and a message not sent now is sent by the
     reconciler once the mark is due.
     """
-    if notices is None:
+    if notify_queue is None:
         return False
     try:
-        notices.send_notify(task_id)
+        notify_queue.send_notify(task_id)
     except Exception:  # the reconciler sends it; the caller's own work is done, but say so
         log.warning("the end of task %s is not announced yet; the reconciler will", task_id, exc_info=True)
         return False

@@ -28,7 +28,7 @@ from image_pipeline.logic.callbacks import (
     handle_callback,
     resume_stranded_task,
 )
-from image_pipeline.logic.notifications import NotifyQueue, announce_end
+from image_pipeline.logic.notifications import NotifyQueue, notify_end
 from image_pipeline.logic.ports import JobQueue, SweepRecords, Upstream
 from image_pipeline.task_models import SUBMIT_UNCONFIRMED, DownloadJob, TaskError, TaskRecord, utc_now
 from image_pipeline.upstream_replies import (
@@ -138,7 +138,7 @@ def reconcile(
     policy: SweepPolicy | None = None,
     ended: Iterable[TaskRecord] = (),
     submitting: Iterable[TaskRecord] = (),
-    notices: NotifyQueue | None = None,
+    notify_queue: NotifyQueue | None = None,
     clock: Callable[[], datetime] = utc_now,
     deadline: float | None = None,
 ) -> SweepReport:
@@ -150,16 +150,18 @@ def reconcile(
         if deadline is not None and time.monotonic() > deadline:
             break
         try:
-            _sweep_submitting(task, store=store, policy=policy, clock=clock, report=report, notices=notices)
+            _sweep_submitting(
+                task, store=store, policy=policy, clock=clock, report=report, notify_queue=notify_queue
+            )
         except Exception as error:  # an AWS fault: it stays due, the next sweep tries again
             report.errors.append(f"{task.taskId}: {type(error).__name__}: {error}")
     for task in ended:
         if deadline is not None and time.monotonic() > deadline:
             break
-        if task.notifyPending and notices is not None:
+        if task.notifyPending and notify_queue is not None:
             # Sent (again) or not, it is looked at later: the notifier clears the mark once it has
             # handled a message, and until then the message is not sent at every sweep.
-            if announce_end(task.taskId, notices=notices):
+            if notify_end(task.taskId, notify_queue=notify_queue):
                 report.announced += 1
             _push_back_quietly(task, store, clock() + policy.download_check_after)
         else:  # nothing left to announce: it leaves the index
@@ -178,7 +180,7 @@ def reconcile(
                 policy=policy,
                 clock=clock,
                 report=report,
-                notices=notices,
+                notify_queue=notify_queue,
             )
         except Exception as error:  # one task's fault must not stop the sweep
             report.errors.append(f"{task.taskId}: {type(error).__name__}: {error}")
@@ -198,7 +200,7 @@ def reconcile(
                 policy=policy,
                 clock=clock,
                 report=report,
-                notices=notices,
+                notify_queue=notify_queue,
             )
         except RateLimited as error:
             report.errors.append(f"{task.taskId}: rate limited ({error.message}); stopping this sweep")
@@ -224,7 +226,7 @@ def _sweep_submitting(
     policy: SweepPolicy,
     clock: Callable[[], datetime],
     report: SweepReport,
-    notices: NotifyQueue | None,
+    notify_queue: NotifyQueue | None,
 ) -> None:
     now = clock()
     bound = datetime.fromisoformat(task.createdAt) + policy.submit_unconfirmed_after
@@ -242,7 +244,7 @@ def _sweep_submitting(
     )
     if store.mark_failed(task.taskId, error, now):
         report.unconfirmed += 1
-        announce_end(task.taskId, notices=notices)
+        notify_end(task.taskId, notify_queue=notify_queue)
 
 
 def _push_back_quietly(task: TaskRecord, store: SweepRecords, next_check_at: datetime) -> None:
@@ -260,18 +262,20 @@ def _sweep_downloading(
     policy: SweepPolicy,
     clock: Callable[[], datetime],
     report: SweepReport,
-    notices: NotifyQueue | None = None,
+    notify_queue: NotifyQueue | None = None,
 ) -> None:
     now = clock()
     missing = task.missing_indexes()
     if not missing:  # every image is in: a crash came between the last image and the final write
         if store.mark_stored(task.taskId, now):
-            announce_end(task.taskId, notices=notices)
+            notify_end(task.taskId, notify_queue=notify_queue)
         report.completed += 1
         return
     started = datetime.fromisoformat(task.callbackAt or task.updatedAt)
     if now - started >= policy.download_give_up:
-        _give_up_download(task, missing, now, store=store, policy=policy, report=report, notices=notices)
+        _give_up_download(
+            task, missing, now, store=store, policy=policy, report=report, notify_queue=notify_queue
+        )
         return
     if resume_stranded_task(task, store=store, queue=queue, clock=clock):
         report.resumed += 1  # the callback's enqueue never completed: send every job now
@@ -302,7 +306,7 @@ def _give_up_download(
     store: SweepRecords,
     policy: SweepPolicy,
     report: SweepReport,
-    notices: NotifyQueue | None,
+    notify_queue: NotifyQueue | None,
 ) -> None:
     hours = policy.download_give_up.total_seconds() / 3600
     reason = task.lastDownloadError or "no download attempt was recorded"
@@ -314,7 +318,7 @@ def _give_up_download(
     )
     if store.mark_failed(task.taskId, error, now):  # False: it ended meanwhile, nothing to do
         report.download_failed += 1
-        announce_end(task.taskId, notices=notices)
+        notify_end(task.taskId, notify_queue=notify_queue)
 
 
 def _reconcile_one(
@@ -327,7 +331,7 @@ def _reconcile_one(
     policy: SweepPolicy,
     clock: Callable[[], datetime],
     report: SweepReport,
-    notices: NotifyQueue | None = None,
+    notify_queue: NotifyQueue | None = None,
 ) -> None:
     now = clock()
     past_retention = now - datetime.fromisoformat(task.createdAt) > UPSTREAM_RETENTION
@@ -361,7 +365,7 @@ def _reconcile_one(
                 now,
             )
             if expired:
-                announce_end(task.taskId, notices=notices)
+                notify_end(task.taskId, notify_queue=notify_queue)
             report.gave_up += 1
         else:
             report.still_generating += 1
@@ -373,7 +377,7 @@ def _reconcile_one(
         store=store,
         queue=queue,
         download_check_after=policy.download_check_after,
-        notices=notices,
+        notify_queue=notify_queue,
         clock=clock,
     )
     if result is CallbackResult.ACCEPTED:
