@@ -6,10 +6,15 @@ HTML instead of an image, bursts of SQS send errors, S3 put errors and DynamoDB 
 downloader that crashes after a batch, and an image host outage longer than the queue's own retries
 (the reconciler must re-queue it). Most tasks ask for a webhook, to a receiver on loopback that
 answers 5xx, holds its answer past the sender's timeout or trickles its body (chaos_receiver.py).
-Fails unless lost = 0, duplicates = 0, unowned = 0, paid twice = 0, unfinished = 0 and notify lost = 0:
-every task ends `stored` or `failed`, readable by its submitter (also when generate's answer timed out),
-generated once per Idempotency-Key, and every ended task that asked for a webhook was delivered as one
-verified event.
+Tasks come from three client apps (their own API keys) and a fourth whose webhook endpoint hangs for
+the whole run; some of the 4o tasks are Market (Nano Banana, Imagen 4 Fast) tasks instead, and a few
+tasks are deleted by their client as soon as they end, while duplicate download jobs may still run.
+Fails unless lost = 0, duplicates = 0, unowned = 0, paid twice = 0, unfinished = 0, notify lost = 0,
+orphans = 0 and the neighbours' webhook delay p95 < 30 s: every task ends `stored` or `failed`,
+readable by its submitter (also when generate's answer timed out), generated once per Idempotency-Key;
+every ended task of the three that asked for a webhook was delivered as one verified event, within
+30 s of its end for 95 % of them whatever the hanging client does; a deleted task is gone (404) and
+no object version under images/ belongs to a deleted or unknown task.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import math
 import random
 import secrets
 import sys
@@ -25,6 +31,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -53,7 +60,19 @@ SCENARIOS: list[tuple[str, int, str, int | str | None]] = [
     ("dropped + failed", 2, "[fault:drop,fail=500]", 500),
     # generate answers after the API's timeout (KIE_API_TIMEOUT_SECONDS below): 202 "submitting"
     ("submit timeout", 6, "[fault:submit_delay=4]", None),
+    # The Market: one model of one image, one of four, a failure (its callback's code is 501), a drop
+    ("market 1 image", 6, "", None),
+    ("market 4 images", 4, "", None),
+    ("market duplicate", 3, "[fault:duplicate=3]", None),
+    ("market dropped", 3, "[fault:drop]", None),
+    ("market failed", 2, "[fault:fail=500]", 501),
 ]
+MARKET_MODELS = {"market 4 images": "google/imagen4-fast"}  # the other Market scenarios: nano-banana
+CLIENTS = ("alice", "bob", "carol")
+HANGING_CLIENT = "hanger"  # its webhook endpoint hangs for the whole run
+HANGING_SHARE = 0.1
+DELETE_SHARE = 0.06  # of the neighbours' tasks expected to store: deleted by their client on its end
+NEIGHBOUR_WEBHOOK_P95_SECONDS = 30.0
 SUBMIT_ATTEMPTS = 40
 WEBHOOK_SHARE = 0.9  # of the tasks ask for a webhook
 WEBHOOK_TIMEOUT_SECONDS = 2
@@ -74,9 +93,13 @@ class Planned:
     variants: int
     expected_failure: int | str | None
     webhook: bool = False
+    client: str = CLIENTS[0]
+    model: str | None = None  # a Market model; None: gpt-4o-image
+    delete: bool = False  # its client deletes it as soon as it ends
     idempotency_key: str = field(default_factory=lambda: str(uuid.uuid4()))
     task_id: str | None = None
     submit_error: str | None = None
+    deleted: bool = False  # DELETE answered 204
 
     @property
     def images_expected(self) -> int:
@@ -84,12 +107,33 @@ class Planned:
 
     @property
     def webhook_path(self) -> str:
-        return f"/hooks/{self.number}"
+        return f"/hang/{self.number}" if self.client == HANGING_CLIENT else f"/hooks/{self.number}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-api-key": api_key(self.client)}
+
+    def body(self, webhook_origin: str) -> dict[str, Any]:
+        if self.model is not None:
+            given: dict[str, Any] = {"prompt": self.prompt}
+            if self.model == "google/imagen4-fast":
+                given["num_images"] = self.variants
+            body: dict[str, Any] = {"model": self.model, "input": given}
+        else:
+            body = {"prompt": self.prompt, "size": "1:1", "nVariants": self.variants}
+        if self.webhook:
+            body["webhookUrl"] = webhook_origin + self.webhook_path
+        return body
+
+
+def api_key(client: str) -> str:
+    return f"chaos-key-of-{client}"
 
 
 def plan(count: int, seed: int) -> list[Planned]:
     chooser = random.Random(seed)
     asks = random.Random(seed + 1)  # its own stream: the scenarios stay those of the seed
+    clients = random.Random(seed + 2)
     names = [name for name, *_ in SCENARIOS]
     weights = [weight for _, weight, *_ in SCENARIOS]
     planned = []
@@ -99,19 +143,26 @@ def plan(count: int, seed: int) -> list[Planned]:
         # The single-image shape is Flux's, which makes one image: a 4o task with it would list more
         # images in record-info than in its callback.
         variants = 1 if "shape=flux" in marker else chooser.choice([1, 2, 4])
+        model = None
+        if name.startswith("market"):
+            model = MARKET_MODELS.get(name, "google/nano-banana")
+            variants = 4 if model == "google/imagen4-fast" else 1
         prompt = f"chaos {number} {marker}".strip()
-        planned.append(Planned(number, name, prompt, variants, expected, asks.random() < WEBHOOK_SHARE))
+        task = Planned(number, name, prompt, variants, expected, asks.random() < WEBHOOK_SHARE, model=model)
+        task.client = HANGING_CLIENT if clients.random() < HANGING_SHARE else CLIENTS[number % len(CLIENTS)]
+        task.delete = task.client != HANGING_CLIENT and expected is None and clients.random() < DELETE_SHARE
+        planned.append(task)
     return planned
 
 
 def submit(api: httpx.Client, task: Planned, webhook_origin: str) -> None:
     """A well-behaved client: one Idempotency-Key, retried on 409/429/5xx after Retry-After."""
-    body: dict[str, Any] = {"prompt": task.prompt, "size": "1:1", "nVariants": task.variants}
-    if task.webhook:
-        body["webhookUrl"] = webhook_origin + task.webhook_path
+    body = task.body(webhook_origin)
     for _attempt in range(SUBMIT_ATTEMPTS):
         try:
-            response = api.post("/tasks", json=body, headers={"Idempotency-Key": task.idempotency_key})
+            response = api.post(
+                "/tasks", json=body, headers={**task.headers, "Idempotency-Key": task.idempotency_key}
+            )
         except httpx.HTTPError as error:
             task.submit_error = str(error)
             time.sleep(1)
@@ -141,7 +192,17 @@ class Tally:
     webhooks: int = 0  # ended tasks that asked for one
     notified: int = 0  # ... delivered as exactly one verified event (one webhook-id), accepted 2xx
     notify_lost: int = 0  # ... with no accepted verified delivery, or not `delivered` in GET
+    deleted: int = 0  # deleted by their client on their end (then 404, and nothing of them in S3)
+    orphans: int = 0  # object versions under images/ of a deleted or unknown task
+    # seconds from a neighbour's task end to its webhook's first attempt (what the hanging client could
+    # hold up), and to the delivery its receiver accepted (its own receiver's faults and retries too)
+    neighbour_delays: list[float] = field(default_factory=list)
+    accepted_delays: list[float] = field(default_factory=list)
+    hanging_tasks: int = 0
     problems: list[str] = field(default_factory=list)
+
+    def delay_percentile(self, fraction: float, *, accepted: bool = False) -> float | None:
+        return percentile(self.accepted_delays if accepted else self.neighbour_delays, fraction)
 
     @property
     def passed(self) -> bool:
@@ -152,7 +213,16 @@ class Tally:
             self.notify_lost,
             self.unowned,
             self.paid_twice,
-        ) == (0, 0, 0, 0, 0, 0)
+            self.orphans,
+        ) == (0, 0, 0, 0, 0, 0, 0) and (self.delay_percentile(0.95) or 0.0) < NEIGHBOUR_WEBHOOK_P95_SECONDS
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
 def tally_notification(result: Tally, task: Planned, record: dict[str, Any], receiver: ChaosReceiver) -> None:
@@ -186,6 +256,13 @@ def tally_notification(result: Tally, task: Planned, record: dict[str, Any], rec
         )
     else:
         result.notified += 1
+        ended_at = iso_seconds(record["updatedAt"])
+        result.neighbour_delays.append(max(0.0, min(delivery.at for delivery in good) - ended_at))
+        result.accepted_delays.append(max(0.0, min(d.at for d in good if d.accepted) - ended_at))
+
+
+def iso_seconds(moment: str) -> float:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
 
 
 def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver: ChaosReceiver) -> Tally:
@@ -194,10 +271,12 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver
     s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1")
     upstream_tasks: Counter[str] = Counter()
     for task_id in stack.emulator.core.task_ids():
-        prompt = (stack.emulator.inspect_task(task_id) or {}).get("request", {}).get("prompt", "")
+        request = (stack.emulator.inspect_task(task_id) or {}).get("request", {})
+        prompt = request.get("prompt") or (request.get("input") or {}).get("prompt", "")
         upstream_tasks[prompt] += 1
     for task in planned:
-        result.images_expected += task.images_expected
+        if not task.deleted:
+            result.images_expected += task.images_expected
         if upstream_tasks[task.prompt] > 1:  # each task has its own prompt and its own key
             result.paid_twice += upstream_tasks[task.prompt] - 1
             result.problems.append(
@@ -207,7 +286,15 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver
             result.lost += 1
             result.problems.append(f"#{task.number} {task.scenario}: never submitted ({task.submit_error})")
             continue
-        answer = api.get(f"/tasks/{task.task_id}")
+        answer = api.get(f"/tasks/{task.task_id}", headers=task.headers)
+        if task.deleted:
+            result.deleted += 1
+            if answer.status_code != 404:
+                result.problems.append(
+                    f"#{task.number} {task.scenario} {task.task_id}: deleted, GET {answer.status_code}"
+                )
+                result.lost += 1
+            continue
         if answer.status_code != 200:
             result.unowned += 1
             result.problems.append(f"#{task.number} {task.scenario} {task.task_id}: GET {answer.status_code}")
@@ -219,7 +306,9 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver
                 f"#{task.number} {task.scenario} {task.task_id}: still {record.get('status')}"
             )
             continue
-        if task.webhook:
+        if task.client == HANGING_CLIENT:
+            result.hanging_tasks += 1
+        elif task.webhook:
             tally_notification(result, task, record, receiver)
         listed = stack.emulator.inspect_task(record.get("upstreamTaskId") or task.task_id)["images"]
         generated = {image["index"]: image["sha256"] for image in listed}
@@ -260,7 +349,21 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver
             result.problems.append(
                 f"#{task.number} {task.scenario}: {copies} object versions for {task.images_expected}"
             )
+    result.orphans = count_orphans(s3, stack.resources.images_bucket, planned, result)
     return result
+
+
+def count_orphans(s3: Any, bucket: str, planned: list[Planned], result: Tally) -> int:
+    """Object versions under images/ whose task is deleted, or no task of the run at all."""
+    alive = {task.task_id for task in planned if task.task_id and not task.deleted}
+    orphans = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="images/"):
+        for version in page.get("Versions", []):
+            task_id = version["Key"].split("/")[1]
+            if task_id not in alive:
+                orphans += 1
+                result.problems.append(f"orphan {version['Key']} version {version['VersionId']}")
+    return orphans
 
 
 def stored_copies(s3: Any, bucket: str, task_id: str) -> int:
@@ -297,6 +400,7 @@ def chaos_config(seed: int, webhook_origin: str, webhook_secret: str) -> tuple[S
         },
         access_log=False,
         webhook_secret=webhook_secret,
+        api_keys={api_key(client): client for client in (*CLIENTS, HANGING_CLIENT)},
     )
     return config, faults
 
@@ -323,9 +427,29 @@ def submit_all(api: httpx.Client, planned: list[Planned], webhook_origin: str, t
 def wait_until(api: httpx.Client, tasks: list[Planned], settled: Any, deadline: float) -> None:
     """Poll GET /tasks/{id} until `settled(record)` holds for every task, or the deadline."""
     while tasks and time.monotonic() < deadline:
-        tasks = [task for task in tasks if not settled(api.get(f"/tasks/{task.task_id}").json())]
+        tasks = [
+            task
+            for task in tasks
+            if not task.deleted
+            and not settled(api.get(f"/tasks/{task.task_id}", headers=task.headers).json())
+        ]
         if tasks:
             time.sleep(1)
+
+
+def delete_on_end(api: httpx.Client, tasks: list[Planned], deadline: float) -> None:
+    """Each client deletes its chosen tasks the moment they end (409 while running: tried again),
+    while duplicate download jobs of theirs may still be in flight."""
+    waiting = [task for task in tasks if task.delete and task.task_id]
+    while waiting and time.monotonic() < deadline:
+        for task in list(waiting):
+            answer = api.delete(f"/tasks/{task.task_id}", headers=task.headers)
+            if answer.status_code == 204:
+                task.deleted = True
+                waiting.remove(task)
+            elif answer.status_code != 409:
+                waiting.remove(task)  # the tally says what it answered
+        time.sleep(0.2)
 
 
 def ended(record: dict[str, Any]) -> bool:
@@ -340,10 +464,12 @@ def notification_settled(record: dict[str, Any]) -> bool:
 
 def settle(stack: LocalStack, deadline: float) -> None:
     """Until the deadline: the upstream has no callback left to deliver and the stack's queues are empty
-    (a batch that crashed comes back after its visibility timeout, and is handled before the count)."""
+    (a batch that crashed comes back after its visibility timeout, and is handled before the count).
+    The notification queue aside: the hanging client's messages wait out its breaker's rests there, and
+    the neighbours' notifications have settled (delivered or failed) before this is called."""
     if stack.emulator is not None:
         stack.emulator.wait_until_idle(max(0.0, deadline - time.monotonic()))
-    while stack.queued_messages() and time.monotonic() < deadline:
+    while stack.queued_messages(besides=("NotificationQueue",)) and time.monotonic() < deadline:
         time.sleep(0.5)
 
 
@@ -367,12 +493,15 @@ def run(count: int, seed: int, timeout: float, out: Any = sys.stdout) -> Tally:
             started = time.monotonic()
             deadline = started + timeout
             with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+                deleter = threading.Thread(target=lambda: delete_on_end(api, planned, deadline), daemon=True)
                 submit_all(api, planned, receiver.origin, timeout)
+                deleter.start()
                 submitted_in = time.monotonic() - started
                 submitted = [task for task in planned if task.task_id]
                 wait_until(api, submitted, ended, deadline)
+                deleter.join(max(0.0, deadline - time.monotonic()))
                 settled_in = time.monotonic() - started
-                asked = [task for task in submitted if task.webhook]
+                asked = [task for task in submitted if task.webhook and task.client != HANGING_CLIENT]
                 wait_until(
                     api, asked, notification_settled, min(deadline, time.monotonic() + NOTIFY_SETTLE_SECONDS)
                 )
@@ -426,9 +555,24 @@ def print_report(
         "webhooks": result.webhooks,
         "notified": result.notified,
         "notify lost": result.notify_lost,
+        "deleted": result.deleted,
+        "orphans": result.orphans,
     }
     print("  " + " | ".join(columns), file=out)
     print("  " + " | ".join(f"{value:>{len(name)}}" for name, value in columns.items()), file=out)
+    for label, delays in (
+        ("first attempt", result.neighbour_delays),
+        ("accepted delivery", result.accepted_delays),
+    ):
+        if delays:
+            print(
+                f"  neighbours' webhook delay to the {label} after their task ended ({len(delays)} webhooks, "
+                f"the hanging client's {result.hanging_tasks} tasks beside them): "
+                f"p50 {percentile(delays, 0.5):.1f} s, p95 {percentile(delays, 0.95):.1f} s, "
+                f"max {max(delays):.1f} s",
+                file=out,
+            )
+    print(f"  target: first attempt p95 < {NEIGHBOUR_WEBHOOK_P95_SECONDS:g} s", file=out)
     for problem in result.problems[:30]:
         print(f"  ! {problem}", file=out)
 
@@ -445,7 +589,8 @@ def main() -> int:
     print(
         f"\n{'PASS' if result.passed else 'FAIL'}: lost = {result.lost}, duplicates = {result.duplicates}, "
         f"unowned = {result.unowned}, paid twice = {result.paid_twice}, "
-        f"unfinished = {result.unfinished}, notify lost = {result.notify_lost}"
+        f"unfinished = {result.unfinished}, notify lost = {result.notify_lost}, orphans = {result.orphans}, "
+        f"neighbours' webhook first attempt p95 = {result.delay_percentile(0.95) or 0.0:.1f} s"
     )
     return 0 if result.passed else 1
 

@@ -5,6 +5,9 @@ its timestamp is fresh), recorded, then answered: 2xx, or a fault drawn at rando
 held back longer than the sender's timeout, or a 2xx whose body trickles in slowly. One event (one
 `webhook-id`) gets at most `max_faults` failing answers (5xx and timeouts), so it is accepted within
 the sender's attempts.
+
+Paths under /hang/ are a client app whose endpoint hangs for the whole run: the delivery is recorded,
+then the connection is held without an answer until the receiver stops (bounded by HANG_MAX_SECONDS).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from standardwebhooks.webhooks import Webhook
 # (fault, weight): drawn per delivery; failing faults only while the event has some left.
 FAULTS: list[tuple[str, int]] = [("none", 55), ("5xx", 20), ("timeout", 12), ("slow body", 13)]
 FAILING = frozenset({"5xx", "timeout"})
+HANG_PREFIX = "/hang/"
+HANG_MAX_SECONDS = 1800.0
 
 
 @dataclass
@@ -33,6 +38,7 @@ class Delivery:
     error: str | None  # why it did not verify
     fault: str
     accepted: bool  # answered 2xx in time (a slow body still starts with its 2xx status)
+    at: float = 0.0  # when it arrived (epoch seconds)
 
 
 @dataclass
@@ -49,6 +55,7 @@ class ChaosReceiver:
         self._random = random.Random(self.seed)
         self._lock = threading.Lock()
         self._failures: Counter[str] = Counter()  # failing answers given, per webhook-id
+        self._stopping = threading.Event()  # ends the held connections of /hang/
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -86,10 +93,21 @@ class ChaosReceiver:
                     payload = Webhook(receiver.secret).verify(body, headers)
                 except Exception as exc:  # a forged or stale delivery: refused, and a problem in the tally
                     error = f"{type(exc).__name__}: {exc}"
+                arrived = time.time()
+                if self.path.startswith(HANG_PREFIX):
+                    receiver.record(
+                        Delivery(
+                            self.path, headers.get("webhook-id", ""), payload, error, "hang", False, arrived
+                        )
+                    )
+                    receiver._stopping.wait(HANG_MAX_SECONDS)  # never answers: the sender times out
+                    return
                 fault = receiver.choose(headers.get("webhook-id", "")) if payload is not None else "refused"
                 accepted = payload is not None and fault not in FAILING
                 receiver.record(
-                    Delivery(self.path, headers.get("webhook-id", ""), payload, error, fault, accepted)
+                    Delivery(
+                        self.path, headers.get("webhook-id", ""), payload, error, fault, accepted, arrived
+                    )
                 )
                 with contextlib.suppress(OSError):  # the sender hung up first (its timeout): the point
                     receiver.answer(self, fault)
@@ -129,6 +147,7 @@ class ChaosReceiver:
             time.sleep(pause)
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

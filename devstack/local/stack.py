@@ -331,9 +331,9 @@ class LocalStack:
             raise LookupError(f"task {task_id} has no upstream id after {timeout:g} s")
         return found
 
-    def queued_messages(self) -> int:
-        """Messages on the stack's queues (their dead-letter queues aside), visible, in flight or delayed:
-        0 once every message sent to them has been handled and deleted."""
+    def queued_messages(self, *, besides: tuple[str, ...] = ()) -> int:
+        """Messages on the stack's queues (their dead-letter queues and `besides` aside), visible, in
+        flight or delayed: 0 once every message sent to them has been handled and deleted."""
         assert self.resources is not None
         if self._sqs is None:
             region = os.environ.get("AWS_DEFAULT_REGION", REGION)  # the stack's, while it runs
@@ -344,7 +344,9 @@ class LocalStack:
             "ApproximateNumberOfMessagesDelayed",
         ]
         total = 0
-        for queue in self.resources.queues.values():
+        for name, queue in self.resources.queues.items():
+            if name in besides:
+                continue
             answer = self._sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=counts)
             total += sum(int(answer["Attributes"][name]) for name in counts)
         return total
