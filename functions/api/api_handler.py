@@ -6,6 +6,7 @@ Every task belongs to the client app (API key) that submitted it: to any other i
 from __future__ import annotations
 
 import binascii
+import json
 import re
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
@@ -103,6 +104,8 @@ class UnreadableBody(ValueError):
 
 @app.post(
     "/tasks",
+    operation_id="createTask",
+    tags=["tasks"],
     summary="Submit a generation",
     status_code=202,
     security=API_KEY_SECURITY,
@@ -200,6 +203,8 @@ def _report(submitted: SubmittedTask, options: TaskRequest, owner: str) -> None:
 
 @app.get(
     "/tasks",
+    operation_id="listTasks",
+    tags=["tasks"],
     summary="List this client's tasks, newest first",
     security=API_KEY_SECURITY,
     responses=responses(200, TaskPage, "one page of tasks", 400, 403, 422, 429, 503),
@@ -223,6 +228,8 @@ def get_tasks(
 
 @app.get(
     "/tasks/<taskId>",
+    operation_id="getTask",
+    tags=["tasks"],
     summary="A task's status and its stored images, with presigned links",
     security=API_KEY_SECURITY,
     responses=responses(200, TaskView, "the task", 403, 404, 422, 429, 503),
@@ -244,6 +251,8 @@ def get_task(taskId: str) -> Response[Any]:
 
 @app.delete(
     "/tasks/<taskId>",
+    operation_id="deleteTask",
+    tags=["tasks"],
     summary="Delete a finished task and every stored version of its images",
     status_code=204,
     security=API_KEY_SECURITY,
@@ -263,9 +272,11 @@ def remove_task(taskId: str) -> Response[Any]:
 
 @app.get(
     "/models",
+    operation_id="listModels",
+    tags=["models"],
     summary="Every model POST /tasks takes: its family, input fields (JSON Schema), image count, formats",
     security=API_KEY_SECURITY,
-    responses=responses(200, ModelCatalog, "the models POST /tasks takes", 403, 422, 429),
+    responses=responses(200, ModelCatalog, "the models POST /tasks takes", 403, 429),
 )
 def get_models() -> Response[Any]:
     return _json(200, model_catalog())
@@ -283,17 +294,56 @@ def openapi_json() -> str:
     # of this function's import) serve this route only, so only this route imports them.
     from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
 
-    return app.get_openapi_json_schema(
+    document = app.get_openapi_json_schema(
         title="image-pipeline client API",
         version="1.0.0",
         description=(
-            "Dependable 4o Image API and Flux Kontext generations: submit, list, read and delete your "
-            "own tasks. "
-            "Every error is {message, errors: [{field, message}]}."
+            "Dependable image generations on the platform's models: the 4o Image API (gpt-4o-image), "
+            "Flux Kontext (flux-kontext-pro, flux-kontext-max) and the Market's image models (Nano "
+            "Banana, Nano Banana Pro and 2, Seedream 4.5, GPT Image 1.5, Flux 2, Imagen 4, Qwen Image "
+            "Edit, Ideogram V3: GET /models lists them with their input fields). Submit a task, then "
+            "read, list and delete your own tasks; every image is stored in this deployment's bucket "
+            "and served through short-lived links. Send your API key as x-api-key. Every error is "
+            "{message, errors: [{field, message}]}."
         ),
         servers=[Server(url="/", description="this deployment (the execute-api stage URL)")],
         security_schemes={"apiKey": APIKey.model_validate({"name": "x-api-key", "in": APIKeyIn.header})},
     )
+    return json.dumps(published(json.loads(document)), indent=2)
+
+
+def published(document: dict[str, Any]) -> dict[str, Any]:
+    """What Powertools generates, made what a generated client can trust: a 204 without content, no 422
+    where nothing is validated (no body, no query), no schema that no operation uses, and each body
+    with the first example of its schema beside it."""
+    schemas = document["components"]["schemas"]
+
+    def with_example(content: dict[str, Any]) -> None:
+        for media in content.values():
+            name = str(media.get("schema", {}).get("$ref", "")).rsplit("/", 1)[-1]
+            examples = schemas.get(name, {}).get("examples")
+            if examples and "example" not in media:
+                media["example"] = examples[0]
+
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            with_example(operation.get("requestBody", {}).get("content", {}))
+            for answer in operation["responses"].values():
+                with_example(answer.get("content", {}))
+            answers = operation["responses"]
+            if "204" in answers:
+                answers["204"].pop("content", None)
+            queried = any(parameter.get("in") != "path" for parameter in operation.get("parameters", []))
+            if "requestBody" not in operation and not queried:
+                answers.pop("422", None)  # a path's taskId is any string: an unknown one is 404
+    while True:
+        text = json.dumps({key: value for key, value in document.items() if key != "components"})
+        text += json.dumps(schemas)
+        unused = [name for name in schemas if f'"#/components/schemas/{name}"' not in text]
+        if not unused:
+            return document
+        for name in unused:
+            del schemas[name]
 
 
 @app.exception_handler(RequestValidationError)

@@ -83,3 +83,36 @@ def test_the_api_takes_a_prompt_as_blank_exactly_when_the_contract_does(text: st
     except ValidationError:
         accepted = False
     assert accepted == published
+
+
+def test_the_contract_is_one_a_generated_client_can_trust() -> None:
+    """Named operations, tagged; a 204 without a body; no 422 where nothing is validated; no schema
+    no operation uses; an example beside every body."""
+    document = json.loads((ROOT / "openapi.json").read_text())
+    operations = {
+        (method, path): operation
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+    }
+    assert {key: op["operationId"] for key, op in operations.items()} == {
+        ("post", "/tasks"): "createTask",
+        ("get", "/tasks"): "listTasks",
+        ("get", "/tasks/{taskId}"): "getTask",
+        ("delete", "/tasks/{taskId}"): "deleteTask",
+        ("get", "/models"): "listModels",
+    }
+    assert all(op.get("tags") for op in operations.values())
+    assert "content" not in operations[("delete", "/tasks/{taskId}")]["responses"]["204"]
+    for key in (("get", "/tasks/{taskId}"), ("delete", "/tasks/{taskId}"), ("get", "/models")):
+        assert "422" not in operations[key]["responses"], key
+    text = json.dumps(document["paths"]) + json.dumps(document["components"])
+    for name in document["components"]["schemas"]:
+        assert text.count(f'"#/components/schemas/{name}"') >= 1, f"{name} is used by no operation"
+    assert not {"HTTPValidationError", "ValidationError"} & set(document["components"]["schemas"])
+    for key, op in operations.items():
+        bodies = [op.get("requestBody", {}), *op["responses"].values()]
+        for body in bodies:
+            for media in body.get("content", {}).values():
+                assert "example" in media, f"{key}: a body without an example"
+    for family in ("4o Image", "Flux Kontext", "Nano Banana", "Seedream", "Imagen", "Ideogram"):
+        assert family in document["info"]["description"]

@@ -384,6 +384,36 @@ class TaskView(Model):
 
 
 class TaskPage(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tasks": [
+                        {
+                            "taskId": "522f93e8ab824c009f4d6aad6a8a95f7",
+                            "upstreamTaskId": "d231a99a9a9f1dd8f895be1b97be8065",
+                            "model": "gpt-4o-image",
+                            "status": "stored",
+                            "images": [
+                                {
+                                    "index": 0,
+                                    "key": "images/522f93e8ab824c009f4d6aad6a8a95f7/0.png",
+                                    "contentType": "image/png",
+                                    "bytes": 78866,
+                                    "sha256": "1f2e3d4c5b6a7988" * 4,
+                                }
+                            ],
+                            "error": None,
+                            "createdAt": "2026-11-21T21:19:40.123Z",
+                            "updatedAt": "2026-11-21T21:19:48.456Z",
+                        }
+                    ],
+                    "nextCursor": "eyJwayI6InRhc2sjNTIyZjkzZTgifQ.5d1Yb3cA",
+                }
+            ]
+        }
+    )
+
     tasks: list[TaskSummary]
     nextCursor: str | None = Field(
         description=(
