@@ -56,7 +56,7 @@ SCENARIOS: list[tuple[str, int, str, int | str | None]] = [
     ("failed 451", 2, "[fault:fail=451]", 451),
     ("failed 500", 2, "[fault:fail=500]", 500),
     ("failed 501", 2, "[fault:fail=501]", 501),
-    ("html image", 2, "[fault:html]", "download_rejected"),
+    ("html image", 3, "[fault:html]", "download_rejected"),
     ("dropped + failed", 2, "[fault:drop,fail=500]", 500),
     # generate answers after the API's timeout (KIE_API_TIMEOUT_SECONDS below): 202 "submitting"
     ("submit timeout", 6, "[fault:submit_delay=4]", None),

@@ -1,6 +1,7 @@
 """A small chaos run inside `make test` (`make chaos` runs 200): nothing lost, nothing duplicated,
-every task ended, and every ended task that asked for a webhook notified exactly once (one verified
-event per task, deduped by webhook-id) through a receiver that fails at random."""
+every task ended, every ended task that asked for a webhook notified exactly once (one verified event
+per task, deduped by webhook-id) through a receiver that fails at random, nothing left in S3 of the
+tasks deleted on their end, and the neighbours of a client whose endpoint hangs notified promptly."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def test_small_chaos_run_loses_and_duplicates_nothing() -> None:
     assert result.stored == result.images_expected
     assert result.webhooks > 0 and result.notify_lost == 0, report.getvalue()
     assert result.notified == result.webhooks, report.getvalue()
+    # a client deleted some tasks on their end, another's endpoint hung throughout
+    assert result.deleted > 0 and result.orphans == 0, report.getvalue()
+    assert result.hanging_tasks > 0 and result.neighbour_delays, report.getvalue()
     assert result.passed
 
 
