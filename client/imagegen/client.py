@@ -108,6 +108,12 @@ class ImageApiClient:
         )
         return _read(response, lambda body: Submission.from_json(body, idempotency_key=key))
 
+    def list_models(self) -> list[dict[str, Any]]:
+        """``GET /models``: every model ``POST /tasks`` takes, as the API describes it."""
+        url = f"{self.base_url}/models"
+        response = self._send_with_retries("GET", url, lambda: self._http.get(url))
+        return _read(response, _models)
+
     def get_task(self, task_id: str) -> Task:
         """``GET /tasks/{taskId}`` (retried like the POST: it is safe to repeat)."""
         url = self._task_url(task_id)
@@ -259,6 +265,15 @@ class ImageApiClient:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def _models(body: Any) -> list[dict[str, Any]]:
+    models = body.get("models") if isinstance(body, dict) else None
+    if not isinstance(models, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("model"), str) for m in models
+    ):
+        raise UnexpectedResponseError("the models answer has no list of models", body=body)
+    return models
 
 
 def _read[T](response: httpx.Response, parse: Callable[[Any], T]) -> T:

@@ -105,6 +105,8 @@ class TaskRequest:
     watermark: str | None = None
     # both
     webhook: str | None = None
+    # a Market model (any model but gpt-4o-image and Flux Kontext): its own input object
+    input: dict[str, Any] | None = None
 
     @property
     def model_name(self) -> str:
@@ -116,8 +118,24 @@ class TaskRequest:
         return self.model_name in FLUX_MODELS
 
     @property
+    def is_market(self) -> bool:
+        """A model of the Market (GET /models lists them): its fields go inside ``input``."""
+        return self.model_name not in MODELS
+
+    def market_input(self) -> dict[str, Any]:
+        """The Market input object as sent: ``input``, with the prompt as ``input.prompt`` when given."""
+        given = dict(self.input or {})
+        if self.prompt is not None:
+            given.setdefault("prompt", self.prompt)
+        return given
+
+    @property
     def image_count(self) -> int:
-        """How many images the task makes: one with Flux Kontext, ``variants`` with 4o."""
+        """How many images the task makes: one with Flux Kontext, ``variants`` with 4o, a Market model's
+        count field (``num_images``) when given, else one."""
+        if self.is_market:
+            count = self.market_input().get("num_images", 1)
+            return int(count) if str(count).isdigit() else 1
         return 1 if self.is_flux else self.variants or 1
 
     def model_fields(self) -> dict[str, Any]:
@@ -145,8 +163,14 @@ class TaskRequest:
 
     def problems(self) -> list[FieldError]:
         found: list[FieldError] = []
-        if self.model is not None and self.model not in MODELS:
-            found.append(FieldError("model", f"must be one of {', '.join(MODELS)}"))
+        if self.is_market:
+            return self._market_problems()
+        if self.input is not None:
+            found.append(
+                FieldError(
+                    "input", f"is for Market models (GET /models); {self.model_name} takes its own fields"
+                )
+            )
         if self.prompt is not None:
             if not re.search(PROMPT_PATTERN, self.prompt):
                 found.append(FieldError("prompt", "must not be empty"))
@@ -167,6 +191,19 @@ class TaskRequest:
         texts = (self.prompt, self.mask, self.input_image, self.watermark, self.webhook, *self.files)
         if any(_has_lone_surrogate(text) for text in texts if text):
             found.append(FieldError("body", "contains invalid Unicode (a lone surrogate)"))
+        return found
+
+    def _market_problems(self) -> list[FieldError]:
+        """A Market request: the model's own fields are the API's to check (GET /models has them); the
+        4o and Flux Kontext options do not apply."""
+        found = [
+            FieldError(name, f"is not a field of {self.model_name}: give it with --input")
+            for name in self.given()
+        ]
+        if not self.market_input().get("prompt") and not self.input:
+            found.append(FieldError("input.prompt", f"{self.model_name} needs its input (a prompt at least)"))
+        if self.webhook is not None and not re.search(WEBHOOK_URL_PATTERN, self.webhook):
+            found.append(FieldError("webhookUrl", f"not an https URL of a host name: {self.webhook!r}"))
         return found
 
     def _four_o_problems(self) -> list[FieldError]:
@@ -228,6 +265,11 @@ class TaskRequest:
         body: dict[str, Any] = {}
         if self.model is not None:
             body["model"] = self.model
+        if self.is_market:
+            body["input"] = self.market_input()
+            if self.webhook is not None:
+                body["webhookUrl"] = self.webhook
+            return body
         if self.prompt is not None:
             body["prompt"] = self.prompt
         fields = self.model_fields() | {"webhookUrl": self.webhook}

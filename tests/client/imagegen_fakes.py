@@ -44,7 +44,7 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 @dataclass
 class FakeApi:
     """POST /tasks, GET /tasks/{id}, GET /tasks (pages of summaries, newest first), DELETE /tasks/{id},
-    plus presigned downloads."""
+    GET /models, plus presigned downloads."""
 
     api_key: str | None = API_KEY
     task_id: str = "task-123"
@@ -107,7 +107,7 @@ class FakeApi:
 
         assert request.url.host == httpx.URL(API_URL).host, request.url
         path = request.url.path
-        assert path.startswith("/Prod/tasks"), path
+        assert path.startswith(("/Prod/tasks", "/Prod/models")), path
         if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
             return json_response(403, {"message": "Forbidden"})
 
@@ -119,6 +119,12 @@ class FakeApi:
                 return self._answer("POST", "/tasks", 422, {"message": "invalid request", "errors": errors})
             self.models[self.task_id] = body.get("model", FOUR_O)
             return self._answer("POST", "/tasks", 202, {"taskId": self.task_id, "status": "submitted"})
+
+        if request.method == "GET" and path == "/Prod/models":
+            # the API's own catalogue (image_pipeline.api_models), held to the contract by _answer
+            from image_pipeline.api_models import model_catalog
+
+            return self._answer("GET", "/models", 200, model_catalog())
 
         if request.method == "GET" and path == "/Prod/tasks":
             if self.list_script:

@@ -112,7 +112,7 @@ def test_generate_sends_every_option(run, api, tmp_path):
         "webhookUrl": "https://hooks.example.com/imagegen",
     }
     # every field the API takes for 4o can be set from the command line
-    assert sorted(body) == sorted(FIELDS - set(FLUX_FIELDS))
+    assert sorted(body) == sorted(FIELDS - set(FLUX_FIELDS) - {"input"})
 
 
 FIELDS = set(contract.resolve(contract.request_schema("POST", "/tasks"))["properties"])
@@ -205,7 +205,7 @@ def test_a_flux_kontext_edit_sends_every_option(run, api, tmp_path):
         "webhookUrl": "https://hooks.example.com/imagegen",
     }
     # every field the API takes for Flux Kontext can be set from the command line
-    assert sorted(body) == sorted(FIELDS - set(FOUR_O_FIELDS))
+    assert sorted(body) == sorted(FIELDS - set(FOUR_O_FIELDS) - {"input"})
     assert run("generate", "x", "--model", "flux-kontext-pro", "--translate", "--no-download").code == 0
     assert json.loads(api.posts()[1].content)["enableTranslation"] is True
 
@@ -644,7 +644,10 @@ def test_malformed_success_answer(run, api, tmp_path):
         ["generate", "a fox", "--webhook", "ftp://hooks.example.com/x"],
         ["generate", "a fox", "--webhook-url", "http://hooks example.com/x"],  # not a URL
         ["generate", "a fox", "--files", "https://exa_mple.com/p.png"],  # not a plain host name
-        ["generate", "a fox", "--model", "dall-e"],
+        ["generate", "a fox", "--model", "nano-banana-pro", "--size", "3:2"],  # a 4o option, Market model
+        ["generate", "a fox", "--input", "aspect_ratio=16:9"],  # --input is for Market models
+        ["generate", "a fox", "--model", "nano-banana-pro", "--input", "no-equals-sign"],
+        ["generate", "a fox", "--model", "nano-banana-pro", "--input-json", "[1, 2]"],
         ["generate", "--model", "flux-kontext-pro"],  # Flux Kontext needs a prompt
         ["generate", "--model", "flux-kontext-pro", "--input-image", "https://e.com/p.png"],
         ["generate", "a fox", "--model", "flux-kontext-pro", "--aspect-ratio", "3:2"],

@@ -59,6 +59,7 @@ from imagegen.api import (
     TaskRequest,
     UpstreamAuthError,
 )
+from imagegen.client import _models as read_models
 from imagegen_fakes import API_URL
 
 OPTIONS = contract.request_schema("POST", "/tasks")
@@ -92,10 +93,26 @@ EVERY_FLUX = TaskRequest(
 )
 
 
-def model_rules() -> tuple[list[str], dict[str, Any], dict[str, Any]]:
-    """The request schema's switch on the model: (the Flux models, the Flux branch, the 4o branch)."""
+def market_rule() -> tuple[list[str], dict[str, Any]]:
+    """The request schema's first switch: (the Market models, their branch)."""
     (switch,) = contract.resolve(OPTIONS)["allOf"]
-    return switch["if"]["properties"]["model"]["enum"], switch["then"], switch["else"]
+    return switch["if"]["properties"]["model"]["enum"], switch["then"]
+
+
+EVERY_MARKET = TaskRequest(
+    "a fox",
+    model="google/nano-banana",
+    input={"output_format": "jpeg", "image_size": "16:9"},
+    webhook=WEBHOOK,
+)
+
+
+def model_rules() -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    """The request schema's switch between 4o and Flux (the Market's else): (the Flux models, the Flux
+    branch, the 4o branch)."""
+    (switch,) = contract.resolve(OPTIONS)["allOf"]
+    flux_or_four_o = next(rule for rule in switch["else"]["allOf"] if "if" in rule)
+    return flux_or_four_o["if"]["properties"]["model"]["enum"], flux_or_four_o["then"], flux_or_four_o["else"]
 
 
 def refused_fields(branch: dict[str, Any]) -> list[str]:
@@ -118,10 +135,11 @@ def required_fields(branch: dict[str, Any]) -> set[str]:
 
 def test_the_client_sends_every_request_field_of_the_contract_and_no_other():
     # Given a request on each model that sets every option the client has for it
-    bodies = [EVERY_FOUR_O.to_json(), EVERY_FLUX.to_json()]
+    bodies = [EVERY_FOUR_O.to_json(), EVERY_FLUX.to_json(), EVERY_MARKET.to_json()]
     # Then together they name every field of the request schema, and the API accepts each
-    assert sorted(set(bodies[0]) | set(bodies[1])) == sorted(FIELDS)
-    for request, body in zip((EVERY_FOUR_O, EVERY_FLUX), bodies, strict=True):
+    assert sorted(set(bodies[0]) | set(bodies[1]) | set(bodies[2])) == sorted(FIELDS)
+    assert set(bodies[2]) == {"model", "input", "webhookUrl"} and bodies[2]["input"]["prompt"] == "a fox"
+    for request, body in zip((EVERY_FOUR_O, EVERY_FLUX, EVERY_MARKET), bodies, strict=True):
         assert request.problems() == []
         assert contract.problems(OPTIONS, body) == []
     # and each carries only its own model's fields
@@ -130,13 +148,18 @@ def test_the_client_sends_every_request_field_of_the_contract_and_no_other():
 
 def test_the_models_and_their_fields_are_the_contracts():
     flux_models, flux, four_o = model_rules()
-    assert list(MODELS) == FIELDS["model"]["enum"]
+    market_models, market = market_rule()
+    # the client knows the 4o and Flux models; any other the contract lists is a Market model
+    assert FIELDS["model"]["enum"] == [*MODELS, *market_models]
+    assert not set(market_models) & set(MODELS)
+    assert all(TaskRequest("x", model=name).is_market for name in market_models)
+    assert sorted(refused_fields(market)) == sorted({"prompt", *FOUR_O_FIELDS, *FLUX_FIELDS})
     assert FIELDS["model"]["default"] == DEFAULT_MODEL
     assert list(FLUX_MODELS) == flux_models
     # each model refuses exactly the other one's fields
     assert sorted(FOUR_O_FIELDS) == sorted(refused_fields(flux))
     assert sorted(FLUX_FIELDS) == sorted(refused_fields(four_o))
-    assert set(FIELDS) == {"model", "prompt", "webhookUrl", *FOUR_O_FIELDS, *FLUX_FIELDS}
+    assert set(FIELDS) == {"model", "prompt", "webhookUrl", "input", *FOUR_O_FIELDS, *FLUX_FIELDS}
     # a field of the other model is refused by the client too, naming it
     for request, other in ((EVERY_FOUR_O, EVERY_FLUX), (EVERY_FLUX, EVERY_FOUR_O)):
         mixed = TaskRequest(**{**vars(other), "model": request.model})
@@ -270,7 +293,7 @@ def flux_fields(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def requests(draw: st.DrawFn, models: st.SearchStrategy[str | None] | None = None) -> TaskRequest:
-    model = draw(models if models is not None else maybe(st.sampled_from([*MODELS, "dall-e"])))
+    model = draw(models if models is not None else maybe(st.sampled_from(list(MODELS))))
     # mostly only the model's own fields (or the default model's), sometimes the other model's too
     fields = draw(flux_fields()) if model in FLUX_MODELS else draw(four_o_fields())
     if models is None and draw(st.integers(0, 3)) == 0:
@@ -299,6 +322,7 @@ OPERATIONS: dict[tuple[str, str], Callable[[ImageApiClient], Any]] = {
     ("GET", "/tasks/{taskId}"): lambda client: client.get_task("t-1"),
     ("GET", "/tasks"): lambda client: client.list_tasks(),
     ("DELETE", "/tasks/{taskId}"): lambda client: client.delete_task("t-1"),
+    ("GET", "/models"): lambda client: client.list_models(),
 }
 # Each success answer, read by the client's model and written back as the API wrote it.
 SUCCESSES: dict[tuple[str, str, int], Callable[[Any], Any] | None] = {
@@ -306,6 +330,7 @@ SUCCESSES: dict[tuple[str, str, int], Callable[[Any], Any] | None] = {
     ("GET", "/tasks/{taskId}", 200): lambda body: Task.from_json(body).to_json(),
     ("GET", "/tasks", 200): lambda body: TaskPage.from_json(body).to_json(),
     ("DELETE", "/tasks/{taskId}", 204): None,  # no body
+    ("GET", "/models", 200): lambda body: {"models": read_models(body)},
 }
 # Each error status, as the typed exception the client raises for it.
 ERRORS: dict[int, type[ApiError]] = {
@@ -402,7 +427,7 @@ def test_an_error_body_without_field_errors_is_read_too():
 def test_the_statuses_and_the_list_parameters_are_the_contracts():
     for name in ("TaskView", "TaskSummary"):
         assert list(TASK_STATUSES) == contract.component(name)["properties"]["status"]["enum"]
-        assert list(MODELS) == contract.component(name)["properties"]["model"]["enum"]
+        assert contract.component(name)["properties"]["model"]["type"] == "string"  # any model, GET /models
     notification = contract.non_null(contract.component("TaskView")["properties"]["notification"])
     assert list(NOTIFICATION_STATES) == notification["properties"]["state"]["enum"]
     query = contract.parameters("GET", "/tasks", "query")

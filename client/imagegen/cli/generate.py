@@ -50,6 +50,8 @@ FLAGS = {
     "safetyTolerance": "--safety-tolerance",
     "watermark": "--watermark",
     "webhookUrl": "--webhook-url",
+    "input": "--input",
+    "input.prompt": "PROMPT",
 }
 
 EXTENSIONS = {
@@ -108,6 +110,7 @@ def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:
         safety_tolerance=args.safety_tolerance,
         watermark=args.watermark,
         webhook=args.webhook,
+        input=_market_input(args),
     )
     if problems := _request_problems(request):
         raise UsageError("; ".join(problems))
@@ -133,9 +136,20 @@ def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:
                 print_json(generation.to_json())
 
 
+def _market_input(args: argparse.Namespace) -> dict[str, Any] | None:
+    """--input-json, with each --input KEY=VALUE over it; None when neither is given."""
+    if args.input_json is None and not args.inputs:
+        return None
+    given = dict(args.input_json or {})
+    given.update(dict(args.inputs))
+    return given
+
+
 def _request_problems(request: TaskRequest) -> list[str]:
     """What is wrong with the request, in the command line's words: first the options of the other model,
     each named (nothing is sent while there is one), then the rest."""
+    if request.is_market:
+        return [f"{FLAGS.get(p.field, p.field)}: {_in_flags(p.message)}" for p in request.problems()]
     others = FOUR_O_FIELDS if request.is_flux else FLUX_FIELDS
     flags = [
         "--no-translate" if name == "enableTranslation" and request.translate is False else FLAGS[name]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 from imagegen import __version__
 from imagegen.api import (
@@ -24,7 +26,6 @@ from imagegen.api import (
     MAX_FILES,
     MAX_SAFETY_TOLERANCE,
     MAX_WATERMARK_CHARS,
-    MODELS,
     OUTPUT_FORMATS,
     SIZES,
     TASK_STATUSES,
@@ -33,6 +34,7 @@ from imagegen.api import (
 )
 from imagegen.cli.context import ENV_API_KEY, ENV_API_URL
 from imagegen.cli.generate import cmd_generate
+from imagegen.cli.models import cmd_models
 from imagegen.cli.tasks import cmd_delete, cmd_list, cmd_status
 
 
@@ -115,8 +117,26 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt", nargs="?", help="what to draw (optional with --files)")
     gen.add_argument(
         "--model",
-        choices=MODELS,
-        help=f"the image model (default {FOUR_O_MODEL}; {' and '.join(FLUX_MODELS)} are Flux Kontext)",
+        metavar="MODEL",
+        help=f"the image model (default {FOUR_O_MODEL}; {' and '.join(FLUX_MODELS)} are Flux Kontext; "
+        "any other is a Market model: `imagegen models` lists them, give its fields with --input)",
+    )
+    market = gen.add_argument_group("Market model options (imagegen models MODEL lists a model's fields)")
+    market.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        default=[],
+        type=_input_pair,
+        metavar="KEY=VALUE",
+        help="one field of the model's input (repeat it); VALUE is read as JSON when it parses "
+        '(4, true, ["https://..."]), else kept as text; the prompt goes in as input.prompt',
+    )
+    market.add_argument(
+        "--input-json",
+        type=_input_json,
+        metavar="JSON|@FILE",
+        help="the whole input object as JSON, or @file.json; --input fields are added over it",
     )
     gen.add_argument(
         "--out", type=Path, default=Path("images"), metavar="DIR", help="where to save (default ./images)"
@@ -225,6 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(listing)
     listing.set_defaults(handler=cmd_list)
 
+    models = commands.add_parser(
+        "models",
+        help="list the models the API offers, or one model's input fields",
+        description="Every model POST /tasks takes (GET /models): its family, how many images it makes, "
+        "its formats and the fields that take image URLs; with MODEL, that model's input fields.",
+    )
+    models.add_argument("model", nargs="?", metavar="MODEL", help="one model's fields")
+    _global_options(models)
+    models.set_defaults(handler=cmd_models)
+
     delete = commands.add_parser(
         "delete",
         help="delete a finished task and its images",
@@ -234,3 +264,32 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(delete)
     delete.set_defaults(handler=cmd_delete)
     return parser
+
+
+def _input_pair(text: str) -> tuple[str, Any]:
+    """KEY=VALUE of --input: VALUE as JSON when it parses, else the text itself."""
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def _input_json(text: str) -> dict[str, Any]:
+    """--input-json: a JSON object, given inline or as @path."""
+    source = text
+    if text.startswith("@"):
+        try:
+            source = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {text[1:]!r}: {exc.strerror or exc}") from None
+    try:
+        parsed = json.loads(source)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object of the model's input fields")
+    return parsed

@@ -62,27 +62,40 @@ def _only(fields: tuple[str, ...]) -> dict[str, Any]:
 
 
 _FLUX = {"properties": {"model": {"enum": list(FLUX_MODELS)}}, "required": ["model"]}
+_MARKET = {"properties": {"model": {"enum": list(MARKET_MODELS)}}, "required": ["model"]}
+_FOUR_O_OR_FLUX: dict[str, Any] = {
+    "if": _FLUX,
+    "then": {
+        "allOf": [
+            _only(FOUR_O_FIELDS),
+            {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
+            {
+                "if": {"required": ["inputImage"], "properties": {"inputImage": {"type": "string"}}},
+                "then": {"properties": {"safetyTolerance": {"maximum": MAX_EDIT_SAFETY_TOLERANCE}}},
+            },
+        ]
+    },
+    "else": {
+        "allOf": [
+            _only(FLUX_FIELDS),
+            {"required": ["size"], "properties": {"size": {"type": "string"}}},
+            *FOUR_O_RULES,
+        ]
+    },
+}
+# A Market model takes its own input object (GET /models has each model's fields as JSON Schema) and
+# none of the 4o or Flux Kontext fields; the others take their fields and no input.
 _TASK_REQUEST_RULES: dict[str, Any] = {
     "allOf": [
         {
-            "if": _FLUX,
+            "if": _MARKET,
             "then": {
                 "allOf": [
-                    _only(FOUR_O_FIELDS),
-                    {"required": ["prompt"], "properties": {"prompt": {"type": "string"}}},
-                    {
-                        "if": {"required": ["inputImage"], "properties": {"inputImage": {"type": "string"}}},
-                        "then": {"properties": {"safetyTolerance": {"maximum": MAX_EDIT_SAFETY_TOLERANCE}}},
-                    },
+                    _only(("prompt", *FOUR_O_FIELDS, *FLUX_FIELDS)),
+                    {"required": ["input"], "properties": {"input": {"type": "object"}}},
                 ]
             },
-            "else": {
-                "allOf": [
-                    _only(FLUX_FIELDS),
-                    {"required": ["size"], "properties": {"size": {"type": "string"}}},
-                    *FOUR_O_RULES,
-                ]
-            },
+            "else": {"allOf": [_only(("input",)), _FOUR_O_OR_FLUX]},
         }
     ]
 }
@@ -93,8 +106,9 @@ class TaskRequest(Model):
 
     `model` chooses the API: gpt-4o-image (the default) takes size, filesUrl, maskUrl, nVariants,
     isEnhance, enableFallback, fallbackModel; flux-kontext-pro and flux-kontext-max take aspectRatio,
-    inputImage, outputFormat, enableTranslation, promptUpsampling, safetyTolerance, watermark. A field of
-    the other model is refused, naming it, and nothing is sent upstream.
+    inputImage, outputFormat, enableTranslation, promptUpsampling, safetyTolerance, watermark; a Market
+    model (GET /models) takes its own `input` object, its prompt inside it. A field of another model is
+    refused, naming it, and nothing is sent upstream.
     """
 
     model_config = ConfigDict(
@@ -104,6 +118,10 @@ class TaskRequest(Model):
             "examples": [
                 {"prompt": "a red fox in snow, watercolor", "size": "3:2", "nVariants": 2},
                 {"model": "flux-kontext-pro", "prompt": "a paper lantern festival", "aspectRatio": "16:9"},
+                {
+                    "model": "nano-banana-pro",
+                    "input": {"prompt": "a lighthouse at dusk", "aspect_ratio": "16:9", "resolution": "2K"},
+                },
                 {
                     "size": "1:1",
                     "filesUrl": ["https://example.com/photo.png"],
