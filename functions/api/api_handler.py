@@ -47,7 +47,13 @@ from image_pipeline.errors import (
 )
 from image_pipeline.logic.client_tasks import delete_task, list_tasks
 from image_pipeline.logic.status import task_status
-from image_pipeline.logic.submission import SubmittedTask, SubmitTimes, check_request, submit_task
+from image_pipeline.logic.submission import (
+    IDEMPOTENCY_KEY_PATTERN,
+    SubmittedTask,
+    SubmitTimes,
+    check_request,
+    submit_task,
+)
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import ApiSettings, api_settings, parse_at_cold_start
 from image_pipeline.task_models import TaskStatus
@@ -134,6 +140,8 @@ def create_task(
                 "a retry with the same key and body (by the same client, within a day) answers with the "
                 "same task as it stands, never a second generation; the same key with another body is 422"
             ),
+            # checked by logic.submission.check_request (in our words); the contract says the same
+            json_schema_extra={"minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY_PATTERN},
         ),
     ] = None,
 ) -> Response[Any]:

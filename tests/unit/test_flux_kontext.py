@@ -154,3 +154,21 @@ def test_an_expired_flux_link_is_renewed_through_the_common_download_url(aws_sta
             == "https://fresh.example/a.jpg"
         )
     assert json.loads(route.calls.last.request.content) == {"url": "https://old.example/a.jpg"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"prompt": "a fox", "size": "1:1", "enableFallback": 0}, "enableFallback"),  # 0 is no boolean
+        ({"prompt": "a fox", "size": "1:1", "isEnhance": "true"}, "isEnhance"),
+        ({"model": "flux-kontext-pro", "prompt": "a fox", "safetyTolerance": "3"}, "safetyTolerance"),
+        ({"model": "flux-kontext-pro", "prompt": "a fox", "promptUpsampling": 1}, "promptUpsampling"),
+    ],
+)
+def test_values_of_another_json_type_are_refused_as_the_contract_says(
+    aws_stack: Any, upstream: Any, lambda_context: Any, body: dict[str, Any], field: str
+) -> None:
+    # schemathesis found `enableFallback: 0` accepted (pydantic's lax mode) though the schema says boolean
+    status, answer = invoke(body, lambda_context)
+    assert status == 422 and [problem["field"] for problem in answer["errors"]] == [field], answer
+    assert not upstream.routes[0].called and not upstream.routes[1].called

@@ -113,6 +113,8 @@ class TaskRequest(Model):
 
     model_config = ConfigDict(
         extra="forbid",
+        # JSON types as the contract says them: 0 is no boolean and "3" no integer (lax mode took both)
+        strict=True,
         json_schema_extra={
             **_TASK_REQUEST_RULES,
             "examples": [

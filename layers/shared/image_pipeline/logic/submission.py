@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 CONFIRM_ATTEMPTS = 3
 CONFIRM_BACKOFF_SECONDS = 0.5
 MAX_IDEMPOTENCY_KEY_CHARS = 255
+# Visible ASCII and the space: what an HTTP header carries as it is, the same in every regex engine.
+IDEMPOTENCY_KEY_PATTERN = "^[ -~]+$"
 
 
 class SubmitTimes(NamedTuple):
@@ -89,10 +92,11 @@ def check_request(
     if options.webhookUrl:
         check_webhook_url(options.webhookUrl)
     if idempotency_key is not None and (
-        not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS or not idempotency_key.isprintable()
+        not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS
+        or not re.fullmatch(IDEMPOTENCY_KEY_PATTERN.strip("^$"), idempotency_key)
     ):
         raise InvalidIdempotencyKey(
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters of visible ASCII or spaces"
         )
 
 
