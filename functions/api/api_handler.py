@@ -88,7 +88,7 @@ def callback_base(settings: ApiSettings) -> str:
     return f"https://{context.domain_name}/{context.stage}{settings.callback_path}"
 
 
-MODEL_RULE = re.compile(r"(?P<field>[A-Za-z]+): (?P<message>.+)", re.DOTALL)
+MODEL_RULE = re.compile(r"(?P<field>[A-Za-z]+(?:\[[0-9]+\])?): (?P<message>.+)", re.DOTALL)
 LOCAL_CLIENT = "local"  # every request's client where no API key is required (the local stacks)
 API_KEY_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
 SUBMIT_LIMITS = (
@@ -379,23 +379,58 @@ def published(document: dict[str, Any]) -> dict[str, Any]:
 def invalid_request(error: RequestValidationError) -> Response[Any]:
     problems = []
     for problem in error.errors():
-        # Field names only: a JSON syntax error's location is a character offset, not a field.
-        location = [
-            part
-            for part in problem.get("loc", ())
-            if isinstance(part, str) and part not in ("body", "query", "header", "path")
-        ]
-        if problem.get("type") == "json_invalid":
-            location = []
-        # Our rules raise ValueError, which pydantic prefixes; the client reads our words only.
-        message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")
-        # A rule over several fields names the one at fault first: "Value error, size: required ..."
+        if problem.get("type") == "json_invalid":  # not JSON at all (cut short, a stray comma): 400
+            message = "the body is not valid JSON (cut short, or a syntax error): send one JSON object"
+            return _json(
+                400,
+                {
+                    "message": f"malformed request: {message}",
+                    "errors": [{"field": "body", "message": message}],
+                },
+            )
+        location = field_name(problem.get("loc", ()))
+        message = in_our_words(problem, location)
+        # A rule over several fields names the one at fault first: "maskUrl: a mask edits ..."
         named = MODEL_RULE.match(message) if not location else None
         if named:
-            location, message = [named["field"]], named["message"]
-        problems.append({"field": ".".join(location) or "body", "message": message})
+            location, message = named["field"], named["message"]
+        problems.append({"field": location or "body", "message": message})
     fields = ", ".join(problem["field"] for problem in problems)
     return _json(422, {"message": f"invalid request: check {fields}", "errors": problems})
+
+
+URL_FIELDS = ("filesUrl", "maskUrl", "inputImage", "webhookUrl")
+
+
+def field_name(location: Any) -> str:
+    """pydantic's location as the client wrote it: `filesUrl[1]`, `input.prompt` (never `body`)."""
+    name = ""
+    for part in location:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif part not in ("body", "query", "header", "path") and not str(part).startswith(
+            ("function-", "str")
+        ):
+            name += f".{part}" if name else str(part)
+    return name
+
+
+def in_our_words(problem: Any, field: str) -> str:
+    """pydantic's message without library prefixes or regexes, saying what to send instead."""
+    kind = str(problem.get("type", ""))
+    message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")  # our rules' ValueErrors
+    base = field.split("[", 1)[0]
+    if base in URL_FIELDS and kind.startswith("string_"):
+        if base == "webhookUrl":
+            return "must be an https URL of a public host, such as https://hooks.example.com/imagegen"
+        return "must be an http(s) URL of an image file (.png, .jpg, .jpeg or .webp), 8 to 2048 characters"
+    if kind == "string_pattern_mismatch":
+        return "must not be blank" if base == "prompt" else "is not in the expected form"
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a field of this request"
+    return message.replace("Input should be", "must be").replace("String should have", "must have")
 
 
 @app.exception_handler([UnreadableBody, RecursionError, UnicodeDecodeError, binascii.Error])
@@ -413,8 +448,14 @@ def unreadable_body(error: Exception) -> Response[Any]:
 
 @app.exception_handler(WebhookUrlError)
 def unsafe_webhook_url(error: WebhookUrlError) -> Response[Any]:
-    message = f"webhookUrl is refused: {error}"
-    return _json(422, {"message": message, "errors": [{"field": "webhookUrl", "message": str(error)}]})
+    detail = str(error)
+    if "loopback" in detail or "private" in detail or error.reason == "scheme":
+        detail += (
+            "; a webhook is https to a public host (a local stack also calls the http origins listed "
+            "in WEBHOOK_TRUSTED_ORIGINS)"
+        )
+    message = f"webhookUrl is refused: {detail}"
+    return _json(422, {"message": message, "errors": [{"field": "webhookUrl", "message": detail}]})
 
 
 @app.exception_handler(InvalidIdempotencyKey)

@@ -159,20 +159,26 @@ def test_invalid_body_names_each_bad_field_and_calls_nothing(
 @pytest.mark.parametrize(
     ("body", "field", "needle"),
     [
-        ({"size": "1:1"}, "body", "prompt"),
-        ({"prompt": "x", "size": "1:1", "filesUrl": ["https://e.com/a.gif"]}, "filesUrl", ".png"),
+        ({"size": "1:1"}, "prompt", "filesUrl"),
+        ({"prompt": "x", "size": "1:1", "filesUrl": ["https://e.com/a.gif"]}, "filesUrl[0]", ".png"),
         (
             {"prompt": "x", "size": "1:1", "filesUrl": [f"https://e.com/{i}.png" for i in range(6)]},
             "filesUrl",
             "5",
         ),
-        ({"prompt": "x", "size": "1:1", "fallbackModel": "FLUX_MAX"}, "body", "enableFallback"),
+        ({"prompt": "x", "size": "1:1", "fallbackModel": "FLUX_MAX"}, "fallbackModel", "enableFallback"),
         (
             {"prompt": "x", "size": "1:1", "enableFallback": True, "fallbackModel": "DALL_E"},
             "fallbackModel",
             "",
         ),
-        ({"prompt": "x", "size": "1:1", "maskUrl": "https://e.com/m.png"}, "body", "filesUrl"),
+        ({"prompt": "x", "size": "1:1", "maskUrl": "https://e.com/m.png"}, "maskUrl", "filesUrl"),
+        (
+            {"prompt": "x", "size": "1:1", "filesUrl": ["https://e.com/a.png", "https://e.com/b.txt"]},
+            "filesUrl[1]",
+            ".png",
+        ),
+        ({"prompt": "x", "size": "1:1", "webhookUrl": "hello"}, "webhookUrl", "https://hooks.example.com"),
         ({"prompt": "   ", "size": "1:1"}, "prompt", "blank"),
         ({"prompt": "x", "size": "1:1", "callBackUrl": "https://evil.example/cb"}, "callBackUrl", ""),
     ],
@@ -186,13 +192,18 @@ def test_each_generate_rule_is_enforced(
     problems = {problem["field"]: problem["message"] for problem in answer["errors"]}
     assert field in problems, problems
     assert needle in problems[field]
+    assert not any(word in problems[field] for word in ("Value error", "String should", "^", "[A-Z")), (
+        problems
+    )
     assert not route.called
 
 
-def test_body_that_is_not_json_is_a_clear_422(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
-    status, body, _ = invoke(with_body(load_event("api_submit_task"), "{not json"), lambda_context)
-    assert status == 422
-    assert body["errors"] and "json" in json.dumps(body).lower()
+def test_body_that_is_not_json_is_a_clear_400(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    for broken in ("{not json", '{"prompt": "x", "size": "1:1"'):  # a syntax error; cut short
+        status, body, _ = invoke(with_body(load_event("api_submit_task"), broken), lambda_context)
+        assert status == 400, body
+        assert body["errors"] == [{"field": "body", "message": body["errors"][0]["message"]}]
+        assert "not valid JSON" in body["message"]
 
 
 @pytest.mark.parametrize(

@@ -238,7 +238,7 @@ class TaskRequest(Model):
             first = error.errors(include_url=False)[0]
             field = ".".join(str(part) for part in first["loc"] if isinstance(part, str))
             message = str(first["msg"]).removeprefix("Value error, ")
-            if field and not message.startswith(f"{field}:"):
+            if field and not message.startswith((f"{field}:", f"{field}[")):
                 message = f"{field}: {message}"
             raise ValueError(message) from None
         return self

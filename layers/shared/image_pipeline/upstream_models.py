@@ -132,8 +132,11 @@ class GenerationOptions(Model):
     @field_validator("filesUrl")
     @classmethod
     def _files_are_images(cls, urls: list[str] | None) -> list[str] | None:
-        for url in urls or ():
-            _check_image_url(url)
+        for index, url in enumerate(urls or ()):
+            try:
+                _check_image_url(url)
+            except ValueError as problem:  # named by its item, as the client wrote the list
+                raise ValueError(f"filesUrl[{index}]: {problem}") from None
         return urls
 
     @field_validator("maskUrl")
@@ -146,11 +149,11 @@ class GenerationOptions(Model):
         if not is_storable_text(self.model_dump()):
             raise ValueError("contains invalid Unicode (a lone surrogate)")
         if not self.prompt and not self.filesUrl:
-            raise ValueError("give a prompt, filesUrl, or both")
+            raise ValueError("prompt: give a prompt, images in filesUrl, or both")
         if self.maskUrl and not self.filesUrl:
-            raise ValueError("maskUrl edits an image: give the source image in filesUrl")
+            raise ValueError("maskUrl: a mask edits an image: give that image in filesUrl too")
         if self.fallbackModel and not self.enableFallback:
-            raise ValueError("fallbackModel only applies with enableFallback: true")
+            raise ValueError("fallbackModel: applies only with enableFallback: true; add it or drop fallbackModel")
         return self
 
 
