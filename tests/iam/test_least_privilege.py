@@ -40,7 +40,7 @@ from tests.iam.recorder import Call, Permission, permissions_for
 from tests.sam.test_policies import function_roles, translated_template
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+README = ROOT / "docs" / "security.md"  # the table of grants lives in the security page
 FUNCTIONS = (
     "ApiFunction",
     "CallbackFunction",
@@ -648,12 +648,12 @@ def test_the_readme_table_is_the_roles_as_checked(
     expected = grants_table(recorded, roles, deployment) + "\n"
     text = README.read_text(encoding="utf-8")
     found = re.search(re.escape(TABLE_START) + r"\n(.*?)" + re.escape(TABLE_END), text, re.DOTALL)
-    assert found, f"README.md has no {TABLE_START} ... {TABLE_END} section"
+    assert found, f"docs/security.md has no {TABLE_START} ... {TABLE_END} section"
     if found.group(1) != expected and os.environ.get("IAM_WRITE_README") == "1":
         README.write_text(text[: found.start(1)] + expected + text[found.end(1) :], encoding="utf-8")
         return
     assert found.group(1) == expected, (
-        "README.md's table of grants is not the roles as checked; IAM_WRITE_README=1 rewrites it:\n"
+        "docs/security.md's table of grants is not the roles as checked; IAM_WRITE_README=1 rewrites it:\n"
         + expected
     )
 

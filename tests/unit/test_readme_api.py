@@ -1,4 +1,4 @@
-"""README's "API" section against openapi.json: every route the contract declares has its
+"""docs/api.md's "API" section against openapi.json: every route the contract declares has its
 "### `METHOD /path`" heading, and that heading's status table lists exactly the statuses it declares.
 
 The form parsed: within "## API", a heading "### `GET /tasks/{taskId}`" (a query string after the path
@@ -81,7 +81,7 @@ def problems(readme: str, document: dict[str, Any]) -> list[str]:
 
 
 def load() -> tuple[str, dict[str, Any]]:
-    return (ROOT / "README.md").read_text(), json.loads((ROOT / "openapi.json").read_text())
+    return (ROOT / "docs" / "api.md").read_text(), json.loads((ROOT / "openapi.json").read_text())
 
 
 def test_readme_documents_every_route_and_status_of_openapi_json() -> None:

@@ -153,7 +153,9 @@ class GenerationOptions(Model):
         if self.maskUrl and not self.filesUrl:
             raise ValueError("maskUrl: a mask edits an image: give that image in filesUrl too")
         if self.fallbackModel and not self.enableFallback:
-            raise ValueError("fallbackModel: applies only with enableFallback: true; add it or drop fallbackModel")
+            raise ValueError(
+                "fallbackModel: applies only with enableFallback: true; add it, or drop fallbackModel"
+            )
         return self
 
 
