@@ -81,6 +81,22 @@ def download_image(
         ):
             notify_end(job.taskId, notify_queue=notify_queue)
         return DownloadResult.REJECTED
+    return _store_and_record(
+        job, task, image, store=store, blobs=blobs, clock=clock, notify_queue=notify_queue
+    )
+
+
+def _store_and_record(
+    job: DownloadJob,
+    task: TaskRecord,
+    image: FetchedImage,
+    *,
+    store: ImageRecords,
+    blobs: ImageBlobs,
+    clock: Callable[[], datetime],
+    notify_queue: NotifyQueue | None,
+) -> DownloadResult:
+    """Put the fetched image in S3 and count it once on the task (the last one ends it)."""
     key = image_key(job.taskId, job.index, image.extension)
     # None when the key already holds this file (an earlier run crashed before recording it, or the
     # job ran twice at once): one copy in S3 either way, and it is recorded below all the same.

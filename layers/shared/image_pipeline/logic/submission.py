@@ -143,23 +143,11 @@ def submit_task(
     admits a new generation just before its task is recorded, never a retry answered from its key; it
     raises to refuse (RateLimited). Images the upstream refused to make are given back.
     """
-    task_id = new_task_id()
     key = idempotency_key if claims is not None else None
-    if key is not None:
-        assert claims is not None
-        fingerprint = request_hash(options.model_dump(mode="json"))
-        earlier = claims.claim(owner, key, fingerprint, task_id, clock())
-        if earlier is not None:
-            if earlier.request_hash != fingerprint:
-                raise IdempotencyKeyReused()
-            task = store.get_task(earlier.task_id)
-            if task is not None:
-                if task.status is TaskStatus.DELETED:
-                    raise IdempotencyKeyTaskDeleted(earlier.task_id)
-                return SubmittedTask(task.taskId, task.status, repeated=True)
-            # Claimed, but the request that claimed it stopped before recording the task (so before
-            # calling the upstream): this request carries on with the claimed id.
-            task_id = earlier.task_id
+    claimed = _claim(options, owner, key, claims, store, clock) if key is not None else new_task_id()
+    if isinstance(claimed, SubmittedTask):  # a retry, answered with the task the first request made
+        return claimed
+    task_id = claimed
     generation = options.generation()
     try:
         give_back = admission.admit(owner, image_count(generation)) if admission is not None else None
@@ -182,17 +170,8 @@ def submit_task(
     if not recorded:  # a concurrent retry of the same key recorded it (and calls the upstream) first
         task = store.get_task(task_id)
         return SubmittedTask(task_id, task.status if task else TaskStatus.SUBMITTING, repeated=True)
-    callback = callback_url(callback_base, task_id, token)
     try:
-        if isinstance(generation, MarketOptions):
-            upstream_task_id = upstream.create_market_task(generation.model, generation.input, callback)
-        elif isinstance(generation, FluxKontextOptions):
-            request = FluxGenerateRequest(**upstream_fields(generation), callBackUrl=callback)
-            upstream_task_id = upstream.generate_flux(request)
-        else:
-            upstream_task_id = upstream.generate(
-                GenerateRequest(**upstream_fields(generation), callBackUrl=callback)
-            )
+        upstream_task_id = _generate(generation, upstream, callback_url(callback_base, task_id, token))
     except UpstreamNoAnswer:
         # The upstream may have made the task (and charged for it): ours stands, and waits for its
         # callback or the reconciler's bound.
@@ -221,6 +200,46 @@ def submit_task(
             outbox.send_confirm(message)
             return SubmittedTask(task_id, TaskStatus.SUBMITTING, confirm_queued=True)
     return SubmittedTask(task_id, TaskStatus.SUBMITTING)
+
+
+def _claim(
+    options: TaskRequest,
+    owner: str,
+    key: str,
+    claims: IdempotencyStore | None,
+    store: SubmissionRecords,
+    clock: Callable[[], datetime],
+) -> str | SubmittedTask:
+    """Claim the Idempotency-Key for a new task id, or answer a retry with the task its key made."""
+    assert claims is not None
+    task_id = new_task_id()
+    fingerprint = request_hash(options.model_dump(mode="json"))
+    earlier = claims.claim(owner, key, fingerprint, task_id, clock())
+    if earlier is None:
+        return task_id
+    if earlier.request_hash != fingerprint:
+        raise IdempotencyKeyReused()
+    task = store.get_task(earlier.task_id)
+    if task is not None:
+        if task.status is TaskStatus.DELETED:
+            raise IdempotencyKeyTaskDeleted(earlier.task_id)
+        return SubmittedTask(task.taskId, task.status, repeated=True)
+    # Claimed, but the request that claimed it stopped before recording the task (so before calling
+    # the upstream): this request carries on with the claimed id.
+    return earlier.task_id
+
+
+def _generate(
+    generation: GenerationOptions | FluxKontextOptions | MarketOptions, upstream: Upstream, callback: str
+) -> str:
+    """The generate call of the task's API: the Market's createTask, Flux Kontext's or 4o's generate."""
+    if isinstance(generation, MarketOptions):
+        return upstream.create_market_task(generation.model, generation.input, callback)
+    if isinstance(generation, FluxKontextOptions):
+        return upstream.generate_flux(
+            FluxGenerateRequest(**upstream_fields(generation), callBackUrl=callback)
+        )
+    return upstream.generate(GenerateRequest(**upstream_fields(generation), callBackUrl=callback))
 
 
 def _release(claims: IdempotencyStore | None, owner: str, key: str, task_id: str) -> None:
