@@ -221,6 +221,9 @@ def run_once(template: dict[str, Any]) -> Run:
         reconcile_interval_seconds=0,  # scheduled runs are a fixed cost, not a task's
         # The emulator's own limit (20 generate calls per 10 s) would measure the emulator, not us.
         emulator_overrides={"generate_rate_limit": 0},
+        # One client submits the whole run: its share of the generate window (50 %, 10 in any 10 s)
+        # would pace the submits, not measure the pipeline.
+        extra_environment={"CLIENT_GENERATE_SHARE_PERCENT": "100"},
     )
     try:
         started = time.perf_counter()

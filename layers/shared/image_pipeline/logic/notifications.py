@@ -205,6 +205,31 @@ def task_data(task: TaskRecord, images: ImageBlobs | None, presign_seconds: int)
     }
 
 
+def _publish_once(
+    task: TaskRecord, *, store: NotificationRecords, events: EventBus | None, presign_seconds: int
+) -> None:
+    """The task's EventBridge event, once, and the outbox mark off (the message is handled)."""
+    published = False
+    if events is not None and not task.eventPublished:
+        detail = task_data(task, None, presign_seconds)  # no links: rules and logs keep events for long
+        events.publish(DETAIL_TYPES[task.status], detail, resources=[])
+        published = True
+    if published or task.notifyPending:
+        store.clear_notify_mark(
+            task.taskId, webhook_url=task.webhookUrl, event_published=published, reopened=task.reopened
+        )
+
+
+def webhook_body(task: TaskRecord, images: ImageBlobs, presign_seconds: int) -> bytes:
+    """The Standard Webhooks payload: type, timestamp, and the task with fresh links."""
+    payload = {
+        "type": EVENT_TYPES[task.status],
+        "timestamp": task.updatedAt,
+        "data": task_data(task, images, presign_seconds),
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
 def notify(
     task_id: str,
     *,
@@ -232,15 +257,7 @@ def notify(
     task = store.get_task(task_id)
     if task is None or task.status not in DETAIL_TYPES:
         return NotifyOutcome.NOT_ENDED
-    published = False
-    if events is not None and not task.eventPublished:
-        detail = task_data(task, None, presign_seconds)  # no links: rules and logs keep events for long
-        events.publish(DETAIL_TYPES[task.status], detail, resources=[])
-        published = True
-    if published or task.notifyPending:  # the message is handled: the outbox mark goes
-        store.clear_notify_mark(
-            task.taskId, webhook_url=task.webhookUrl, event_published=published, reopened=task.reopened
-        )
+    _publish_once(task, store=store, events=events, presign_seconds=presign_seconds)
     notification = task.notification or Notification()
     if not task.webhookUrl or notification.state != "pending":
         return NotifyOutcome.PUBLISHED if notification.state != "delivered" else NotifyOutcome.DELIVERED
@@ -256,14 +273,7 @@ def notify(
             reopened=task.reopened,
         )
         return NotifyOutcome.GAVE_UP
-    body = json.dumps(
-        {
-            "type": EVENT_TYPES[task.status],
-            "timestamp": task.updatedAt,
-            "data": task_data(task, images, presign_seconds),
-        },
-        separators=(",", ":"),
-    ).encode()
+    body = webhook_body(task, images, presign_seconds)
     client = task.owner or ""
     if breaker is not None and (wait := breaker.admit(client)) > 0:
         raise WebhookDeferred("the client's endpoint rests: it hung on a recent attempt", math.ceil(wait))
