@@ -99,7 +99,7 @@ class Invocation:
     seconds: float
     cpu_seconds: float
     route: str | None  # "GET /tasks/{taskId}" when API Gateway invoked it
-    submission: str | None  # a callback's submissionId
+    task: str | None  # the task a callback is for: our id, in its path (/callbacks/{taskId})
     status: int | None  # an API answer's statusCode
 
 
@@ -191,7 +191,9 @@ def run_once(template: dict[str, Any]) -> Run:
                     seen.seconds,
                     seen.cpu_seconds,
                     f"{event['httpMethod']} {event.get('resource')}" if "httpMethod" in event else None,
-                    (event.get("pathParameters") or {}).get("submissionId"),
+                    (event.get("pathParameters") or {}).get("taskId")
+                    if logical_id == "CallbackFunction"
+                    else None,
                     status if isinstance(status, int) else None,
                 )
             )
@@ -291,7 +293,7 @@ def run_once(template: dict[str, Any]) -> Run:
         callback_to_stored=[
             stored_at[task_id] - entry
             for task_id, record in stored.items()
-            if (entry := callback_entry(callbacks, record.submissionId)) is not None
+            if (entry := callback_entry(callbacks, task_id)) is not None
         ],
         submit_span=submit_span,
         span=(max(stored_at.values()) - first_submit) if stored_at else float("nan"),
@@ -326,11 +328,11 @@ def follow_with_the_cli(api_url: str) -> list[str]:
     return task_ids
 
 
-def callback_entry(callbacks: list[Invocation], submission: str | None) -> float | None:
-    """When the callback handler that recorded this submission's outcome was entered (the first one that
+def callback_entry(callbacks: list[Invocation], task_id: str) -> float | None:
+    """When the callback handler that recorded this task's outcome was entered (the first one that
     answered 200; the first of all when none did)."""
     mine = sorted(
-        (call for call in callbacks if call.function == "CallbackFunction" and call.submission == submission),
+        (call for call in callbacks if call.function == "CallbackFunction" and call.task == task_id),
         key=lambda call: call.started_at,
     )
     accepted = [call for call in mine if call.status == 200]
