@@ -100,3 +100,20 @@ def test_a_dropped_market_callback_is_finished_by_the_reconciler_through_record_
         )
         deliveries = market_stack.emulator.deliveries(market_stack.upstream_id(task_id))
         assert deliveries and all(delivery.get("dropped") for delivery in deliveries)
+
+
+def test_an_edit_model_takes_its_image_urls_and_stores_its_result(market_stack: LocalStack) -> None:
+    # The emulator does not fetch inputs yet (issue 22): the URL is only carried to the platform.
+    with httpx.Client(base_url=market_stack.api_url, timeout=30) as api:
+        task_id = submit(
+            api,
+            "seedream/4.5-edit",
+            prompt="make it night",
+            image_urls=["https://images.example.com/day.png"],
+            aspect_ratio="16:9",
+            quality="basic",
+        )
+        request = market_stack.emulator.inspect_task(market_stack.upstream_id(task_id))["request"]
+        assert request["input"]["image_urls"] == ["https://images.example.com/day.png"]
+        task = wait_for_status(api, task_id, {"stored", "failed"}, timeout=60)
+        assert task["status"] == "stored" and len(task["images"]) == 1, task
