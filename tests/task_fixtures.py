@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from image_pipeline.task_models import utc_now
+from image_pipeline.task_records import utc_now
 from image_pipeline.tokens import hash_token
 
 TOKEN = "callback-token-for-tests"

@@ -35,7 +35,7 @@ def _tasks_table(services: Services) -> Any:
 def seed(services: Services, *, clear: bool = False) -> None:
     """The example task and callback capability of events/*.json, as POST /tasks leaves them (or none)."""
     import_layer()
-    from image_pipeline.task_models import utc_now
+    from image_pipeline.task_records import utc_now
     from image_pipeline.tokens import hash_token
 
     store = _tasks_table(services)

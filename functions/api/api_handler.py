@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from image_pipeline import wiring
-from image_pipeline.api_models import (
+from image_pipeline.client_api import (
     ModelCatalog,
     TaskPage,
     TaskRequest,
@@ -56,7 +56,7 @@ from image_pipeline.logic.submission import (
 )
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import ApiSettings, api_settings, parse_at_cold_start
-from image_pipeline.task_models import TaskStatus
+from image_pipeline.task_records import TaskStatus
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

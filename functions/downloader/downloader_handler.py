@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.metrics import MetricUnit
 from image_pipeline import wiring
 from image_pipeline.errors import AwsFault
-from image_pipeline.fetch_models import FetchedImage
+from image_pipeline.fetched_image import FetchedImage
 from image_pipeline.logic.download_budget import STORE_MARGIN_SECONDS, can_start, fetch_deadline, retry_delay
 from image_pipeline.logic.downloads import RetryLater, download_image
 from image_pipeline.logic.records import confirm_submit
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import DownloaderSettings, downloader_settings, parse_at_cold_start
 from image_pipeline.sqs_batch import BatchResponse, InvocationClock, QueueMessage, hand_back, process_batch
-from image_pipeline.task_models import ConfirmSubmit, download_queue_message
+from image_pipeline.task_records import ConfirmSubmit, download_queue_message
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

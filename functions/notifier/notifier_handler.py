@@ -24,7 +24,7 @@ from image_pipeline.logic.notifications import ClientBreaker, WebhookDeferred, W
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import notifier_settings, parse_at_cold_start
 from image_pipeline.sqs_batch import BatchResponse, InvocationClock, QueueMessage, hand_back, process_batch
-from image_pipeline.task_models import NotifyTask
+from image_pipeline.task_records import NotifyTask
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -13,7 +13,7 @@ from image_pipeline import wiring
 from image_pipeline.logic.reconcile import Pacer, SweepPolicy, reconcile
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import parse_at_cold_start, reconciler_settings
-from image_pipeline.task_models import TaskStatus, utc_now
+from image_pipeline.task_records import TaskStatus, utc_now
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -227,7 +227,7 @@ class Stack:
 
         from image_pipeline.adapters import aws
         from image_pipeline.adapters.tasks_table import TasksTable
-        from image_pipeline.task_models import utc_now
+        from image_pipeline.task_records import utc_now
         from image_pipeline.tokens import hash_token
 
         callback = json.loads((ROOT / "events" / "callback_4o_success.json").read_text())
@@ -396,7 +396,7 @@ def main() -> int:
     )
     markers = {"httpx": "httpx", "PIL": "PIL", "safe_fetch": "image_pipeline.safe_fetch",
                "webhooks": "image_pipeline.webhooks", "event_handler": "aws_lambda_powertools.event_handler",
-               "api_models": "image_pipeline.api_models", "pydantic": "pydantic"}  # fmt: skip
+               "client_api": "image_pipeline.client_api", "pydantic": "pydantic"}  # fmt: skip
     print_table(
         "What each handler's import loads (yes = loaded)",
         ["function", *markers],

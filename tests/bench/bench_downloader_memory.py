@@ -61,7 +61,7 @@ def noise_png(side: int, seed: int) -> bytes:
 
 def downloading_task(table: str, task_id: str, urls: list[str]) -> None:
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import utc_now
+    from image_pipeline.task_records import utc_now
     from image_pipeline.tokens import hash_token
 
     store = TasksTable(table)

@@ -121,8 +121,8 @@ class FakeApi:
             return self._answer("POST", "/tasks", 202, {"taskId": self.task_id, "status": "submitted"})
 
         if request.method == "GET" and path == "/Prod/models":
-            # the API's own catalogue (image_pipeline.api_models), held to the contract by _answer
-            from image_pipeline.api_models import model_catalog
+            # the API's own catalogue (image_pipeline.client_api), held to the contract by _answer
+            from image_pipeline.client_api import model_catalog
 
             return self._answer("GET", "/models", 200, model_catalog())
 

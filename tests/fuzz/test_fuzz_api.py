@@ -87,7 +87,7 @@ class Upstream:
 def upstream(aws_stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
     from image_pipeline.adapters.tasks_table import TasksTable
     from image_pipeline.settings import reset_settings_cache
-    from image_pipeline.task_models import TaskError, utc_now
+    from image_pipeline.task_records import TaskError, utc_now
 
     # The account-wide guard (20 generate calls per 10 s) would turn most valid examples into 429s and
     # writes its slot items to the table; it has its own tests (tests/unit/test_client_safety.py).
@@ -233,7 +233,7 @@ non_json_bodies = st.one_of(
 
 def oracle(body: str | None) -> Any:
     """The validated options when the body is a valid generate request, else None."""
-    from image_pipeline.upstream_models import GenerationOptions
+    from image_pipeline.upstream_requests import GenerationOptions
 
     try:
         return GenerationOptions.model_validate(json.loads(body or ""))

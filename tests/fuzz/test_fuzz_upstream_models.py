@@ -234,7 +234,7 @@ def test_envelope_reads_or_raises_invalid_reply(document: Any) -> None:
 @fuzz_settings(max_examples=200)
 @given(document=documents(OPTIONS))
 def test_generation_options_validates_or_raises_validation_error(document: Any) -> None:
-    from image_pipeline.upstream_models import (
+    from image_pipeline.upstream_requests import (
         INPUT_IMAGE_EXTENSIONS,
         MAX_INPUT_IMAGES,
         MAX_PROMPT_CHARS,

@@ -327,7 +327,7 @@ def run(stack: Stack) -> None:
     from image_pipeline.errors import RateLimited
     from image_pipeline.logic import submission
     from image_pipeline.settings import reset_settings_cache
-    from image_pipeline.task_models import TaskError, utc_now
+    from image_pipeline.task_records import TaskError, utc_now
 
     upstream, images = stack.upstream, stack.images
     submit = {"prompt": "a red fox in snow, watercolor", "size": "3:2", "nVariants": 2}

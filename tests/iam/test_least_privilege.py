@@ -199,7 +199,7 @@ def test_a_new_call_without_a_grant_fails_the_check(roles: dict[str, Role]) -> N
     from image_pipeline.adapters.aws import client
     from image_pipeline.adapters.notifications import EventBus
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import TaskError, utc_now
+    from image_pipeline.task_records import TaskError, utc_now
 
     from tests.iam.scenario import deployed_stack
     from tests.task_fixtures import record_task, upstream_id_of

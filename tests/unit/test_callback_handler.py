@@ -103,7 +103,7 @@ def test_failure_code_records_failed_with_code_and_message(
 def test_a_callback_teaches_a_task_whose_generate_reply_never_came_its_upstream_id(
     aws_stack: Any, lambda_context: Any
 ) -> None:
-    from image_pipeline.task_models import utc_now
+    from image_pipeline.task_records import utc_now
 
     # Given a task recorded under our id whose generate call got no answer (no upstream id yet)
     mint_submission(aws_stack, confirmed=False)
@@ -123,7 +123,7 @@ def test_a_callback_teaches_a_task_whose_generate_reply_never_came_its_upstream_
 def test_a_late_callback_reopens_a_task_that_ended_submit_unconfirmed(
     aws_stack: Any, lambda_context: Any
 ) -> None:
-    from image_pipeline.task_models import SUBMIT_UNCONFIRMED, TaskError, utc_now
+    from image_pipeline.task_records import SUBMIT_UNCONFIRMED, TaskError, utc_now
 
     # Given a task whose submit was never confirmed, ended by the reconciler (and announced)
     record_task(
@@ -158,7 +158,7 @@ def test_a_late_callback_reopens_a_task_that_ended_submit_unconfirmed(
 def test_a_failure_that_is_not_submit_unconfirmed_is_never_reopened(
     aws_stack: Any, lambda_context: Any
 ) -> None:
-    from image_pipeline.task_models import TaskError, utc_now
+    from image_pipeline.task_records import TaskError, utc_now
 
     mint_submission(aws_stack, confirmed=False)
     assert table(aws_stack).mark_failed(TASK_ID, TaskError(code="download_failed", message="x"), utc_now())

@@ -93,9 +93,9 @@ def test_a_key_claimed_by_a_request_that_stopped_before_recording_carries_on_wit
 ) -> None:
     """A crash between claiming the key and recording the task: the upstream was never called for it."""
     from image_pipeline.adapters.idempotency import IdempotencyClaims
-    from image_pipeline.api_models import TaskRequest
+    from image_pipeline.client_api import TaskRequest
     from image_pipeline.logic.submission import request_hash
-    from image_pipeline.task_models import utc_now
+    from image_pipeline.task_records import utc_now
 
     event = with_key("crashed")
 
@@ -117,7 +117,7 @@ def test_a_retry_of_a_deleted_tasks_key_is_409_and_generates_nothing(
     aws_stack: Any, upstream: Any, lambda_context: Any
 ) -> None:
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import TaskError, utc_now
+    from image_pipeline.task_records import TaskError, utc_now
 
     route = upstream.post(GENERATE).mock(return_value=submit_ok())
     task_id = invoke(with_key("gone"), lambda_context)[1]["taskId"]

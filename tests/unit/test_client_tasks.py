@@ -74,7 +74,7 @@ def submit(client: str, context: Any, prompt: str = "a fox", **headers: str) -> 
 def finish(resources: Any, task_id: str, images: int = 0, failed: bool = False) -> None:
     """What the callback and the downloader would do: the task ends stored (images in S3) or failed."""
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import StoredImage, TaskError, utc_now
+    from image_pipeline.task_records import StoredImage, TaskError, utc_now
 
     store = TasksTable(resources.tasks_table)
     task = store.get_task(task_id)
@@ -327,7 +327,7 @@ def test_listing_by_a_rare_status_reads_a_bounded_page_and_continues_by_cursor(
     from image_pipeline.adapters import task_queries
     from image_pipeline.adapters.aws import client
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import utc_now
+    from image_pipeline.task_records import utc_now
 
     from tests.task_fixtures import record_task
 

@@ -1,5 +1,5 @@
 """The downloader's time and retry policy (image_pipeline.logic.download_budget), and how it tells the
-messages of its queue apart (task_models.download_queue_message): plain functions, no AWS."""
+messages of its queue apart (task_records.download_queue_message): plain functions, no AWS."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from image_pipeline.logic.download_budget import (
     retry_delay,
 )
 from image_pipeline.logic.downloads import RetryLater
-from image_pipeline.task_models import ConfirmSubmit, DownloadJob, MalformedRecord, download_queue_message
+from image_pipeline.task_records import ConfirmSubmit, DownloadJob, MalformedRecord, download_queue_message
 
 
 def test_a_record_starts_only_with_a_fetch_s_worth_of_time_ahead() -> None:

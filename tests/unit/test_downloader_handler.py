@@ -45,7 +45,7 @@ def upstream() -> Iterator[Any]:
 
 def downloading_task(resources: Any, urls: list[str]) -> None:
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import utc_now
+    from image_pipeline.task_records import utc_now
 
     store = TasksTable(resources.tasks_table)
     record_task(store, TASK_ID, upstream_task_id=UPSTREAM_ID)
@@ -326,7 +326,7 @@ def test_the_last_image_ends_the_task_in_the_write_that_records_it(
 
 def test_a_stale_last_image_falls_back_and_still_ends_the_task_once(aws_stack: Any) -> None:
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import StoredImage, utc_now
+    from image_pipeline.task_records import StoredImage, utc_now
 
     store = TasksTable(aws_stack.tasks_table)
     record_task(store, TASK_ID, upstream_task_id=UPSTREAM_ID)
@@ -379,7 +379,7 @@ def test_a_confirm_submit_from_the_api_outbox_is_written_once_beside_the_downloa
 ) -> None:
     """The API could not write the upstream's id down (DynamoDB kept failing) and queued it instead."""
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import ConfirmSubmit, iso, utc_now
+    from image_pipeline.task_records import ConfirmSubmit, iso, utc_now
 
     store = TasksTable(aws_stack.tasks_table)
     unconfirmed = "0123456789abcdef0123456789abcdef"
@@ -415,7 +415,7 @@ def test_a_download_that_finishes_after_its_task_was_deleted_leaves_no_image_beh
     from image_pipeline.adapters.image_store import ImageStore
     from image_pipeline.adapters.tasks_table import TasksTable
     from image_pipeline.logic.client_tasks import delete_task
-    from image_pipeline.task_models import TaskError, utc_now
+    from image_pipeline.task_records import TaskError, utc_now
 
     url = server.serve(f"/s/{TASK_ID}_0.png", Reply(body=png_bytes(), delay_seconds=1.5))
     downloading_task(aws_stack, [url])

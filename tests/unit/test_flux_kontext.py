@@ -116,7 +116,7 @@ def test_a_flux_task_whose_callback_never_came_is_finished_through_flux_record_i
     ours = body["taskId"]
     store = TasksTable(aws_stack.tasks_table)
     task = store.get_task(ours)
-    from image_pipeline.task_models import utc_now
+    from image_pipeline.task_records import utc_now
 
     store.push_back(task, utc_now())  # due now
     result = "https://tempfile.aiquickdraw.com/s/flux_0.jpg"

@@ -84,10 +84,10 @@ VIOLATIONS = {
         "image_pipeline.adapters.image_store -> image_pipeline.wiring",
     ),
     "models-import-settings": (
-        "layers/shared/image_pipeline/task_models.py",
+        "layers/shared/image_pipeline/task_records.py",
         "from image_pipeline.settings import api_settings",
         "image_pipeline, top to bottom: wiring; adapters, HTTP fetchers, logic; configuration; models BROKEN",
-        "image_pipeline.task_models -> image_pipeline.settings",
+        "image_pipeline.task_records -> image_pipeline.settings",
     ),
     "wiring-imports-logic": (
         "layers/shared/image_pipeline/wiring.py",

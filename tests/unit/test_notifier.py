@@ -69,7 +69,7 @@ def ended_task(
     owner: str = "alice",
 ) -> None:
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import StoredImage, TaskError, utc_now
+    from image_pipeline.task_records import StoredImage, TaskError, utc_now
 
     store = TasksTable(resources.tasks_table)
     record_task(store, task_id, owner=owner, webhook_url=webhook_url)
@@ -197,7 +197,7 @@ WEBHOOK = "/ok"
 
 def ended_unconfirmed(store: Any, receiver: Receiver) -> None:
     """A task (with a webhook) whose submit the upstream never confirmed, ended by the reconciler."""
-    from image_pipeline.task_models import SUBMIT_UNCONFIRMED, TaskError, utc_now
+    from image_pipeline.task_records import SUBMIT_UNCONFIRMED, TaskError, utc_now
 
     record_task(store, TASK_ID, owner="alice", confirmed=False, webhook_url=f"{receiver.origin}{WEBHOOK}")
     assert store.mark_failed(
@@ -230,7 +230,7 @@ def late_callback(store: Any, *, succeeded: bool = False) -> None:
 
 def downloaded(store: Any) -> None:
     """The reopened task's one image is stored: it ends stored."""
-    from image_pipeline.task_models import StoredImage, utc_now
+    from image_pipeline.task_records import StoredImage, utc_now
 
     image = StoredImage(index=0, key=f"images/{TASK_ID}/0.png", contentType="image/png", bytes=1, sha256="0")
     assert store.finish_with_image(TASK_ID, image, stored_before=0, images_expected=1, now=utc_now())
@@ -511,7 +511,7 @@ def test_every_post_is_counted_before_it_is_made_and_only_while_the_webhook_is_p
     """One atomic count per POST: two copies of a message count two, a POST whose answer is never
     recorded (a crash) still counts, and nothing counts once the webhook is settled."""
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import Notification
+    from image_pipeline.task_records import Notification
 
     ended_task(notifier_env, f"{receiver.origin}/ok")
     store = TasksTable(notifier_env.tasks_table)

@@ -37,7 +37,7 @@ def store(resources: Any) -> Any:
 
 
 def submitted(resources: Any, task_id: str = TASK_ID, age: timedelta = timedelta(minutes=40)) -> None:
-    from image_pipeline.task_models import utc_now
+    from image_pipeline.task_records import utc_now
 
     created = utc_now() - age
     # Due when the API's default RECONCILE_AFTER_SECONDS (30 minutes) has passed.
@@ -208,7 +208,7 @@ def test_gives_up_after_the_upstream_retention_with_a_clear_failure(
 
 
 def test_stranded_enqueue_is_resumed(reconciler_env: Any, lambda_context: Any) -> None:
-    from image_pipeline.task_models import utc_now
+    from image_pipeline.task_records import utc_now
 
     submitted(reconciler_env)
     # The callback's DynamoDB write happened, its SQS send did not (crash): a minute ago.
@@ -248,7 +248,7 @@ def test_a_submit_never_confirmed_ends_failed_past_its_bound_and_one_within_it_w
     reconciler_env: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from image_pipeline.settings import reset_settings_cache
-    from image_pipeline.task_models import utc_now
+    from image_pipeline.task_records import utc_now
 
     monkeypatch.setenv("SUBMIT_UNCONFIRMED_AFTER_SECONDS", "3600")
     reset_settings_cache()
@@ -311,7 +311,7 @@ def dead_lettered(
     resources: Any, task_id: str = TASK_ID, *, called_back: timedelta, stored: tuple[int, ...] = ()
 ) -> None:
     """A downloading task whose jobs were sent long ago and never finished (they sit in the DLQ)."""
-    from image_pipeline.task_models import StoredImage, utc_now
+    from image_pipeline.task_records import StoredImage, utc_now
 
     submitted(resources, task_id, age=called_back + timedelta(minutes=1))
     at = utc_now() - called_back
@@ -351,7 +351,7 @@ def test_missing_images_of_a_stuck_download_are_requeued_with_fresh_links(
         {"taskId": TASK_ID, "index": 1, "url": SOURCE_URLS[1] + "?fresh=1", "sourceUrl": SOURCE_URLS[1]}
     ]
     # and the task is looked at again later, not at every sweep
-    from image_pipeline.task_models import utc_now
+    from image_pipeline.task_records import utc_now
 
     task = store(reconciler_env).get_task(TASK_ID)
     assert task.status == "downloading" and task.requeues == 1
@@ -437,7 +437,7 @@ MARKET_RECORD_INFO = "https://api.kie.ai/api/v1/jobs/recordInfo"
 
 
 def market_submitted(resources: Any, model: str = "google/imagen4-fast") -> None:
-    from image_pipeline.task_models import utc_now
+    from image_pipeline.task_records import utc_now
 
     created = utc_now() - timedelta(minutes=40)
     record_task(

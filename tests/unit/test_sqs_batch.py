@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from image_pipeline.sqs_batch import QueueMessage, process_batch
-from image_pipeline.task_models import DownloadJob
+from image_pipeline.task_records import DownloadJob
 
 
 class Log:

@@ -4,7 +4,7 @@ plain functions, before any adapter is called."""
 from __future__ import annotations
 
 import pytest
-from image_pipeline.api_models import TaskRequest
+from image_pipeline.client_api import TaskRequest
 from image_pipeline.errors import InvalidIdempotencyKey, WebhookUrlError
 from image_pipeline.logic.submission import (
     MAX_IDEMPOTENCY_KEY_CHARS,
@@ -12,7 +12,7 @@ from image_pipeline.logic.submission import (
     SubmitTimes,
     check_request,
 )
-from image_pipeline.task_models import TaskStatus
+from image_pipeline.task_records import TaskStatus
 
 PLAIN = TaskRequest.model_validate({"prompt": "a fox", "size": "1:1"})
 WITH_WEBHOOK = TaskRequest.model_validate(

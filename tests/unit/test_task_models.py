@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from image_pipeline.task_models import (
+from image_pipeline.task_records import (
     ConfirmSubmit,
     DownloadJob,
     MalformedRecord,

@@ -22,7 +22,7 @@ TASK_ID = "7a1c2b3d4e5f60718293a4b5c6d7e8f9"
 @pytest.fixture
 def tombstone(aws_stack: Any) -> Any:
     from image_pipeline.adapters.tasks_table import TasksTable
-    from image_pipeline.task_models import TaskError, utc_now
+    from image_pipeline.task_records import TaskError, utc_now
 
     store = TasksTable(aws_stack.tasks_table)
     record_task(store, TASK_ID, owner="alice", webhook_url="https://hooks.example.com/x")
@@ -42,7 +42,7 @@ def raw_item(aws_stack: Any) -> dict[str, Any]:
 
 
 def late_writes() -> dict[str, Any]:
-    from image_pipeline.task_models import Reopen, StoredImage, TaskError, utc_now
+    from image_pipeline.task_records import Reopen, StoredImage, TaskError, utc_now
 
     now = utc_now()
     image = StoredImage(

@@ -15,8 +15,8 @@ from image_pipeline.errors import (
     UpstreamUnauthorized,
     UpstreamUnavailable,
 )
-from image_pipeline.upstream_models import GenerateRequest, GenerationOptions
 from image_pipeline.upstream_replies import CallbackPayload, TaskDetails
+from image_pipeline.upstream_requests import GenerateRequest, GenerationOptions
 from pydantic import ValidationError
 
 TASK_ID = "d231a99a9a9f1dd8f895be1b97be8065"

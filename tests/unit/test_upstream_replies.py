@@ -257,7 +257,7 @@ def test_reading_replies_loads_no_pydantic() -> None:
     unexpected = [
         name
         for name in loaded
-        if name.split(".")[0] in ("pydantic", "pydantic_core") or name == "image_pipeline.upstream_models"
+        if name.split(".")[0] in ("pydantic", "pydantic_core") or name == "image_pipeline.upstream_requests"
     ]
     assert unexpected == []
     assert "image_pipeline.upstream_replies" in loaded

@@ -12,20 +12,20 @@ import pytest
 from tests.conftest import ROOT
 
 # pydantic (about 60 ms of import) is the API's alone: the pipeline reads our own records and the
-# upstream's replies with plain code (image_pipeline.task_models, upstream_replies, settings).
+# upstream's replies with plain code (image_pipeline.task_records, upstream_replies, settings).
 NEVER = {
     "callback_handler": ("pydantic", "httpx", "PIL", "image_pipeline.safe_fetch", "image_pipeline.webhooks",
-                         "aws_lambda_powertools.event_handler", "image_pipeline.api_models",
+                         "aws_lambda_powertools.event_handler", "image_pipeline.client_api",
                          "aws_lambda_powertools.utilities.data_classes"),
     "reconciler_handler": ("pydantic", "PIL", "image_pipeline.safe_fetch", "image_pipeline.webhooks",
-                           "aws_lambda_powertools.event_handler", "image_pipeline.api_models"),
+                           "aws_lambda_powertools.event_handler", "image_pipeline.client_api"),
     # Powertools' batch utility (every event source's data classes, asyncio): image_pipeline.sqs_batch.
     "downloader_handler": ("pydantic", "PIL", "image_pipeline.webhooks",
-                           "aws_lambda_powertools.event_handler", "image_pipeline.api_models",
+                           "aws_lambda_powertools.event_handler", "image_pipeline.client_api",
                            "aws_lambda_powertools.utilities.batch",
                            "aws_lambda_powertools.utilities.data_classes"),
     "notifier_handler": ("pydantic", "PIL", "image_pipeline.safe_fetch",
-                         "aws_lambda_powertools.event_handler", "image_pipeline.api_models",
+                         "aws_lambda_powertools.event_handler", "image_pipeline.client_api",
                          "aws_lambda_powertools.utilities.batch",
                          "aws_lambda_powertools.utilities.data_classes"),
     # Powertools' OpenAPI document models serve GET /openapi.json only; idempotency, an Idempotency-Key.
@@ -61,13 +61,13 @@ def test_the_models_are_built_on_first_use() -> None:
     # Given the API's pydantic models imported; Then no model is built until it is used (defer_build)
     code = (
         f"import sys; sys.path[:0] = [{str(ROOT / 'layers' / 'shared')!r}]\n"
-        "from image_pipeline import api_models, upstream_models\n"
-        "built = [m.__name__ for mod in (api_models, upstream_models)\n"
+        "from image_pipeline import client_api, upstream_requests\n"
+        "built = [m.__name__ for mod in (client_api, upstream_requests)\n"
         "         for m in vars(mod).values() if isinstance(m, type) and issubclass(m, mod.Model)\n"
         "         and m is not mod.Model and m.__pydantic_complete__]\n"
         "print(built)\n"
-        "upstream_models.GenerateRequest(prompt='a cat', size='1:1')\n"
-        "print(upstream_models.GenerateRequest.__pydantic_complete__)\n"
+        "upstream_requests.GenerateRequest(prompt='a cat', size='1:1')\n"
+        "print(upstream_requests.GenerateRequest.__pydantic_complete__)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from image_pipeline.task_models import MalformedRecord
+from image_pipeline.task_records import MalformedRecord
 
 BatchResponse = dict[str, list[dict[str, str]]]
 

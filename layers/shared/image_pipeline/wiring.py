@@ -32,8 +32,8 @@ if TYPE_CHECKING:
         NotifierSettings,
         UpstreamSettings,
     )
-    from image_pipeline.upstream_models import FluxGenerateRequest, GenerateRequest
     from image_pipeline.upstream_replies import TaskDetails
+    from image_pipeline.upstream_requests import FluxGenerateRequest, GenerateRequest
     from image_pipeline.webhooks.deliver import DeliveryResult
 
 __all__ = [

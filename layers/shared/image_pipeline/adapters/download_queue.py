@@ -12,7 +12,7 @@ from typing import Any
 
 from image_pipeline.adapters.aws import AwsAdapter, client
 from image_pipeline.errors import EnqueueError
-from image_pipeline.task_models import ConfirmSubmit, DownloadJob
+from image_pipeline.task_records import ConfirmSubmit, DownloadJob
 
 SQS_BATCH_LIMIT = 10
 

@@ -18,7 +18,7 @@ from image_pipeline.adapters.dynamo_items import (
     is_condition_failure,
     to_item,
 )
-from image_pipeline.task_models import Claim
+from image_pipeline.task_records import Claim
 
 ONE_DAY = timedelta(days=1)
 

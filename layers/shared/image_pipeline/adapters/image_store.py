@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from image_pipeline.adapters.aws import AwsAdapter, client, s3_presigner
 from image_pipeline.errors import ImageDeletionError
-from image_pipeline.task_models import image_key
+from image_pipeline.task_records import image_key
 
 __all__ = ["ImageStore", "image_key"]
 

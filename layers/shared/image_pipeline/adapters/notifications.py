@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from image_pipeline.adapters.aws import AwsAdapter, client
-from image_pipeline.task_models import EVENT_SOURCE, NotifyTask
+from image_pipeline.task_records import EVENT_SOURCE, NotifyTask
 
 MAX_VISIBILITY_SECONDS = 43200  # SQS's limit: 12 hours
 MAX_DELAY_SECONDS = 900  # SQS's limit for a message's delay: 15 minutes

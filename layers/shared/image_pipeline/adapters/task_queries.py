@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from image_pipeline.adapters.dynamo_items import ConditionalTable, expression_values, from_item, task_key
-from image_pipeline.task_models import TaskRecord, TaskStatus, iso
+from image_pipeline.task_records import TaskRecord, TaskStatus, iso
 
 DUE_INDEX = "status-nextCheckAt"
 OWNER_INDEX = "owner-createdAt"

@@ -1,6 +1,6 @@
 """DynamoDB adapter of the tasks table: every state change is one conditional write.
 
-Items (pk only): "task#<taskId>", the task record (image_pipeline.task_models.TaskRecord). The taskId is
+Items (pk only): "task#<taskId>", the task record (image_pipeline.task_records.TaskRecord). The taskId is
 ours, minted and written (with the hash of its callback capability) before the upstream is called, so
 the task exists, owned, before the upstream can possibly call back; the upstream's id is learnt from the
 generate reply or from the callback to the task's own URL. Records written before ids were ours are
@@ -39,7 +39,7 @@ from image_pipeline.adapters.task_queries import (
     OWNER_INDEX,
     TaskQueries,
 )
-from image_pipeline.task_models import (
+from image_pipeline.task_records import (
     SUBMIT_UNCONFIRMED,
     Reopen,
     StoredImage,

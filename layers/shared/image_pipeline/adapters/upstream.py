@@ -20,7 +20,7 @@ from image_pipeline.market_registry import market_model
 from image_pipeline.upstream_replies import FLUX_MODELS, FOUR_O_MODEL, Envelope, InvalidReply, TaskDetails
 
 if TYPE_CHECKING:  # the requests arrive built (by the API); reading replies needs no pydantic
-    from image_pipeline.upstream_models import FluxGenerateRequest, GenerateRequest
+    from image_pipeline.upstream_requests import FluxGenerateRequest, GenerateRequest
 
 GENERATE_PATH = "/api/v1/gpt4o-image/generate"
 RECORD_INFO_PATH = "/api/v1/gpt4o-image/record-info"

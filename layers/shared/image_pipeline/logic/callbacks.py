@@ -22,7 +22,7 @@ from enum import StrEnum
 from image_pipeline.errors import CallbackRejected
 from image_pipeline.logic.notifications import NotifyQueue, notify_end
 from image_pipeline.logic.ports import JobQueue, OutcomeRecords
-from image_pipeline.task_models import (
+from image_pipeline.task_records import (
     MAX_IMAGES_PER_TASK,
     SUBMIT_UNCONFIRMED,
     DownloadJob,

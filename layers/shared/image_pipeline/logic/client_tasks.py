@@ -20,7 +20,7 @@ from typing import Any
 
 from image_pipeline.errors import InvalidCursor, TaskNotFound, TaskStillRunning
 from image_pipeline.logic.ports import ClientTaskRecords, ImageBlobs
-from image_pipeline.task_models import TaskRecord, TaskStatus, utc_now
+from image_pipeline.task_records import TaskRecord, TaskStatus, utc_now
 from image_pipeline.upstream_replies import TASK_ID
 
 RUNNING = (TaskStatus.SUBMITTING, TaskStatus.SUBMITTED, TaskStatus.DOWNLOADING)

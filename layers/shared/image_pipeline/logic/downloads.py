@@ -8,10 +8,10 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from image_pipeline.errors import UpstreamError
-from image_pipeline.fetch_models import FetchedImage, FetchError
+from image_pipeline.fetched_image import FetchedImage, FetchError
 from image_pipeline.logic.notifications import NotifyQueue, notify_end
 from image_pipeline.logic.ports import ImageBlobs, ImageRecords, Upstream
-from image_pipeline.task_models import (
+from image_pipeline.task_records import (
     DownloadJob,
     StoredImage,
     TaskError,

@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from image_pipeline.logic.ports import ImageBlobs, NotificationRecords
-from image_pipeline.task_models import Notification, TaskRecord, TaskStatus, utc_now
+from image_pipeline.task_records import Notification, TaskRecord, TaskStatus, utc_now
 
 log = logging.getLogger(__name__)
 DETAIL_TYPES = {TaskStatus.STORED: "Task Stored", TaskStatus.FAILED: "Task Failed"}

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from image_pipeline.task_models import (
+from image_pipeline.task_records import (
     Claim,
     ConfirmSubmit,
     DownloadJob,
@@ -18,8 +18,8 @@ from image_pipeline.task_models import (
 )
 
 if TYPE_CHECKING:  # the callback's and the downloader's logic never needs the upstream's request models
-    from image_pipeline.upstream_models import FluxGenerateRequest, GenerateRequest
     from image_pipeline.upstream_replies import TaskDetails
+    from image_pipeline.upstream_requests import FluxGenerateRequest, GenerateRequest
 
 
 # The task table, by purpose: each piece of logic asks only for the writes its step makes (the

@@ -30,7 +30,7 @@ from image_pipeline.logic.callbacks import (
 )
 from image_pipeline.logic.notifications import NotifyQueue, notify_end
 from image_pipeline.logic.ports import JobQueue, SweepRecords, Upstream
-from image_pipeline.task_models import SUBMIT_UNCONFIRMED, DownloadJob, TaskError, TaskRecord, utc_now
+from image_pipeline.task_records import SUBMIT_UNCONFIRMED, DownloadJob, TaskError, TaskRecord, utc_now
 from image_pipeline.upstream_replies import (
     CallbackData,
     CallbackPayload,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from image_pipeline.logic.ports import SubmissionRecords
-from image_pipeline.task_models import ConfirmSubmit, utc_now
+from image_pipeline.task_records import ConfirmSubmit, utc_now
 
 
 def confirm_submit(

@@ -9,7 +9,7 @@ from typing import Any
 from image_pipeline.errors import UpstreamError
 from image_pipeline.logic.client_tasks import own_task
 from image_pipeline.logic.ports import ClientTaskRecords, ImageBlobs, Upstream
-from image_pipeline.task_models import TaskRecord, TaskStatus, utc_now
+from image_pipeline.task_records import TaskRecord, TaskStatus, utc_now
 
 # The upstream allows 3 detail queries per second per task; however many clients poll one task, it
 # is asked at most once per period, by whichever poller claims the refresh first.

@@ -32,9 +32,9 @@ from image_pipeline.errors import (
 )
 from image_pipeline.logic.ports import Admission, ConfirmOutbox, IdempotencyStore, SubmissionRecords, Upstream
 from image_pipeline.logic.records import confirm_submit
-from image_pipeline.task_models import ConfirmSubmit, TaskStatus, iso, utc_now
+from image_pipeline.task_records import ConfirmSubmit, TaskStatus, iso, utc_now
 from image_pipeline.tokens import hash_token, new_callback_token, new_task_id
-from image_pipeline.upstream_models import (
+from image_pipeline.upstream_requests import (
     FluxGenerateRequest,
     FluxKontextOptions,
     GenerateRequest,
@@ -43,7 +43,7 @@ from image_pipeline.upstream_models import (
 )
 
 if TYPE_CHECKING:
-    from image_pipeline.api_models import TaskRequest
+    from image_pipeline.client_api import TaskRequest
 
 CONFIRM_ATTEMPTS = 3
 CONFIRM_BACKOFF_SECONDS = 0.5

@@ -1,7 +1,7 @@
-"""FetchError: why a fetch was refused or failed (defined with the plain types in fetch_models)."""
+"""FetchError: why a fetch was refused or failed (defined with the plain types in fetched_image)."""
 
 from __future__ import annotations
 
-from image_pipeline.fetch_models import RETRYABLE_BY_DEFAULT, FetchError, rebuild_fetch_error
+from image_pipeline.fetched_image import RETRYABLE_BY_DEFAULT, FetchError, rebuild_fetch_error
 
 __all__ = ["RETRYABLE_BY_DEFAULT", "FetchError", "rebuild_fetch_error"]

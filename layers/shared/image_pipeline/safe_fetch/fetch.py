@@ -14,7 +14,7 @@ import httpx
 if TYPE_CHECKING:
     import ssl
 
-from image_pipeline.fetch_models import FetchedImage, FetchError
+from image_pipeline.fetched_image import FetchedImage, FetchError
 from image_pipeline.image_check import ImageCheckError, sniff_image_type, verify_image
 from image_pipeline.safe_fetch.addresses import IPAddress, Resolver, default_resolver
 from image_pipeline.safe_fetch.policy import FetchPolicy

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from image_pipeline.market_registry import market_model
-from image_pipeline.models_base import Model
+from image_pipeline.pydantic_model import Model
 from image_pipeline.upstream_replies import is_storable_text
 
 ImageSize = Literal["1:1", "3:2", "2:3"]

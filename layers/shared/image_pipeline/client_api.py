@@ -18,8 +18,9 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from image_pipeline.market_registry import MODELS as MARKET_MODELS
 from image_pipeline.market_registry import validate_input
-from image_pipeline.models_base import Model
-from image_pipeline.upstream_models import (
+from image_pipeline.pydantic_model import Model
+from image_pipeline.upstream_replies import FLUX_MODELS, FOUR_O_MODEL
+from image_pipeline.upstream_requests import (
     FOUR_O_RULES,
     MAX_EDIT_SAFETY_TOLERANCE,
     MAX_INPUT_IMAGES,
@@ -37,7 +38,6 @@ from image_pipeline.upstream_models import (
     OutputFormat,
     VariantCount,
 )
-from image_pipeline.upstream_replies import FLUX_MODELS, FOUR_O_MODEL
 
 TaskStatusName = Literal["submitting", "submitted", "downloading", "stored", "failed"]
 
