@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from image_pipeline.errors import RateLimited, UpstreamBadRequest, UpstreamError
 from image_pipeline.logic.callbacks import (
@@ -146,62 +147,34 @@ def reconcile(
     overdue first. `ended`: stored or failed tasks whose notify message may never have been sent."""
     policy = policy or SweepPolicy()
     report = SweepReport()
-    for task in submitting:
-        if deadline is not None and time.monotonic() > deadline:
-            break
+    for task in _until(deadline, submitting):
         try:
             _sweep_submitting(
                 task, store=store, policy=policy, clock=clock, report=report, notify_queue=notify_queue
             )
         except Exception as error:  # an AWS fault: it stays due, the next sweep tries again
             report.errors.append(f"{task.taskId}: {type(error).__name__}: {error}")
-    for task in ended:
-        if deadline is not None and time.monotonic() > deadline:
-            break
-        if task.notifyPending and notify_queue is not None:
-            # Sent (again) or not, it is looked at later: the notifier clears the mark once it has
-            # handled a message, and until then the message is not sent at every sweep.
-            if notify_end(task.taskId, notify_queue=notify_queue):
-                report.announced += 1
-            _push_back_quietly(task, store, clock() + policy.download_check_after)
-        else:  # nothing left to announce: it leaves the index
-            with contextlib.suppress(Exception):
-                store.clear_notify_mark(task.taskId, webhook_url=task.webhookUrl, reopened=task.reopened)
-    for task in downloading:
-        if deadline is not None and time.monotonic() > deadline:
-            break  # the next run picks up the rest: they are still due
+    for task in _until(deadline, ended):
+        _sweep_ended(task, store=store, notify_queue=notify_queue, clock=clock, policy=policy, report=report)
+    sweep_downloading = partial(
+        _sweep_downloading, store=store, queue=queue, upstream=upstream, pacer=pacer, policy=policy,
+        clock=clock, report=report, notify_queue=notify_queue,
+    )  # fmt: skip
+    reconcile_one = partial(
+        _reconcile_one, store=store, queue=queue, upstream=upstream, pacer=pacer, policy=policy,
+        clock=clock, report=report, notify_queue=notify_queue,
+    )  # fmt: skip
+    for task in _until(deadline, downloading):  # the next run picks up the rest: they are still due
         try:
-            _sweep_downloading(
-                task,
-                store=store,
-                queue=queue,
-                upstream=upstream,
-                pacer=pacer,
-                policy=policy,
-                clock=clock,
-                report=report,
-                notify_queue=notify_queue,
-            )
+            sweep_downloading(task)
         except Exception as error:  # one task's fault must not stop the sweep
             report.errors.append(f"{task.taskId}: {type(error).__name__}: {error}")
             report.past_bound += _is_past_bound(task, clock(), policy)
             _push_back_quietly(task, store, clock() + policy.download_check_after)
-    for task in submitted:
-        if deadline is not None and time.monotonic() > deadline:
-            break
+    for task in _until(deadline, submitted):
         report.checked += 1
         try:
-            _reconcile_one(
-                task,
-                store=store,
-                queue=queue,
-                upstream=upstream,
-                pacer=pacer,
-                policy=policy,
-                clock=clock,
-                report=report,
-                notify_queue=notify_queue,
-            )
+            reconcile_one(task)
         except RateLimited as error:
             report.errors.append(f"{task.taskId}: rate limited ({error.message}); stopping this sweep")
             break
@@ -210,6 +183,35 @@ def reconcile(
             report.past_bound += _is_past_bound(task, clock(), policy)
             _push_back_quietly(task, store, clock() + policy.wait(policy.reconcile_after, task.checks))
     return report
+
+
+def _until(deadline: float | None, tasks: Iterable[TaskRecord]) -> Iterator[TaskRecord]:
+    """The tasks, while the sweep's deadline (time.monotonic()) has not passed."""
+    for task in tasks:
+        if deadline is not None and time.monotonic() > deadline:
+            return
+        yield task
+
+
+def _sweep_ended(
+    task: TaskRecord,
+    *,
+    store: SweepRecords,
+    notify_queue: NotifyQueue | None,
+    clock: Callable[[], datetime],
+    policy: SweepPolicy,
+    report: SweepReport,
+) -> None:
+    """An ended task still marked for notifying: its notify message sent again, or the mark cleared."""
+    if task.notifyPending and notify_queue is not None:
+        # Sent (again) or not, it is looked at later: the notifier clears the mark once it has
+        # handled a message, and until then the message is not sent at every sweep.
+        if notify_end(task.taskId, notify_queue=notify_queue):
+            report.announced += 1
+        _push_back_quietly(task, store, clock() + policy.download_check_after)
+    else:  # nothing left to announce: it leaves the index
+        with contextlib.suppress(Exception):
+            store.clear_notify_mark(task.taskId, webhook_url=task.webhookUrl, reopened=task.reopened)
 
 
 def _is_past_bound(task: TaskRecord, now: datetime, policy: SweepPolicy) -> bool:
