@@ -20,6 +20,8 @@ stack = stack_fixture(
         "LOCAL_API_PORT": "0",
         "EMULATOR_GENERATION_SECONDS": "0.3",
         "LOCAL_RECONCILE_INTERVAL_SECONDS": "0",
+        # A window the burst below always fits in, however slow the machine (20 submits in 10 s is not)
+        "SUBMIT_RATE_WINDOW_SECONDS": "120",
     }
 )
 
@@ -67,13 +69,13 @@ def test_each_client_sees_lists_and_deletes_only_its_own_tasks(stack: LocalStack
 def test_one_clients_burst_leaves_the_other_client_its_share_of_the_generate_window(
     stack: LocalStack,
 ) -> None:
-    """20 quick submits from one client (the deployment's whole window): it gets its 50 %, the rest
-    429 with Retry-After, and the other client still goes through."""
+    """20 submits from one client (the deployment's whole window): it gets its 50 %, the rest 429 with
+    Retry-After, and the other client still goes through."""
     with client(stack, "key-of-alice") as alice, client(stack, "key-of-bob") as bob:
         answers = [alice.post("/tasks", json={"prompt": f"burst {n}", "size": "1:1"}) for n in range(20)]
         statuses = [answer.status_code for answer in answers]
         assert statuses.count(202) <= 10 and statuses.count(429) >= 10, statuses
         refused = next(answer for answer in answers if answer.status_code == 429)
         assert "CLIENT_GENERATE_SHARE_PERCENT" in refused.json()["message"]
-        assert 1 <= int(refused.headers["Retry-After"]) <= 10
+        assert 1 <= int(refused.headers["Retry-After"]) <= 120
         assert bob.post("/tasks", json={"prompt": "bob's turn", "size": "1:1"}).status_code == 202

@@ -172,3 +172,13 @@ def test_values_of_another_json_type_are_refused_as_the_contract_says(
     status, answer = invoke(body, lambda_context)
     assert status == 422 and [problem["field"] for problem in answer["errors"]] == [field], answer
     assert not upstream.routes[0].called and not upstream.routes[1].called
+
+
+def test_a_whole_number_written_as_6_0_is_an_integer_as_json_schema_says(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    # schemathesis sent safetyTolerance 6.0: an integer to JSON Schema, refused by strict mode alone
+    body = {"model": "flux-kontext-max", "prompt": "a fox", "safetyTolerance": 6.0}
+    status, answer = invoke(body, lambda_context)
+    assert status == 202, answer
+    assert json.loads(upstream.routes[0].calls.last.request.content)["safetyTolerance"] == 6

@@ -185,6 +185,14 @@ class TaskRequest(Model):
         json_schema_extra={"pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$"},
     )
 
+    @field_validator("nVariants", "safetyTolerance", mode="before")
+    @classmethod
+    def _whole_numbers(cls, value: Any) -> Any:
+        # JSON Schema calls 6.0 an integer, as the contract's readers do; strict mode alone would not.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
     @field_validator("model")
     @classmethod
     def _known_model(cls, model: str) -> str:
