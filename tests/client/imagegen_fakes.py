@@ -56,6 +56,8 @@ class FakeApi:
     # answers for the next GET /tasks and DELETE /tasks/{id}
     list_script: list[Scripted] = field(default_factory=list)
     delete_script: list[Scripted] = field(default_factory=list)
+    # answers for the next GET /models (then the API's own catalogue)
+    models_script: list[Scripted] = field(default_factory=list)
     tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # the model each task was submitted with (POST), else the state's own, else gpt-4o-image
     models: dict[str, str] = field(default_factory=dict)
@@ -124,6 +126,8 @@ class FakeApi:
             return self._answer("POST", "/tasks", 202, {"taskId": self.task_id, "status": "submitted"})
 
         if request.method == "GET" and path == "/Prod/models":
+            if self.models_script:
+                return self._play(self.models_script.pop(0), request)
             # the API's own catalogue (image_pipeline.api_models), held to the contract by _answer
             from image_pipeline.api_models import model_catalog
 

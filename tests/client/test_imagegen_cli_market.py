@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from imagegen.cli import ExitCode
-from imagegen_fakes import PNG, json_response
+from imagegen_fakes import JPEG, PNG, json_response
 
 
 def stored_task(api, *images):
@@ -89,13 +89,22 @@ def test_an_input_value_is_json_when_it_parses(run, api, tmp_path):
     stored_task(api, (PNG, "image/png"), (PNG, "image/png"))
 
     result = run(
-        "generate", "two owls", "--model", "google/imagen4-fast", "--input", "num_images=2",
-        "--input", "seed=42", "--input", "negative_prompt=blurry, dark", "--no-download",
+        "generate", "two owls", "--model", "qwen/image-edit", "--input", "image_url=https://e.com/owl.png",
+        "--input", "num_images=2", "--input", "seed=42", "--input", "guidance_scale=7.5",
+        "--input", "sync_mode=true", "--input", "negative_prompt=blurry, dark", "--no-download",
     )  # fmt: skip
 
     assert result.code == ExitCode.OK, result.err
     sent = json.loads(api.posts()[0].content)["input"]
-    assert sent == {"prompt": "two owls", "num_images": 2, "seed": 42, "negative_prompt": "blurry, dark"}
+    assert sent == {
+        "prompt": "two owls",
+        "image_url": "https://e.com/owl.png",  # not JSON: kept as text
+        "num_images": "2",  # a count the model takes as a string (GET /models): the text as written
+        "seed": 42,
+        "guidance_scale": 7.5,
+        "sync_mode": True,
+        "negative_prompt": "blurry, dark",
+    }
 
 
 def test_a_market_field_the_api_refuses_is_printed_with_its_name(run, api):
@@ -108,3 +117,102 @@ def test_a_market_field_the_api_refuses_is_printed_with_its_name(run, api):
 
     assert result.code == ExitCode.USAGE, result.err
     assert "input.image_size" in result.err and "got '7:7'" in result.err
+
+
+def test_an_input_value_takes_the_type_of_its_field_in_the_catalogue(run, api):
+    # google/imagen4 takes its seed as text: 42 would be refused (input.seed must be a string)
+    stored_task(api, (PNG, "image/png"))
+
+    result = run(
+        "generate", "an owl", "--model", "google/imagen4", "--input", "seed=42",
+        "--input", "negative_prompt=true", "--no-download",
+    )  # fmt: skip
+
+    assert result.code == ExitCode.OK, result.err
+    sent = json.loads(api.posts()[0].content)["input"]
+    assert sent == {"prompt": "an owl", "seed": "42", "negative_prompt": "true"}
+    assert [r.url.path for r in api.gets()].count("/Prod/models") == 1  # the catalogue, read once
+
+
+def test_an_array_field_takes_a_lone_value_as_its_item_and_the_key_again_adds_one(run, api):
+    stored_task(api, (PNG, "image/png"))
+    urls = ["https://e.com/a.png", "https://e.com/b.png", "https://e.com/c.png"]
+
+    result = run(
+        "generate", "a collage", "--model", "nano-banana-pro",
+        "--input-json", '{"image_input": ["https://e.com/old.png"]}',
+        "--input", f"image_input={urls[0]}", "--input", f"image_input={json.dumps(urls[1:])}",
+        "--no-download",
+    )  # fmt: skip
+
+    assert result.code == ExitCode.OK, result.err
+    assert json.loads(api.posts()[0].content)["input"]["image_input"] == urls  # --input over --input-json
+
+
+def test_the_prompt_goes_in_once(run, api):
+    stored_task(api, (PNG, "image/png"))
+    twice = run("generate", "a fox", "--model", "nano-banana-pro", "--input", "prompt=a wolf")
+    assert twice.code == ExitCode.USAGE and "the prompt is given twice" in twice.err
+    assert api.posts() == []
+
+    # PROMPT is written on the command line, as --input is: it wins over --input-json's
+    given = run(
+        "generate", "a fox", "--model", "nano-banana-pro", "--input-json", '{"prompt": "a wolf"}',
+        "--no-download",
+    )  # fmt: skip
+    assert given.code == ExitCode.OK, given.err
+    assert json.loads(api.posts()[0].content)["input"] == {"prompt": "a fox"}
+    only = run("generate", "--model", "nano-banana-pro", "--input", "prompt=a hare", "--no-download")
+    assert only.code == ExitCode.OK, only.err
+    assert json.loads(api.posts()[1].content)["input"] == {"prompt": "a hare"}
+
+
+def test_input_with_a_4o_or_flux_model_is_a_usage_error_naming_it(run, api):
+    for model in ([], ["--model", "gpt-4o-image"], ["--model", "flux-kontext-pro"]):
+        result = run("generate", "a fox", *model, "--input", "aspect_ratio=16:9")
+
+        assert result.code == ExitCode.USAGE
+        assert "--input: is for Market models" in result.err
+        assert (model[1:] or ["gpt-4o-image"])[0] in result.err
+    for flag in ("--input-json", '{"aspect_ratio": "16:9"}'), ("--input", "x=1"):
+        assert (
+            "--input: is for Market models"
+            in run("generate", "a fox", "--model", "flux-kontext-max", *flag).err
+        )
+    assert api.requests == []  # nothing sent, not even GET /models
+
+
+def test_a_model_the_catalogue_does_not_list_is_refused_before_submitting(run, api):
+    result = run("generate", "a fox", "--model", "midjourney", "--input", "stylize=100")
+
+    assert result.code == ExitCode.USAGE
+    assert "'midjourney' is not a model of this API; `imagegen models` lists them" in result.err
+    assert api.posts() == []
+
+
+def test_without_the_catalogue_the_values_are_json_and_the_api_decides(run, api):
+    # an API without GET /models answers 403 "Missing Authentication Token" there (API Gateway)
+    api.models_script = [json_response(403, {"message": "Missing Authentication Token"})]
+    stored_task(api, (PNG, "image/png"))
+
+    result = run("generate", "an owl", "--model", "google/imagen4-fast", "--input", "seed=7", "--no-download")
+
+    assert result.code == ExitCode.OK, result.err
+    assert "warning: cannot read the models (GET /models" in result.err
+    assert json.loads(api.posts()[0].content)["input"] == {"prompt": "an owl", "seed": 7}
+
+
+def test_a_market_task_stores_several_images_each_saved_with_its_own_format(run, api, tmp_path):
+    webp = b"RIFF\x00\x00\x00\x00WEBPVP8 " + b"fake webp pixels " * 64
+    stored_task(api, (JPEG, "image/jpeg"), (webp, "image/webp"), (PNG, "image/png"), (JPEG, "image/jpeg"))
+
+    result = run(
+        "generate", "four owls", "--model", "google/imagen4-fast", "--input", "num_images=4",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+
+    assert result.code == ExitCode.OK, result.err
+    saved = sorted(path.name for path in tmp_path.iterdir())
+    assert saved == ["task-123_0.jpg", "task-123_1.webp", "task-123_2.png", "task-123_3.jpg"]
+    assert (tmp_path / "task-123_1.webp").read_bytes() == webp
+    assert "warning" not in result.err
