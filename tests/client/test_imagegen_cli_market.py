@@ -4,6 +4,7 @@ model's own input object, against the emulated API (which checks every body with
 from __future__ import annotations
 
 import json
+import re
 
 from imagegen.cli import ExitCode
 from imagegen_fakes import JPEG, PNG, json_response
@@ -37,7 +38,30 @@ def test_models_with_a_model_prints_its_input_fields(run, api):
     fields = {line.split()[0]: line for line in lines[2:]}
     assert {"prompt", "image_input", "aspect_ratio", "resolution", "output_format"} <= set(fields)
     assert "yes" in fields["prompt"] and "1K, 2K, 4K" in fields["resolution"]
+    assert lines[1].split() == ["FIELD", "TYPE", "REQUIRED", "ALLOWED", "DEFAULT", "DESCRIPTION"]
+    assert re.split(r"\s{2,}", fields["resolution"]) == [
+        "resolution", "string", "1K, 2K, 4K", "1K", "Resolution of the result: 1K, 2K or 4K."
+    ]  # fmt: skip
+    assert "array of string" in fields["image_input"] and "max items 8" in fields["image_input"]
     assert run("models", "midjourney").code == ExitCode.USAGE
+
+
+def test_models_with_a_4o_or_flux_model_names_the_option_of_each_field(run, api):
+    result = run("models", "flux-kontext-pro")
+
+    assert result.code == ExitCode.OK, result.err
+    lines = result.out.splitlines()
+    assert "as options" in lines[0]
+    fields = {line.split()[0]: re.split(r"\s{2,}", line) for line in lines[2:]}
+    assert fields["safetyTolerance"] == [
+        "safetyTolerance",
+        "integer",
+        "min 0, max 6",
+        "2",
+        "--safety-tolerance",
+    ]
+    assert fields["prompt"] == ["prompt", "string", "yes", "min length 1, max length 5000", "PROMPT"]
+    assert fields["promptUpsampling"][-2:] == ["false", "--upsample-prompt"]  # a default as JSON writes it
 
 
 def test_models_json_is_the_apis_answer(run, api):
