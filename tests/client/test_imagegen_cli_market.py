@@ -240,3 +240,28 @@ def test_a_market_task_stores_several_images_each_saved_with_its_own_format(run,
     assert saved == ["task-123_0.jpg", "task-123_1.webp", "task-123_2.png", "task-123_3.jpg"]
     assert (tmp_path / "task-123_1.webp").read_bytes() == webp
     assert "warning" not in result.err
+
+
+def test_a_refused_input_names_each_field_and_where_to_read_them(run, api):
+    result = run(
+        "generate", "x", "--model", "nano-banana-pro", "--input", "resolution=8K", "--input", "style=noir",
+        "--input", "image_input=ftp://e.com/a.png",
+    )  # fmt: skip
+
+    assert result.code == ExitCode.USAGE
+    problems = [line for line in result.err.splitlines() if line.startswith("  - ")]
+    assert sorted(line.split(":")[0] for line in problems) == [
+        "  - input.image_input",
+        "  - input.resolution",
+        "  - input.style",
+    ]
+    assert "`imagegen models nano-banana-pro` lists its input fields" in result.err
+
+
+def test_a_model_the_api_does_not_know_is_pointed_to_imagegen_models(run, api):
+    api.models_script = [json_response(403, {"message": "Missing Authentication Token"})]
+
+    result = run("generate", "x", "--model", "midjourney", "--input", "stylize=100")
+
+    assert result.code == ExitCode.USAGE
+    assert "  - model: " in result.err and "`imagegen models` lists the models" in result.err
