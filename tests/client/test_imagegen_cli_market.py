@@ -265,3 +265,12 @@ def test_a_model_the_api_does_not_know_is_pointed_to_imagegen_models(run, api):
 
     assert result.code == ExitCode.USAGE
     assert "  - model: " in result.err and "`imagegen models` lists the models" in result.err
+
+
+def test_the_help_says_how_an_input_value_is_read(run, api):
+    result = run("generate", "--help")
+
+    assert result.code == ExitCode.OK
+    text = " ".join(result.out.split())
+    assert "VALUE is read as JSON when it parses" in text and "else kept as text" in text
+    assert "PROMPT goes in as input.prompt" in text and "`imagegen models`" in text

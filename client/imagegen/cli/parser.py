@@ -97,8 +97,8 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imagegen",
-        description="Generate images with the 4o Image or Flux Kontext API through the image pipeline "
-        "bundle.",
+        description="Generate images with the 4o Image API, Flux Kontext or a Market model (imagegen "
+        "models lists them) through the image pipeline bundle.",
         epilog="exit codes: 0 ok, 1 task failed, 2 usage/validation error, 3 API/network error, 4 timeout",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Submit a generation, follow it with a progress bar, download and verify the images. "
         f"With {FOUR_O_MODEL} (the default) give a prompt, reference images (--files), or both: --files "
         "alone edits or varies the images. With a Flux Kontext model give a prompt, and --input-image to "
-        "edit an image. Each model takes only its own options.",
+        "edit an image. With a Market model (any other: `imagegen models`) the prompt goes in as "
+        "input.prompt and its other fields with --input or --input-json. Each model takes only its own "
+        "options.",
     )
     gen.add_argument("prompt", nargs="?", help="what to draw (optional with --files)")
     gen.add_argument(
@@ -128,14 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=input_pair,
         metavar="KEY=VALUE",
-        help="one field of the model's input (repeat it); VALUE is read as JSON when it parses "
-        '(4, true, ["https://..."]), else kept as text; the prompt goes in as input.prompt',
+        help="one field of the model's input (repeat it). VALUE is read as JSON when it parses "
+        '(4, 2.5, true, ["https://..."]), else kept as text; but a field that takes text keeps the text '
+        'as written (seed=42 for a text seed, num_images=2 as "2"), and a field that takes a list takes '
+        "one VALUE as its item (KEY again adds one). PROMPT goes in as input.prompt",
     )
     market.add_argument(
         "--input-json",
         type=input_json,
         metavar="JSON|@FILE",
-        help="the whole input object as JSON, or @file.json; --input fields are added over it",
+        help="the whole input object as JSON, or @file.json; PROMPT and --input fields go over it",
     )
     gen.add_argument(
         "--out", type=Path, default=Path("images"), metavar="DIR", help="where to save (default ./images)"
