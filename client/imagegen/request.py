@@ -78,7 +78,9 @@ class TaskRequest:
     * gpt-4o-image: a prompt, reference images (``files``), or both; ``size``, ``mask``, ``variants``,
       ``enhance``, ``fallback``, ``fallback_model``;
     * flux-kontext-pro / flux-kontext-max: a prompt (required), ``aspect_ratio``, ``input_image`` (an
-      edit), ``output_format``, ``translate``, ``upsample_prompt``, ``safety_tolerance``, ``watermark``.
+      edit), ``output_format``, ``translate``, ``upsample_prompt``, ``safety_tolerance``, ``watermark``;
+    * any other model is a Market model (GET /models lists them): ``input``, the model's own object, with
+      ``prompt`` sent as ``input.prompt`` (given in both, they must agree); the API checks its fields.
 
     A field left None is not sent (the API applies its default); a field of the other model is refused.
     ``webhook`` (both) is told when the task ends. :meth:`problems` checks the request with the API's
@@ -200,6 +202,9 @@ class TaskRequest:
             FieldError(name, f"is not a field of {self.model_name}: give it with --input")
             for name in self.given()
         ]
+        given_prompt = (self.input or {}).get("prompt")
+        if self.prompt is not None and given_prompt is not None and given_prompt != self.prompt:
+            found.append(FieldError("input.prompt", "the prompt is given twice, as prompt and input.prompt"))
         if not self.market_input().get("prompt") and not self.input:
             found.append(FieldError("input.prompt", f"{self.model_name} needs its input (a prompt at least)"))
         if self.webhook is not None and not re.search(WEBHOOK_URL_PATTERN, self.webhook):

@@ -3,7 +3,8 @@
 ``FakeApi.handler`` is plugged into :class:`httpx.MockTransport`; tests script what POST answers
 and which states a task goes through on successive GETs, then drive ``imagegen.cli.main(argv)``.
 The fake is held to the API's contract (openapi.json): request bodies are validated as the API validates
-them (a 422 naming each bad field, e.g. a field of the other model), tasks report the model they were
+them (a 422 naming each bad field, e.g. a field of the other model, or ``input.<name>`` of a Market
+model's input, checked by the API's own registry), tasks report the model they were
 submitted with, and its own answers must conform to their documented schemas, so the fake cannot drift
 from the API either. Only scripted answers (``*_script``) may break the contract.
 (A uniquely named module rather than conftest.py, so importing it never picks another suite's conftest.)
@@ -55,6 +56,8 @@ class FakeApi:
     # answers for the next GET /tasks and DELETE /tasks/{id}
     list_script: list[Scripted] = field(default_factory=list)
     delete_script: list[Scripted] = field(default_factory=list)
+    # answers for the next GET /models (then the API's own catalogue)
+    models_script: list[Scripted] = field(default_factory=list)
     tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # the model each task was submitted with (POST), else the state's own, else gpt-4o-image
     models: dict[str, str] = field(default_factory=dict)
@@ -117,10 +120,14 @@ class FakeApi:
             body = json.loads(request.content)
             if errors := contract.field_problems(contract.request_schema("POST", "/tasks"), body):
                 return self._answer("POST", "/tasks", 422, {"message": "invalid request", "errors": errors})
+            if errors := market_input_problems(body):
+                return self._answer("POST", "/tasks", 422, {"message": "invalid request", "errors": errors})
             self.models[self.task_id] = body.get("model", FOUR_O)
             return self._answer("POST", "/tasks", 202, {"taskId": self.task_id, "status": "submitted"})
 
         if request.method == "GET" and path == "/Prod/models":
+            if self.models_script:
+                return self._play(self.models_script.pop(0), request)
             # the API's own catalogue (image_pipeline.client_api), held to the contract by _answer
             from image_pipeline.client_api import model_catalog
 
@@ -194,6 +201,17 @@ class FakeApi:
         if isinstance(item, httpx.Response):
             return item
         return item(request)
+
+
+def market_input_problems(body: dict[str, Any]) -> list[dict[str, str]]:
+    """What the API says of a Market model's input (the contract's schema cannot: a model's fields are
+    its registry entry's, image_pipeline.market_registry), each on ``input.<name>``."""
+    from image_pipeline.market_registry import market_model, validate_input
+
+    if market_model(body.get("model")) is None:
+        return []
+    checked = validate_input(body["model"], body.get("input"))
+    return [] if isinstance(checked, dict) else [problem.as_dict() for problem in checked]
 
 
 def task_body(

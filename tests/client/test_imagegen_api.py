@@ -63,6 +63,18 @@ def test_task_request_problems():
     assert fields == ["prompt", "size", "nVariants", "filesUrl"] + ["filesUrl"] * 6
 
 
+def test_a_market_request_takes_its_prompt_once():
+    market = "nano-banana-pro"
+    assert TaskRequest("a fox", model=market, input={"resolution": "2K"}).to_json()["input"] == {
+        "resolution": "2K",
+        "prompt": "a fox",
+    }
+    assert TaskRequest("a fox", model=market, input={"prompt": "a fox"}).problems() == []
+    twice = TaskRequest("a fox", model=market, input={"prompt": "a wolf"}).problems()
+    assert [p.field for p in twice] == ["input.prompt"]
+    assert [p.field for p in TaskRequest(model=market).problems()] == ["input.prompt"]
+
+
 def test_task_from_json_tolerates_gaps_and_clamps_progress():
     task = Task.from_json(
         {

@@ -4,6 +4,9 @@
     imagegen generate --files https://example.com/photo.png      # an edit: reference images, no prompt
     imagegen generate --model flux-kontext-pro --aspect-ratio 21:9 --format png "a lighthouse at dusk"
     imagegen generate --model flux-kontext-max --input-image https://example.com/photo.jpg "make it snow"
+    imagegen generate --model nano-banana-pro --input aspect_ratio=16:9 --input resolution=2K "a lighthouse"
+    imagegen generate --model google/imagen4-fast --input-json @input.json "four owls"
+    imagegen models [MODEL]                                      # the models, or one model's input fields
     imagegen status TASK_ID
     imagegen list [--status S] [--limit N] [--all]
     imagegen delete TASK_ID

@@ -32,6 +32,12 @@ def report_api_error(exc: ApiError, args: argparse.Namespace) -> int:
             err(f"error: the API rejected the request ({status}): {exc.message}")
             for field_error in exc.field_errors:
                 err(f"  - {field_error.field}: {field_error.message}")
+            fields = {field_error.field for field_error in exc.field_errors}
+            model = getattr(args, "model", None)
+            if "model" in fields:
+                err("`imagegen models` lists the models of this API")
+            elif model and any(field.startswith("input.") or field == "input" for field in fields):
+                err(f"`imagegen models {model}` lists its input fields (set each with --input KEY=VALUE)")
             return ExitCode.USAGE
         case InsufficientCreditsError():
             err(f"error: insufficient credits on the image service account ({status}): {exc.message}")

@@ -18,6 +18,7 @@ from imagegen.api import (
     FOUR_O_FIELDS,
     FOUR_O_MODEL,
     ApiConnectionError,
+    ApiError,
     ChecksumMismatchError,
     DownloadedImage,
     DownloadError,
@@ -27,6 +28,7 @@ from imagegen.api import (
     TaskRequest,
 )
 from imagegen.cli.context import Runtime, open_client
+from imagegen.cli.market import build_input
 from imagegen.cli.output import ExitCode, UsageError, err, print_json
 from imagegen.progress import ProgressReporter
 
@@ -92,8 +94,43 @@ class Generation:
 
 
 def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:
-    request = TaskRequest(
-        prompt=args.prompt,
+    request = _request(args, schema=None)
+    if problems := _request_problems(request):
+        raise UsageError("; ".join(problems))
+    reporter = ProgressReporter(sys.stderr, monotonic=runtime.monotonic)
+    with open_client(args, runtime, reporter.note) as client:
+        if request.is_market:
+            request = _request(args, schema=_market_schema(client, request.model_name))
+        out: Path = args.out
+        if not args.no_download:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                reason = exc.strerror or exc
+                raise UsageError(f"cannot use {str(out)!r} as the output directory: {reason}") from None
+        submission = client.submit_task(request, idempotency_key=str(uuid.uuid4()))
+        args.task_id = submission.task_id  # for the error messages
+        generation = Generation(submission.task_id)
+        if not args.json:
+            print(f"taskId: {submission.task_id}", flush=True)
+        try:
+            return _follow(client, request, generation, args, reporter, runtime)
+        finally:
+            if args.json:  # once submitted, the task exists: say so, whatever happened next
+                print_json(generation.to_json())
+
+
+def _request(args: argparse.Namespace, schema: dict[str, Any] | None) -> TaskRequest:
+    """The request the options describe. A Market model's prompt goes inside its input (``schema``, the
+    model's fields from GET /models, types each --input VALUE; None: the VALUE's JSON alone)."""
+    market = TaskRequest(model=args.model).is_market
+    if market and args.prompt is not None and any(key == "prompt" for key, _ in args.inputs):
+        raise UsageError("the prompt is given twice: as PROMPT and as --input prompt=...; give it once")
+    given = build_input(
+        args.input_json, args.prompt if market else None, args.inputs, schema if market else None
+    )
+    return TaskRequest(
+        prompt=None if market else args.prompt,
         model=args.model,
         size=args.size,
         files=tuple(args.files),
@@ -110,39 +147,34 @@ def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:
         safety_tolerance=args.safety_tolerance,
         watermark=args.watermark,
         webhook=args.webhook,
-        input=_market_input(args),
+        input=given,
     )
-    if problems := _request_problems(request):
-        raise UsageError("; ".join(problems))
-    out: Path = args.out
-    if not args.no_download:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            reason = exc.strerror or exc
-            raise UsageError(f"cannot use {str(out)!r} as the output directory: {reason}") from None
-
-    reporter = ProgressReporter(sys.stderr, monotonic=runtime.monotonic)
-    with open_client(args, runtime, reporter.note) as client:
-        submission = client.submit_task(request, idempotency_key=str(uuid.uuid4()))
-        args.task_id = submission.task_id  # for the error messages
-        generation = Generation(submission.task_id)
-        if not args.json:
-            print(f"taskId: {submission.task_id}", flush=True)
-        try:
-            return _follow(client, request, generation, args, reporter, runtime)
-        finally:
-            if args.json:  # once submitted, the task exists: say so, whatever happened next
-                print_json(generation.to_json())
 
 
-def _market_input(args: argparse.Namespace) -> dict[str, Any] | None:
-    """--input-json, with each --input KEY=VALUE over it; None when neither is given."""
-    if args.input_json is None and not args.inputs:
+def _market_schema(client: ImageApiClient, model: str) -> dict[str, Any] | None:
+    """The model's input fields from the catalogue (GET /models, read once), to type the --input values;
+    a model the catalogue does not list is a usage error before anything is submitted. When the catalogue
+    cannot be read (an API without GET /models), a warning, and the API checks the model and its input."""
+    try:
+        catalogue = client.list_models()
+    except ApiConnectionError:
+        raise  # submitting would fail the same way
+    except ApiError as exc:
+        err(
+            f"warning: cannot read the models (GET /models: {exc.message}); --input values are read as "
+            "JSON where they parse, and the API checks the model and its input"
+        )
         return None
-    given = dict(args.input_json or {})
-    given.update(dict(args.inputs))
-    return given
+    entry = next((entry for entry in catalogue if entry.get("model") == model), None)
+    if entry is None:
+        raise UsageError(f"{model!r} is not a model of this API; `imagegen models` lists them")
+    if entry.get("request") != "input":
+        raise UsageError(
+            f"{model} takes its own request fields, not an input object, and this imagegen does not know "
+            "them: upgrade imagegen"
+        )
+    schema = entry.get("input")
+    return schema if isinstance(schema, dict) else None
 
 
 def _request_problems(request: TaskRequest) -> list[str]:

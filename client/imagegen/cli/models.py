@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from imagegen.cli.context import Runtime, open_client
+from imagegen.cli.generate import FLAGS
 from imagegen.cli.output import ExitCode, UsageError, err, print_json
 
 
@@ -47,48 +49,73 @@ def images_text(images: dict[str, Any]) -> str:
 
 
 def print_fields(entry: dict[str, Any]) -> None:
+    """One row per input field: its name, JSON type, whether it is required, its values or limits, its
+    default and its description (for the 4o and Flux Kontext fields, the option that sets it)."""
     schema = entry.get("input") or {}
     required = set(schema.get("required") or [])
-    where = "inside --input" if entry.get("request") == "input" else "as options"
+    market = entry.get("request") == "input"
+    where = "inside --input KEY=VALUE" if market else "as options"
     print(f"{entry['model']} ({entry.get('title', entry.get('family', ''))}): its fields go {where}")
-    rows: list[tuple[str, ...]] = [("FIELD", "TYPE", "REQUIRED", "ALLOWED", "DEFAULT")]
+    rows: list[tuple[str, ...]] = [("FIELD", "TYPE", "REQUIRED", "ALLOWED", "DEFAULT", "DESCRIPTION")]
     for name, field in (schema.get("properties") or {}).items():
+        description = " ".join(str(field.get("description", "")).split())
+        if not market and name in FLAGS:
+            description = f"{FLAGS[name]}; {description}" if description else FLAGS[name]
         rows.append(
             (
                 name,
                 type_text(field),
                 "yes" if name in required else "",
                 allowed_text(field),
-                "" if field.get("default") is None else str(field["default"]),
+                "" if field.get("default") is None else _value_text(field["default"]),
+                description,
             )
         )
     print_table(rows)
 
 
 def type_text(field: dict[str, Any]) -> str:
-    if "type" in field:
-        kind = field["type"]
-        return "/".join(kind) if isinstance(kind, list) else str(kind)
-    kinds = [str(option.get("type")) for option in field.get("anyOf", []) if option.get("type") != "null"]
+    """The field's JSON type(s): ``string``, ``integer/string``, ``array of string``."""
+    kinds = []
+    for option in _options(field):
+        kind = option.get("type")
+        for name in kind if isinstance(kind, list) else [kind] if kind else []:
+            if name == "array" and isinstance(option.get("items"), dict):
+                name = f"array of {type_text(option['items'])}"
+            if name != "null" and name not in kinds:
+                kinds.append(name)
     return "/".join(kinds) or "any"
 
 
 def allowed_text(field: dict[str, Any]) -> str:
-    for option in [field, *field.get("anyOf", [])]:
+    """Its values (enum), else its limits: lengths, bounds, item counts."""
+    for option in _options(field):
         if "enum" in option:
-            return ", ".join(map(str, option["enum"]))
+            return ", ".join(_value_text(value) for value in option["enum"])
     limits = [
-        f"{label} {field[key]}"
+        f"{label} {option[key]}"
+        for option in _options(field)
         for key, label in (
             ("minLength", "min length"),
             ("maxLength", "max length"),
             ("minimum", "min"),
             ("maximum", "max"),
+            ("minItems", "min items"),
             ("maxItems", "max items"),
         )
-        if key in field
+        if key in option
     ]
     return ", ".join(limits)
+
+
+def _options(field: dict[str, Any]) -> list[dict[str, Any]]:
+    """The field's schema and each of its ``anyOf`` options (``X | None`` fields are an anyOf)."""
+    return [field, *(option for option in field.get("anyOf", []) if isinstance(option, dict))]
+
+
+def _value_text(value: Any) -> str:
+    """A value as the command line writes it: text as is, anything else as JSON (``false``, ``4``)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def print_table(rows: Sequence[tuple[str, ...]]) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 from imagegen import __version__
 from imagegen.api import (
@@ -34,6 +32,7 @@ from imagegen.api import (
 )
 from imagegen.cli.context import ENV_API_KEY, ENV_API_URL
 from imagegen.cli.generate import cmd_generate
+from imagegen.cli.market import input_json, input_pair
 from imagegen.cli.models import cmd_models
 from imagegen.cli.tasks import cmd_delete, cmd_list, cmd_status
 
@@ -98,8 +97,8 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imagegen",
-        description="Generate images with the 4o Image or Flux Kontext API through the image pipeline "
-        "bundle.",
+        description="Generate images with the 4o Image API, Flux Kontext or a Market model (imagegen "
+        "models lists them) through the image pipeline bundle.",
         epilog="exit codes: 0 ok, 1 task failed, 2 usage/validation error, 3 API/network error, 4 timeout",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -112,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Submit a generation, follow it with a progress bar, download and verify the images. "
         f"With {FOUR_O_MODEL} (the default) give a prompt, reference images (--files), or both: --files "
         "alone edits or varies the images. With a Flux Kontext model give a prompt, and --input-image to "
-        "edit an image. Each model takes only its own options.",
+        "edit an image. With a Market model (any other: `imagegen models`) the prompt goes in as "
+        "input.prompt and its other fields with --input or --input-json. Each model takes only its own "
+        "options.",
     )
     gen.add_argument("prompt", nargs="?", help="what to draw (optional with --files)")
     gen.add_argument(
@@ -127,16 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
         dest="inputs",
         action="append",
         default=[],
-        type=_input_pair,
+        type=input_pair,
         metavar="KEY=VALUE",
-        help="one field of the model's input (repeat it); VALUE is read as JSON when it parses "
-        '(4, true, ["https://..."]), else kept as text; the prompt goes in as input.prompt',
+        help="one field of the model's input (repeat it). VALUE is read as JSON when it parses "
+        '(4, 2.5, true, ["https://..."]), else kept as text; but a field that takes text keeps the text '
+        'as written (seed=42 for a text seed, num_images=2 as "2"), and a field that takes a list takes '
+        "one VALUE as its item (KEY again adds one). PROMPT goes in as input.prompt",
     )
     market.add_argument(
         "--input-json",
-        type=_input_json,
+        type=input_json,
         metavar="JSON|@FILE",
-        help="the whole input object as JSON, or @file.json; --input fields are added over it",
+        help="the whole input object as JSON, or @file.json; PROMPT and --input fields go over it",
     )
     gen.add_argument(
         "--out", type=Path, default=Path("images"), metavar="DIR", help="where to save (default ./images)"
@@ -264,32 +267,3 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(delete)
     delete.set_defaults(handler=cmd_delete)
     return parser
-
-
-def _input_pair(text: str) -> tuple[str, Any]:
-    """KEY=VALUE of --input: VALUE as JSON when it parses, else the text itself."""
-    key, equals, value = text.partition("=")
-    if not equals or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        parsed: Any = json.loads(value)
-    except ValueError:
-        parsed = value
-    return key.strip(), parsed
-
-
-def _input_json(text: str) -> dict[str, Any]:
-    """--input-json: a JSON object, given inline or as @path."""
-    source = text
-    if text.startswith("@"):
-        try:
-            source = Path(text[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise argparse.ArgumentTypeError(f"cannot read {text[1:]!r}: {exc.strerror or exc}") from None
-    try:
-        parsed = json.loads(source)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object of the model's input fields")
-    return parsed
