@@ -13,6 +13,7 @@ import pytest
 
 from devstack.local.stack import LocalStack
 from tests.e2e.conftest import wait_for, wait_for_status, wait_until_settled
+from tests.http_fixtures import unreachable_url
 
 pytestmark = pytest.mark.e2e
 
@@ -85,6 +86,13 @@ def test_edit_with_a_mask(stack: LocalStack, api: httpx.Client) -> None:
     assert wait_for_status(api, task_id, {"stored", "failed"})["status"] == "stored"
     request = stack.emulator.inspect_task(stack.upstream_id(task_id))["request"]
     assert request["maskUrl"] == "https://example.com/mask-image.png"
+
+
+def test_an_unreachable_files_url_ends_failed_451(stack: LocalStack, api: httpx.Client) -> None:
+    # The upstream fetches every filesUrl; one it cannot download ends the task with code 451.
+    task_id = submit(api, prompt="make it night", filesUrl=[unreachable_url()])
+    task = wait_for_status(api, task_id, {"stored", "failed"})
+    assert (task["status"], task["error"]["code"] if task["error"] else None) == ("failed", 451), task
 
 
 @pytest.mark.parametrize("code", [400, 451, 500, 501])
