@@ -58,3 +58,10 @@ def image_server() -> Iterator[ImageServer]:
     with LoopbackServer(handle, methods=("GET",)) as server:
         state = ImageServer(origin=server.origin)
         yield state
+
+
+def unreachable_url(path: str = "/gone.png") -> str:
+    """A loopback URL nothing listens on any more (an image server started and stopped)."""
+    with image_server() as gone:
+        url = gone.serve(path, Reply(200, png_bytes()))
+    return url

@@ -41,6 +41,14 @@ the model's canvas (aspect ratio, 1K/2K/4K or size preset) and format, as many a
 callback is recordInfo-shaped (``state``, ``resultJson`` string, ``failCode`` string, code 501 on
 failure). The common download-url re-mints Market links; the 4o one answers "record is null".
 
+Input images
+------------
+Every input URL a task names (4o ``filesUrl``/``maskUrl``, Flux ``inputImage``, a Market model's image
+fields) is fetched when the task completes (``inputs.py``), loopback hosts only unless
+``allow_external_inputs``; each fetch is recorded (``GET /admin/tasks/<id>`` ``inputs``). One that cannot
+be downloaded, or is not a PNG/JPEG/WebP, fails a 4o task 451 (400: over 25 MiB, or a mask of another
+size than its image) and a Flux or Market task 500, the message naming the field.
+
 Fault switches
 --------------
 Run-wide (``EmulatorConfig(faults=...)``, ``--faults``, ``POST /admin/faults``) or per task, by a
@@ -96,11 +104,11 @@ Admin endpoints (no auth, loopback clients only; JSON)::
     DELETE /admin/faults  (or POST /admin/faults/clear)                    -> {"faults": {}}
     GET    /admin/tasks                       {"tasks": [taskId, ...]}
     GET    /admin/tasks/<taskId>              api, state, request, faults, images (sha256), deliveries,
-                                              served
+                                              served, inputs (what it fetched)
     POST   /admin/tasks/<taskId>/complete     {} or {"fail": 500, "message": "..."}  (+ "completedNow")
     POST   /admin/tasks/<taskId>/redeliver    send the callback again now  (+ "redelivered")
     GET    /admin/deliveries?taskId=<id>      {"taskId", "deliveries": [...]}
-    GET    /admin/images                      {"generated": [...sha256...], "served": [...sha256...]}
+    GET    /admin/images                      {"generated": [...], "served": [...], "fetched": [inputs...]}
     GET|POST /admin/credits                   {"credits": N}
     POST   /admin/reset                       forget tasks, faults, links, counters
 """

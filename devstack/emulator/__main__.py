@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--public-base-url", default=None, help="base of the URLs handed out")
     p.add_argument("--allow-external-callbacks", action="store_true", help="deliver to non-loopback hosts")
+    p.add_argument(
+        "--allow-external-inputs", action="store_true", help="fetch input images from non-loopback hosts"
+    )
     p.add_argument("--faults", type=_faults, default={}, help='run-wide faults, e.g. "duplicate=2,trickle=1"')
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return p
@@ -93,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             market_record_info_rate_limit=args.market_record_info_rate_limit,
             public_base_url=args.public_base_url,
             allow_external_callbacks=args.allow_external_callbacks,
+            allow_external_inputs=args.allow_external_inputs,
             faults=args.faults,
         )
     except ValueError as exc:

@@ -53,6 +53,7 @@ class AdminMixin(CoreState):
                 "errorMessage": task.error_message,
                 "resultUrls": [image.url for image in task.images if image.role == "result"],
                 "images": [image.__dict__.copy() for image in task.images],
+                "inputs": [dict(entry) for entry in task.inputs],
                 "callbackBody": task.callback_body,
                 "deliveries": [dict(entry) for entry in task.deliveries],
                 "served": [dict(e) for e in self._served if e.get("taskId") == task.task_id],
@@ -65,7 +66,10 @@ class AdminMixin(CoreState):
                 for task in self._tasks.values()
                 for image in task.images
             ]
-            return {"generated": generated, "served": [dict(e) for e in self._served]}
+            fetched = [
+                {"taskId": task.task_id, **entry} for task in self._tasks.values() for entry in task.inputs
+            ]
+            return {"generated": generated, "served": [dict(e) for e in self._served], "fetched": fetched}
 
     def reset(self) -> None:
         """Forget every task, fault, link and counter (timers already queued find nothing)."""

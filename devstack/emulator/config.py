@@ -51,6 +51,11 @@ class EmulatorConfig:
     """Base of the URLs the emulator hands out; None = its own http://127.0.0.1:<port>."""
     allow_external_callbacks: bool = False
     """Deliver callbacks to non-loopback hosts (off: such deliveries are recorded as blocked)."""
+    allow_external_inputs: bool = False
+    """Fetch input images (filesUrl, maskUrl, inputImage, a Market model's image fields) from non-loopback
+    hosts (off: such an input is recorded as blocked, and the task fails as for an unreachable URL)."""
+    input_timeout_seconds: float = 10.0
+    """How long one input image's GET may take before it counts as unreachable."""
     faults: Mapping[str, Any] = field(default_factory=dict)
     """Run-wide faults at start, e.g. {"duplicate": 2} (see devstack.emulator.faults)."""
     max_tasks: int = 5000
@@ -76,6 +81,7 @@ class EmulatorConfig:
             "generate_rate_window_seconds",
             "record_info_rate_window_seconds",
             "socket_timeout_seconds",
+            "input_timeout_seconds",
         ):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0")

@@ -183,6 +183,8 @@ class MarketMixin(TaskMixin):
             return False
         faults = self._faults_for(task)
         code = fail if fail is not None else faults.fail
+        if code is None:
+            code, message = self._input_failure(task) or (None, message)
         finished = time.time()
         images = self._market_results(task, task.request, int(finished)) if code is None else []
         with self._lock:

@@ -331,6 +331,8 @@ class MarketRequest:
     output_format: str | None
     """png or jpeg as asked; None when the model chooses (the emulator: the ``market_format`` switch)."""
     image_urls: tuple[str, ...] = field(default=())
+    image_fields: tuple[tuple[str, str], ...] = field(default=())
+    """(field, URL) of each input image: ``input.image_url``, ``input.image_urls[1]``, ..."""
 
     @property
     def prompt(self) -> str:
@@ -377,6 +379,12 @@ def validate_market(body: Any) -> MarketRequest:
     callback = _http_url("callBackUrl", callback) if callback not in (None, "") else None
     width, height = rules.canvas(checked)
     urls = [v for k, v in checked.items() if isinstance(rules.fields[k], Url | Urls)]
+    labelled = [
+        (f"input.{name}" if isinstance(value, str) else f"input.{name}[{index}]", url)
+        for name, value in checked.items()
+        if isinstance(rules.fields[name], Url | Urls)
+        for index, url in enumerate([value] if isinstance(value, str) else value)
+    ]
     return MarketRequest(
         model=model,
         input={k: v for k, v in given.items() if v is not None},
@@ -386,6 +394,7 @@ def validate_market(body: Any) -> MarketRequest:
         images=rules.count(checked),
         output_format=rules.output_format(checked),
         image_urls=tuple(u for value in urls for u in (value if isinstance(value, list) else [value])),
+        image_fields=tuple(labelled),
     )
 
 

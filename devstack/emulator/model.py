@@ -109,6 +109,8 @@ class Task:
     deliveries: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_DELIVERY_RECORDS))
     info_hits: deque[float] = field(default_factory=deque)
     credits_charged: float = 0.0
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    """The input images as the emulator fetched them when the task completed (inputs.FetchedInput)."""
 
     def progress(self) -> str:
         """record-info's ``progress``: rises with the generation time, "1.00" once it succeeded."""
@@ -129,6 +131,16 @@ class Task:
         if isinstance(self.request, FluxRequest):
             return "flux"
         return "market" if isinstance(self.request, MarketRequest) else "4o"
+
+    def input_urls(self) -> list[tuple[str, str]]:
+        """(field, URL) of every input image the request names, in the request's order."""
+        request = self.request
+        if isinstance(request, MarketRequest):
+            return list(request.image_fields)
+        if isinstance(request, FluxRequest):
+            return [("inputImage", request.input_image)] if request.input_image else []
+        files = [(f"filesUrl[{index}]", url) for index, url in enumerate(request.files_url)]
+        return files + ([("maskUrl", request.mask_url)] if request.mask_url else [])
 
     def render(self, index: int) -> bytes:
         """The bytes of result ``index`` (the same every time)."""

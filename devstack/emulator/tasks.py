@@ -18,6 +18,7 @@ from .account import hit
 from .callbacks import Delivery
 from .faults import Faults, FaultSpecError, parse_prompt_markers
 from .images import SIZES
+from .inputs import MAX_INPUT_BYTES, fetch_all
 from .model import (
     FAIL_MESSAGES,
     SUBMIT_MESSAGES,
@@ -153,6 +154,8 @@ class TaskMixin(CoreState):
                 return False
         faults = self._faults_for(task)
         code = fail if fail is not None else faults.fail
+        if code is None:
+            code, message = self._input_failure(task) or (None, message)
         request = task.request
         if code is not None and isinstance(request, FluxRequest):
             code = flux_task.fail_code(code)
@@ -188,6 +191,39 @@ class TaskMixin(CoreState):
                 Delivery(task.task_id, task.request.callback_url, task.callback_body, faults)
             )
         return True
+
+    def _input_failure(self, task: Task) -> tuple[int, str] | None:
+        """Fetch the task's input images (recorded on the task) and say how a failure ends it: 4o 451
+        (not downloaded, or not an image), 400 (over 25 MiB; a mask of another size than its single
+        image); Flux Kontext and the Market 451, which they report as 500 (their codes have no 451)."""
+        wanted = task.input_urls()
+        if not wanted:
+            return None
+        fetched = fetch_all(
+            wanted,
+            allow_external=self.config.allow_external_inputs,
+            timeout=self.config.input_timeout_seconds,
+        )
+        with self._lock:
+            task.inputs = [entry.to_dict() for entry in fetched]
+        bad = next((entry for entry in fetched if not entry.ok), None)
+        four_o = task.api == "4o"
+        if bad is not None:
+            if bad.oversize and four_o:
+                return 400, f"{bad.field}: the input image is over {MAX_INPUT_BYTES} bytes"
+            if four_o:
+                return 451, f"{FAIL_MESSAGES[451]} ({bad.field}: {bad.error})"
+            return 451, f"Failed to download the input image {bad.field}: {bad.error}"
+        files = [entry for entry in fetched if entry.field.startswith("filesUrl[")]
+        mask = next((entry for entry in fetched if entry.field == "maskUrl"), None)
+        if four_o and mask is not None and len(files) == 1:
+            image, shape = (files[0].width, files[0].height), (mask.width, mask.height)
+            if image != shape:
+                return 400, (
+                    f"maskUrl: the mask is {shape[0]}x{shape[1]}, its image {image[0]}x{image[1]}: "
+                    "a mask must have its image's size"
+                )
+        return None
 
     def _render_all(self, task: Task, request: GenerateRequest, unix_sec: int) -> list[ResultImage]:
         width, height = SIZES[request.size]

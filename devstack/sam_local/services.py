@@ -258,7 +258,8 @@ def up(
         emulator_args = [
             "python3", "-m", "devstack.emulator", "--host", "0.0.0.0", "--port", str(UPSTREAM_PORT),  # noqa: S104
             "--api-key", services.api_key, "--public-base-url", services.upstream_url,
-            "--allow-external-callbacks", "--generation-seconds", f"{generation_seconds:g}",
+            "--allow-external-callbacks", "--allow-external-inputs",
+            "--generation-seconds", f"{generation_seconds:g}",
             "--callback-retry-schedule", callback_retry_schedule,
         ]  # fmt: skip
         if hmac_key:

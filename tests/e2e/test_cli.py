@@ -18,6 +18,7 @@ from PIL import Image
 from devstack.local.stack import LocalStack
 from tests.conftest import ROOT
 from tests.e2e.conftest import stack_fixture
+from tests.http_fixtures import Reply, image_server, png_bytes
 
 pytestmark = pytest.mark.e2e
 KEYS = "alice:key-of-alice,bob:key-of-bob,carol:key-of-carol"
@@ -75,19 +76,12 @@ def test_two_clients_generate_list_and_delete_with_the_cli(stack: LocalStack, tm
     assert drawn["status"] == "stored" and len(drawn["files"]) == 2
     for saved in drawn["files"]:
         assert sha256(Path(saved["path"]).read_bytes()).hexdigest() == saved["sha256"]
-    # and edits reference images without a prompt (filesUrl alone)
-    edited = document(
-        imagegen(
-            stack,
-            "key-of-alice",
-            "--json",
-            "generate",
-            "--files",
-            "https://example.com/photo.png",
-            "--no-download",
-            *wait,
+    # and edits reference images without a prompt (filesUrl alone), which the upstream fetches
+    with image_server() as host:
+        photo = host.serve("/photo.png", Reply(200, png_bytes()))
+        edited = document(
+            imagegen(stack, "key-of-alice", "--json", "generate", "--files", photo, "--no-download", *wait)
         )
-    )
     assert edited["status"] == "stored" and edited["task"]["images"], edited
 
     # each client lists only its own tasks, newest first, every page followed

@@ -12,6 +12,7 @@ import pytest
 
 from devstack.local.stack import LocalStack, StackConfig
 from tests.e2e.conftest import stack_fixture, wait_for_status
+from tests.http_fixtures import Reply, image_server, png_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -103,17 +104,22 @@ def test_a_dropped_market_callback_is_finished_by_the_reconciler_through_record_
 
 
 def test_an_edit_model_takes_its_image_urls_and_stores_its_result(market_stack: LocalStack) -> None:
-    # The emulator does not fetch inputs yet (issue 22): the URL is only carried to the platform.
-    with httpx.Client(base_url=market_stack.api_url, timeout=30) as api:
+    day = png_bytes(64, 36)
+    with image_server() as host, httpx.Client(base_url=market_stack.api_url, timeout=30) as api:
+        day_url = host.serve("/day.png", Reply(200, day))
         task_id = submit(
             api,
             "seedream/4.5-edit",
             prompt="make it night",
-            image_urls=["https://images.example.com/day.png"],
+            image_urls=[day_url],
             aspect_ratio="16:9",
             quality="basic",
         )
         request = market_stack.emulator.inspect_task(market_stack.upstream_id(task_id))["request"]
-        assert request["input"]["image_urls"] == ["https://images.example.com/day.png"]
+        assert request["input"]["image_urls"] == [day_url]
         task = wait_for_status(api, task_id, {"stored", "failed"}, timeout=60)
         assert task["status"] == "stored" and len(task["images"]) == 1, task
+    fetched = market_stack.emulator.inspect_task(market_stack.upstream_id(task_id))["inputs"]
+    assert [(entry["field"], entry["sha256"]) for entry in fetched] == [
+        ("input.image_urls[0]", hashlib.sha256(day).hexdigest())
+    ]

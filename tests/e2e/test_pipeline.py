@@ -13,6 +13,7 @@ import pytest
 
 from devstack.local.stack import LocalStack
 from tests.e2e.conftest import wait_for, wait_for_status, wait_until_settled
+from tests.http_fixtures import Reply, image_server, png_bytes, unreachable_url
 
 pytestmark = pytest.mark.e2e
 
@@ -75,16 +76,32 @@ def test_text_to_image_stores_every_variant_byte_for_byte(
 
 
 def test_edit_with_a_mask(stack: LocalStack, api: httpx.Client) -> None:
-    task_id = submit(
-        api,
-        prompt="Replace the sky with a starry night sky",
-        filesUrl=["https://example.com/original-image.png"],
-        maskUrl="https://example.com/mask-image.png",
-        size="3:2",
-    )
-    assert wait_for_status(api, task_id, {"stored", "failed"})["status"] == "stored"
-    request = stack.emulator.inspect_task(stack.upstream_id(task_id))["request"]
-    assert request["maskUrl"] == "https://example.com/mask-image.png"
+    photo, mask = png_bytes(96, 64), png_bytes(96, 64, (0, 0, 0))
+    with image_server() as host:
+        files_url = host.serve("/original-image.png", Reply(200, photo))
+        mask_url = host.serve("/mask-image.png", Reply(200, mask))
+        task_id = submit(
+            api,
+            prompt="Replace the sky with a starry night sky",
+            filesUrl=[files_url],
+            maskUrl=mask_url,
+            size="3:2",
+        )
+        assert wait_for_status(api, task_id, {"stored", "failed"})["status"] == "stored"
+    upstream = stack.emulator.inspect_task(stack.upstream_id(task_id))
+    assert upstream["request"]["maskUrl"] == mask_url
+    # the upstream fetched both inputs, exactly the bytes the host served
+    assert [(entry["field"], entry["sha256"]) for entry in upstream["inputs"]] == [
+        ("filesUrl[0]", hashlib.sha256(photo).hexdigest()),
+        ("maskUrl", hashlib.sha256(mask).hexdigest()),
+    ]
+
+
+def test_an_unreachable_files_url_ends_failed_451(stack: LocalStack, api: httpx.Client) -> None:
+    # The upstream fetches every filesUrl; one it cannot download ends the task with code 451.
+    task_id = submit(api, prompt="make it night", filesUrl=[unreachable_url()])
+    task = wait_for_status(api, task_id, {"stored", "failed"})
+    assert (task["status"], task["error"]["code"] if task["error"] else None) == ("failed", 451), task
 
 
 @pytest.mark.parametrize("code", [400, 451, 500, 501])

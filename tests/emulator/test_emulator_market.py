@@ -21,8 +21,10 @@ from market_helpers import (
 )
 
 from devstack.emulator import sign
+from tests.http_fixtures import Reply, image_server, png_bytes
 
 BANANA = "google/nano-banana"
+INPUT_IMAGE = "<an image on a loopback host>"  # stands for the test's image server URL
 PENDING_KEYS = {
     "taskId", "model", "state", "param", "resultJson", "failCode", "failMsg", "costTime", "completeTime",
     "createTime",
@@ -220,7 +222,7 @@ def test_an_unknown_fault_marker_in_the_prompt_is_a_422(emulator):
         ("gpt-image/1.5-text-to-image", {"aspect_ratio": "2:3", "quality": "high"}, 1, "PNG", (1024, 1536)),
         ("flux-2/pro-text-to-image", {"aspect_ratio": "3:4", "resolution": "2K"}, 1, "PNG", None),
         ("google/imagen4-fast", {"num_images": "4"}, 4, "PNG", None),  # 16:9 by default
-        ("qwen/image-edit", {"image_url": "https://x.test/a.png", "num_images": "3"}, 3, "PNG", (1024, 768)),
+        ("qwen/image-edit", {"image_url": INPUT_IMAGE, "num_images": "3"}, 3, "PNG", (1024, 768)),
         ("ideogram/v3-text-to-image", {"image_size": "portrait_16_9"}, 1, "PNG", (576, 1024)),
     ],
 )
@@ -228,7 +230,10 @@ def test_results_are_real_images_in_the_asked_ratio_resolution_format_and_number
     emulator, model, given, count, fmt, size
 ):
     server = emulator(generation_seconds=0.1)
-    with api(server) as client:
+    with image_server() as host, api(server) as client:
+        # an edit model's input image is fetched: from a loopback image host
+        served = host.serve("/a.png", Reply(200, png_bytes()))
+        given = {name: served if value == INPUT_IMAGE else value for name, value in given.items()}
         task_id = submit_market(client, model, prompt=f"{model} test", **given)
         data = _done(client, server, task_id)
         urls = result_urls(data)
