@@ -213,3 +213,11 @@ def test_an_upload_that_is_not_an_image_is_422_naming_its_field(
     assert status == 422 and body["errors"][0]["field"] == "filesUrl[1]", body
     assert "not a usable image" in body["errors"][0]["message"]
     assert not upstream.calls
+
+
+def test_an_upload_size_given_as_a_whole_float_is_that_integer(aws_stack: Any, lambda_context: Any) -> None:
+    # 104.0 is an integer to JSON Schema: schemathesis sends it, and the contract takes it
+    status, body, _ = invoke(upload_event({"contentType": "image/webp", "bytes": 104.0}), lambda_context)
+    assert status == 201 and body["upload"]["headers"]["Content-Length"] == "104", body
+    status, body, _ = invoke(upload_event({"contentType": "image/webp", "bytes": 104.5}), lambda_context)
+    assert status == 422 and body["errors"][0]["field"] == "bytes"

@@ -422,6 +422,12 @@ class UploadRequest(Model):
         ge=1, description="the file's exact size; at most UPLOAD_MAX_BYTES (30 MiB by default)"
     )
 
+    @field_validator("bytes", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        """104.0 is an integer to JSON Schema (and to the contract): a whole float is that integer."""
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
 
 class PresignedUpload(Model):
     method: Literal["PUT"]
