@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
+import httpx
 import pytest
 import respx
 
@@ -221,3 +222,40 @@ def test_an_upload_size_given_as_a_whole_float_is_that_integer(aws_stack: Any, l
     assert status == 201 and body["upload"]["headers"]["Content-Length"] == "104", body
     status, body, _ = invoke(upload_event({"contentType": "image/webp", "bytes": 104.5}), lambda_context)
     assert status == 422 and body["errors"][0]["field"] == "bytes"
+
+
+@pytest.mark.parametrize(
+    ("model", "given", "field", "sent"),
+    [
+        ("qwen/image-edit", "image_url", "input.image_url", lambda sent: sent["input"]["image_url"]),
+        (
+            "google/nano-banana-edit",
+            "image_urls",
+            "input.image_urls[0]",
+            lambda sent: sent["input"]["image_urls"][0],
+        ),
+    ],
+)
+def test_a_market_models_image_field_takes_a_reference(
+    aws_stack: Any, lambda_context: Any, model: str, given: str, field: str, sent: Any
+) -> None:
+    photo = png_bytes()
+    created = create_upload(lambda_context, photo)
+    put_upload(aws_stack, created, photo)
+    value: Any = created["reference"] if given == "image_url" else [created["reference"]]
+    with respx.mock(assert_all_called=False) as mock:
+        create = mock.post("https://api.kie.ai/api/v1/jobs/createTask").mock(
+            return_value=httpx.Response(
+                200, json={"code": 200, "msg": "success", "data": {"taskId": TASK_ID}}
+            )
+        )
+        status, answer = submit(lambda_context, {"model": model, "input": {"prompt": "night", given: value}})
+        assert status == 202, answer
+        link = sent(json.loads(create.calls.last.request.content))
+    assert key_of(link.split("?", 1)[0], aws_stack.images_bucket) == f"uploads/local/{created['uploadId']}"
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=aws_stack.tasks_table, Key={"pk": {"S": f"task#{answer['taskId']}"}}
+    )["Item"]
+    assert item["inputs"]["L"][0]["M"]["field"]["S"] == field
+    assert created["reference"] in json.dumps(item["options"])  # the record keeps the reference
+    assert "X-Amz-Signature" not in json.dumps(item["options"])  # never the link
