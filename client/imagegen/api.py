@@ -88,7 +88,9 @@ from imagegen.models import (
     TaskImage,
     TaskPage,
     TaskRequest,
+    Upload,
     is_http_url,
+    is_reference,
 )
 
 __all__ = [
@@ -147,8 +149,10 @@ __all__ = [
     "TaskPage",
     "TaskRequest",
     "UnexpectedResponseError",
+    "Upload",
     "UpstreamAuthError",
     "is_http_url",
+    "is_reference",
     "normalize_base_url",
     "parse_retry_after",
 ]

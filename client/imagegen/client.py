@@ -34,7 +34,7 @@ from imagegen.errors import (
     UpstreamAuthError,
 )
 from imagegen.request import TaskRequest, is_http_url
-from imagegen.responses import DownloadedImage, ErrorBody, RetryNotice, Submission, Task, TaskPage
+from imagegen.responses import DownloadedImage, ErrorBody, RetryNotice, Submission, Task, TaskPage, Upload
 
 DEFAULT_API_URL: Final = "http://127.0.0.1:3000"
 
@@ -107,6 +107,38 @@ class ImageApiClient:
             lambda: self._http.post(url, json=request.to_json(), headers={IDEMPOTENCY_HEADER: key}),
         )
         return _read(response, lambda body: Submission.from_json(body, idempotency_key=key))
+
+    def create_upload(self, content_type: str, size: int) -> Upload:
+        """``POST /uploads``: an upload's id and its presigned PUT, signed with this exact type and size."""
+        url = f"{self.base_url}/uploads"
+        body = {"contentType": content_type, "bytes": size}
+        response = self._send_with_retries("POST", url, lambda: self._http.post(url, json=body))
+        return _read(response, Upload.from_json)
+
+    def upload_image(self, path: Path | str) -> Upload:
+        """Upload a local PNG, JPEG or WebP (its type from its magic bytes): ``POST /uploads``, then its
+        presigned PUT with exactly the signed headers. Use ``upload.reference`` where an image URL goes."""
+        data = Path(path).read_bytes()
+        content_type = image_type(data)
+        if content_type is None:
+            raise ValueError(f"{path}: not a PNG, JPEG or WebP image")
+        upload = self.create_upload(content_type, len(data))
+        response = self._send_with_retries(
+            "PUT",
+            upload.url,
+            lambda: self._files.request(
+                upload.method, upload.url, content=data, headers=dict(upload.headers)
+            ),
+        )
+        if response.status_code not in (200, 201, 204):
+            raise DownloadError(
+                f"the upload's PUT answered HTTP {response.status_code}",
+                status=response.status_code,
+                body=response.text[:500],
+                method="PUT",
+                url=upload.url,
+            )
+        return upload
 
     def list_models(self) -> list[dict[str, Any]]:
         """``GET /models``: every model ``POST /tasks`` takes, as the API describes it."""
@@ -395,3 +427,14 @@ def _body(response: httpx.Response) -> Any:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return response.text
+
+
+def image_type(data: bytes) -> str | None:
+    """image/png, image/jpeg or image/webp by the file's magic bytes; None for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None

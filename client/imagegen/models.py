@@ -36,6 +36,7 @@ from imagegen.request import (
     MODELS,
     OUTPUT_FORMATS,
     PROMPT_PATTERN,
+    REFERENCE_PATTERN,
     SIZES,
     URL_MAX_CHARS,
     URL_MIN_CHARS,
@@ -43,6 +44,7 @@ from imagegen.request import (
     WEBHOOK_URL_PATTERN,
     TaskRequest,
     is_http_url,
+    is_reference,
 )
 from imagegen.responses import (
     LIST_LIMIT_DEFAULT,
@@ -60,6 +62,7 @@ from imagegen.responses import (
     TaskError,
     TaskImage,
     TaskPage,
+    Upload,
 )
 
 __all__ = [
@@ -89,6 +92,7 @@ __all__ = [
     "NOTIFICATION_STATES",
     "OUTPUT_FORMATS",
     "PROMPT_PATTERN",
+    "REFERENCE_PATTERN",
     "SIZES",
     "TASK_STATUSES",
     "TERMINAL_STATUSES",
@@ -106,5 +110,7 @@ __all__ = [
     "TaskImage",
     "TaskPage",
     "TaskRequest",
+    "Upload",
     "is_http_url",
+    "is_reference",
 ]

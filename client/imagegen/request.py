@@ -67,6 +67,9 @@ IMAGE_URL_PATTERN: Final = (
     r"\.([jJ][pP][eE]?[gG]|[jJ][fF][iI][fF]|[pP][jJ][pP]([eE][gG])?|[pP][nN][gG]|[wW][eE][bB][pP])"
     r"([?#][!-~]*)?$"
 )
+# An image the bundle holds, where an image URL goes: upload:<uploadId> (POST /uploads) or
+# task:<taskId>/<index> (an image a task of this client stored); the contract's own pattern.
+REFERENCE_PATTERN: Final = r"^(upload:[A-Za-z0-9_.-]{1,128}|task:[A-Za-z0-9_-]{1,128}/[0-9]{1,3})$"
 # webhookUrl: an http(s) URL (HTTP_URL_PATTERN) that is also https to a plain host name.
 WEBHOOK_URL_PATTERN: Final = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$"
 
@@ -248,9 +251,13 @@ class TaskRequest:
             found.append(FieldError("prompt", f"{self.model_name} needs a prompt"))
         if self.aspect_ratio is not None and self.aspect_ratio not in ASPECT_RATIOS:
             found.append(FieldError("aspectRatio", f"must be one of {', '.join(ASPECT_RATIOS)}"))
-        if self.input_image is not None and not (
-            URL_MIN_CHARS <= len(self.input_image) <= URL_MAX_CHARS
-            and re.search(HTTP_URL_PATTERN, self.input_image)
+        if (
+            self.input_image is not None
+            and not is_reference(self.input_image)
+            and not (
+                URL_MIN_CHARS <= len(self.input_image) <= URL_MAX_CHARS
+                and re.search(HTTP_URL_PATTERN, self.input_image)
+            )
         ):
             found.append(FieldError("inputImage", f"not an http(s) URL: {self.input_image!r}"))
         if self.output_format is not None and self.output_format not in OUTPUT_FORMATS:
@@ -297,8 +304,15 @@ def is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+def is_reference(value: str) -> bool:
+    """upload:<uploadId> or task:<taskId>/<index>: an image the bundle holds, in place of a URL."""
+    return len(value) <= 200 and re.search(REFERENCE_PATTERN, value) is not None
+
+
 def _image_url(url: str) -> str | None:
     """What is wrong with a reference or mask image URL (None: nothing)."""
+    if is_reference(url):
+        return None
     if not is_http_url(url):
         return f"not an http(s) URL: {url!r}"
     if not URL_MIN_CHARS <= len(url) <= URL_MAX_CHARS:

@@ -107,6 +107,8 @@ class Task:
     created_at: str | None = None
     updated_at: str | None = None
     notification: Notification | None = None  # when the task was submitted with a webhook
+    # the input references it used: ({"field": "filesUrl[0]", "ref": "upload:..."}, ...)
+    inputs: tuple[Mapping[str, str], ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -161,6 +163,11 @@ class Task:
             )
             if isinstance(notification, dict)
             else None,
+            inputs=tuple(
+                {"field": str(item.get("field")), "ref": str(item.get("ref"))}
+                for item in data.get("inputs") or ()
+                if isinstance(item, dict)
+            ),
             raw=data,
         )
 
@@ -181,6 +188,8 @@ class Task:
         }
         if self.notification is not None:
             body["notification"] = self.notification.to_json()
+        if self.inputs:
+            body["inputs"] = [dict(item) for item in self.inputs]
         return body
 
 
@@ -267,3 +276,41 @@ def _progress(value: Any) -> float | None:
 
 def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class Upload:
+    """``POST /uploads`` (``UploadCreated``): the upload's id, its reference and its presigned request."""
+
+    upload_id: str
+    reference: str
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    expires_at: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        upload = data.get("upload") if isinstance(data, dict) else None
+        if not isinstance(upload, dict) or not all(
+            _non_empty_str(value) for value in (data.get("uploadId"), upload.get("url"), upload.get("method"))
+        ):
+            raise UnexpectedResponseError("the upload answer has no uploadId/upload", body=data)
+        given = upload.get("headers")
+        headers: dict[str, Any] = given if isinstance(given, dict) else {}
+        return cls(
+            upload_id=data["uploadId"],
+            reference=str(data.get("reference") or f"upload:{data['uploadId']}"),
+            method=upload["method"],
+            url=upload["url"],
+            headers={str(name): str(value) for name, value in headers.items()},
+            expires_at=str(data.get("expiresAt") or ""),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "uploadId": self.upload_id,
+            "reference": self.reference,
+            "upload": {"method": self.method, "url": self.url, "headers": dict(self.headers)},
+            "expiresAt": self.expires_at,
+        }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
+from datetime import timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,6 +25,8 @@ from image_pipeline.client_api import (
     TaskStatusName,
     TaskSubmitted,
     TaskView,
+    UploadCreated,
+    UploadRequest,
     model_catalog,
     responses,
 )
@@ -34,10 +37,12 @@ from image_pipeline.errors import (
     IdempotencyKeyReused,
     IdempotencyKeyTaskDeleted,
     ImageDeletionError,
+    InputRejected,
     InsufficientCredits,
     InvalidCursor,
     InvalidIdempotencyKey,
     RateLimited,
+    ReferenceNotFound,
     TaskNotFound,
     TaskStillRunning,
     UpstreamBadRequest,
@@ -46,6 +51,7 @@ from image_pipeline.errors import (
     WebhookUrlError,
 )
 from image_pipeline.logic.client_tasks import delete_task, list_tasks
+from image_pipeline.logic.inputs import new_upload, resolve_inputs
 from image_pipeline.logic.status import task_status
 from image_pipeline.logic.submission import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -56,7 +62,7 @@ from image_pipeline.logic.submission import (
 )
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.settings import ApiSettings, api_settings, parse_at_cold_start
-from image_pipeline.task_records import TaskStatus
+from image_pipeline.task_records import TaskStatus, utc_now
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -122,6 +128,7 @@ class UnreadableBody(ValueError):
         400,
         402,
         403,
+        (404, "an input reference (upload:<uploadId>, task:<taskId>/<index>) this client does not hold"),
         409,
         413,
         422,
@@ -184,7 +191,19 @@ def _submit(
         times=SubmitTimes.from_seconds(
             settings.reconcile_after_seconds, settings.submit_unconfirmed_after_seconds
         ),
+        resolve_inputs=lambda: resolve_inputs(
+            options.model_dump(),
+            owner,
+            objects=_inputs(settings),
+            check_image=wiring.image_checker(settings.input_max_pixels),
+            link_seconds=settings.input_link_seconds,
+            market_fields=options.market_image_fields(),
+        ),
     )
+
+
+def _inputs(settings: ApiSettings) -> Any:
+    return wiring.input_store(settings.tasks_table, settings.images_bucket, settings.record_ttl_days)
 
 
 def _report(submitted: SubmittedTask, options: TaskRequest, owner: str) -> None:
@@ -207,6 +226,35 @@ def _report(submitted: SubmittedTask, options: TaskRequest, owner: str) -> None:
     )
     if submitted.new:
         metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
+
+
+@app.post(
+    "/uploads",
+    operation_id="createUpload",
+    tags=["uploads"],
+    summary="Upload an input image: a presigned PUT, then upload:<uploadId> wherever an image URL goes",
+    status_code=201,
+    security=API_KEY_SECURITY,
+    responses=responses(
+        201, UploadCreated, "the upload's id and its presigned PUT", 400, 403, 413, 422, 429, 503
+    ),
+)
+def create_upload(upload: UploadRequest) -> Response[Any]:
+    if not isinstance(app.current_event.json_body, dict):
+        raise UnreadableBody("the body must be one JSON object: contentType and bytes")
+    settings = api_settings()
+    created = new_upload(
+        upload.contentType,
+        upload.bytes,
+        caller(),
+        objects=_inputs(settings),
+        max_bytes=settings.upload_max_bytes,
+        link_seconds=settings.upload_link_seconds,
+        retention=timedelta(days=settings.upload_retention_days),
+        now=utc_now(),
+    )
+    logger.info("upload issued", extra={"upload_id": created["uploadId"], "client": caller()})
+    return _json(201, created)
 
 
 @app.get(
@@ -423,7 +471,10 @@ def in_our_words(problem: Any, field: str) -> str:
     if base in URL_FIELDS and kind.startswith("string_"):
         if base == "webhookUrl":
             return "must be an https URL of a public host, such as https://hooks.example.com/imagegen"
-        return "must be an http(s) URL of an image file (.png, .jpg, .jpeg or .webp), 8 to 2048 characters"
+        return (
+            "must be an http(s) URL of an image file (.png, .jpg, .jpeg or .webp), 8 to 2048 characters, "
+            "or upload:<uploadId> or task:<taskId>/<index>"
+        )
     if kind == "string_pattern_mismatch":
         return "must not be blank" if base == "prompt" else "is not in the expected form"
     if kind == "missing":
@@ -483,6 +534,23 @@ def idempotency_task_deleted(error: IdempotencyKeyTaskDeleted) -> Response[Any]:
 @app.exception_handler(TaskNotFound)
 def task_not_found(error: TaskNotFound) -> Response[Any]:
     return _json(404, {"message": str(error), "errors": []})
+
+
+@app.exception_handler(ReferenceNotFound)
+def reference_not_found(error: ReferenceNotFound) -> Response[Any]:
+    message = f"{error.reference} not found"
+    return _json(404, {"message": str(error), "errors": [{"field": error.field, "message": message}]})
+
+
+@app.exception_handler(InputRejected)
+def input_rejected(error: InputRejected) -> Response[Any]:
+    return _json(
+        422,
+        {
+            "message": f"invalid request: check {error.field}",
+            "errors": [{"field": error.field, "message": error.message}],
+        },
+    )
 
 
 @app.exception_handler(TaskStillRunning)

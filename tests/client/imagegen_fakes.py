@@ -64,6 +64,8 @@ class FakeApi:
     blobs: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
     polls: int = 0
+    # presigned uploads: key -> the Content-Type and Content-Length their PUT was signed with
+    upload_terms: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     # -- scripting helpers
 
@@ -101,6 +103,14 @@ class FakeApi:
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
+        if request.url.host == STORAGE_HOST and request.method == "PUT":
+            # as S3 checks a presigned PUT: the signed Content-Type and Content-Length, exactly
+            signed = self.upload_terms.get(request.url.path)
+            sent = (request.headers.get("Content-Type"), int(request.headers.get("Content-Length") or -1))
+            if signed is None or sent != signed or len(request.content) != signed[1]:
+                return httpx.Response(403, text="<Error><Code>SignatureDoesNotMatch</Code></Error>")
+            self.blobs[request.url.path] = (request.content, signed[0])
+            return httpx.Response(200)
         if request.url.host == STORAGE_HOST:
             blob = self.blobs.get(request.url.path)
             if blob is None:
@@ -110,7 +120,7 @@ class FakeApi:
 
         assert request.url.host == httpx.URL(API_URL).host, request.url
         path = request.url.path
-        assert path.startswith(("/Prod/tasks", "/Prod/models")), path
+        assert path.startswith(("/Prod/tasks", "/Prod/models", "/Prod/uploads")), path
         if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
             return json_response(403, {"message": "Forbidden"})
 
@@ -124,6 +134,26 @@ class FakeApi:
                 return self._answer("POST", "/tasks", 422, {"message": "invalid request", "errors": errors})
             self.models[self.task_id] = body.get("model", FOUR_O)
             return self._answer("POST", "/tasks", 202, {"taskId": self.task_id, "status": "submitted"})
+
+        if request.method == "POST" and path == "/Prod/uploads":
+            body = json.loads(request.content)
+            if errors := contract.field_problems(contract.request_schema("POST", "/uploads"), body):
+                return self._answer("POST", "/uploads", 422, {"message": "invalid request", "errors": errors})
+            upload_id = f"{len(self.upload_terms):032x}.png"
+            key = f"/uploads/local/{upload_id}"
+            self.upload_terms[key] = (body["contentType"], body["bytes"])
+            headers = {"Content-Type": body["contentType"], "Content-Length": str(body["bytes"])}
+            answer = {
+                "uploadId": upload_id,
+                "reference": f"upload:{upload_id}",
+                "upload": {
+                    "method": "PUT",
+                    "url": f"https://{STORAGE_HOST}{key}?X-Amz-Signature=s",
+                    "headers": headers,
+                },
+                "expiresAt": "2026-11-21T21:34:40.123Z",
+            }
+            return self._answer("POST", "/uploads", 201, answer)
 
         if request.method == "GET" and path == "/Prod/models":
             if self.models_script:

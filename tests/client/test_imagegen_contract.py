@@ -57,6 +57,7 @@ from imagegen.api import (
     TaskNotFoundError,
     TaskPage,
     TaskRequest,
+    Upload,
     UpstreamAuthError,
 )
 from imagegen.client import _models as read_models
@@ -201,14 +202,27 @@ def test_the_client_checks_prompts_and_image_urls_with_the_contracts_own_rules()
 
     prompt = contract.non_null(FIELDS["prompt"])
     assert (prompt["maxLength"], prompt["pattern"]) == (models.MAX_PROMPT_CHARS, models.PROMPT_PATTERN)
-    for url in (contract.non_null(FIELDS["filesUrl"])["items"], contract.non_null(FIELDS["maskUrl"])):
+    # an image field takes a URL or a reference to an image the bundle holds (upload:, task:)
+    images = (
+        contract.non_null(FIELDS["filesUrl"])["items"]["anyOf"],
+        [branch for branch in FIELDS["maskUrl"]["anyOf"] if branch.get("type") != "null"],
+    )
+    for url, reference in images:
         assert (
             url["minLength"],
             url["maxLength"],
             url["pattern"],
         ) == (models.URL_MIN_CHARS, models.URL_MAX_CHARS, models.IMAGE_URL_PATTERN)
+        assert reference["pattern"] == models.REFERENCE_PATTERN
     assert re.search(models.IMAGE_URL_PATTERN, IMAGE)
-    for name in ("inputImage", "webhookUrl"):
+    flux_image, flux_reference = [b for b in FIELDS["inputImage"]["anyOf"] if b.get("type") != "null"]
+    assert flux_reference["pattern"] == models.REFERENCE_PATTERN
+    assert (flux_image["minLength"], flux_image["maxLength"], flux_image["pattern"]) == (
+        models.URL_MIN_CHARS,
+        models.URL_MAX_CHARS,
+        models.HTTP_URL_PATTERN,
+    )
+    for name in ("webhookUrl",):
         url = contract.non_null(FIELDS[name])
         assert (
             url["minLength"],
@@ -323,6 +337,7 @@ OPERATIONS: dict[tuple[str, str], Callable[[ImageApiClient], Any]] = {
     ("GET", "/tasks"): lambda client: client.list_tasks(),
     ("DELETE", "/tasks/{taskId}"): lambda client: client.delete_task("t-1"),
     ("GET", "/models"): lambda client: client.list_models(),
+    ("POST", "/uploads"): lambda client: client.create_upload("image/png", 1234),
 }
 # Each success answer, read by the client's model and written back as the API wrote it.
 SUCCESSES: dict[tuple[str, str, int], Callable[[Any], Any] | None] = {
@@ -331,6 +346,7 @@ SUCCESSES: dict[tuple[str, str, int], Callable[[Any], Any] | None] = {
     ("GET", "/tasks", 200): lambda body: TaskPage.from_json(body).to_json(),
     ("DELETE", "/tasks/{taskId}", 204): None,  # no body
     ("GET", "/models", 200): lambda body: {"models": read_models(body)},
+    ("POST", "/uploads", 201): lambda body: Upload.from_json(body).to_json(),
 }
 # Each error status, as the typed exception the client raises for it.
 ERRORS: dict[int, type[ApiError]] = {

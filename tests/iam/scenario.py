@@ -442,6 +442,18 @@ def run(stack: Stack) -> None:
     with stack.step("GET /tasks/{taskId} of a stored task"):
         answer = stack.api("GET", f"/tasks/{stored_task}")
         assert answer[0] == 200 and len(answer[1]["images"]) == 2, answer
+    # An upload, then an edit of it and of the stored image by reference (issue 22).
+    with stack.step("POST /uploads"):
+        photo = png_bytes()
+        status, upload = stack.api("POST", "/uploads", {"contentType": "image/png", "bytes": len(photo)})
+        assert status == 201, upload
+    with stack.unrecorded():  # the client's presigned PUT
+        key = f"uploads/{CLIENT}/{upload['uploadId']}"
+        boto3.client("s3").put_object(Bucket=stack.resources.images_bucket, Key=key, Body=photo)
+    with stack.step("POST /tasks with input references (upload:, task:)"):
+        edit = {"size": "1:1", "prompt": "night", "filesUrl": [upload["reference"], f"task:{stored_task}/0"]}
+        answer = stack.api("POST", "/tasks", edit)
+        assert answer[0] == 202, answer
     with stack.step("GET /tasks"):
         answer = stack.api("GET", "/tasks", query={"limit": "1"})
         assert answer[0] == 200 and answer[1]["nextCursor"], answer

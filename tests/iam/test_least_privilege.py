@@ -156,7 +156,26 @@ def test_presigned_links_are_recorded_as_the_get_they_allow(recorded: list[Call]
         if call.operation == "s3.presign GetObject"
         for permission in call.permissions
     }
-    assert presigned == {("ApiFunction", "s3:GetObject"), ("NotifierFunction", "s3:GetObject")}
+    # an input image (upload:, task:) goes upstream as a GET of exactly one version
+    assert presigned == {
+        ("ApiFunction", "s3:GetObject"),
+        ("ApiFunction", "s3:GetObjectVersion"),
+        ("NotifierFunction", "s3:GetObject"),
+    }
+
+
+def test_an_upload_is_recorded_as_the_put_its_link_allows_on_uploads_only(recorded: list[Call]) -> None:
+    puts = {
+        (
+            call.function,
+            permission.action,
+            permission.resource.split(":::", 1)[1].split("/", 1)[1].split("/", 1)[0],
+        )
+        for call in recorded
+        if call.operation == "s3.presign PutObject"
+        for permission in call.permissions
+    }
+    assert puts == {("ApiFunction", "s3:PutObject", "uploads")}
 
 
 def test_the_hmac_grant_exists_only_when_its_parameter_is_set() -> None:

@@ -98,6 +98,7 @@ def test_callbacks_have_their_own_api_without_key_tracing_or_shared_throttle() -
         ("get", "/tasks"): "ImagesApi",
         ("get", "/tasks/{taskId}"): "ImagesApi",
         ("get", "/models"): "ImagesApi",
+        ("post", "/uploads"): "ImagesApi",
         ("delete", "/tasks/{taskId}"): "ImagesApi",
         ("get", "/openapi.json"): "ImagesApi",
         ("get", "/docs"): "ImagesApi",
@@ -106,6 +107,7 @@ def test_callbacks_have_their_own_api_without_key_tracing_or_shared_throttle() -
     assert not routes[("GET", "/openapi.json")].api_key_required  # the contract, readable without a key
     assert not routes[("GET", "/docs")].api_key_required  # Swagger UI: the key goes in with Authorize
     assert routes[("GET", "/models")].api_key_required
+    assert routes[("POST", "/uploads")].api_key_required
     assert (
         routes[("GET", "/tasks")].api_key_required and routes[("DELETE", "/tasks/{taskId}")].api_key_required
     )

@@ -100,6 +100,7 @@ def test_the_contract_is_one_a_generated_client_can_trust() -> None:
         ("get", "/tasks/{taskId}"): "getTask",
         ("delete", "/tasks/{taskId}"): "deleteTask",
         ("get", "/models"): "listModels",
+        ("post", "/uploads"): "createUpload",
     }
     assert all(op.get("tags") for op in operations.values())
     assert "content" not in operations[("delete", "/tasks/{taskId}")]["responses"]["204"]

@@ -93,7 +93,60 @@ class Generation:
         }
 
 
+def cmd_edit(args: argparse.Namespace, runtime: Runtime) -> int:
+    """``imagegen edit TASK_ID [--image N] PROMPT``: a generate whose input is task:<TASK_ID>/<N>."""
+    if args.image_index < 0:
+        raise UsageError("--image: the index of a stored image, 0 or more")
+    reference = f"task:{args.task_id}/{args.image_index}"
+    model = args.model or FOUR_O_MODEL
+    if model in FLUX_MODELS:
+        if args.input_image:
+            raise UsageError("--input-image: edit takes its image from the task; drop --input-image")
+        args.input_image = reference
+    elif model == FOUR_O_MODEL:
+        args.files = [reference, *args.files]
+    else:
+        with open_client(args, runtime, lambda _notice: None) as client:
+            described = {entry.get("model"): entry for entry in client.list_models()}
+        fields = (described.get(model) or {}).get("imageUrlFields") or []
+        if not fields:
+            raise UsageError(f"--model {model} takes no input image: `imagegen models` lists those that do")
+        # the catalogue types it: a list field takes the reference as its one item (build_input)
+        args.inputs = [*args.inputs, (fields[0], reference)]
+    return cmd_generate(args, runtime)
+
+
+def _upload_images(args: argparse.Namespace, runtime: Runtime) -> None:
+    """--image PATH: upload each local file (POST /uploads and its presigned PUT) and use its reference:
+    one of the 4o --files, or the Flux Kontext --input-image."""
+    paths: list[Path] = list(getattr(args, "uploads", None) or [])
+    if not paths:
+        return
+    model = args.model or FOUR_O_MODEL
+    if model not in (FOUR_O_MODEL, *FLUX_MODELS):
+        raise UsageError(
+            "--image: for a Market model upload with --input FIELD=upload:<id> (see POST /uploads)"
+        )
+    if model in FLUX_MODELS and (len(paths) > 1 or args.input_image):
+        raise UsageError("--image: Flux Kontext edits one image: give one --image and no --input-image")
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"--image: no such file: {str(path)!r}")
+    references = []
+    with open_client(args, runtime, lambda _notice: None) as client:
+        for path in paths:
+            try:
+                references.append(client.upload_image(path).reference)
+            except ValueError as exc:
+                raise UsageError(f"--image: {exc}") from None
+    if model in FLUX_MODELS:
+        args.input_image = references[0]
+    else:
+        args.files = [*args.files, *references]
+
+
 def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:
+    _upload_images(args, runtime)
     request = _request(args, schema=None)
     if problems := _request_problems(request):
         raise UsageError("; ".join(problems))

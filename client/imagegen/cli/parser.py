@@ -29,9 +29,10 @@ from imagegen.api import (
     TASK_STATUSES,
     VARIANTS,
     is_http_url,
+    is_reference,
 )
 from imagegen.cli.context import ENV_API_KEY, ENV_API_URL
-from imagegen.cli.generate import cmd_generate
+from imagegen.cli.generate import cmd_edit, cmd_generate
 from imagegen.cli.market import input_json, input_pair
 from imagegen.cli.models import cmd_models
 from imagegen.cli.tasks import cmd_delete, cmd_list, cmd_status
@@ -68,6 +69,133 @@ def _http_url(text: str) -> str:
     if not is_http_url(text):
         raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
     return text
+
+
+def _image_source(text: str) -> str:
+    """An image URL, or upload:<uploadId> / task:<taskId>/<index>: an image the bundle holds."""
+    if not (is_http_url(text) or is_reference(text)):
+        raise argparse.ArgumentTypeError(
+            f"not an http(s) URL, upload:<uploadId> or task:<taskId>/<index>: {text!r}"
+        )
+    return text
+
+
+def _generation_options(gen: argparse.ArgumentParser, *, prompt: str = "?") -> None:
+    """The options of a generation, shared by generate and edit (whose prompt is required)."""
+    if prompt == "?":
+        gen.add_argument("prompt", nargs="?", help="what to draw (optional with --files)")
+    else:
+        gen.add_argument("prompt", help="what to change")
+    gen.add_argument(
+        "--model",
+        metavar="MODEL",
+        help=f"the image model (default {FOUR_O_MODEL}; {' and '.join(FLUX_MODELS)} are Flux Kontext; "
+        "any other is a Market model: `imagegen models` lists them, give its fields with --input)",
+    )
+    market = gen.add_argument_group("Market model options (imagegen models MODEL lists a model's fields)")
+    market.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        default=[],
+        type=input_pair,
+        metavar="KEY=VALUE",
+        help="one field of the model's input (repeat it). VALUE is read as JSON when it parses "
+        '(4, 2.5, true, ["https://..."]), else kept as text; but a field that takes text keeps the text '
+        'as written (seed=42 for a text seed, num_images=2 as "2"), and a field that takes a list takes '
+        "one VALUE as its item (KEY again adds one). PROMPT goes in as input.prompt",
+    )
+    market.add_argument(
+        "--input-json",
+        type=input_json,
+        metavar="JSON|@FILE",
+        help="the whole input object as JSON, or @file.json; PROMPT and --input fields go over it",
+    )
+    gen.add_argument(
+        "--out", type=Path, default=Path("images"), metavar="DIR", help="where to save (default ./images)"
+    )
+    gen.add_argument(
+        "--webhook-url",
+        "--webhook",
+        dest="webhook",
+        type=_http_url,
+        metavar="URL",
+        help="where the API sends one signed event when the task is stored or failed (https; "
+        "a local stack also takes the http origins in its WEBHOOK_TRUSTED_ORIGINS)",
+    )
+    four_o = gen.add_argument_group(f"{FOUR_O_MODEL} options")
+    four_o.add_argument("--size", choices=SIZES, help=f"aspect ratio (default {DEFAULT_SIZE})")
+    four_o.add_argument("--variants", type=int, choices=VARIANTS, help="number of images (default 1)")
+    four_o.add_argument(
+        "--files",
+        nargs="+",
+        action="extend",
+        type=_image_source,
+        default=[],
+        metavar="URL",
+        help=f"reference images (at most {MAX_FILES}): URLs (.png, .jpg, .webp...), upload:ID, task:ID/N",
+    )
+    four_o.add_argument(
+        "--mask", type=_image_source, metavar="URL", help="mask image URL or reference (needs --files)"
+    )
+    four_o.add_argument(
+        "--enhance", action="store_true", default=None, help="let the service enhance the prompt"
+    )
+    four_o.add_argument(
+        "--fallback", action="store_true", default=None, help="fall back to another model if 4o fails"
+    )
+    four_o.add_argument("--fallback-model", choices=FALLBACK_MODELS, help="model for --fallback")
+    flux = gen.add_argument_group(f"Flux Kontext options ({', '.join(FLUX_MODELS)})")
+    flux.add_argument(
+        "--aspect-ratio", choices=ASPECT_RATIOS, help=f"aspect ratio (default {DEFAULT_ASPECT_RATIO})"
+    )
+    flux.add_argument(
+        "--input-image", type=_image_source, metavar="URL", help="an image to edit: a URL or a reference"
+    )
+    flux.add_argument(
+        "--format",
+        dest="output_format",
+        choices=OUTPUT_FORMATS,
+        help=f"image format (default {DEFAULT_OUTPUT_FORMAT}; saved as .jpg or .png)",
+    )
+    flux.add_argument(
+        "--safety-tolerance",
+        type=_whole_number,
+        metavar="N",
+        help=f"0 (strictest) to {MAX_SAFETY_TOLERANCE}, to {MAX_EDIT_SAFETY_TOLERANCE} with --input-image "
+        f"(default {DEFAULT_SAFETY_TOLERANCE})",
+    )
+    flux.add_argument(
+        "--translate",
+        action=argparse.BooleanOptionalAction,
+        help="translate a prompt that is not in English (the service's default: on)",
+    )
+    flux.add_argument(
+        "--upsample-prompt", action="store_true", default=None, help="let the service elaborate the prompt"
+    )
+    flux.add_argument(
+        "--watermark",
+        metavar="TEXT",
+        help=f"a watermark on the image (at most {MAX_WATERMARK_CHARS} characters)",
+    )
+    gen.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="give up waiting after this long (default 600)",
+    )
+    gen.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        default=2.0,
+        metavar="S",
+        help="seconds between status checks (default 2)",
+    )
+    gen.add_argument(
+        "--no-download", action="store_true", help="print the image links instead of downloading"
+    )
+    _global_options(gen)
 
 
 def _global_options(parser: argparse.ArgumentParser) -> None:
@@ -115,114 +243,38 @@ def build_parser() -> argparse.ArgumentParser:
         "input.prompt and its other fields with --input or --input-json. Each model takes only its own "
         "options.",
     )
-    gen.add_argument("prompt", nargs="?", help="what to draw (optional with --files)")
+    _generation_options(gen)
     gen.add_argument(
-        "--model",
-        metavar="MODEL",
-        help=f"the image model (default {FOUR_O_MODEL}; {' and '.join(FLUX_MODELS)} are Flux Kontext; "
-        "any other is a Market model: `imagegen models` lists them, give its fields with --input)",
-    )
-    market = gen.add_argument_group("Market model options (imagegen models MODEL lists a model's fields)")
-    market.add_argument(
-        "--input",
-        dest="inputs",
+        "--image",
+        dest="uploads",
         action="append",
+        type=Path,
         default=[],
-        type=input_pair,
-        metavar="KEY=VALUE",
-        help="one field of the model's input (repeat it). VALUE is read as JSON when it parses "
-        '(4, 2.5, true, ["https://..."]), else kept as text; but a field that takes text keeps the text '
-        'as written (seed=42 for a text seed, num_images=2 as "2"), and a field that takes a list takes '
-        "one VALUE as its item (KEY again adds one). PROMPT goes in as input.prompt",
+        metavar="PATH",
+        help="a local PNG, JPEG or WebP to upload (POST /uploads) and edit: one of the --files of "
+        f"{FOUR_O_MODEL}, or the --input-image of Flux Kontext (repeat it for several 4o images)",
     )
-    market.add_argument(
-        "--input-json",
-        type=input_json,
-        metavar="JSON|@FILE",
-        help="the whole input object as JSON, or @file.json; PROMPT and --input fields go over it",
-    )
-    gen.add_argument(
-        "--out", type=Path, default=Path("images"), metavar="DIR", help="where to save (default ./images)"
-    )
-    gen.add_argument(
-        "--webhook-url",
-        "--webhook",
-        dest="webhook",
-        type=_http_url,
-        metavar="URL",
-        help="where the API sends one signed event when the task is stored or failed (https; "
-        "a local stack also takes the http origins in its WEBHOOK_TRUSTED_ORIGINS)",
-    )
-    four_o = gen.add_argument_group(f"{FOUR_O_MODEL} options")
-    four_o.add_argument("--size", choices=SIZES, help=f"aspect ratio (default {DEFAULT_SIZE})")
-    four_o.add_argument("--variants", type=int, choices=VARIANTS, help="number of images (default 1)")
-    four_o.add_argument(
-        "--files",
-        nargs="+",
-        action="extend",
-        type=_http_url,
-        default=[],
-        metavar="URL",
-        help=f"reference image URLs (.png, .jpg, .webp...; at most {MAX_FILES})",
-    )
-    four_o.add_argument("--mask", type=_http_url, metavar="URL", help="mask image URL (needs --files)")
-    four_o.add_argument(
-        "--enhance", action="store_true", default=None, help="let the service enhance the prompt"
-    )
-    four_o.add_argument(
-        "--fallback", action="store_true", default=None, help="fall back to another model if 4o fails"
-    )
-    four_o.add_argument("--fallback-model", choices=FALLBACK_MODELS, help="model for --fallback")
-    flux = gen.add_argument_group(f"Flux Kontext options ({', '.join(FLUX_MODELS)})")
-    flux.add_argument(
-        "--aspect-ratio", choices=ASPECT_RATIOS, help=f"aspect ratio (default {DEFAULT_ASPECT_RATIO})"
-    )
-    flux.add_argument("--input-image", type=_http_url, metavar="URL", help="an image to edit")
-    flux.add_argument(
-        "--format",
-        dest="output_format",
-        choices=OUTPUT_FORMATS,
-        help=f"image format (default {DEFAULT_OUTPUT_FORMAT}; saved as .jpg or .png)",
-    )
-    flux.add_argument(
-        "--safety-tolerance",
-        type=_whole_number,
-        metavar="N",
-        help=f"0 (strictest) to {MAX_SAFETY_TOLERANCE}, to {MAX_EDIT_SAFETY_TOLERANCE} with --input-image "
-        f"(default {DEFAULT_SAFETY_TOLERANCE})",
-    )
-    flux.add_argument(
-        "--translate",
-        action=argparse.BooleanOptionalAction,
-        help="translate a prompt that is not in English (the service's default: on)",
-    )
-    flux.add_argument(
-        "--upsample-prompt", action="store_true", default=None, help="let the service elaborate the prompt"
-    )
-    flux.add_argument(
-        "--watermark",
-        metavar="TEXT",
-        help=f"a watermark on the image (at most {MAX_WATERMARK_CHARS} characters)",
-    )
-    gen.add_argument(
-        "--timeout",
-        type=_positive_float,
-        default=600.0,
-        metavar="SECONDS",
-        help="give up waiting after this long (default 600)",
-    )
-    gen.add_argument(
-        "--poll-interval",
-        type=_positive_float,
-        default=2.0,
-        metavar="S",
-        help="seconds between status checks (default 2)",
-    )
-    gen.add_argument(
-        "--no-download", action="store_true", help="print the image links instead of downloading"
-    )
-    _global_options(gen)
     gen.set_defaults(handler=cmd_generate)
+
+    edit = commands.add_parser(
+        "edit",
+        help="edit an image a task stored (task:<taskId>/<index>), then wait and download as generate",
+        description="Submit an edit of image N of a stored task: the image goes to the model by reference "
+        f"(task:<taskId>/<N>), never downloaded and uploaded again. With {FOUR_O_MODEL} (the default) it is "
+        "the reference image (filesUrl), with Flux Kontext the input image, with a Market model its first "
+        "image field. Every generate option applies.",
+    )
+    edit.add_argument("task_id", metavar="TASK_ID", help="the task whose stored image to edit")
+    _generation_options(edit, prompt="required")
+    edit.add_argument(
+        "--image",
+        dest="image_index",
+        type=int,
+        default=0,
+        metavar="N",
+        help="which of its images (default 0)",
+    )
+    edit.set_defaults(handler=cmd_edit, uploads=[])
 
     status = commands.add_parser(
         "status", help="show a task's status", description="Show a task's status, progress, error and images."

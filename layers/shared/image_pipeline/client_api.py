@@ -3,6 +3,7 @@ the routes that use them, so the published contract is the code's own."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,8 +17,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from image_pipeline.input_records import REFERENCE_FORMS, REFERENCE_PATTERN, is_reference
 from image_pipeline.market_registry import MODELS as MARKET_MODELS
-from image_pipeline.market_registry import validate_input
+from image_pipeline.market_registry import market_model, validate_input
 from image_pipeline.pydantic_model import Model
 from image_pipeline.upstream_replies import FLUX_MODELS, FOUR_O_MODEL
 from image_pipeline.upstream_requests import (
@@ -40,6 +42,17 @@ from image_pipeline.upstream_requests import (
 )
 
 TaskStatusName = Literal["submitting", "submitted", "downloading", "stored", "failed"]
+# An image of ours where an image URL goes: an upload (POST /uploads) or an image a task stored.
+InputReference = Annotated[
+    str,
+    Field(
+        max_length=200,
+        pattern=REFERENCE_PATTERN,
+        description=f"{REFERENCE_FORMS}: an image this client uploaded or stored",
+    ),
+]
+# What the rules of a request check a reference as, before it is resolved (any URL of an image).
+REFERENCE_STAND_IN = "https://reference.invalid/input.png"
 
 
 # Every model POST /tasks takes: the 4o Image API, Flux Kontext, and the Market's (market_registry.py).
@@ -150,15 +163,17 @@ class TaskRequest(Model):
     ) = None
     # gpt-4o-image
     size: ImageSize | None = None
-    filesUrl: Annotated[list[ImageUrl], Field(max_length=MAX_INPUT_IMAGES)] | None = None
-    maskUrl: ImageUrl | None = None
+    filesUrl: Annotated[list[ImageUrl | InputReference], Field(max_length=MAX_INPUT_IMAGES)] | None = None
+    maskUrl: ImageUrl | InputReference | None = None
     nVariants: VariantCount | None = Field(default=None, description="gpt-4o-image; 1 when absent")
     isEnhance: bool | None = None
     enableFallback: bool | None = None
     fallbackModel: FallbackModel | None = None
     # flux-kontext-pro, flux-kontext-max
     aspectRatio: AspectRatio | None = Field(default=None, description="Flux Kontext; 16:9 when absent")
-    inputImage: HttpsUrl | None = Field(default=None, description="Flux Kontext: the image to edit")
+    inputImage: HttpsUrl | InputReference | None = Field(
+        default=None, description=f"Flux Kontext: the image to edit, a URL or {REFERENCE_FORMS}"
+    )
     outputFormat: OutputFormat | None = Field(default=None, description="Flux Kontext; jpeg when absent")
     enableTranslation: bool | None = None
     promptUpsampling: bool | None = None
@@ -272,16 +287,43 @@ class TaskRequest(Model):
     def given(self, fields: tuple[str, ...]) -> dict[str, Any]:
         return {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
 
-    def generation(self) -> GenerationOptions | FluxKontextOptions | MarketOptions:
-        """The upstream request's fields for the chosen model."""
+    def market_image_fields(self) -> tuple[str, ...]:
+        entry = market_model(self.model) if self.model in MARKET_MODELS else None
+        return tuple(entry.image_url_fields) if entry is not None else ()
+
+    def generation(
+        self, links: Mapping[str, str] | None = None
+    ) -> GenerationOptions | FluxKontextOptions | MarketOptions:
+        """The upstream request's fields for the chosen model, each input reference replaced by its
+        link (``links``, by field: ``filesUrl[0]``, ``inputImage``, ``input.image_urls[1]``); without
+        links by a stand-in URL, so that the model's rules are checked as for any image URL."""
+
+        def url(field: str, value: Any) -> Any:
+            if not is_reference(value):
+                return value
+            return links[field] if links is not None else REFERENCE_STAND_IN
+
         if self.model in MARKET_MODELS:
-            return MarketOptions(model=self.model, input=dict(self.input or {}))
+            given = dict(self.input or {})
+            for name in self.market_image_fields():
+                value = given.get(name)
+                if isinstance(value, list):
+                    given[name] = [url(f"input.{name}[{i}]", item) for i, item in enumerate(value)]
+                elif value is not None:
+                    given[name] = url(f"input.{name}", value)
+            return MarketOptions(model=self.model, input=given)
         fields: dict[str, Any] = {"prompt": self.prompt} if self.prompt is not None else {}
         if self.model in FLUX_MODELS:
-            return FluxKontextOptions.model_validate(
-                {"model": self.model, **fields, **self.given(FLUX_FIELDS)}
-            )
-        return GenerationOptions.model_validate({**fields, **self.given(FOUR_O_FIELDS)})
+            flux = self.given(FLUX_FIELDS)
+            if "inputImage" in flux:
+                flux["inputImage"] = url("inputImage", flux["inputImage"])
+            return FluxKontextOptions.model_validate({"model": self.model, **fields, **flux})
+        four_o = self.given(FOUR_O_FIELDS)
+        if "filesUrl" in four_o:
+            four_o["filesUrl"] = [url(f"filesUrl[{i}]", item) for i, item in enumerate(four_o["filesUrl"])]
+        if "maskUrl" in four_o:
+            four_o["maskUrl"] = url("maskUrl", four_o["maskUrl"])
+        return GenerationOptions.model_validate({**fields, **four_o})
 
 
 class NotificationOut(Model):
@@ -369,6 +411,64 @@ class TaskSummary(Model):
     updatedAt: str
 
 
+class InputUsed(Model):
+    field: str = Field(description="the request field: filesUrl[0], maskUrl, inputImage, input.image_urls[1]")
+    ref: str = Field(description=f"the reference given there: {REFERENCE_FORMS}")
+
+
+class UploadRequest(Model):
+    """POST /uploads: the type and exact size of the image about to be uploaded."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"contentType": "image/png", "bytes": 48213}]},
+    )
+
+    contentType: Literal["image/png", "image/jpeg", "image/webp"]
+    bytes: int = Field(
+        ge=1, description="the file's exact size; at most UPLOAD_MAX_BYTES (30 MiB by default)"
+    )
+
+    @field_validator("bytes", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        """104.0 is an integer to JSON Schema (and to the contract): a whole float is that integer."""
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class PresignedUpload(Model):
+    method: Literal["PUT"]
+    url: str = Field(description="a presigned S3 PUT, valid until expiresAt")
+    headers: dict[str, str] = Field(
+        description="send exactly these (Content-Type, Content-Length): they are signed, S3 refuses others"
+    )
+
+
+class UploadCreated(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "uploadId": "3f9c2b7a1d4e4f6a8b0c2d4e6f8a0b1c.png",
+                    "reference": "upload:3f9c2b7a1d4e4f6a8b0c2d4e6f8a0b1c.png",
+                    "upload": {
+                        "method": "PUT",
+                        "url": "https://bucket.s3.us-east-1.amazonaws.com/uploads/...?X-Amz-Algorithm=...",
+                        "headers": {"Content-Type": "image/png", "Content-Length": "48213"},
+                    },
+                    "expiresAt": "2026-11-21T21:34:40.123Z",
+                }
+            ]
+        }
+    )
+
+    uploadId: str
+    reference: str = Field(description="what to put where an image URL goes: upload:<uploadId>")
+    upload: PresignedUpload
+    expiresAt: str = Field(description="when the presigned PUT stops working")
+
+
 class TaskView(Model):
     model_config = ConfigDict(
         json_schema_extra={
@@ -408,6 +508,9 @@ class TaskView(Model):
     updatedAt: str
     notification: NotificationOut | None = Field(
         default=None, description="the webhook's delivery; present when a webhookUrl was given"
+    )
+    inputs: list[InputUsed] | None = Field(
+        default=None, description="the input references the task used; present when it used any"
     )
 
 

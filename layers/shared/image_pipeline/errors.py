@@ -125,3 +125,23 @@ class WebhookUrlError(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class ReferenceNotFound(LookupError):
+    """An input reference (``upload:<id>``, ``task:<id>/<index>``) this client does not own: unknown, or
+    another client's, told apart by nothing (404)."""
+
+    def __init__(self, field: str, reference: str) -> None:
+        super().__init__(f"{field}: {reference} not found")
+        self.field = field
+        self.reference = reference
+
+
+class InputRejected(ValueError):
+    """An input the API refuses (422) naming its field: an upload gone or never made, bytes that are not
+    an image, an upload request of a type or size it does not take."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message

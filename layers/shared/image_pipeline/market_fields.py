@@ -33,7 +33,7 @@ MAX_URL_CHARS = 2048  # our own bound, as for the 4o and Flux Kontext image fiel
 _HTTP_URL = re.compile(r"^https?://[^\s/?#@]+[^\s]*$", re.IGNORECASE)
 # References to an image this bundle holds (an upload, or a stored result); the API resolves them to
 # presigned links before anything goes upstream.
-_UPLOAD_REFERENCE = re.compile(r"^upload:[A-Za-z0-9_-]{1,128}$")
+_UPLOAD_REFERENCE = re.compile(r"^upload:[A-Za-z0-9_.-]{1,128}$")  # ids end in .png, .jpg or .webp
 _TASK_REFERENCE = re.compile(r"^task:[A-Za-z0-9_-]{1,128}/(0|[1-9][0-9]{0,2})$")
 REFERENCE_FORMS = "upload:<uploadId> or task:<taskId>/<index>"
 
@@ -197,7 +197,7 @@ def _image_url_schema() -> dict[str, Any]:
     return {
         "type": "string",
         "maxLength": MAX_URL_CHARS,
-        "pattern": r"^(https?://\S+|upload:[A-Za-z0-9_-]{1,128}|task:[A-Za-z0-9_-]{1,128}/[0-9]{1,3})$",
+        "pattern": r"^(https?://\S+|upload:[A-Za-z0-9_.-]{1,128}|task:[A-Za-z0-9_-]{1,128}/[0-9]{1,3})$",
     }
 
 

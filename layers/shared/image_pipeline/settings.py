@@ -342,6 +342,15 @@ class ApiSettings(AwsResources, UpstreamSettings):
     )
     # Where an upstream id that could not be written to DynamoDB is handed for writing later (the outbox).
     download_queue_url: str = setting("DOWNLOAD_QUEUE_URL", default="")
+    # POST /uploads: the largest upload its presigned PUT allows, and how long that PUT works.
+    upload_max_bytes: int = setting("UPLOAD_MAX_BYTES", default=30 * 1024 * 1024, ge=1, le=5 * 1024**3)
+    upload_link_seconds: int = setting("UPLOAD_LINK_SECONDS", default=900, ge=60, le=43200)
+    # Days an upload is known (its record's TTL): the bucket's lifecycle rule (UploadRetentionDays).
+    upload_retention_days: int = setting("UPLOAD_RETENTION_DAYS", default=1, ge=1, le=3650)
+    # How long the presigned GET of an input image (upload:, task:) handed to the upstream works.
+    input_link_seconds: int = setting("INPUT_LINK_SECONDS", default=3600, ge=60, le=43200)
+    # An upload's pixel cap when it is first used (a decompression bomb is refused before decoding).
+    input_max_pixels: int = setting("INPUT_MAX_PIXELS", default=50_000_000, ge=1)
     # Exact origins (scheme://host:port) a webhookUrl may use over plain http on loopback (local runs).
     webhook_trusted_origins: str = setting("WEBHOOK_TRUSTED_ORIGINS", default="", check=_loopback_origins)
     # The key that signs list cursors: the Secrets Manager secret the stack generates (its ARN); the

@@ -59,6 +59,9 @@ _ACCEPTS: dict[str, Callable[[Any], bool]] = {
     "bool": lambda value: isinstance(value, bool),
     "dict[str, Any]": lambda value: isinstance(value, dict),
     "list[str]": lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
+    "list[dict[str, str]]": lambda value: (
+        isinstance(value, list) and all(isinstance(item, dict) for item in value)
+    ),
 }
 
 
@@ -223,6 +226,7 @@ class TaskRecord:
     notifyPending: bool = False  # ended, and its notify message is not yet known to be queued
     eventPublished: bool = False
     reopened: int = 0  # how often a late callback moved the task on after it ended submit_unconfirmed
+    inputs: list[dict[str, str]] = field(default_factory=list)  # references used: {"field", "ref"}
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> TaskRecord:

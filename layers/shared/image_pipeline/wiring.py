@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from image_pipeline.adapters.download_queue import DownloadQueue
     from image_pipeline.adapters.idempotency import IdempotencyClaims
     from image_pipeline.adapters.image_store import ImageStore
+    from image_pipeline.adapters.input_store import InputStore
     from image_pipeline.adapters.notifications import EventBus, NotificationQueue
     from image_pipeline.adapters.submit_guard import GenerateAdmission
     from image_pipeline.adapters.tasks_table import TasksTable
@@ -62,6 +63,28 @@ def tasks_table(table_name: str, ttl_days: int = 30) -> TasksTable:
     from image_pipeline.adapters.tasks_table import TasksTable
 
     return TasksTable(table_name, ttl_days=ttl_days)
+
+
+@cache
+def input_store(table_name: str, bucket: str, ttl_days: int = 30) -> InputStore:
+    from image_pipeline.adapters.input_store import InputStore
+
+    return InputStore(table_name, bucket, ttl_days=ttl_days)
+
+
+def image_checker(max_pixels: int) -> Callable[[bytes], str | None]:
+    """Why bytes are not a usable input image (magic bytes, decodable, at most max_pixels), or None."""
+
+    def check(body: bytes) -> str | None:
+        from image_pipeline.image_check import ImageCheckError, verify_image
+
+        try:
+            verify_image(body, max_pixels)
+        except ImageCheckError as problem:
+            return str(problem)
+        return None
+
+    return check
 
 
 @cache

@@ -84,6 +84,7 @@ class TasksTable(TaskQueries):
         next_check_at: datetime,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
+        inputs: list[dict[str, str]] | None = None,
     ) -> bool:
         """Record a task under our id before the upstream hears of it; False if the id is taken.
 
@@ -108,6 +109,8 @@ class TasksTable(TaskQueries):
             item["notification"] = {"state": "pending", "attempts": 0}
         if idempotency_key:
             item["idempotencyKey"] = idempotency_key
+        if inputs:
+            item["inputs"] = inputs
         try:
             self._db.put_item(
                 TableName=self.table_name, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)"

@@ -46,6 +46,7 @@ class SubmissionRecords(TaskReader, Protocol):
         next_check_at: datetime,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
+        inputs: list[dict[str, str]] | None = None,
     ) -> bool: ...
     def confirm_submitted(
         self, task_id: str, upstream_task_id: str, now: datetime, next_check_at: datetime

@@ -41,6 +41,7 @@ def task_status(
         "createdAt": task.createdAt,
         "updatedAt": task.updatedAt,
         **({"notification": task.notification.to_dict()} if task.webhookUrl and task.notification else {}),
+        **({"inputs": [dict(entry) for entry in task.inputs]} if task.inputs else {}),
     }
 
 

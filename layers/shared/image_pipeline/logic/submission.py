@@ -30,6 +30,7 @@ from image_pipeline.errors import (
     UpstreamError,
     UpstreamNoAnswer,
 )
+from image_pipeline.logic.inputs import NO_INPUTS, ResolvedInputs, with_references
 from image_pipeline.logic.ports import Admission, ConfirmOutbox, IdempotencyStore, SubmissionRecords, Upstream
 from image_pipeline.logic.records import confirm_submit
 from image_pipeline.task_records import ConfirmSubmit, TaskStatus, iso, utc_now
@@ -136,19 +137,30 @@ def submit_task(
     times: SubmitTimes = DEFAULT_TIMES,
     clock: Callable[[], datetime] = utc_now,
     sleep: Callable[[float], None] = time.sleep,
+    resolve_inputs: Callable[[], ResolvedInputs] | None = None,
 ) -> SubmittedTask:
     """Record the task under a new id of ours, then submit it upstream; returns our id and its status.
 
     `admission` (the client's daily images, its share of the generate window, the account's window)
     admits a new generation just before its task is recorded, never a retry answered from its key; it
     raises to refuse (RateLimited). Images the upstream refused to make are given back.
+
+    `resolve_inputs` turns the request's input references (upload:, task:) into presigned links
+    (logic.inputs.resolve_inputs); it runs before anything is admitted or recorded, and the task
+    records the references, never the links.
     """
     key = idempotency_key if claims is not None else None
     claimed = _claim(options, owner, key, claims, store, clock) if key is not None else new_task_id()
     if isinstance(claimed, SubmittedTask):  # a retry, answered with the task the first request made
         return claimed
     task_id = claimed
-    generation = options.generation()
+    try:
+        inputs = resolve_inputs() if resolve_inputs is not None else NO_INPUTS
+    except Exception:
+        if key is not None:
+            _release(claims, owner, key, task_id)
+        raise
+    generation = options.generation(inputs.links)
     try:
         give_back = admission.admit(owner, image_count(generation)) if admission is not None else None
     except Exception:
@@ -160,12 +172,13 @@ def submit_task(
     recorded = store.create_task(
         task_id,
         owner=owner,
-        options=upstream_fields(generation),
+        options=with_references(upstream_fields(generation), inputs.used),
         token_hash=hash_token(token),
         now=now,
         next_check_at=now + times.unconfirmed_after,
         webhook_url=options.webhookUrl,
         idempotency_key=key,
+        inputs=inputs.used or None,
     )
     if not recorded:  # a concurrent retry of the same key recorded it (and calls the upstream) first
         task = store.get_task(task_id)

@@ -1,0 +1,78 @@
+"""imagegen edit (a stored image by task:<id>/<n>) and generate --image (a local file uploaded first)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from imagegen.cli import ExitCode
+from imagegen_fakes import PNG, STORAGE_HOST, FakeApi
+
+from tests.client.test_imagegen_cli import stored_task
+
+TASK = "0123456789abcdef0123456789abcdef"
+
+
+def submitted(api: FakeApi) -> dict:
+    (post,) = [r for r in api.posts() if r.url.path == "/Prod/tasks"]
+    return json.loads(post.content)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ((), {"filesUrl": [f"task:{TASK}/0"], "size": "1:1"}),
+        (("--image", "2"), {"filesUrl": [f"task:{TASK}/2"], "size": "1:1"}),
+        (("--model", "flux-kontext-pro"), {"inputImage": f"task:{TASK}/0", "model": "flux-kontext-pro"}),
+        (
+            ("--model", "qwen/image-edit"),
+            {"input": {"image_url": f"task:{TASK}/0", "prompt": "make it night"}},
+        ),
+        (
+            ("--model", "google/nano-banana-edit"),
+            {"input": {"image_urls": [f"task:{TASK}/0"], "prompt": "make it night"}},
+        ),
+    ],
+)
+def test_edit_sends_the_stored_image_by_reference(run, api, tmp_path, extra, expected):
+    stored_task(api, (PNG, "image/png"))
+    result = run("edit", TASK, *extra, "make it night", "--out", str(tmp_path))
+    assert result.code == ExitCode.OK, result.err
+    body = submitted(api)
+    assert {key: body[key] for key in expected} == expected, body
+    # the stored image itself never travels through the client
+    assert not [r for r in api.requests if r.url.host == STORAGE_HOST and f"/images/{TASK}/" in r.url.path]
+
+
+def test_generate_image_uploads_the_file_then_uses_its_reference(run, api, tmp_path):
+    stored_task(api, (PNG, "image/png"))
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(PNG)
+    result = run("generate", "--image", str(photo), "make it night", "--out", str(tmp_path / "out"))
+    assert result.code == ExitCode.OK, result.err
+    upload = json.loads(next(r for r in api.posts() if r.url.path == "/Prod/uploads").content)
+    assert upload == {"contentType": "image/png", "bytes": len(PNG)}
+    (put,) = [r for r in api.requests if r.method == "PUT"]
+    assert (
+        put.content == PNG and put.headers["Content-Type"] == "image/png" and "x-api-key" not in put.headers
+    )
+    key = put.url.path
+    assert api.blobs[key] == (PNG, "image/png")
+    assert submitted(api)["filesUrl"] == ["upload:" + key.rsplit("/", 1)[1]]
+
+
+def test_generate_image_with_flux_is_its_input_image(run, api, tmp_path):
+    stored_task(api, (PNG, "image/png"))
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(PNG)
+    result = run("generate", "--model", "flux-kontext-max", "--image", str(photo), "night", "--no-download")
+    assert result.code == ExitCode.OK, result.err
+    assert submitted(api)["inputImage"].startswith("upload:")
+
+
+def test_generate_image_refuses_a_file_that_is_not_an_image(run, api, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    result = run("generate", "--image", str(text), "x")
+    assert result.code == ExitCode.USAGE and "not a PNG, JPEG or WebP" in result.err
+    assert not api.posts()

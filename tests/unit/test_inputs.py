@@ -1,0 +1,261 @@
+"""Uploads and input references (issue 22), through the API handler under moto; the upstream via respx.
+
+moto does not enforce a presigned request's terms, so the upload's own are checked here (the signed
+headers of its PUT); real S3 refuses a PUT whose Content-Type or Content-Length differs from them."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import httpx
+import pytest
+import respx
+
+from tests.conftest import load_event
+from tests.http_fixtures import png_bytes
+from tests.unit.test_api_handler import (
+    GENERATE,
+    RECORD_INFO,
+    TASK_ID,
+    details,
+    get_task,
+    invoke,
+    submit_ok,
+    with_body,
+)
+
+FLUX_GENERATE = "https://api.kie.ai/api/v1/flux/kontext/generate"
+
+
+def as_client(event: dict[str, Any], client: str | None) -> dict[str, Any]:
+    event = copy.deepcopy(event)
+    event["requestContext"]["identity"]["apiKeyId"] = client
+    return event
+
+
+def upload_event(body: Any, client: str | None = None) -> dict[str, Any]:
+    event = load_event("api_submit_task")
+    event.update(path="/uploads", resource="/uploads")
+    event["requestContext"] = {**event["requestContext"], "path": "/Prod/uploads", "resourcePath": "/uploads"}
+    return as_client(with_body(event, body), client)
+
+
+def create_upload(
+    context: Any, data: bytes, client: str | None = None, content_type: str = "image/png"
+) -> dict:
+    status, body, _ = invoke(upload_event({"contentType": content_type, "bytes": len(data)}, client), context)
+    assert status == 201, body
+    return body
+
+
+def key_of(url: str, bucket: str) -> str:
+    """The object key of a presigned URL, virtual-hosted (AWS) or path style (an endpoint: moto)."""
+    path = urlsplit(url).path.lstrip("/")
+    return path.removeprefix(f"{bucket}/")
+
+
+def put_upload(aws_stack: Any, body: dict[str, Any], data: bytes) -> None:
+    """What the client's PUT stores (moto in process: boto3 stands in for the presigned request)."""
+    key = key_of(body["upload"]["url"], aws_stack.images_bucket)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.put_object(
+        Bucket=aws_stack.images_bucket,
+        Key=key,
+        Body=data,
+        ContentType=body["upload"]["headers"]["Content-Type"],
+    )
+
+
+def submit(context: Any, body: dict[str, Any], client: str | None = None) -> tuple[int, dict[str, Any]]:
+    status, answer, _ = invoke(as_client(with_body(load_event("api_submit_task"), body), client), context)
+    return status, answer
+
+
+@pytest.fixture
+def upstream() -> Any:
+    with respx.mock(assert_all_called=False) as mock:
+        mock.post(GENERATE).mock(return_value=submit_ok())
+        mock.post(FLUX_GENERATE).mock(return_value=submit_ok())
+        mock.get(RECORD_INFO).mock(return_value=details())
+        yield mock
+
+
+def test_an_upload_is_a_put_signed_with_its_type_and_length(aws_stack: Any, lambda_context: Any) -> None:
+    body = create_upload(lambda_context, b"x" * 1234)
+    url = urlsplit(body["upload"]["url"])
+    query = parse_qs(url.query)
+    assert body["upload"]["method"] == "PUT" and body["reference"] == f"upload:{body['uploadId']}"
+    assert key_of(body["upload"]["url"], aws_stack.images_bucket) == f"uploads/local/{body['uploadId']}"
+    assert body["uploadId"].endswith(".png")
+    # S3 checks a presigned request against what was signed: these headers must come exactly so
+    assert query["X-Amz-SignedHeaders"] == ["content-length;content-type;host"]
+    assert body["upload"]["headers"] == {"Content-Type": "image/png", "Content-Length": "1234"}
+    assert query["X-Amz-Expires"] == ["900"]
+
+
+@pytest.mark.parametrize(
+    ("given", "field"),
+    [
+        ({"contentType": "image/gif", "bytes": 10}, "contentType"),
+        ({"contentType": "image/png", "bytes": 30 * 1024 * 1024 + 1}, "bytes"),
+        ({"contentType": "image/png", "bytes": 0}, "bytes"),
+    ],
+)
+def test_an_upload_of_another_type_or_over_the_limit_is_refused(
+    aws_stack: Any, lambda_context: Any, given: dict[str, Any], field: str
+) -> None:
+    status, body, _ = invoke(upload_event(given), lambda_context)
+    assert status == 422 and [problem["field"] for problem in body["errors"]] == [field], body
+
+
+def test_an_uploaded_image_goes_upstream_as_a_presigned_get_of_its_version(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    photo = png_bytes(40, 30)
+    created = create_upload(lambda_context, photo)
+    put_upload(aws_stack, created, photo)
+    status, answer = submit(
+        lambda_context, {"size": "1:1", "prompt": "night", "filesUrl": [created["reference"]]}
+    )
+    assert status == 202, answer
+    sent = json.loads(upstream.calls[0].request.content)
+    link = urlsplit(sent["filesUrl"][0])
+    assert link.path.endswith(f"/uploads/local/{created['uploadId']}")
+    query = parse_qs(link.query)
+    assert query["X-Amz-Expires"] == ["3600"] and "versionId" in query
+    # the task keeps the reference, never the link, and says which it used
+    _, task, _ = get_task(answer["taskId"], lambda_context)
+    assert task["inputs"] == [{"field": "filesUrl[0]", "ref": created["reference"]}]
+
+
+def test_a_stored_image_is_edited_by_task_reference_with_flux(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    photo = png_bytes(32, 32)
+    status, answer = submit(lambda_context, {"size": "1:1", "prompt": "a harbour"})
+    task_id = answer["taskId"]
+    key = f"images/{task_id}/0.png"
+    boto3.client("s3", region_name="us-east-1").put_object(
+        Bucket=aws_stack.images_bucket, Key=key, Body=photo
+    )
+    boto3.client("dynamodb", region_name="us-east-1").update_item(
+        TableName=aws_stack.tasks_table,
+        Key={"pk": {"S": f"task#{task_id}"}},
+        UpdateExpression="SET images = :images, #s = :stored",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={
+            ":stored": {"S": "stored"},
+            ":images": {"M": {"0": {"M": {
+                "index": {"N": "0"}, "key": {"S": key}, "contentType": {"S": "image/png"},
+                "bytes": {"N": str(len(photo))}, "sha256": {"S": "0" * 64},
+            }}}},
+        },
+    )  # fmt: skip
+    status, edit = submit(
+        lambda_context,
+        {"model": "flux-kontext-pro", "prompt": "make it night", "inputImage": f"task:{task_id}/0"},
+    )
+    assert status == 202, edit
+    sent = json.loads(upstream.calls.last.request.content)
+    assert urlsplit(sent["inputImage"]).path.endswith(f"/{key}")
+
+
+def test_another_clients_reference_is_404_exactly_as_an_unknown_one(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    photo = png_bytes()
+    created = create_upload(lambda_context, photo, client="alice")
+    put_upload(aws_stack, created, photo)
+    unknown = "upload:" + "0" * 32 + ".png"
+    answers = [
+        submit(lambda_context, {"size": "1:1", "filesUrl": [reference]}, client="bob")
+        for reference in (created["reference"], unknown, f"task:{TASK_ID}/0")
+    ]
+    assert [status for status, _ in answers] == [404, 404, 404]
+    for (_, body), reference in zip(
+        answers, (created["reference"], unknown, f"task:{TASK_ID}/0"), strict=True
+    ):
+        assert body == {
+            "message": f"filesUrl[0]: {reference} not found",
+            "errors": [{"field": "filesUrl[0]", "message": f"{reference} not found"}],
+        }
+    assert not upstream.calls  # nothing was generated
+
+
+def test_an_upload_never_made_or_expired_is_422(aws_stack: Any, upstream: Any, lambda_context: Any) -> None:
+    created = create_upload(lambda_context, png_bytes())  # no PUT followed (or the lifecycle rule removed it)
+    status, body = submit(
+        lambda_context,
+        {
+            "size": "1:1",
+            "prompt": "x",
+            "maskUrl": created["reference"],
+            "filesUrl": ["https://example.com/a.png"],
+        },
+    )
+    assert status == 422 and body["errors"][0]["field"] == "maskUrl", body
+    assert "expired or was never uploaded" in body["errors"][0]["message"]
+
+
+def test_an_upload_that_is_not_an_image_is_422_naming_its_field(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    good, bad = png_bytes(), b"<html>not an image</html>"
+    first, second = create_upload(lambda_context, good), create_upload(lambda_context, bad)
+    put_upload(aws_stack, first, good)
+    put_upload(aws_stack, second, bad)
+    status, body = submit(
+        lambda_context, {"size": "1:1", "filesUrl": [first["reference"], second["reference"]]}
+    )
+    assert status == 422 and body["errors"][0]["field"] == "filesUrl[1]", body
+    assert "not a usable image" in body["errors"][0]["message"]
+    assert not upstream.calls
+
+
+def test_an_upload_size_given_as_a_whole_float_is_that_integer(aws_stack: Any, lambda_context: Any) -> None:
+    # 104.0 is an integer to JSON Schema: schemathesis sends it, and the contract takes it
+    status, body, _ = invoke(upload_event({"contentType": "image/webp", "bytes": 104.0}), lambda_context)
+    assert status == 201 and body["upload"]["headers"]["Content-Length"] == "104", body
+    status, body, _ = invoke(upload_event({"contentType": "image/webp", "bytes": 104.5}), lambda_context)
+    assert status == 422 and body["errors"][0]["field"] == "bytes"
+
+
+@pytest.mark.parametrize(
+    ("model", "given", "field", "sent"),
+    [
+        ("qwen/image-edit", "image_url", "input.image_url", lambda sent: sent["input"]["image_url"]),
+        (
+            "google/nano-banana-edit",
+            "image_urls",
+            "input.image_urls[0]",
+            lambda sent: sent["input"]["image_urls"][0],
+        ),
+    ],
+)
+def test_a_market_models_image_field_takes_a_reference(
+    aws_stack: Any, lambda_context: Any, model: str, given: str, field: str, sent: Any
+) -> None:
+    photo = png_bytes()
+    created = create_upload(lambda_context, photo)
+    put_upload(aws_stack, created, photo)
+    value: Any = created["reference"] if given == "image_url" else [created["reference"]]
+    with respx.mock(assert_all_called=False) as mock:
+        create = mock.post("https://api.kie.ai/api/v1/jobs/createTask").mock(
+            return_value=httpx.Response(
+                200, json={"code": 200, "msg": "success", "data": {"taskId": TASK_ID}}
+            )
+        )
+        status, answer = submit(lambda_context, {"model": model, "input": {"prompt": "night", given: value}})
+        assert status == 202, answer
+        link = sent(json.loads(create.calls.last.request.content))
+    assert key_of(link.split("?", 1)[0], aws_stack.images_bucket) == f"uploads/local/{created['uploadId']}"
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=aws_stack.tasks_table, Key={"pk": {"S": f"task#{answer['taskId']}"}}
+    )["Item"]
+    assert item["inputs"]["L"][0]["M"]["field"]["S"] == field
+    assert created["reference"] in json.dumps(item["options"])  # the record keeps the reference
+    assert "X-Amz-Signature" not in json.dumps(item["options"])  # never the link
