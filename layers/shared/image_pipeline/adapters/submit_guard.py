@@ -30,15 +30,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from image_pipeline.adapters.aws import AwsAdapter, client
+from image_pipeline.adapters.dynamo_items import is_condition_failure
 from image_pipeline.errors import DailyImageLimitReached, GenerateShareExceeded, RateLimited
 
 SLOT_PREFIX = "guard#generate#"
 CLIENT_SLOT_PREFIX = "guard#generate#client#"
 QUOTA_PREFIX = "quota#images#"
-
-
-def _refused(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class SlotWindow(AwsAdapter):
@@ -72,7 +69,7 @@ class SlotWindow(AwsAdapter):
                     ReturnValues="UPDATED_OLD",
                 )
             except ClientError as error:
-                if _refused(error):
+                if is_condition_failure(error):
                     continue
                 raise
             self._next_slot = (slot + 1) % self.limit
@@ -212,7 +209,7 @@ class DailyImageQuota(AwsAdapter):
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if not _refused(error):
+            if not is_condition_failure(error):
                 raise
             item: dict[str, Any] = error.response.get("Item", {})  # type: ignore[assignment]
             used = int(item.get("images", {}).get("N", self.limit))
