@@ -289,6 +289,7 @@ def check_webhook_url(url: str, trusted_origins: tuple[str, ...]) -> str:
 def reset() -> None:
     for factory in (
         tasks_table,
+        input_store,
         idempotency_claims,
         download_queue,
         image_store,
