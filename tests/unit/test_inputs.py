@@ -259,3 +259,48 @@ def test_a_market_models_image_field_takes_a_reference(
     assert item["inputs"]["L"][0]["M"]["field"]["S"] == field
     assert created["reference"] in json.dumps(item["options"])  # the record keeps the reference
     assert "X-Amz-Signature" not in json.dumps(item["options"])  # never the link
+
+
+def _count_upload_reads(aws_stack: Any) -> list[str]:
+    """The S3 GETs of uploads/ the API makes (a hook on the real client it uses, not a stand-in)."""
+    from image_pipeline import wiring
+    from image_pipeline.settings import api_settings
+
+    settings = api_settings()
+    store = wiring.input_store(settings.tasks_table, settings.images_bucket, settings.record_ttl_days)
+    reads: list[str] = []
+    store._s3.meta.events.register(
+        "before-call.s3.GetObject", lambda params, **_: reads.append(params["url_path"]), unique_id="count"
+    )
+    return reads
+
+
+def test_an_uploads_bytes_are_read_and_checked_once_however_often_it_is_used(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    # An upload may be 30 MiB: reading it on every edit that names it would cost each submit that read.
+    photo = png_bytes(40, 30)
+    created = create_upload(lambda_context, photo)
+    put_upload(aws_stack, created, photo)
+    reads = _count_upload_reads(aws_stack)
+    twice = {"size": "1:1", "prompt": "night", "filesUrl": [created["reference"], created["reference"]]}
+    assert submit(lambda_context, twice)[0] == 202
+    assert (
+        submit(lambda_context, {"size": "1:1", "prompt": "day", "filesUrl": [created["reference"]]})[0] == 202
+    )
+    assert len(reads) == 1, reads
+
+
+def test_an_upload_overwritten_after_its_check_is_checked_again(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    # The presigned PUT stays usable until it expires: a second PUT of the same length is a new object.
+    photo = png_bytes(40, 30)
+    created = create_upload(lambda_context, photo)
+    put_upload(aws_stack, created, photo)
+    request = {"size": "1:1", "prompt": "night", "filesUrl": [created["reference"]]}
+    assert submit(lambda_context, request)[0] == 202
+    put_upload(aws_stack, created, b"\0" * len(photo))
+    status, body = submit(lambda_context, request)
+    assert status == 422 and body["errors"][0]["field"] == "filesUrl[0]", body
+    assert "not a usable image" in body["errors"][0]["message"]

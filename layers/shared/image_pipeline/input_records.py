@@ -24,6 +24,13 @@ class ObjectVersion:
     version_id: str | None
     content_type: str
     size: int
+    etag: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """What tells this object's bytes from any other's at the key: its version and its ETag (an
+        unversioned bucket keeps the version "null" across overwrites; the ETag still changes)."""
+        return f"{self.version_id or 'null'}/{self.etag}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +41,4 @@ class UploadRecord:
     owner: str
     content_type: str
     size: int
+    checked: str | None = None  # the fingerprint of the object whose bytes were checked and found an image

@@ -73,7 +73,28 @@ class InputStore(ConditionalTable):
         if not found:
             return None
         item = from_item(found)
-        return UploadRecord(upload_id, str(item["client"]), str(item["contentType"]), int(item["bytes"]))
+        checked = item.get("checkedObject")
+        return UploadRecord(
+            upload_id,
+            str(item["client"]),
+            str(item["contentType"]),
+            int(item["bytes"]),
+            checked=None if checked is None else str(checked),
+        )
+
+    def mark_upload_checked(self, upload_id: str, fingerprint: str) -> None:
+        """Remember that the object with this fingerprint was found an image (only while the record is)."""
+        try:
+            self._db.update_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": f"upload#{upload_id}"}),
+                UpdateExpression="SET checkedObject = :checked",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=to_item({":checked": fingerprint}),
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):  # the record expired meanwhile: nothing to remember
+                raise
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         found = self._db.get_item(TableName=self.table_name, Key=task_key(task_id), ConsistentRead=True)
@@ -92,6 +113,7 @@ class InputStore(ConditionalTable):
             version_id=None if version in (None, "null") else str(version),
             content_type=str(head.get("ContentType") or ""),
             size=int(head.get("ContentLength") or 0),
+            etag=str(head.get("ETag") or ""),
         )
 
     def _version_params(self, item: ObjectVersion) -> dict[str, Any]:

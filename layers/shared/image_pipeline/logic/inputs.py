@@ -8,8 +8,9 @@
 - A reference: ``upload:<uploadId>`` or ``task:<taskId>/<index>`` (an image a task of this client
   stored), in ``filesUrl`` items, ``maskUrl``, ``inputImage`` and a Market model's image fields.
   :func:`resolve_inputs` checks that the caller owns it (another client's is 404, exactly as an unknown
-  one), reads the object's current version, checks an upload's bytes (magic bytes, decodable, pixel cap;
-  a stored image was checked when it was stored) and answers a presigned GET of exactly that version,
+  one), reads the object's current version, checks an upload's bytes (magic bytes, decodable, pixel cap)
+  the first time that version is used (its fingerprint is kept on the upload's record; a stored image
+  was checked when it was stored) and answers a presigned GET of exactly that version,
   valid INPUT_LINK_SECONDS: the only form in which an input of ours leaves the bundle. The bundle never
   fetches a URL the client gave.
 
@@ -49,6 +50,7 @@ class InputObjects(Protocol):
     def presign_upload(self, key: str, content_type: str, size: int, expires_seconds: int) -> str: ...
     def record_upload(self, upload: UploadRecord, now: datetime, expires_at: datetime) -> None: ...
     def get_upload(self, upload_id: str) -> UploadRecord | None: ...
+    def mark_upload_checked(self, upload_id: str, fingerprint: str) -> None: ...
     def get_task(self, task_id: str) -> TaskRecord | None: ...
     def current_version(self, key: str) -> ObjectVersion | None: ...
     def read_version(self, item: ObjectVersion) -> bytes: ...
@@ -155,22 +157,43 @@ def resolve_inputs(
     whose object is gone or whose bytes are not an image. ``check_image`` returns why bytes are
     refused, or None."""
     resolved = ResolvedInputs()
+    links: dict[str, str] = {}  # reference -> its link: a reference named twice is resolved once
     for name, value in image_fields(request, market_fields):
         if not is_reference(value):
             continue
-        item = _locate(name, value, owner, objects)
-        if item.key.startswith(UPLOAD_PREFIX):
-            if item.size <= 0:
-                raise InputRejected(name, f"{value} is empty: upload the image first")
-            problem = check_image(objects.read_version(item))
-            if problem is not None:
-                raise InputRejected(name, f"{value} is not a usable image: {problem}")
-        resolved.links[name] = objects.presigned_input(item, link_seconds)
+        if value not in links:
+            item, upload = _locate(name, value, owner, objects)
+            if upload is not None:
+                _check_upload(name, value, upload, item, objects, check_image)
+            links[value] = objects.presigned_input(item, link_seconds)
+        resolved.links[name] = links[value]
         resolved.used.append({"field": name, "ref": value})
     return resolved
 
 
-def _locate(name: str, value: str, owner: str, objects: InputObjects) -> ObjectVersion:
+def _check_upload(
+    name: str,
+    value: str,
+    upload: UploadRecord,
+    item: ObjectVersion,
+    objects: InputObjects,
+    check_image: Callable[[bytes], str | None],
+) -> None:
+    """An upload's bytes, checked once per object version: the client wrote them, not the bundle."""
+    if item.size <= 0:
+        raise InputRejected(name, f"{value} is empty: upload the image first")
+    if upload.checked == item.fingerprint:
+        return
+    problem = check_image(objects.read_version(item))
+    if problem is not None:
+        raise InputRejected(name, f"{value} is not a usable image: {problem}")
+    objects.mark_upload_checked(upload.upload_id, item.fingerprint)
+
+
+def _locate(
+    name: str, value: str, owner: str, objects: InputObjects
+) -> tuple[ObjectVersion, UploadRecord | None]:
+    """The object a reference names, and its upload record when it is an upload."""
     parsed = REFERENCE.match(value)
     if parsed is None:
         raise ReferenceNotFound(name, value)
@@ -183,7 +206,7 @@ def _locate(name: str, value: str, owner: str, objects: InputObjects) -> ObjectV
             raise InputRejected(
                 name, f"{value} has expired or was never uploaded: upload it again (POST /uploads)"
             )
-        return item
+        return item, upload
     task = objects.get_task(parsed["task"])
     if task is None or task.owner != owner or task.status is TaskStatus.DELETED:
         raise ReferenceNotFound(name, value)
@@ -193,4 +216,4 @@ def _locate(name: str, value: str, owner: str, objects: InputObjects) -> ObjectV
     item = objects.current_version(stored.key)
     if item is None:
         raise InputRejected(name, f"{value} is no longer stored")
-    return item
+    return item, None
