@@ -1,6 +1,7 @@
 """The imagegen CLI against the local stack with two clients' keys, as a user runs it: generate (from a
 prompt, and from reference images alone), list, delete, each with --json, configured by environment; and
-a Flux Kontext generate, saved with its format's extension."""
+a Flux Kontext generate, saved with its format's extension; a local photo uploaded with --image and its
+result edited again by reference with `imagegen edit`."""
 
 from __future__ import annotations
 
@@ -143,3 +144,40 @@ def test_a_flux_kontext_generate_with_the_cli(stack: LocalStack, tmp_path: Path)
     assert refused.returncode == 2 and "--size is a gpt-4o-image option" in refused.stderr
     listed = document(imagegen(stack, "key-of-carol", "list", "--json"))
     assert [t["taskId"] for t in listed["tasks"]] == [drawn["taskId"]]
+
+
+def test_a_local_photo_is_uploaded_and_its_result_edited_again_with_the_cli(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    wait = ("--poll-interval", "0.2", "--timeout", "60")
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(96, 64, (30, 120, 60)))
+    # generate --image uploads the file (POST /uploads, then its presigned PUT) and edits it
+    night = document(
+        imagegen(stack, "key-of-alice", "generate", "make it night", "--image", str(photo),
+                 "--size", "3:2", "--out", str(tmp_path / "night"), *wait, "--json")
+    )  # fmt: skip
+    assert night["status"] == "stored", night
+    (upload_ref,) = [entry["ref"] for entry in night["task"]["inputs"]]
+    assert upload_ref.startswith("upload:")
+    fetched = stack.emulator.inspect_task(stack.upstream_id(night["taskId"]))["inputs"]
+    assert [(i["field"], i["sha256"]) for i in fetched] == [
+        ("filesUrl[0]", sha256(photo.read_bytes()).hexdigest())
+    ]
+    # edit sends the stored image by reference to each family: Flux Kontext, then a Market edit model
+    stored_sha = night["files"][0]["sha256"]
+    for model, field in (
+        ("flux-kontext-pro", "inputImage"),
+        ("google/nano-banana-edit", "input.image_urls[0]"),
+    ):
+        edited = document(
+            imagegen(stack, "key-of-alice", "edit", night["taskId"], "--model", model, "add stars",
+                     "--out", str(tmp_path / "edit"), *wait, "--json")
+        )  # fmt: skip
+        assert edited["status"] == "stored", edited
+        assert edited["task"]["inputs"] == [{"field": field, "ref": f"task:{night['taskId']}/0"}]
+        fetched = stack.emulator.inspect_task(stack.upstream_id(edited["taskId"]))["inputs"]
+        assert [(i["field"], i["sha256"]) for i in fetched] == [(field, stored_sha)], fetched
+    # another client cannot edit alice's image: the reference is unknown to bob, and nothing is sent
+    refused = imagegen(stack, "key-of-bob", "edit", night["taskId"], "add stars", *wait)
+    assert refused.returncode == 3 and f"{night['taskId']} not found" in refused.stderr, refused.stderr
