@@ -29,6 +29,7 @@ from tests.unit.test_api_handler import (
 )
 
 FLUX_GENERATE = "https://api.kie.ai/api/v1/flux/kontext/generate"
+MARKET_CREATE = "https://api.kie.ai/api/v1/jobs/createTask"
 
 
 def as_client(event: dict[str, Any], client: str | None) -> dict[str, Any]:
@@ -80,6 +81,11 @@ def upstream() -> Any:
     with respx.mock(assert_all_called=False) as mock:
         mock.post(GENERATE).mock(return_value=submit_ok())
         mock.post(FLUX_GENERATE).mock(return_value=submit_ok())
+        mock.post(MARKET_CREATE).mock(
+            return_value=httpx.Response(
+                200, json={"code": 200, "msg": "success", "data": {"taskId": TASK_ID}}
+            )
+        )
         mock.get(RECORD_INFO).mock(return_value=details())
         yield mock
 
@@ -244,7 +250,7 @@ def test_a_market_models_image_field_takes_a_reference(
     put_upload(aws_stack, created, photo)
     value: Any = created["reference"] if given == "image_url" else [created["reference"]]
     with respx.mock(assert_all_called=False) as mock:
-        create = mock.post("https://api.kie.ai/api/v1/jobs/createTask").mock(
+        create = mock.post(MARKET_CREATE).mock(
             return_value=httpx.Response(
                 200, json={"code": 200, "msg": "success", "data": {"taskId": TASK_ID}}
             )
@@ -304,3 +310,36 @@ def test_an_upload_overwritten_after_its_check_is_checked_again(
     status, body = submit(lambda_context, request)
     assert status == 422 and body["errors"][0]["field"] == "filesUrl[0]", body
     assert "not a usable image" in body["errors"][0]["message"]
+
+
+def test_a_presigned_input_link_longer_than_a_client_url_may_be_still_goes_upstream(
+    aws_stack: Any, upstream: Any, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Lambda role's session token makes a presigned link 1,300-1,700 characters; a long one, with a
+    # long client id, passes the 2,048 a client's own URL may have. The link is ours: it is not refused.
+    from image_pipeline import wiring
+    from image_pipeline.adapters import aws
+
+    photo = png_bytes(40, 30)
+    created = create_upload(lambda_context, photo)
+    put_upload(aws_stack, created, photo)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjE" + "A" * 1900)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # its credentials are read anew
+    aws.reset_clients()
+    wiring.reset()
+    for body in (
+        {
+            "size": "1:1",
+            "prompt": "night",
+            "filesUrl": [created["reference"]],
+            "maskUrl": created["reference"],
+        },
+        {"model": "flux-kontext-pro", "prompt": "night", "inputImage": created["reference"]},
+        {"model": "qwen/image-edit", "input": {"prompt": "night", "image_url": created["reference"]}},
+    ):
+        status, answer = submit(lambda_context, body)
+        assert status == 202, answer
+    sent = [json.loads(call.request.content) for call in upstream.calls]
+    links = [sent[0]["filesUrl"][0], sent[0]["maskUrl"], sent[1]["inputImage"], sent[2]["input"]["image_url"]]
+    for link in links:
+        assert len(link) > 2048 and "X-Amz-Security-Token=IQoJb3JpZ2luX2VjE" in link, link[:200]

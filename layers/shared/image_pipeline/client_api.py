@@ -295,35 +295,56 @@ class TaskRequest(Model):
         self, links: Mapping[str, str] | None = None
     ) -> GenerationOptions | FluxKontextOptions | MarketOptions:
         """The upstream request's fields for the chosen model, each input reference replaced by its
-        link (``links``, by field: ``filesUrl[0]``, ``inputImage``, ``input.image_urls[1]``); without
-        links by a stand-in URL, so that the model's rules are checked as for any image URL."""
+        link (``links``, by field: ``filesUrl[0]``, ``inputImage``, ``input.image_urls[1]``).
 
-        def url(field: str, value: Any) -> Any:
-            if not is_reference(value):
-                return value
-            return links[field] if links is not None else REFERENCE_STAND_IN
+        The request is validated with a stand-in URL for each reference, so that the model's rules are
+        checked as for any image URL; the links go in after. A link is ours, not the client's: a role's
+        session token can make it longer than the 2,048 characters a client's URL may have."""
 
         if self.model in MARKET_MODELS:
             given = dict(self.input or {})
             for name in self.market_image_fields():
                 value = given.get(name)
                 if isinstance(value, list):
-                    given[name] = [url(f"input.{name}[{i}]", item) for i, item in enumerate(value)]
+                    given[name] = [_linked(f"input.{name}[{i}]", item, links) for i, item in enumerate(value)]
                 elif value is not None:
-                    given[name] = url(f"input.{name}", value)
+                    given[name] = _linked(f"input.{name}", value, links)
             return MarketOptions(model=self.model, input=given)
         fields: dict[str, Any] = {"prompt": self.prompt} if self.prompt is not None else {}
+        options: GenerationOptions | FluxKontextOptions
         if self.model in FLUX_MODELS:
-            flux = self.given(FLUX_FIELDS)
-            if "inputImage" in flux:
-                flux["inputImage"] = url("inputImage", flux["inputImage"])
-            return FluxKontextOptions.model_validate({"model": self.model, **fields, **flux})
-        four_o = self.given(FOUR_O_FIELDS)
-        if "filesUrl" in four_o:
-            four_o["filesUrl"] = [url(f"filesUrl[{i}]", item) for i, item in enumerate(four_o["filesUrl"])]
-        if "maskUrl" in four_o:
-            four_o["maskUrl"] = url("maskUrl", four_o["maskUrl"])
-        return GenerationOptions.model_validate({**fields, **four_o})
+            given = self.given(FLUX_FIELDS)
+            options = FluxKontextOptions.model_validate(
+                {"model": self.model, **fields, **_with_images(given, None)}
+            )
+        else:
+            given = self.given(FOUR_O_FIELDS)
+            options = GenerationOptions.model_validate({**fields, **_with_images(given, None)})
+        return options.model_copy(update=_with_images(given, links, only=True)) if links else options
+
+
+def _linked(field: str, value: Any, links: Mapping[str, str] | None) -> Any:
+    """An image field's value for the upstream: a URL as given; a reference as its link, or as the
+    stand-in URL while the request is validated (``links`` None)."""
+    if not is_reference(value):
+        return value
+    return links[field] if links is not None else REFERENCE_STAND_IN
+
+
+def _with_images(
+    given: dict[str, Any], links: Mapping[str, str] | None, *, only: bool = False
+) -> dict[str, Any]:
+    """``given`` with its 4o and Flux Kontext image fields (filesUrl, maskUrl, inputImage) linked;
+    ``only``: just those fields."""
+    images: dict[str, Any] = {}
+    if "filesUrl" in given:
+        images["filesUrl"] = [
+            _linked(f"filesUrl[{i}]", item, links) for i, item in enumerate(given["filesUrl"])
+        ]
+    for name in ("maskUrl", "inputImage"):
+        if name in given:
+            images[name] = _linked(name, given[name], links)
+    return images if only else {**given, **images}
 
 
 class NotificationOut(Model):

@@ -248,11 +248,15 @@ def _generate(
     """The generate call of the task's API: the Market's createTask, Flux Kontext's or 4o's generate."""
     if isinstance(generation, MarketOptions):
         return upstream.create_market_task(generation.model, generation.input, callback)
+    # The generation was validated as the client gave it (client_api.TaskRequest.generation); what it gains
+    # here is ours: the callback URL, and input links longer than a client's URL may be. Not again.
     if isinstance(generation, FluxKontextOptions):
         return upstream.generate_flux(
-            FluxGenerateRequest(**upstream_fields(generation), callBackUrl=callback)
+            FluxGenerateRequest.model_construct(**upstream_fields(generation), callBackUrl=callback)
         )
-    return upstream.generate(GenerateRequest(**upstream_fields(generation), callBackUrl=callback))
+    return upstream.generate(
+        GenerateRequest.model_construct(**upstream_fields(generation), callBackUrl=callback)
+    )
 
 
 def _release(claims: IdempotencyStore | None, owner: str, key: str, task_id: str) -> None:
