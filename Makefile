@@ -65,7 +65,7 @@ test-unit: install  ## unit and fuzz tests only (tests/unit, tests/fuzz): no SAM
 
 .PHONY: openapi
 openapi: install  ## regenerate openapi.json (the client API's contract) from the API's routes
-	PYTHONPATH=layers/shared:functions/api $(PY) -c 'import json, api_handler; print(json.dumps(json.loads(api_handler.openapi_json()), indent=2))' > openapi.json
+	PYTHONPATH=layers/shared:functions/api $(PY) -c 'import json, api_handler; print(json.dumps(json.loads(api_handler.app.contract_json()), indent=2))' > openapi.json
 
 .PHONY: lint
 lint: install  ## ruff, mypy and the import contracts (lint-imports; make test runs them too)

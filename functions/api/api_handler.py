@@ -6,18 +6,16 @@ Every task belongs to the client app (API key) that submitted it: to any other i
 from __future__ import annotations
 
 import binascii
-import json
-import re
 from datetime import timedelta
-from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from image_pipeline import wiring
+from image_pipeline.api_contract import ContractResolver
 from image_pipeline.client_api import (
     ModelCatalog,
     TaskPage,
@@ -61,6 +59,7 @@ from image_pipeline.logic.submission import (
     submit_task,
 )
 from image_pipeline.observability import logger_for, metrics_for
+from image_pipeline.request_problems import request_problems
 from image_pipeline.settings import ApiSettings, api_settings, parse_at_cold_start
 from image_pipeline.task_records import TaskStatus, utc_now
 
@@ -70,7 +69,7 @@ if TYPE_CHECKING:
 logger = logger_for("api")
 parse_at_cold_start(api_settings)
 metrics = metrics_for("api")
-app = APIGatewayRestResolver(enable_validation=True)
+app = ContractResolver(enable_validation=True)
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
@@ -94,7 +93,6 @@ def callback_base(settings: ApiSettings) -> str:
     return f"https://{context.domain_name}/{context.stage}{settings.callback_path}"
 
 
-MODEL_RULE = re.compile(r"(?P<field>[A-Za-z]+(?:\[[0-9]+\])?): (?P<message>.+)", re.DOTALL)
 LOCAL_CLIENT = "local"  # every request's client where no API key is required (the local stacks)
 API_KEY_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
 SUBMIT_LIMITS = (
@@ -340,148 +338,13 @@ def get_models() -> Response[Any]:
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
 def openapi_document() -> Response[Any]:
-    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_json())
-
-
-API_TITLE = "image-pipeline client API"
-API_DESCRIPTION = (
-    "Dependable image generations on the platform's models: the 4o Image API (gpt-4o-image), "
-    "Flux Kontext (flux-kontext-pro, flux-kontext-max) and the Market's image models (Nano "
-    "Banana, Nano Banana Pro and 2, Seedream 4.5, GPT Image 1.5, Flux 2, Imagen 4, Qwen Image "
-    "Edit, Ideogram V3: GET /models lists them with their input fields). Submit a task, then "
-    "read, list and delete your own tasks; every image is stored in this deployment's bucket "
-    "and served through short-lived links. Send your API key as x-api-key. Every error is "
-    "{message, errors: [{field, message}]}."
-)
-
-
-@cache
-def enable_docs() -> None:
-    """GET /docs: Powertools' Swagger UI, its script and styles inlined from the package (no CDN), the
-    key entered once with Authorize. Registered when a /docs request first arrives, so that the OpenAPI
-    models it needs are not imported by every cold start of the API (a third of its import time)."""
-    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
-
-    app.enable_swagger(
-        path="/docs",
-        title=API_TITLE,
-        version="1.0.0",
-        description=API_DESCRIPTION,
-        security_schemes={"apiKey": APIKey.model_validate({"name": "x-api-key", "in": APIKeyIn.header})},
-        persist_authorization=True,
-    )
-
-
-@cache
-def openapi_json() -> str:
-    """The published contract (openapi.json at the top of the repository is this, committed)."""
-    # Powertools' OpenAPI document models (some 40 pydantic models, built when imported: about a third
-    # of this function's import) serve this route only, so only this route imports them.
-    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
-
-    document = app.get_openapi_json_schema(
-        title=API_TITLE,
-        version="1.0.0",
-        description=API_DESCRIPTION,
-        servers=[Server(url="/", description="this deployment (the execute-api stage URL)")],
-        security_schemes={"apiKey": APIKey.model_validate({"name": "x-api-key", "in": APIKeyIn.header})},
-    )
-    return json.dumps(published(json.loads(document)), indent=2)
-
-
-def published(document: dict[str, Any]) -> dict[str, Any]:
-    """What Powertools generates, made what a generated client can trust: a 204 without content, no 422
-    where nothing is validated (no body, no query), no schema that no operation uses, and each body
-    with the first example of its schema beside it."""
-    schemas = document["components"]["schemas"]
-
-    def with_example(content: dict[str, Any]) -> None:
-        for media in content.values():
-            name = str(media.get("schema", {}).get("$ref", "")).rsplit("/", 1)[-1]
-            examples = schemas.get(name, {}).get("examples")
-            if examples and "example" not in media:
-                media["example"] = examples[0]
-
-    for operations in document["paths"].values():
-        for operation in operations.values():
-            with_example(operation.get("requestBody", {}).get("content", {}))
-            for answer in operation["responses"].values():
-                with_example(answer.get("content", {}))
-            answers = operation["responses"]
-            if "204" in answers:
-                answers["204"].pop("content", None)
-            queried = any(parameter.get("in") != "path" for parameter in operation.get("parameters", []))
-            if "requestBody" not in operation and not queried:
-                answers.pop("422", None)  # a path's taskId is any string: an unknown one is 404
-    while True:
-        text = json.dumps({key: value for key, value in document.items() if key != "components"})
-        text += json.dumps(schemas)
-        unused = [name for name in schemas if f'"#/components/schemas/{name}"' not in text]
-        if not unused:
-            return document
-        for name in unused:
-            del schemas[name]
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=app.contract_json())
 
 
 @app.exception_handler(RequestValidationError)
 def invalid_request(error: RequestValidationError) -> Response[Any]:
-    problems = []
-    for problem in error.errors():
-        if problem.get("type") == "json_invalid":  # not JSON at all (cut short, a stray comma): 400
-            message = "the body is not valid JSON (cut short, or a syntax error): send one JSON object"
-            return _json(
-                400,
-                {
-                    "message": f"malformed request: {message}",
-                    "errors": [{"field": "body", "message": message}],
-                },
-            )
-        location = field_name(problem.get("loc", ()))
-        message = in_our_words(problem, location)
-        # A rule over several fields names the one at fault first: "maskUrl: a mask edits ..."
-        named = MODEL_RULE.match(message) if not location else None
-        if named:
-            location, message = named["field"], named["message"]
-        problems.append({"field": location or "body", "message": message})
-    fields = ", ".join(problem["field"] for problem in problems)
-    return _json(422, {"message": f"invalid request: check {fields}", "errors": problems})
-
-
-URL_FIELDS = ("filesUrl", "maskUrl", "inputImage", "webhookUrl")
-
-
-def field_name(location: Any) -> str:
-    """pydantic's location as the client wrote it: `filesUrl[1]`, `input.prompt` (never `body`)."""
-    name = ""
-    for part in location:
-        if isinstance(part, int):
-            name += f"[{part}]"
-        elif part not in ("body", "query", "header", "path") and not str(part).startswith(
-            ("function-", "str")
-        ):
-            name += f".{part}" if name else str(part)
-    return name
-
-
-def in_our_words(problem: Any, field: str) -> str:
-    """pydantic's message without library prefixes or regexes, saying what to send instead."""
-    kind = str(problem.get("type", ""))
-    message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")  # our rules' ValueErrors
-    base = field.split("[", 1)[0]
-    if base in URL_FIELDS and kind.startswith("string_"):
-        if base == "webhookUrl":
-            return "must be an https URL of a public host, such as https://hooks.example.com/imagegen"
-        return (
-            "must be an http(s) URL of an image file (.png, .jpg, .jpeg or .webp), 8 to 2048 characters, "
-            "or upload:<uploadId> or task:<taskId>/<index>"
-        )
-    if kind == "string_pattern_mismatch":
-        return "must not be blank" if base == "prompt" else "is not in the expected form"
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        return "is not a field of this request"
-    return message.replace("Input should be", "must be").replace("String should have", "must have")
+    status, body = request_problems(error.errors())
+    return _json(status, body)
 
 
 @app.exception_handler([UnreadableBody, RecursionError, UnicodeDecodeError, binascii.Error])
@@ -604,8 +467,6 @@ def aws_fault(error: Exception) -> Response[Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if event.get("resource") == "/docs":
-        enable_docs()
     return app.resolve(read_body_as_json(event), context)
 
 
