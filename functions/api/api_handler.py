@@ -17,17 +17,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from image_pipeline import wiring
 from image_pipeline.api_contract import ContractResolver
 from image_pipeline.client_api import (
-    ModelCatalog,
     TaskPage,
-    TaskRequest,
     TaskStatusName,
     TaskSubmitted,
     TaskView,
     UploadCreated,
-    UploadRequest,
-    model_catalog,
     responses,
 )
+from image_pipeline.client_requests import TaskRequest, UploadRequest
 from image_pipeline.errors import (
     AwsFault,
     DailyImageLimitReached,
@@ -58,6 +55,7 @@ from image_pipeline.logic.submission import (
     check_request,
     submit_task,
 )
+from image_pipeline.model_catalog import ModelCatalog, model_catalog
 from image_pipeline.observability import logger_for, metrics_for
 from image_pipeline.request_problems import request_problems
 from image_pipeline.settings import ApiSettings, api_settings, parse_at_cold_start

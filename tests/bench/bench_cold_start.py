@@ -396,7 +396,7 @@ def main() -> int:
     )
     markers = {"httpx": "httpx", "PIL": "PIL", "safe_fetch": "image_pipeline.safe_fetch",
                "webhooks": "image_pipeline.webhooks", "event_handler": "aws_lambda_powertools.event_handler",
-               "client_api": "image_pipeline.client_api", "pydantic": "pydantic"}  # fmt: skip
+               "client_requests": "image_pipeline.client_requests", "pydantic": "pydantic"}  # fmt: skip
     print_table(
         "What each handler's import loads (yes = loaded)",
         ["function", *markers],

@@ -158,8 +158,8 @@ class FakeApi:
         if request.method == "GET" and path == "/Prod/models":
             if self.models_script:
                 return self._play(self.models_script.pop(0), request)
-            # the API's own catalogue (image_pipeline.client_api), held to the contract by _answer
-            from image_pipeline.client_api import model_catalog
+            # the API's own catalogue (image_pipeline.model_catalog), held to the contract by _answer
+            from image_pipeline.model_catalog import model_catalog
 
             return self._answer("GET", "/models", 200, model_catalog())
 

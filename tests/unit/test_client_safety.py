@@ -93,7 +93,7 @@ def test_a_key_claimed_by_a_request_that_stopped_before_recording_carries_on_wit
 ) -> None:
     """A crash between claiming the key and recording the task: the upstream was never called for it."""
     from image_pipeline.adapters.idempotency import IdempotencyClaims
-    from image_pipeline.client_api import TaskRequest
+    from image_pipeline.client_requests import TaskRequest
     from image_pipeline.logic.submission import request_hash
     from image_pipeline.task_records import utc_now
 

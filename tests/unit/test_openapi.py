@@ -75,7 +75,7 @@ def test_the_prompt_pattern_means_the_same_in_every_regex_engine() -> None:
 def test_the_api_takes_a_prompt_as_blank_exactly_when_the_contract_does(text: str) -> None:
     import re
 
-    from image_pipeline.client_api import TaskRequest
+    from image_pipeline.client_requests import TaskRequest
     from pydantic import ValidationError
 
     published = bool(re.search(prompt_pattern(), text))

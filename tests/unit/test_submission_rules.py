@@ -4,7 +4,7 @@ plain functions, before any adapter is called."""
 from __future__ import annotations
 
 import pytest
-from image_pipeline.client_api import TaskRequest
+from image_pipeline.client_requests import TaskRequest
 from image_pipeline.errors import InvalidIdempotencyKey, WebhookUrlError
 from image_pipeline.logic.submission import (
     MAX_IDEMPOTENCY_KEY_CHARS,

@@ -16,16 +16,20 @@ from tests.conftest import ROOT
 NEVER = {
     "callback_handler": ("pydantic", "httpx", "PIL", "image_pipeline.safe_fetch", "image_pipeline.webhooks",
                          "aws_lambda_powertools.event_handler", "image_pipeline.client_api",
+                         "image_pipeline.client_requests", "image_pipeline.model_catalog",
                          "aws_lambda_powertools.utilities.data_classes"),
     "reconciler_handler": ("pydantic", "PIL", "image_pipeline.safe_fetch", "image_pipeline.webhooks",
-                           "aws_lambda_powertools.event_handler", "image_pipeline.client_api"),
+                           "aws_lambda_powertools.event_handler", "image_pipeline.client_api",
+                           "image_pipeline.client_requests", "image_pipeline.model_catalog"),
     # Powertools' batch utility (every event source's data classes, asyncio): image_pipeline.sqs_batch.
     "downloader_handler": ("pydantic", "PIL", "image_pipeline.webhooks",
                            "aws_lambda_powertools.event_handler", "image_pipeline.client_api",
+                           "image_pipeline.client_requests", "image_pipeline.model_catalog",
                            "aws_lambda_powertools.utilities.batch",
                            "aws_lambda_powertools.utilities.data_classes"),
     "notifier_handler": ("pydantic", "PIL", "image_pipeline.safe_fetch",
                          "aws_lambda_powertools.event_handler", "image_pipeline.client_api",
+                         "image_pipeline.client_requests", "image_pipeline.model_catalog",
                          "aws_lambda_powertools.utilities.batch",
                          "aws_lambda_powertools.utilities.data_classes"),
     # Powertools' OpenAPI document models serve GET /openapi.json only; idempotency, an Idempotency-Key.
@@ -61,8 +65,8 @@ def test_the_models_are_built_on_first_use() -> None:
     # Given the API's pydantic models imported; Then no model is built until it is used (defer_build)
     code = (
         f"import sys; sys.path[:0] = [{str(ROOT / 'layers' / 'shared')!r}]\n"
-        "from image_pipeline import client_api, upstream_requests\n"
-        "built = [m.__name__ for mod in (client_api, upstream_requests)\n"
+        "from image_pipeline import client_api, client_requests, model_catalog, upstream_requests\n"
+        "built = [m.__name__ for mod in (client_api, client_requests, model_catalog, upstream_requests)\n"
         "         for m in vars(mod).values() if isinstance(m, type) and issubclass(m, mod.Model)\n"
         "         and m is not mod.Model and m.__pydantic_complete__]\n"
         "print(built)\n"

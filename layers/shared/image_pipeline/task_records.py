@@ -3,7 +3,7 @@
 Plain dataclasses, not pydantic: every function imports these, and pydantic's import alone costs about
 as much as the rest of a function's cold start. What they read comes from our own writes (DynamoDB
 items, queue messages), so reading checks shape and types and says what was wrong; the client-facing
-requests, which need a published schema, stay pydantic (client_api, upstream_requests).
+requests, which need a published schema, stay pydantic (client_requests, client_api, upstream_requests).
 """
 
 from __future__ import annotations

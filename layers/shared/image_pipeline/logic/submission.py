@@ -44,7 +44,7 @@ from image_pipeline.upstream_requests import (
 )
 
 if TYPE_CHECKING:
-    from image_pipeline.client_api import TaskRequest
+    from image_pipeline.client_requests import TaskRequest
 
 CONFIRM_ATTEMPTS = 3
 CONFIRM_BACKOFF_SECONDS = 0.5
@@ -248,8 +248,8 @@ def _generate(
     """The generate call of the task's API: the Market's createTask, Flux Kontext's or 4o's generate."""
     if isinstance(generation, MarketOptions):
         return upstream.create_market_task(generation.model, generation.input, callback)
-    # The generation was validated as the client gave it (client_api.TaskRequest.generation); what it gains
-    # here is ours: the callback URL, and input links longer than a client's URL may be. Not again.
+    # The generation was validated as the client gave it (client_requests.TaskRequest.generation); what
+    # it gains here is ours: the callback URL, and input links longer than a client's URL may be.
     if isinstance(generation, FluxKontextOptions):
         return upstream.generate_flux(
             FluxGenerateRequest.model_construct(**upstream_fields(generation), callBackUrl=callback)
