@@ -7,7 +7,8 @@ from typing import Any
 import boto3
 import pytest
 
-from devstack.local.chaos import Planned, Tally, count_orphans, percentile
+from devstack.local.chaos import Planned
+from devstack.local.chaos_tally import Tally, count_orphans, percentile
 
 
 def test_orphans_are_the_versions_of_deleted_or_unknown_tasks(aws_stack: Any) -> None:
