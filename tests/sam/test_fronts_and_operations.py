@@ -294,3 +294,16 @@ def test_the_tasks_indexes_project_keys_only() -> None:
         "status-nextCheckAt": "KEYS_ONLY",
         "owner-createdAt": "KEYS_ONLY",
     }
+
+
+def test_an_uploads_bytes_are_kept_no_longer_than_upload_retention_days_and_one_more() -> None:
+    # An upload is a client's photo, for the edits that follow: its expired current version and any it
+    # overwrote go a day later, not after the 30 days the images' old versions are kept for.
+    rules = {
+        rule["Id"]: rule
+        for rule in resources()["ImagesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    }
+    uploads = rules["ExpireUploads"]
+    assert uploads["Prefix"] == "uploads/"
+    assert uploads["ExpirationInDays"] == {"Ref": "UploadRetentionDays"}
+    assert uploads["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
