@@ -154,14 +154,9 @@ def submit_task(
     if isinstance(claimed, SubmittedTask):  # a retry, answered with the task the first request made
         return claimed
     task_id = claimed
-    try:
+    try:  # nothing recorded yet: a refusal here frees the key for a corrected retry
         inputs = resolve_inputs() if resolve_inputs is not None else NO_INPUTS
-    except Exception:
-        if key is not None:
-            _release(claims, owner, key, task_id)
-        raise
-    generation = options.generation(inputs.links)
-    try:
+        generation = options.generation(inputs.links)
         give_back = admission.admit(owner, image_count(generation)) if admission is not None else None
     except Exception:
         if key is not None:
@@ -204,10 +199,23 @@ def submit_task(
         upstreamTaskId=upstream_task_id,
         nextCheckAt=iso(clock() + times.reconcile_after),
     )
+    return _record_confirmation(message, store=store, outbox=outbox, clock=clock, sleep=sleep)
+
+
+def _record_confirmation(
+    message: ConfirmSubmit,
+    *,
+    store: SubmissionRecords,
+    outbox: ConfirmOutbox | None,
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None],
+) -> SubmittedTask:
+    """The upstream's id written to the task (``submitted``), or, while DynamoDB keeps failing, handed
+    to the outbox: the task stays ``submitting`` until its callback names the upstream id, and the
+    outbox (SQS, another service) writes it sooner, so the reconciler can ask about it if none comes."""
+    task_id = message.confirmTask
     if _confirm(message, store=store, clock=clock, sleep=sleep):
         return SubmittedTask(task_id, TaskStatus.SUBMITTED)
-    # DynamoDB kept failing: the task stays `submitting` until its callback names the upstream id; the
-    # outbox (SQS, another service) writes it sooner, so the reconciler can ask about it if none comes.
     if outbox is not None:
         with contextlib.suppress(Exception):
             outbox.send_confirm(message)
