@@ -50,6 +50,7 @@ CASES: list[tuple[str, str, str, int | None, dict[str, Any]]] = [
     ("api_submit_task_market", "ApiFunction", "clear", 202, {"status": "submitted"}),
     ("callback_market_success", "CallbackFunction", "seed", 200, {"status": "accepted"}),
     ("callback_market_failure", "CallbackFunction", "seed", 200, {"status": "accepted"}),
+    ("api_create_upload", "ApiFunction", "clear", 201, {}),
 ]  # fmt: skip
 
 
@@ -89,6 +90,9 @@ def test_sam_local_invoke_event(
         assert answer["statusCode"] == status, answer
         body = json.loads(str(answer["body"]))
     assert {key: body.get(key) for key in expected} == expected, body
+    if event == "api_create_upload":  # a presigned PUT of moto's bucket, signed with its type and length
+        assert body["reference"] == f"upload:{body['uploadId']}" and body["upload"]["method"] == "PUT", body
+        assert body["upload"]["headers"] == {"Content-Type": "image/png", "Content-Length": "48213"}, body
     if event.startswith("api_submit_task") and status == 202:
         assert len(body["taskId"]) == 32, body  # ours; the emulator container made the upstream's
         upstream = sam_local.upstream_id(services, body["taskId"], time.monotonic() + 30)

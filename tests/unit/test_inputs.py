@@ -103,6 +103,14 @@ def test_an_upload_is_a_put_signed_with_its_type_and_length(aws_stack: Any, lamb
     assert query["X-Amz-Expires"] == ["900"]
 
 
+def test_the_upload_event_file_answers_a_presigned_put(aws_stack: Any, lambda_context: Any) -> None:
+    # events/api_create_upload.json is what `sam local invoke ApiFunction -e` sends
+    status, body, _ = invoke(load_event("api_create_upload"), lambda_context)
+    assert status == 201, body
+    assert body["upload"]["headers"] == {"Content-Type": "image/png", "Content-Length": "48213"}
+    assert body["reference"] == f"upload:{body['uploadId']}"
+
+
 @pytest.mark.parametrize(
     ("given", "field"),
     [
