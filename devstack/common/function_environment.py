@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +31,6 @@ class LocalValues:
     upstream_api_key: str = "local-dev-key"
     hmac_key: str = ""
     webhook_secret: str = ""  # signs every local client's webhooks (LOCAL_WEBHOOK_SECRET)
-    # Signs the API's list cursors (a deployed stack generates a Secrets Manager secret): one per run.
-    cursor_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     # Setting variables from the shell or a test (they win over the template's values).
     overrides: Mapping[str, str] = field(default_factory=dict)
 
@@ -73,8 +70,6 @@ def local_additions(values: LocalValues, declared: Mapping[str, Any]) -> dict[st
         additions["KIE_WEBHOOK_HMAC_KEY"] = values.hmac_key
     if "WEBHOOK_SECRET_PARAMETER_PREFIX" in declared and values.webhook_secret:  # no SSM locally
         additions["WEBHOOK_SECRET"] = values.webhook_secret
-    if "CURSOR_KEY_SECRET" in declared:  # no Secrets Manager locally: the key itself
-        additions["CURSOR_KEY"] = values.cursor_key
     if "DOWNLOAD_ALLOWED_HOSTS" in declared:
         # Downloads from exactly the local upstream's origin, and from nothing else on loopback.
         additions["DOWNLOAD_TRUSTED_ORIGINS"] = loopback_origin(values.upstream_url) or ""
@@ -130,7 +125,6 @@ class _Resolver:
             **{queue_id: queue.url for queue_id, queue in resources.queues.items()},
             **{queue.dead_letter_id: queue.dead_letter_url for queue in resources.queues.values()},
             **resources.event_buses,
-            "CursorSigningKey": "",  # no Secrets Manager locally: CURSOR_KEY is the key (local_additions)
             "AWS::Region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
             "AWS::AccountId": "123456789012",
             "AWS::Partition": "aws",

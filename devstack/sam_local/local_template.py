@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 import shutil
 import sys
@@ -28,10 +27,8 @@ def local_environments(
     public_base_url: str,
     api_key: str,
     hmac_key: str,
-    cursor_key: str = "",
 ) -> dict[str, dict[str, str]]:
-    """Each function's own variables, resolved as the docker-free stack resolves them, for these addresses
-    (the cursors' signing key: `cursor_key`, else a new one)."""
+    """Each function's own variables, resolved as the docker-free stack resolves them, for these addresses."""
     values = LocalValues(
         resources=resources,
         upstream_url=upstream_url,
@@ -39,9 +36,7 @@ def local_environments(
         upstream_api_key=api_key,
         hmac_key=hmac_key,
     )
-    environments = function_environments(
-        dataclasses.replace(values, cursor_key=cursor_key) if cursor_key else values
-    )
+    environments = function_environments(values)
     for environment in environments.values():
         if "DOWNLOAD_TRUSTED_ORIGINS" in environment:
             # The emulator is not on loopback for the Lambda containers: trust its origin by name.

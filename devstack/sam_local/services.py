@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import secrets
 import time
 import urllib.error
 import urllib.request
@@ -87,8 +86,6 @@ class Services:
     upstream_port: int = 0
     api_key: str = API_KEY
     hmac_key: str = ""
-    # Signs the API's list cursors: one per run, kept with it (every env.json written for it agrees).
-    cursor_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     public_base_url: str = ""
     api_url: str = "http://127.0.0.1:3000"
     resources: dict[str, Any] = field(
@@ -152,7 +149,6 @@ class Services:
             public_base_url=self.public_base_url,
             api_key=self.api_key,
             hmac_key=self.hmac_key,
-            cursor_key=self.cursor_key,
         )
 
     def save(self, directory: Path) -> Path:

@@ -123,7 +123,9 @@ def test_a_retry_with_the_same_idempotency_key_returns_the_same_task_and_never_p
         # Then every answer is the same task, as it stands
         task_id = first["answer"].json()["taskId"]
         assert (first["answer"].status_code, first["answer"].json()["status"]) == (202, "submitting")
-        assert (during.status_code, during.json()) == (202, {"taskId": task_id, "status": "submitting"})
+        # (as it stands: on a loaded machine the callback may have come before the retry is answered)
+        assert during.status_code == 202 and during.json()["taskId"] == task_id, during.text
+        assert during.json()["status"] in ("submitting", "submitted", "downloading", "stored"), during.text
         assert after_timeout.status_code == 202 and after_timeout.json()["taskId"] == task_id
         stored = wait_for_status(alice, task_id, {"stored", "failed"}, timeout=40)
         assert stored["status"] == "stored", stored

@@ -2,12 +2,13 @@
 
 moto holds the stack's resources (devstack/common/aws_resources.py, prefix "test"); the secrets
 are SSM SecureString parameters as in a deployed stack (the upstream key, the callback HMAC key, a
-client's webhook secret) and the stack's own Secrets Manager secret (the list cursors' key), not the
-plain values local runs use; the upstream is respx; result images come from a local HTTP server and
-webhooks go to a local receiver. Each handler is driven with its events/ file, the way Lambda would,
-through its happy path and the error paths that call AWS differently (an upstream refusal, a retried
-Idempotency-Key, the rate limit, DynamoDB down after a paid submit, a submit the upstream never
-confirms, a failing image host, no time left, a callback racing the sweep, a webhook that fails).
+client's webhook secret), not the plain values local runs use, and the list cursors' key is the one
+the stack makes and keeps in its tasks table; the upstream is respx; result images come from a local
+HTTP server and webhooks go to a local receiver. Each handler is driven with its events/ file, the
+way Lambda would, through its happy path and the error paths that call AWS differently (an upstream
+refusal, a retried Idempotency-Key, the rate limit, DynamoDB down after a paid submit, a submit the
+upstream never confirms, a failing image host, no time left, a callback racing the sweep, a webhook
+that fails).
 
 Every step is labelled, and the parameter cache is emptied before each: in Lambda each function is
 its own process, so one function's cached secret must not hide another's GetParameter.
@@ -44,7 +45,6 @@ CLIENT = "clientkey1"  # API Gateway's id of the client's API key: the tasks' ow
 UPSTREAM_KEY = "upstream-test-key"
 HMAC_KEY = "webhook-hmac-key-for-tests"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-CURSOR_KEY = "cursor-signing-key-for-tests-" + "0" * 35  # as CloudFormation generates it: 64 characters
 
 
 class Context:
@@ -277,14 +277,10 @@ def deployed_stack() -> Iterator[Stack]:
         }
         for name, value in secrets.items():
             ssm.put_parameter(Name=name, Value=value, Type="SecureString")
-        cursor_key = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-            Name="test-CursorSigningKey", SecretString=CURSOR_KEY
-        )
         # As deployed: secrets by parameter name, never in the environment.
         env.setenv("KIE_API_KEY_PARAMETER", parameters["UpstreamApiKeyParameter"])
         env.setenv("KIE_WEBHOOK_HMAC_KEY_PARAMETER", parameters["WebhookHmacKeyParameter"])
         env.setenv("WEBHOOK_SECRET_PARAMETER_PREFIX", parameters["WebhookSecretParameterPrefix"])
-        env.setenv("CURSOR_KEY_SECRET", cursor_key["ARN"])
         for plain in ("KIE_API_KEY", "KIE_WEBHOOK_HMAC_KEY", "WEBHOOK_SECRET", "CURSOR_KEY"):
             env.delenv(plain, raising=False)
         # Local stand-ins the functions may reach over plain http on loopback, and test pacing.

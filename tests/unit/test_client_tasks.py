@@ -233,21 +233,66 @@ def test_a_cursor_signed_with_another_key_is_400(
     assert status == 400 and body["errors"][0]["field"] == "cursor"
 
 
-def test_the_cursor_key_is_the_stacks_secret_and_never_short(
-    aws_stack: Any, monkeypatch: pytest.MonkeyPatch
+def test_the_cursor_key_is_made_once_per_stack_and_kept_in_its_table(aws_stack: Any) -> None:
+    """The stack's own random key, made by the first list that needs it and shared by every container:
+    no Secrets Manager secret at $0.40 a month for 64 characters that only this stack reads."""
+    from image_pipeline import wiring
+    from image_pipeline.settings import api_settings
+
+    first = wiring.cursor_key(api_settings())
+    wiring.reset()  # another container, its own cache
+    assert wiring.cursor_key(api_settings()) == first and len(first) >= 48
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=aws_stack.tasks_table, Key={"pk": {"S": "key#list-cursors"}}, ConsistentRead=True
+    )["Item"]
+    assert item["key"]["S"].encode() == first and "owner" not in item and "status" not in item
+
+
+def test_two_first_lists_at_once_agree_on_one_cursor_key(aws_stack: Any) -> None:
+    # the other container's conditional put lands between this one's read and its own put
+    from image_pipeline import wiring
+    from image_pipeline.settings import api_settings
+
+    settings = api_settings()
+    keys = wiring.stack_keys(settings.tasks_table)
+    other = "o" * 64
+
+    def the_other_container_first(params: dict[str, Any], **_: Any) -> None:
+        boto3.client("dynamodb", region_name="us-east-1").put_item(
+            TableName=settings.tasks_table, Item={"pk": {"S": "key#list-cursors"}, "key": {"S": other}}
+        )
+
+    keys._db.meta.events.register_first("before-call.dynamodb.PutItem", the_other_container_first)
+    assert wiring.cursor_key(settings) == other.encode()
+
+
+def test_a_rotated_cursor_key_refuses_the_old_cursors(
+    aws_stack: Any, upstream: Any, lambda_context: Any
 ) -> None:
+    # rotation: delete the item; the next list makes a new key (each container within 5 minutes)
+    from image_pipeline import wiring
+
+    for i in range(2):
+        submit("alice", lambda_context, f"fox {i}")
+    _, page = request("alice", "GET", "/tasks", lambda_context, query={"limit": "1"})
+    boto3.client("dynamodb", region_name="us-east-1").delete_item(
+        TableName=aws_stack.tasks_table, Key={"pk": {"S": "key#list-cursors"}}
+    )
+    wiring.reset()
+    status, body = request("alice", "GET", "/tasks", lambda_context, query={"cursor": page["nextCursor"]})
+    assert status == 400 and body["errors"][0]["field"] == "cursor"
+
+
+def test_a_cursor_key_given_in_the_environment_is_never_short(aws_stack: Any) -> None:
     from image_pipeline import wiring
     from image_pipeline.settings import ApiSettings, ConfigError
 
-    generated = "g" * 64  # as the template's GenerateSecretString makes it
-    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-        Name="test-CursorSigningKey", SecretString=generated
-    )["ARN"]
-    deployed = ApiSettings(tasks_table="t", images_bucket="b", cursor_key_secret=arn)
-    assert wiring.cursor_key(deployed) == generated.encode()
-    for short in ("", "k" * 31):  # unset, or too short to sign with
-        with pytest.raises(ConfigError, match="at least 32 characters"):
-            wiring.cursor_key(ApiSettings(tasks_table="t", images_bucket="b", cursor_key=short))
+    given = "g" * 40
+    assert (
+        wiring.cursor_key(ApiSettings(tasks_table="t", images_bucket="b", cursor_key=given)) == given.encode()
+    )
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        wiring.cursor_key(ApiSettings(tasks_table="t", images_bucket="b", cursor_key="k" * 31))
 
 
 def test_delete_removes_every_stored_version_and_the_record(

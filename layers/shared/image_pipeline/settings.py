@@ -353,9 +353,8 @@ class ApiSettings(AwsResources, UpstreamSettings):
     input_max_pixels: int = setting("INPUT_MAX_PIXELS", default=50_000_000, ge=1)
     # Exact origins (scheme://host:port) a webhookUrl may use over plain http on loopback (local runs).
     webhook_trusted_origins: str = setting("WEBHOOK_TRUSTED_ORIGINS", default="", check=_loopback_origins)
-    # The key that signs list cursors: the Secrets Manager secret the stack generates (its ARN); the
-    # plain value is for local runs. Read when a list first needs it, never at cold start.
-    cursor_key_secret: str = setting("CURSOR_KEY_SECRET", default="")
+    # The key that signs list cursors, when one is given; else the stack makes its own and keeps it in
+    # its tasks table (wiring.cursor_key). Read when a list first needs it, never at cold start.
     cursor_key: str = setting("CURSOR_KEY", default="", secret=True)
 
     @property

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from image_pipeline.adapters.image_store import ImageStore
     from image_pipeline.adapters.input_store import InputStore
     from image_pipeline.adapters.notifications import EventBus, NotificationQueue
+    from image_pipeline.adapters.stack_keys import StackKeys
     from image_pipeline.adapters.submit_guard import GenerateAdmission
     from image_pipeline.adapters.tasks_table import TasksTable
     from image_pipeline.adapters.upstream import UpstreamClient
@@ -46,10 +47,13 @@ __all__ = [
     "generate_admission",
     "hmac_key",
     "idempotency_claims",
+    "image_checker",
     "image_store",
+    "input_store",
     "notification_queue",
     "notify_queue",
     "safe_fetch",
+    "stack_keys",
     "tasks_table",
     "upstream_client",
     "webhook_secrets",
@@ -189,18 +193,26 @@ def hmac_key(settings: CallbackSettings) -> str:
 MIN_CURSOR_KEY_CHARS = 32
 
 
+@cache
+def stack_keys(table_name: str) -> StackKeys:
+    from image_pipeline.adapters.stack_keys import StackKeys
+
+    return StackKeys(table_name)
+
+
 def cursor_key(settings: ApiSettings) -> bytes:
-    """The key that signs list cursors, re-read through the parameter cache (a rotated secret is picked
-    up within minutes; the cursors signed with the old one are then refused)."""
+    """The key that signs list cursors: the stack's own (made by the first list that needs it, kept in
+    the tasks table, re-read within minutes so a rotated one is picked up), or CURSOR_KEY when given."""
+    if not settings.cursor_key:
+        return stack_keys(settings.tasks_table).key("list-cursors").encode()
     from image_pipeline.settings import ConfigError
 
-    key = resolve_secret(settings.cursor_key, settings.cursor_key_secret)
-    if len(key) < MIN_CURSOR_KEY_CHARS:  # unset, or too short to keep a forger guessing
+    if len(settings.cursor_key) < MIN_CURSOR_KEY_CHARS:  # too short to keep a forger guessing
         raise ConfigError(
-            f"the list cursors' signing key (CURSOR_KEY_SECRET, or CURSOR_KEY locally) must be at least "
-            f"{MIN_CURSOR_KEY_CHARS} characters, got {len(key)}"
+            f"the list cursors' signing key CURSOR_KEY must be at least {MIN_CURSOR_KEY_CHARS} characters, "
+            f"got {len(settings.cursor_key)}"
         )
-    return key.encode()
+    return settings.cursor_key.encode()
 
 
 @cache
@@ -290,6 +302,7 @@ def reset() -> None:
     for factory in (
         tasks_table,
         input_store,
+        stack_keys,
         idempotency_claims,
         download_queue,
         image_store,
