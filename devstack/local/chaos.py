@@ -1,26 +1,29 @@
 """`make chaos`: N tasks through the local stack with faults injected at random, then a tally.
 
 Faults: duplicate and concurrent callbacks, dropped callbacks (the reconciler must recover them),
-failure codes, the single-image shape, expired result links (re-minted), image 5xx and stalls,
-HTML instead of an image, bursts of SQS send errors, S3 put errors and DynamoDB throttling, and a
-downloader that crashes after a batch, and an image host outage longer than the queue's own retries
-(the reconciler must re-queue it). Most tasks ask for a webhook, to a receiver on loopback that
-answers 5xx, holds its answer past the sender's timeout or trickles its body (chaos_receiver.py).
-Tasks come from three client apps (their own API keys) and a fourth whose webhook endpoint hangs for
-the whole run; some of the 4o tasks are Market (Nano Banana, Imagen 4 Fast) tasks instead, and a few
-tasks are deleted by their client as soon as they end, while duplicate download jobs may still run.
-Fails unless lost = 0, duplicates = 0, unowned = 0, paid twice = 0, unfinished = 0, notify lost = 0,
-orphans = 0 and the neighbours' webhook delay p95 < 30 s: every task ends `stored` or `failed`,
-readable by its submitter (also when generate's answer timed out), generated once per Idempotency-Key;
-every ended task of the three that asked for a webhook was delivered as one verified event, within
-30 s of its end for 95 % of them whatever the hanging client does; a deleted task is gone (404) and
-no object version under images/ belongs to a deleted or unknown task.
+failure codes, the single-image shape, expired result links (re-minted), image 5xx and stalls, HTML
+instead of an image, bursts of SQS send errors, S3 put errors and DynamoDB throttling, and a downloader
+that crashes after a batch, and an image host outage longer than the queue's own retries (the reconciler
+must re-queue it). Most tasks ask for a webhook, to a receiver on loopback that answers 5xx, holds its
+answer past the sender's timeout or trickles its body (chaos_receiver.py). Tasks come from three client
+apps (their own API keys) and a fourth whose webhook endpoint hangs for the whole run; some of the 4o
+tasks are Market (Nano Banana, Imagen 4 Fast) tasks instead, some edit a photo their client uploaded
+(4o, Nano Banana Edit), and a few tasks are deleted by their client as soon as they end, while duplicate
+download jobs may still run. Fails unless lost = 0, duplicates = 0, unowned = 0, paid twice = 0,
+unfinished = 0, notify lost = 0, orphans = 0, wrong inputs = 0 and the neighbours' webhook delay p95 <
+30 s: every task ends `stored` or `failed`, readable by its submitter (also when generate's answer timed
+out), generated once per Idempotency-Key; every ended task of the three that asked for a webhook was
+delivered as one verified event, within 30 s of its end for 95 % of them whatever the hanging client
+does; a deleted task is gone (404) and no object version under images/ belongs to a deleted or unknown
+task; every edit's upstream fetched exactly the bytes its client uploaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
+import io
 import random
 import secrets
 import sys
@@ -63,8 +66,13 @@ SCENARIOS: list[tuple[str, int, str, int | str | None]] = [
     ("market duplicate", 3, "[fault:duplicate=3]", None),
     ("market dropped", 3, "[fault:drop]", None),
     ("market failed", 2, "[fault:fail=500]", 501),
+    # Edits of the client's own upload (POST /uploads, its presigned PUT): 4o, and a Market edit model;
+    # the upstream must fetch exactly the uploaded bytes through the link the API presigned.
+    ("edit upload", 5, "", None),
+    ("market edit upload", 3, "", None),
 ]
-MARKET_MODELS = {"market 4 images": "google/imagen4-fast"}  # the other Market scenarios: nano-banana
+MARKET_MODELS = {"market 4 images": "google/imagen4-fast", "market edit upload": "google/nano-banana-edit"}
+# the other Market scenarios: nano-banana
 CLIENTS = ("alice", "bob", "carol")
 HANGING_SHARE = 0.1
 DELETE_SHARE = 0.06  # of the neighbours' tasks expected to store: deleted by their client on its end
@@ -80,6 +88,12 @@ RECEIVER_MAX_FAULTS = 3
 NOTIFY_SETTLE_SECONDS = 120
 
 
+@dataclass(frozen=True)
+class Upload:
+    reference: str  # upload:<uploadId>
+    sha256: str  # of the bytes its client PUT
+
+
 @dataclass
 class Planned:
     number: int
@@ -91,6 +105,7 @@ class Planned:
     client: str = CLIENTS[0]
     model: str | None = None  # a Market model; None: gpt-4o-image
     delete: bool = False  # its client deletes it as soon as it ends
+    upload: Upload | None = None  # the edit scenarios: the client's upload it edits
     idempotency_key: str = field(default_factory=lambda: str(uuid.uuid4()))
     task_id: str | None = None
     submit_error: str | None = None
@@ -113,9 +128,13 @@ class Planned:
             given: dict[str, Any] = {"prompt": self.prompt}
             if self.model == "google/imagen4-fast":
                 given["num_images"] = self.variants
+            if self.upload is not None:
+                given["image_urls"] = [self.upload.reference]
             body: dict[str, Any] = {"model": self.model, "input": given}
         else:
             body = {"prompt": self.prompt, "size": "1:1", "nVariants": self.variants}
+            if self.upload is not None:
+                body["filesUrl"] = [self.upload.reference]
         if self.webhook:
             body["webhookUrl"] = webhook_origin + self.webhook_path
         return body
@@ -171,6 +190,41 @@ def submit(api: httpx.Client, task: Planned, webhook_origin: str) -> None:
             time.sleep(min(10.0, float(response.headers.get("Retry-After", "1"))))
             continue
         return
+
+
+def upload_photos(api: httpx.Client, tasks: list[Planned], seed: int) -> None:
+    """Each client that edits uploads one photo of its own (POST /uploads, retried on 429/5xx as any
+    client would, then the presigned PUT with its signed headers) for its edit tasks."""
+    from PIL import Image
+
+    photos: dict[str, Upload] = {}
+    for task in tasks:
+        if "upload" not in task.scenario:
+            continue
+        if task.client not in photos:
+            shade = random.Random(f"{seed}:{task.client}").randrange(256)
+            buffer = io.BytesIO()
+            Image.new("RGB", (64, 48), (shade, 255 - shade, 90)).save(buffer, "PNG")
+            photos[task.client] = _upload(api, api_key(task.client), buffer.getvalue())
+        task.upload = photos[task.client]
+
+
+def _upload(api: httpx.Client, key: str, data: bytes) -> Upload:
+    for _attempt in range(SUBMIT_ATTEMPTS):
+        created = api.post(
+            "/uploads", json={"contentType": "image/png", "bytes": len(data)}, headers={"x-api-key": key}
+        )
+        if created.status_code == 201:
+            body = created.json()
+            put = httpx.put(
+                body["upload"]["url"], content=data, headers=body["upload"]["headers"], timeout=30
+            )
+            put.raise_for_status()
+            return Upload(body["reference"], hashlib.sha256(data).hexdigest())
+        if created.status_code not in (429,) and created.status_code < 500:
+            raise RuntimeError(f"POST /uploads answered {created.status_code}: {created.text[:200]}")
+        time.sleep(min(10.0, float(created.headers.get("Retry-After", "1"))))
+    raise RuntimeError("POST /uploads kept failing")
 
 
 def chaos_config(seed: int, webhook_origin: str, webhook_secret: str) -> tuple[StackConfig, AwsFaults]:
@@ -294,6 +348,7 @@ def run(count: int, seed: int, timeout: float, out: Any = sys.stdout) -> Tally:
             deadline = started + timeout
             with httpx.Client(base_url=stack.api_url, timeout=30) as api:
                 deleter = threading.Thread(target=lambda: delete_on_end(api, planned, deadline), daemon=True)
+                upload_photos(api, planned, seed)
                 submit_all(api, planned, receiver.origin, timeout)
                 deleter.start()
                 submitted_in = time.monotonic() - started
@@ -327,6 +382,7 @@ def main() -> int:
         f"\n{'PASS' if result.passed else 'FAIL'}: lost = {result.lost}, duplicates = {result.duplicates}, "
         f"unowned = {result.unowned}, paid twice = {result.paid_twice}, "
         f"unfinished = {result.unfinished}, notify lost = {result.notify_lost}, orphans = {result.orphans}, "
+        f"wrong inputs = {result.wrong_inputs}, "
         f"neighbours' webhook first attempt p95 = {result.delay_percentile(0.95) or 0.0:.1f} s"
     )
     return 0 if result.passed else 1

@@ -40,6 +40,8 @@ class Tally:
     notify_lost: int = 0  # ... with no accepted verified delivery, or not `delivered` in GET
     deleted: int = 0  # deleted by their client on their end (then 404, and nothing of them in S3)
     orphans: int = 0  # object versions under images/ of a deleted or unknown task
+    edits: int = 0  # ended edits of an upload, their inputs checked
+    wrong_inputs: int = 0  # ... whose upstream did not fetch exactly its client's uploaded bytes
     # seconds from a neighbour's task end to its webhook's first attempt (what the hanging client could
     # hold up), and to the delivery its receiver accepted (its own receiver's faults and retries too)
     neighbour_delays: list[float] = field(default_factory=list)
@@ -60,7 +62,8 @@ class Tally:
             self.unowned,
             self.paid_twice,
             self.orphans,
-        ) == (0, 0, 0, 0, 0, 0, 0) and (self.delay_percentile(0.95) or 0.0) < NEIGHBOUR_WEBHOOK_P95_SECONDS
+            self.wrong_inputs,
+        ) == (0, 0, 0, 0, 0, 0, 0, 0) and (self.delay_percentile(0.95) or 0.0) < NEIGHBOUR_WEBHOOK_P95_SECONDS
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -156,7 +159,14 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver
             result.hanging_tasks += 1
         elif task.webhook:
             tally_notification(result, task, record, receiver)
-        listed = stack.emulator.inspect_task(record.get("upstreamTaskId") or task.task_id)["images"]
+        upstream = stack.emulator.inspect_task(record.get("upstreamTaskId") or task.task_id)
+        if task.upload is not None:
+            result.edits += 1
+            fetched = [entry.get("sha256") for entry in upstream.get("inputs", [])]
+            if fetched != [task.upload.sha256]:
+                result.wrong_inputs += 1
+                result.problems.append(f"#{task.number} {task.scenario}: the upstream fetched {fetched}")
+        listed = upstream["images"]
         generated = {image["index"]: image["sha256"] for image in listed}
         copies = stored_copies(s3, stack.resources.images_bucket, task.task_id)
         if task.expected_failure is not None:
@@ -262,6 +272,8 @@ def print_report(
         "notify lost": result.notify_lost,
         "deleted": result.deleted,
         "orphans": result.orphans,
+        "edits": result.edits,
+        "wrong inputs": result.wrong_inputs,
     }
     print("  " + " | ".join(columns), file=out)
     print("  " + " | ".join(f"{value:>{len(name)}}" for name, value in columns.items()), file=out)

@@ -1,7 +1,8 @@
 """A small chaos run inside `make test` (`make chaos` runs 200): nothing lost, nothing duplicated,
 every task ended, every ended task that asked for a webhook notified exactly once (one verified event
 per task, deduped by webhook-id) through a receiver that fails at random, nothing left in S3 of the
-tasks deleted on their end, and the neighbours of a client whose endpoint hangs notified promptly."""
+tasks deleted on their end, the neighbours of a client whose endpoint hangs notified promptly, and the
+edits of a client's upload fed exactly its bytes."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def test_small_chaos_run_loses_and_duplicates_nothing() -> None:
     # a client deleted some tasks on their end, another's endpoint hung throughout
     assert result.deleted > 0 and result.orphans == 0, report.getvalue()
     assert result.hanging_tasks > 0 and result.neighbour_delays, report.getvalue()
+    # edits of a client's upload reached the upstream as exactly its bytes
+    assert result.edits > 0 and result.wrong_inputs == 0, report.getvalue()
     assert result.passed
 
 
