@@ -351,3 +351,36 @@ def test_a_presigned_input_link_longer_than_a_client_url_may_be_still_goes_upstr
     links = [sent[0]["filesUrl"][0], sent[0]["maskUrl"], sent[1]["inputImage"], sent[2]["input"]["image_url"]]
     for link in links:
         assert len(link) > 2048 and "X-Amz-Security-Token=IQoJb3JpZ2luX2VjE" in link, link[:200]
+
+
+def _as_real_s3_answers_a_missing_key_without_list_bucket(aws_stack: Any) -> None:
+    """Real S3 answers a HEAD of a missing key with 403, not 404, to a role without s3:ListBucket (the
+    API's has none); moto answers 404. This makes the API's own S3 client answer as real S3 does."""
+    from botocore.awsrequest import AWSResponse
+    from image_pipeline import wiring
+    from image_pipeline.settings import api_settings
+
+    settings = api_settings()
+    store = wiring.input_store(settings.tasks_table, settings.images_bucket, settings.record_ttl_days)
+
+    class _Raw:
+        def stream(self, **_: Any) -> Any:
+            return iter([b""])
+
+    def forbidden(request: Any, **_: Any) -> Any:
+        if request.method == "HEAD":
+            return AWSResponse(request.url, 403, {"x-amz-request-id": "test"}, _Raw())
+        return None
+
+    store._s3.meta.events.register_first("before-send.s3.HeadObject", forbidden)
+
+
+def test_an_upload_never_put_is_422_also_where_s3_answers_403(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    created = create_upload(lambda_context, png_bytes())  # and its PUT never made
+    _as_real_s3_answers_a_missing_key_without_list_bucket(aws_stack)
+    status, body = submit(lambda_context, {"size": "1:1", "prompt": "x", "filesUrl": [created["reference"]]})
+    assert status == 422 and body["errors"][0]["field"] == "filesUrl[0]", body
+    assert "expired or was never uploaded" in body["errors"][0]["message"]
+    assert not upstream.calls

@@ -21,6 +21,9 @@ from image_pipeline.input_records import ObjectVersion, UploadRecord
 from image_pipeline.task_records import TaskRecord, iso
 
 MISSING_CODES = ("404", "NoSuchKey", "NotFound", "NoSuchVersion")
+# S3 answers a HEAD of a missing key with 403 to a role without s3:ListBucket, as the API's is: it may
+# GET uploads/* and images/*, so a 403 there says the key is not there (moto answers 404).
+HEAD_MISSING_CODES = (*MISSING_CODES, "403", "AccessDenied")
 
 
 class InputStore(ConditionalTable):
@@ -104,7 +107,7 @@ class InputStore(ConditionalTable):
         try:
             head = self._s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if str(error.response.get("Error", {}).get("Code")) in MISSING_CODES:
+            if str(error.response.get("Error", {}).get("Code")) in HEAD_MISSING_CODES:
                 return None
             raise
         version = head.get("VersionId")
