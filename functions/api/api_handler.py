@@ -194,6 +194,7 @@ def _submit(
             check_image=wiring.image_checker(settings.input_max_pixels),
             link_seconds=settings.input_link_seconds,
             market_fields=options.market_image_fields(),
+            byte_limits=options.input_byte_limits(),
         ),
     )
 

@@ -384,3 +384,48 @@ def test_an_upload_never_put_is_422_also_where_s3_answers_403(
     assert status == 422 and body["errors"][0]["field"] == "filesUrl[0]", body
     assert "expired or was never uploaded" in body["errors"][0]["message"]
     assert not upstream.calls
+
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("request_body", "field", "size", "limit"),
+    [
+        ({"size": "1:1", "prompt": "x", "filesUrl": ["REF"]}, "filesUrl[0]", 25 * MIB + 1, 26_214_400),
+        ({"model": "google/nano-banana-edit", "input": {"prompt": "x", "image_urls": ["REF"]}},
+         "input.image_urls[0]", 10 * MIB + 1, 10 * MIB),
+        ({"model": "qwen/image-edit", "input": {"prompt": "x", "image_url": "REF"}},
+         "input.image_url", 10 * MIB + 1, 10 * MIB),
+    ],
+)  # fmt: skip
+def test_an_input_over_the_models_own_size_limit_is_422_before_anything_is_sent(
+    aws_stack: Any,
+    upstream: Any,
+    lambda_context: Any,
+    request_body: dict[str, Any],
+    field: str,
+    size: int,
+    limit: int,
+) -> None:
+    # The upstream refuses a larger input only when the task runs (4o: code 400, at most 26,214,400
+    # bytes; the Market models: each field's documented limit): the client hears it at once instead.
+    created = create_upload(lambda_context, b"\0" * size)
+    put_upload(aws_stack, created, b"\0" * size)
+    reads = _count_upload_reads(aws_stack)
+    body = json.loads(json.dumps(request_body).replace('"REF"', json.dumps(created["reference"])))
+    status, answer = submit(lambda_context, body)
+    assert status == 422 and answer["errors"][0]["field"] == field, answer
+    assert f"at most {limit} bytes" in answer["errors"][0]["message"], answer
+    assert not upstream.calls and reads == []  # refused by its size alone
+
+
+def test_a_model_that_takes_larger_inputs_is_not_held_to_another_models_limit(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    # nano-banana-pro takes 30 MB inputs: an 11 MiB upload passes the size rule and meets the bytes check
+    created = create_upload(lambda_context, b"\0" * (11 * MIB))
+    put_upload(aws_stack, created, b"\0" * (11 * MIB))
+    body = {"model": "nano-banana-pro", "input": {"prompt": "x", "image_input": [created["reference"]]}}
+    status, answer = submit(lambda_context, body)
+    assert status == 422 and "not a usable image" in answer["errors"][0]["message"], answer

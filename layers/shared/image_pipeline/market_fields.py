@@ -57,6 +57,7 @@ class InputField:
     minimum: float | None = None
     maximum: float | None = None
     default: Any = None
+    max_file_bytes: int | None = None  # an image URL field: the largest file the model takes
 
     @property
     def holds_image_urls(self) -> bool:

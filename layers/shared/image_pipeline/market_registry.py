@@ -93,13 +93,17 @@ def _choice(
     return InputField("text", description, required=required, enum=values, default=default)
 
 
-def _urls(max_items: int, description: str, required: bool = False) -> InputField:
+MB = 1024 * 1024  # the platform's MB, as its 4o limit (26,214,400 bytes: 25 MB) counts them
+
+
+def _urls(max_items: int, description: str, max_mb: int, required: bool = False) -> InputField:
     return InputField(
         "image_urls",
-        f"{description} (up to {max_items}; JPEG, PNG or WebP).",
+        f"{description}, at most {max_mb} MB each (up to {max_items}; JPEG, PNG or WebP).",
         required=required,
         min_items=1 if required else None,
         max_items=max_items,
+        max_file_bytes=max_mb * MB,
     )
 
 
@@ -164,7 +168,7 @@ _ENTRIES = (
         "/market/google/nano-banana-edit",
         {
             "prompt": _prompt(5000, what="How to change the images"),
-            "image_urls": _urls(10, "The images to edit, at most 10 MB each", required=True),
+            "image_urls": _urls(10, "The images to edit", 10, required=True),
             **_NANO_BANANA_COMMON,
         },
         format_field="output_format",
@@ -177,7 +181,7 @@ _ENTRIES = (
         "/market/google/pro-image-to-image",
         {
             "prompt": _prompt(10000),
-            "image_input": _urls(8, "Reference images to transform or draw from, at most 30 MB each"),
+            "image_input": _urls(8, "Reference images to transform or draw from", 30),
             "aspect_ratio": _choice(NANO_BANANA_PRO_RATIOS, "Aspect ratio of the result.", "1:1"),
             "resolution": _GEMINI_3_RESOLUTION,
             "output_format": _choice(("png", "jpg"), "File format of the result.", "png"),
@@ -192,7 +196,7 @@ _ENTRIES = (
         "/market/google/nanobanana2",
         {
             "prompt": _prompt(20000),
-            "image_input": _urls(14, "Reference images to transform or draw from, at most 30 MB each"),
+            "image_input": _urls(14, "Reference images to transform or draw from", 30),
             "aspect_ratio": _choice(NANO_BANANA_2_RATIOS, "Aspect ratio of the result.", "auto"),
             "resolution": _GEMINI_3_RESOLUTION,
             "output_format": _choice(("png", "jpg"), "File format of the result.", "jpg"),
@@ -214,7 +218,7 @@ _ENTRIES = (
         "/market/seedream/4-5-edit",
         {
             "prompt": _prompt(3000, what="How to change the images"),
-            "image_urls": _urls(14, "The images to edit, at most 10 MB each", required=True),
+            "image_urls": _urls(14, "The images to edit", 10, required=True),
             **_SEEDREAM_COMMON,
         },
     ),
@@ -235,7 +239,7 @@ _ENTRIES = (
         "GPT Image 1.5: image to image",
         "/market/gpt-image/1-5-image-to-image",
         {
-            "input_urls": _urls(16, "The images to work from, at most 10 MB each", required=True),
+            "input_urls": _urls(16, "The images to work from", 10, required=True),
             "prompt": _prompt(20000, what="How to change the images"),
             "aspect_ratio": _choice(GPT_IMAGE_RATIOS, "Aspect ratio of the result.", "3:2", required=True),
             "quality": _GPT_IMAGE_QUALITY,
@@ -259,7 +263,7 @@ _ENTRIES = (
         "Flux 2 Pro: image to image",
         "/market/flux2/pro-image-to-image",
         {
-            "input_urls": _urls(8, "Reference images, 1 to 8, at most 10 MB each", required=True),
+            "input_urls": _urls(8, "Reference images, 1 to 8", 10, required=True),
             "prompt": _prompt(5000, min_length=3),
             "aspect_ratio": _choice(
                 (*FLUX_2_RATIOS, "auto"), "Aspect ratio ('auto': that of the first input image).", "1:1", True
@@ -305,7 +309,10 @@ _ENTRIES = (
         {
             "prompt": _prompt(2000, what="How to change the image"),
             "image_url": InputField(
-                "image_url", "The image to edit (JPEG, PNG or WebP, at most 10 MB).", required=True
+                "image_url",
+                "The image to edit (JPEG, PNG or WebP, at most 10 MB).",
+                required=True,
+                max_file_bytes=10 * MB,
             ),
             "acceleration": _choice(
                 ("none", "regular", "high"), "Faster generation at some cost in quality.", "none"

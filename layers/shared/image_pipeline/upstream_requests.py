@@ -23,6 +23,8 @@ VariantCount = Literal[1, 2, 4]
 
 INPUT_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".pjpeg", ".pjp", ".png", ".webp")
 MAX_INPUT_IMAGES = 5
+# The 4o Image API refuses a larger input image, with callback code 400 (docs/upstream.md).
+FOUR_O_MAX_INPUT_BYTES = 26_214_400
 MAX_PROMPT_CHARS = 5000  # the platform does not document a limit; ours keeps records and logs bounded
 # A prompt is blank when it has only these characters: what Python's str.isspace() or ECMAScript's \s
 # (JSON Schema's regex dialect) takes for space, listed one by one. `\S` in the published pattern meant

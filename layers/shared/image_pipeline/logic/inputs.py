@@ -150,25 +150,38 @@ def resolve_inputs(
     check_image: Callable[[bytes], str | None],
     link_seconds: int,
     market_fields: tuple[str, ...] = (),
+    byte_limits: Mapping[str, int] | None = None,
 ) -> ResolvedInputs:
     """Every reference of the request, checked and turned into a presigned GET of its object version.
 
     ReferenceNotFound (404) for a reference this client does not own, InputRejected (422) for one
-    whose object is gone or whose bytes are not an image. ``check_image`` returns why bytes are
+    whose object is gone, larger than the model takes (``byte_limits``, by field: ``filesUrl``,
+    ``input.image_urls``) or whose bytes are not an image. ``check_image`` returns why bytes are
     refused, or None."""
     resolved = ResolvedInputs()
-    links: dict[str, str] = {}  # reference -> its link: a reference named twice is resolved once
+    found: dict[str, tuple[ObjectVersion, str]] = {}  # reference -> its object and link: resolved once
     for name, value in image_fields(request, market_fields):
         if not is_reference(value):
             continue
-        if value not in links:
+        if value not in found:
             item, upload = _locate(name, value, owner, objects)
+            _within_limit(name, value, item, byte_limits)
             if upload is not None:
                 _check_upload(name, value, upload, item, objects, check_image)
-            links[value] = objects.presigned_input(item, link_seconds)
-        resolved.links[name] = links[value]
+            found[value] = (item, objects.presigned_input(item, link_seconds))
+        item, link = found[value]
+        _within_limit(name, value, item, byte_limits)  # another field may take less
+        resolved.links[name] = link
         resolved.used.append({"field": name, "ref": value})
     return resolved
+
+
+def _within_limit(name: str, value: str, item: ObjectVersion, byte_limits: Mapping[str, int] | None) -> None:
+    limit = (byte_limits or {}).get(name.split("[", 1)[0])
+    if limit is not None and item.size > limit:
+        raise InputRejected(
+            name, f"{value} is {item.size} bytes: this model takes images of at most {limit} bytes here"
+        )
 
 
 def _check_upload(
