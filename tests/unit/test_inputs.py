@@ -429,3 +429,68 @@ def test_a_model_that_takes_larger_inputs_is_not_held_to_another_models_limit(
     body = {"model": "nano-banana-pro", "input": {"prompt": "x", "image_input": [created["reference"]]}}
     status, answer = submit(lambda_context, body)
     assert status == 422 and "not a usable image" in answer["errors"][0]["message"], answer
+
+
+def test_an_upload_whose_bytes_are_another_type_than_it_was_uploaded_as_is_422(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    # A JPEG PUT as image/png would reach the upstream named .png and served as image/png.
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 10, 10)).save(buffer, "JPEG")
+    jpeg = buffer.getvalue()
+    created = create_upload(lambda_context, jpeg, content_type="image/png")
+    put_upload(aws_stack, created, jpeg)
+    status, body = submit(lambda_context, {"size": "1:1", "prompt": "x", "filesUrl": [created["reference"]]})
+    assert status == 422 and body["errors"][0]["field"] == "filesUrl[0]", body
+    assert "image/jpeg" in body["errors"][0]["message"] and "image/png" in body["errors"][0]["message"]
+    assert not upstream.calls
+
+
+def test_a_refused_upload_is_refused_again_without_reading_it_again(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    bad = b"<html>not an image</html>" * 1000
+    created = create_upload(lambda_context, bad)
+    put_upload(aws_stack, created, bad)
+    reads = _count_upload_reads(aws_stack)
+    request = {"size": "1:1", "prompt": "x", "filesUrl": [created["reference"]]}
+    answers = [submit(lambda_context, request) for _ in range(3)]
+    assert [status for status, _ in answers] == [422, 422, 422]
+    assert len({answer["errors"][0]["message"] for _, answer in answers}) == 1
+    assert len(reads) == 1, reads
+
+
+def test_a_fault_remembering_a_check_does_not_fail_the_submit(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    # Remembering the verdict saves a later read; DynamoDB refusing that write is no reason to refuse
+    from botocore.awsrequest import AWSResponse
+    from image_pipeline import wiring
+    from image_pipeline.settings import api_settings
+
+    photo = png_bytes()
+    created = create_upload(lambda_context, photo)
+    put_upload(aws_stack, created, photo)
+    settings = api_settings()
+    store = wiring.input_store(settings.tasks_table, settings.images_bucket, settings.record_ttl_days)
+
+    class _Raw:
+        def stream(self, **_: Any) -> Any:
+            return iter(
+                [b'{"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":"no"}']
+            )
+
+    def refuse_the_mark(request: Any, **_: Any) -> Any:
+        if b"checkedObject" in (request.body or b""):
+            return AWSResponse(request.url, 400, {"x-amzn-requestid": "test"}, _Raw())
+        return None
+
+    store._db.meta.events.register_first("before-send.dynamodb.UpdateItem", refuse_the_mark)
+    status, answer = submit(
+        lambda_context, {"size": "1:1", "prompt": "x", "filesUrl": [created["reference"]]}
+    )
+    assert status == 202, answer

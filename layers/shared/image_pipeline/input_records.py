@@ -41,4 +41,5 @@ class UploadRecord:
     owner: str
     content_type: str
     size: int
-    checked: str | None = None  # the fingerprint of the object whose bytes were checked and found an image
+    checked: str | None = None  # the fingerprint of the object whose bytes were checked
+    problem: str | None = None  # ... and why they were refused (None: an image of its type)

@@ -76,16 +76,19 @@ def input_store(table_name: str, bucket: str, ttl_days: int = 30) -> InputStore:
     return InputStore(table_name, bucket, ttl_days=ttl_days)
 
 
-def image_checker(max_pixels: int) -> Callable[[bytes], str | None]:
-    """Why bytes are not a usable input image (magic bytes, decodable, at most max_pixels), or None."""
+def image_checker(max_pixels: int) -> Callable[[bytes, str], str | None]:
+    """Why bytes are not a usable input image of the given type (magic bytes, decodable, at most
+    max_pixels, the type they were uploaded as), or None."""
 
-    def check(body: bytes) -> str | None:
+    def check(body: bytes, content_type: str) -> str | None:
         from image_pipeline.image_check import ImageCheckError, verify_image
 
         try:
-            verify_image(body, max_pixels)
+            found = verify_image(body, max_pixels)[0]
         except ImageCheckError as problem:
             return str(problem)
+        if found != content_type:
+            return f"its bytes are {found}, not the {content_type} it was uploaded as"
         return None
 
     return check

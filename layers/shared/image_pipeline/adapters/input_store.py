@@ -76,24 +76,25 @@ class InputStore(ConditionalTable):
         if not found:
             return None
         item = from_item(found)
-        checked = item.get("checkedObject")
+        checked, problem = item.get("checkedObject"), item.get("checkProblem")
         return UploadRecord(
             upload_id,
             str(item["client"]),
             str(item["contentType"]),
             int(item["bytes"]),
             checked=None if checked is None else str(checked),
+            problem=None if problem is None else str(problem),
         )
 
-    def mark_upload_checked(self, upload_id: str, fingerprint: str) -> None:
-        """Remember that the object with this fingerprint was found an image (only while the record is)."""
+    def mark_upload_checked(self, upload_id: str, fingerprint: str, problem: str | None) -> None:
+        """Remember what the check of the object with this fingerprint found (while the record lasts)."""
         try:
             self._db.update_item(
                 TableName=self.table_name,
                 Key=to_item({"pk": f"upload#{upload_id}"}),
-                UpdateExpression="SET checkedObject = :checked",
+                UpdateExpression="SET checkedObject = :checked, checkProblem = :problem",
                 ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues=to_item({":checked": fingerprint}),
+                ExpressionAttributeValues=to_item({":checked": fingerprint, ":problem": problem}),
             )
         except ClientError as error:
             if not is_condition_failure(error):  # the record expired meanwhile: nothing to remember
@@ -125,8 +126,18 @@ class InputStore(ConditionalTable):
             params["VersionId"] = item.version_id
         return params
 
-    def read_version(self, item: ObjectVersion) -> bytes:
-        body: bytes = self._s3.get_object(**self._version_params(item))["Body"].read()
+    def read_version(self, item: ObjectVersion) -> bytes | None:
+        """The object's bytes, or None when it is no longer the object that was found (an unversioned
+        bucket keeps one key for every PUT: the ETag tells them apart)."""
+        params = self._version_params(item)
+        if item.etag:
+            params["IfMatch"] = item.etag
+        try:
+            body: bytes = self._s3.get_object(**params)["Body"].read()
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code")) in ("412", "PreconditionFailed"):
+                return None
+            raise
         return body
 
     def presigned_input(self, item: ObjectVersion, expires_seconds: int) -> str:

@@ -20,6 +20,7 @@ adapters/input_store.py) and a function that checks image bytes.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from image_pipeline.errors import InputRejected, ReferenceNotFound
+from image_pipeline.errors import AwsFault, InputRejected, ReferenceNotFound
 from image_pipeline.input_records import ObjectVersion, UploadRecord, is_reference
 from image_pipeline.task_records import TaskRecord, TaskStatus, iso
 
@@ -50,10 +51,10 @@ class InputObjects(Protocol):
     def presign_upload(self, key: str, content_type: str, size: int, expires_seconds: int) -> str: ...
     def record_upload(self, upload: UploadRecord, now: datetime, expires_at: datetime) -> None: ...
     def get_upload(self, upload_id: str) -> UploadRecord | None: ...
-    def mark_upload_checked(self, upload_id: str, fingerprint: str) -> None: ...
+    def mark_upload_checked(self, upload_id: str, fingerprint: str, problem: str | None) -> None: ...
     def get_task(self, task_id: str) -> TaskRecord | None: ...
     def current_version(self, key: str) -> ObjectVersion | None: ...
-    def read_version(self, item: ObjectVersion) -> bytes: ...
+    def read_version(self, item: ObjectVersion) -> bytes | None: ...
     def presigned_input(self, item: ObjectVersion, expires_seconds: int) -> str: ...
 
 
@@ -147,7 +148,7 @@ def resolve_inputs(
     owner: str,
     *,
     objects: InputObjects,
-    check_image: Callable[[bytes], str | None],
+    check_image: Callable[[bytes, str], str | None],
     link_seconds: int,
     market_fields: tuple[str, ...] = (),
     byte_limits: Mapping[str, int] | None = None,
@@ -156,8 +157,8 @@ def resolve_inputs(
 
     ReferenceNotFound (404) for a reference this client does not own, InputRejected (422) for one
     whose object is gone, larger than the model takes (``byte_limits``, by field: ``filesUrl``,
-    ``input.image_urls``) or whose bytes are not an image. ``check_image`` returns why bytes are
-    refused, or None."""
+    ``input.image_urls``) or whose bytes are not an image. ``check_image(bytes, content_type)``
+    returns why bytes are refused (not an image of that type), or None."""
     resolved = ResolvedInputs()
     found: dict[str, tuple[ObjectVersion, str]] = {}  # reference -> its object and link: resolved once
     for name, value in image_fields(request, market_fields):
@@ -190,17 +191,23 @@ def _check_upload(
     upload: UploadRecord,
     item: ObjectVersion,
     objects: InputObjects,
-    check_image: Callable[[bytes], str | None],
+    check_image: Callable[[bytes, str], str | None],
 ) -> None:
-    """An upload's bytes, checked once per object version: the client wrote them, not the bundle."""
+    """An upload's bytes, checked once per object version (the client wrote them, not the bundle): an
+    image of the type it was uploaded as. The verdict is kept on the upload's record, a refusal too."""
     if item.size <= 0:
         raise InputRejected(name, f"{value} is empty: upload the image first")
     if upload.checked == item.fingerprint:
-        return
-    problem = check_image(objects.read_version(item))
+        problem = upload.problem
+    else:
+        body = objects.read_version(item)
+        if body is None:  # PUT again while this request read it
+            raise InputRejected(name, f"{value} changed while it was checked: send the request again")
+        problem = check_image(body, upload.content_type)
+        with contextlib.suppress(AwsFault):  # remembering saves a later read; not worth a refusal
+            objects.mark_upload_checked(upload.upload_id, item.fingerprint, problem)
     if problem is not None:
         raise InputRejected(name, f"{value} is not a usable image: {problem}")
-    objects.mark_upload_checked(upload.upload_id, item.fingerprint)
 
 
 def _locate(
