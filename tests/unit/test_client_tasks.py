@@ -402,3 +402,20 @@ def test_listing_by_a_rare_status_reads_a_bounded_page_and_continues_by_cursor(
         if cursor is None:
             break
     assert pages == [[], [], [ids[0]]]
+
+
+def test_a_cursor_key_item_without_a_key_is_replaced_not_a_500(aws_stack: Any) -> None:
+    # an operator who "rotates" by blanking the value instead of deleting the item
+    from image_pipeline import wiring
+    from image_pipeline.settings import api_settings
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    for item in ({"pk": {"S": "key#list-cursors"}}, {"pk": {"S": "key#list-cursors"}, "key": {"S": ""}}):
+        dynamodb.put_item(TableName=aws_stack.tasks_table, Item=item)
+        wiring.reset()
+        made = wiring.cursor_key(api_settings())
+        assert len(made) >= 48
+        stored = dynamodb.get_item(
+            TableName=aws_stack.tasks_table, Key={"pk": {"S": "key#list-cursors"}}, ConsistentRead=True
+        )["Item"]["key"]["S"]
+        assert stored.encode() == made

@@ -48,22 +48,30 @@ class StackKeys(AwsAdapter):
         found = self._db.get_item(
             TableName=self.table_name, Key={"pk": {"S": f"key#{name}"}}, ConsistentRead=True
         ).get("Item")
-        return str(found["key"]["S"]) if found else None
+        value = (found or {}).get("key", {}).get("S")
+        return str(value) if value else None
 
     def _make(self, name: str) -> str:
-        made = secrets.token_urlsafe(KEY_BYTES)
-        try:
-            self._db.put_item(
-                TableName=self.table_name,
-                Item={"pk": {"S": f"key#{name}"}, "key": {"S": made}},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as error:
-            if not is_condition_failure(error):
-                raise
-            # Another container made it first: theirs is the stack's.
-            theirs = self._read(name)
-            if theirs is None:  # made and deleted (rotated) in between: make it again
-                return self._make(name)
-            return theirs
-        return made
+        """A new key, unless another container's lands first (then theirs). An item without a usable
+        key (written by hand) is replaced. A few rounds at most: each loses only to a rotation."""
+        for _round in range(3):
+            made = secrets.token_urlsafe(KEY_BYTES)
+            try:
+                self._db.put_item(
+                    TableName=self.table_name,
+                    Item={"pk": {"S": f"key#{name}"}, "key": {"S": made}},
+                    ConditionExpression=(
+                        "attribute_not_exists(pk) OR attribute_not_exists(#key) OR #key = :empty"
+                    ),
+                    ExpressionAttributeNames={"#key": "key"},
+                    ExpressionAttributeValues={":empty": {"S": ""}},
+                )
+            except ClientError as error:
+                if not is_condition_failure(error):
+                    raise
+                theirs = self._read(name)
+                if theirs is not None:
+                    return theirs
+                continue  # made and deleted (rotated) in between: make one again
+            return made
+        raise RuntimeError(f"the stack's key {name!r} kept changing while it was made")
