@@ -193,20 +193,21 @@ def submit(api: httpx.Client, task: Planned, webhook_origin: str) -> None:
 
 
 def upload_photos(api: httpx.Client, tasks: list[Planned], seed: int) -> None:
-    """Each client that edits uploads one photo of its own (POST /uploads, retried on 429/5xx as any
-    client would, then the presigned PUT with its signed headers) for its edit tasks."""
+    """Each edit task's client uploads a photo for it (POST /uploads, retried on 429/5xx as any client
+    would, then the presigned PUT with its signed headers). Every photo's bytes are its own (the task's
+    number in a PNG text chunk), so an edit handed another task's or another client's upload shows."""
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
-    photos: dict[str, Upload] = {}
     for task in tasks:
         if "upload" not in task.scenario:
             continue
-        if task.client not in photos:
-            shade = random.Random(f"{seed}:{task.client}").randrange(256)
-            buffer = io.BytesIO()
-            Image.new("RGB", (64, 48), (shade, 255 - shade, 90)).save(buffer, "PNG")
-            photos[task.client] = _upload(api, api_key(task.client), buffer.getvalue())
-        task.upload = photos[task.client]
+        shade = random.Random(f"{seed}:{task.number}").randrange(256)
+        tag = PngInfo()
+        tag.add_text("chaos-task", f"{seed}:{task.number}")
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 48), (shade, 255 - shade, 90)).save(buffer, "PNG", pnginfo=tag)
+        task.upload = _upload(api, api_key(task.client), buffer.getvalue())
 
 
 def _upload(api: httpx.Client, key: str, data: bytes) -> Upload:

@@ -40,7 +40,8 @@ class Tally:
     notify_lost: int = 0  # ... with no accepted verified delivery, or not `delivered` in GET
     deleted: int = 0  # deleted by their client on their end (then 404, and nothing of them in S3)
     orphans: int = 0  # object versions under images/ of a deleted or unknown task
-    edits: int = 0  # ended edits of an upload, their inputs checked
+    edits_planned: int = 0  # submitted edits of an upload
+    edits: int = 0  # ... whose upstream task's inputs were checked
     wrong_inputs: int = 0  # ... whose upstream did not fetch exactly its client's uploaded bytes
     # seconds from a neighbour's task end to its webhook's first attempt (what the hanging client could
     # hold up), and to the delivery its receiver accepted (its own receiver's faults and retries too)
@@ -63,7 +64,10 @@ class Tally:
             self.paid_twice,
             self.orphans,
             self.wrong_inputs,
-        ) == (0, 0, 0, 0, 0, 0, 0, 0) and (self.delay_percentile(0.95) or 0.0) < NEIGHBOUR_WEBHOOK_P95_SECONDS
+            self.edits_planned - self.edits,
+        ) == (0, 0, 0, 0, 0, 0, 0, 0, 0) and (
+            self.delay_percentile(0.95) or 0.0
+        ) < NEIGHBOUR_WEBHOOK_P95_SECONDS
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -110,6 +114,20 @@ def tally_notification(result: Tally, task: Planned, record: dict[str, Any], rec
         result.accepted_delays.append(max(0.0, min(d.at for d in good if d.accepted) - ended_at))
 
 
+def check_inputs(result: Tally, task: Planned, fetched: list[list[str | None]]) -> None:
+    """An edit of an upload: its upstream task (one: the tally counts a second as paid twice) fetched
+    exactly the bytes its client uploaded for it, and nothing else."""
+    assert task.upload is not None
+    result.edits_planned += 1
+    if not fetched:
+        result.problems.append(f"#{task.number} {task.scenario}: no upstream task to check the inputs of")
+        return
+    result.edits += 1
+    if any(inputs != [task.upload.sha256] for inputs in fetched):
+        result.wrong_inputs += 1
+        result.problems.append(f"#{task.number} {task.scenario}: the upstream fetched {fetched}")
+
+
 def iso_seconds(moment: str) -> float:
     return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
 
@@ -119,11 +137,16 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver
     result = Tally(tasks=len(planned))
     s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1")
     upstream_tasks: Counter[str] = Counter()
+    fetched_by_prompt: dict[str, list[list[str | None]]] = {}
     for task_id in stack.emulator.core.task_ids():
-        request = (stack.emulator.inspect_task(task_id) or {}).get("request", {})
+        upstream = stack.emulator.inspect_task(task_id) or {}
+        request = upstream.get("request", {})
         prompt = request.get("prompt") or (request.get("input") or {}).get("prompt", "")
         upstream_tasks[prompt] += 1
+        fetched_by_prompt.setdefault(prompt, []).append([i.get("sha256") for i in upstream.get("inputs", [])])
     for task in planned:
+        if task.upload is not None and task.task_id is not None:  # deleted ones too: before the count
+            check_inputs(result, task, fetched_by_prompt.get(task.prompt, []))
         if not task.deleted:
             result.images_expected += task.images_expected
         if upstream_tasks[task.prompt] > 1:  # each task has its own prompt and its own key
@@ -159,14 +182,7 @@ def tally(stack: LocalStack, planned: list[Planned], api: httpx.Client, receiver
             result.hanging_tasks += 1
         elif task.webhook:
             tally_notification(result, task, record, receiver)
-        upstream = stack.emulator.inspect_task(record.get("upstreamTaskId") or task.task_id)
-        if task.upload is not None:
-            result.edits += 1
-            fetched = [entry.get("sha256") for entry in upstream.get("inputs", [])]
-            if fetched != [task.upload.sha256]:
-                result.wrong_inputs += 1
-                result.problems.append(f"#{task.number} {task.scenario}: the upstream fetched {fetched}")
-        listed = upstream["images"]
+        listed = stack.emulator.inspect_task(record.get("upstreamTaskId") or task.task_id)["images"]
         generated = {image["index"]: image["sha256"] for image in listed}
         copies = stored_copies(s3, stack.resources.images_bucket, task.task_id)
         if task.expected_failure is not None:

@@ -1,4 +1,5 @@
-"""The chaos run's own arithmetic: orphans counted from the bucket's versions, and its percentiles."""
+"""The chaos run's own arithmetic: orphans counted from the bucket's versions, the edits' inputs, and
+its percentiles."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 import boto3
 import pytest
 
-from devstack.local.chaos import Planned
-from devstack.local.chaos_tally import Tally, count_orphans, percentile
+from devstack.local.chaos import Planned, Upload
+from devstack.local.chaos_tally import Tally, check_inputs, count_orphans, percentile
 
 
 def test_orphans_are_the_versions_of_deleted_or_unknown_tasks(aws_stack: Any) -> None:
@@ -44,3 +45,28 @@ def test_a_slow_neighbour_webhook_fails_the_run() -> None:
     result = Tally(neighbour_delays=[1.0] * 18 + [31.0, 40.0])
     assert not result.passed  # p95 of 20 is the 19th: 31 s
     assert Tally(neighbour_delays=[1.0] * 19 + [40.0]).passed
+
+
+def _edit(number: int) -> Planned:
+    task = Planned(number, "edit upload", f"p{number}", 1, None)
+    task.task_id, task.upload = f"{number:032x}", Upload(f"upload:{number}", f"sha-{number}")
+    return task
+
+
+@pytest.mark.parametrize(
+    ("fetched", "counted", "wrong"),
+    [
+        ([["sha-1"]], 1, 0),  # exactly its upload
+        ([["sha-2"]], 1, 1),  # another task's upload
+        ([["sha-1", "sha-1"]], 1, 1),  # more than it named
+        ([[None]], 1, 1),  # a fetch that failed
+        ([], 0, 0),  # never reached the upstream: not checked, so the run cannot pass
+    ],
+)
+def test_an_edit_passes_only_with_exactly_its_own_upload_fetched(
+    fetched: list[list[str | None]], counted: int, wrong: int
+) -> None:
+    result = Tally()
+    check_inputs(result, _edit(1), fetched)
+    assert (result.edits_planned, result.edits, result.wrong_inputs) == (1, counted, wrong)
+    assert result.passed == (counted == 1 and wrong == 0)
