@@ -17,7 +17,6 @@ duplicates, drops, signing) and the result-file faults. What differs is here:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
@@ -208,24 +207,12 @@ class MarketMixin(TaskMixin):
 
     def _market_results(self, task: Task, request: MarketRequest, unix_sec: int) -> list[ResultImage]:
         fmt = request.output_format or "png"
-        images = []
-        for index in range(request.images):
-            data = task.render(index)
-            tag = int(hashlib.sha256(f"{task.task_id}/{index}".encode()).hexdigest(), 16) % 10_000
-            name = f"{task.task_id}_{index}_{unix_sec}_{tag:04d}.{EXTENSIONS[fmt]}"
-            images.append(
-                ResultImage(
-                    index=index,
-                    name=name,
-                    url=f"{self.public_base}/s/{name}",
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    bytes=len(data),
-                    width=request.width,
-                    height=request.height,
-                    content_type=CONTENT_TYPES[fmt],
-                )
+        return [
+            self._result_image(
+                task, index, unix_sec, EXTENSIONS[fmt], request.width, request.height, CONTENT_TYPES[fmt]
             )
-        return images
+            for index in range(request.images)
+        ]
 
     def _market_callback_body(self, task: Task, faults: Faults) -> dict[str, Any]:
         """The recordInfo-shaped callback of the 2026 schemas: no ``info``; resultJson only on success,

@@ -227,23 +227,36 @@ class TaskMixin(CoreState):
 
     def _render_all(self, task: Task, request: GenerateRequest, unix_sec: int) -> list[ResultImage]:
         width, height = SIZES[request.size]
-        images = []
-        for index in range(request.n_variants):
-            data = task.render(index)
-            tag = int(hashlib.sha256(f"{task.task_id}/{index}".encode()).hexdigest(), 16) % 10_000
-            name = f"{task.task_id}_{index}_{unix_sec}_{tag:04d}.png"
-            images.append(
-                ResultImage(
-                    index=index,
-                    name=name,
-                    url=f"{self.public_base}/s/{name}",
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    bytes=len(data),
-                    width=width,
-                    height=height,
-                )
-            )
-        return images
+        return [
+            self._result_image(task, index, unix_sec, "png", width, height)
+            for index in range(request.n_variants)
+        ]
+
+    def _result_image(
+        self,
+        task: Task,
+        index: int,
+        unix_sec: int,
+        extension: str,
+        width: int,
+        height: int,
+        content_type: str = "image/png",
+    ) -> ResultImage:
+        """Image `index` of a task, drawn now, named as the platform names its files
+        (``<taskId>_<index>_<unix seconds>_<4 digits>.<ext>``) under this emulator's /s/."""
+        data = task.render(index)
+        tag = int(hashlib.sha256(f"{task.task_id}/{index}".encode()).hexdigest(), 16) % 10_000
+        name = f"{task.task_id}_{index}_{unix_sec}_{tag:04d}.{extension}"
+        return ResultImage(
+            index=index,
+            name=name,
+            url=f"{self.public_base}/s/{name}",
+            sha256=hashlib.sha256(data).hexdigest(),
+            bytes=len(data),
+            width=width,
+            height=height,
+            content_type=content_type,
+        )
 
     def _callback_body(self, task: Task, faults: Faults) -> dict[str, Any]:
         single = faults.shape == "flux" or task.error_code == 501
