@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,8 +27,7 @@ from .callbacks import is_loopback_url
 
 # Larger inputs are refused by the platform (4o: 400 over 26,214,400 bytes); we stop reading a little
 # beyond that, so a huge body costs the emulator at most this much memory.
-MAX_INPUT_BYTES = 26_214_400
-READ_LIMIT = MAX_INPUT_BYTES + 1
+MAX_INPUT_BYTES = 26_214_400  # 4o's and Flux Kontext's; a Market field has its own (market_validation)
 FETCH_TIMEOUT_SECONDS = 10.0
 MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -77,9 +77,14 @@ def _pixel_size(data: bytes) -> tuple[int, int] | None:
 
 
 def fetch_input(
-    field: str, url: str, *, allow_external: bool, timeout: float = FETCH_TIMEOUT_SECONDS
+    field: str,
+    url: str,
+    *,
+    allow_external: bool,
+    timeout: float = FETCH_TIMEOUT_SECONDS,
+    max_bytes: int = MAX_INPUT_BYTES,
 ) -> FetchedInput:
-    """GET one input URL (no redirects followed) and say what came back."""
+    """GET one input URL (no redirects followed) and say what came back (over `max_bytes`: oversize)."""
     if urlsplit(url).scheme not in ("http", "https"):
         return FetchedInput(field, url, ok=False, error="not an http(s) URL")
     if not allow_external and not is_loopback_url(url):
@@ -98,7 +103,7 @@ def fetch_input(
             body = bytearray()
             for chunk in answer.iter_bytes():
                 body += chunk
-                if len(body) >= READ_LIMIT:
+                if len(body) > max_bytes:
                     break
     except httpx.HTTPError as error:
         return FetchedInput(field, url, ok=False, error=f"unreachable: {type(error).__name__}: {error}")
@@ -112,10 +117,10 @@ def fetch_input(
         bytes=len(data),
         contentType=content_type,
         format=image_format(data[:16]),
-        oversize=len(data) > MAX_INPUT_BYTES,
+        oversize=len(data) > max_bytes,
     )
     if fetched.oversize:
-        fetched.ok, fetched.error = False, f"over {MAX_INPUT_BYTES} bytes"
+        fetched.ok, fetched.error = False, f"over {max_bytes} bytes"
         return fetched
     size = _pixel_size(data) if fetched.format else None
     if size is None:
@@ -126,7 +131,22 @@ def fetch_input(
 
 
 def fetch_all(
-    urls: list[tuple[str, str]], *, allow_external: bool, timeout: float = FETCH_TIMEOUT_SECONDS
+    urls: list[tuple[str, str]],
+    *,
+    allow_external: bool,
+    timeout: float = FETCH_TIMEOUT_SECONDS,
+    byte_limits: Mapping[str, int] | None = None,
 ) -> list[FetchedInput]:
-    """Every (field, url) in order; each is fetched even after one failed, so all are recorded."""
-    return [fetch_input(field, url, allow_external=allow_external, timeout=timeout) for field, url in urls]
+    """Every (field, url) in order; each is fetched even after one failed, so all are recorded. A field
+    in `byte_limits` takes at most that many bytes (else MAX_INPUT_BYTES)."""
+    limits = byte_limits or {}
+    return [
+        fetch_input(
+            field,
+            url,
+            allow_external=allow_external,
+            timeout=timeout,
+            max_bytes=limits.get(field, MAX_INPUT_BYTES),
+        )
+        for field, url in urls
+    ]

@@ -115,6 +115,7 @@ def _http_url(where: str, value: Any) -> str:
 @dataclass(frozen=True)
 class Url(Rule):
     required: bool = False
+    mb: int = 10  # the largest input file the platform fetches for the field, in MB (of 1,048,576 bytes)
 
     def check(self, where: str, value: Any) -> str:
         return _http_url(where, value)
@@ -124,6 +125,7 @@ class Url(Rule):
 class Urls(Rule):
     most: int
     required: bool = False
+    mb: int = 10  # as Url's, for each image
 
     def check(self, where: str, value: Any) -> list[str]:
         if not isinstance(value, list):
@@ -223,14 +225,15 @@ MARKET_MODELS: dict[str, MarketModelRules] = {
     ),
     "nano-banana-pro": MarketModelRules(
         {
-            "prompt": Text(True, 10000), "image_input": Urls(8), "aspect_ratio": choice(*PRO_RATIOS),
+            "prompt": Text(True, 10000), "image_input": Urls(8, mb=30), "aspect_ratio": choice(*PRO_RATIOS),
             "resolution": choice("1K", "2K", "4K"), "output_format": choice("png", "jpg"),
         },
         by_ratio("aspect_ratio", "1:1", "resolution"), "output_format", "png",
     ),
     "nano-banana-2": MarketModelRules(
         {
-            "prompt": Text(True, 20000), "image_input": Urls(14), "aspect_ratio": choice(*BANANA_2_RATIOS),
+            "prompt": Text(True, 20000), "image_input": Urls(14, mb=30),
+            "aspect_ratio": choice(*BANANA_2_RATIOS),
             "resolution": choice("1K", "2K", "4K"), "output_format": choice("png", "jpg"),
         },
         by_ratio("aspect_ratio", "auto", "resolution"), "output_format", "jpg",
@@ -333,6 +336,8 @@ class MarketRequest:
     image_urls: tuple[str, ...] = field(default=())
     image_fields: tuple[tuple[str, str], ...] = field(default=())
     """(field, URL) of each input image: ``input.image_url``, ``input.image_urls[1]``, ..."""
+    byte_limits: dict[str, int] = field(default_factory=dict)
+    """The largest file each of those fields takes, by the same names."""
 
     @property
     def prompt(self) -> str:
@@ -348,6 +353,10 @@ class MarketRequest:
 
     def summary(self) -> dict[str, Any]:
         return {"model": self.model, "input": dict(self.input), "callBackUrl": self.callback_url}
+
+
+def _max_bytes(rule: Rule) -> int:
+    return rule.mb * 1_048_576 if isinstance(rule, Url | Urls) else 0
 
 
 def validate_market(body: Any) -> MarketRequest:
@@ -385,6 +394,7 @@ def validate_market(body: Any) -> MarketRequest:
         if isinstance(rules.fields[name], Url | Urls)
         for index, url in enumerate([value] if isinstance(value, str) else value)
     ]
+    limits = {label: _max_bytes(rules.fields[label[6:].split("[", 1)[0]]) for label, _url in labelled}
     return MarketRequest(
         model=model,
         input={k: v for k, v in given.items() if v is not None},
@@ -395,6 +405,7 @@ def validate_market(body: Any) -> MarketRequest:
         output_format=rules.output_format(checked),
         image_urls=tuple(u for value in urls for u in (value if isinstance(value, list) else [value])),
         image_fields=tuple(labelled),
+        byte_limits=limits,
     )
 
 

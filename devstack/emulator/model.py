@@ -142,6 +142,10 @@ class Task:
         files = [(f"filesUrl[{index}]", url) for index, url in enumerate(request.files_url)]
         return files + ([("maskUrl", request.mask_url)] if request.mask_url else [])
 
+    def input_byte_limits(self) -> dict[str, int]:
+        """The largest file each input field takes where it is not the 4o one (a Market field's own)."""
+        return dict(self.request.byte_limits) if isinstance(self.request, MarketRequest) else {}
+
     def render(self, index: int) -> bytes:
         """The bytes of result ``index`` (the same every time)."""
         request = self.request

@@ -203,6 +203,7 @@ class TaskMixin(CoreState):
             wanted,
             allow_external=self.config.allow_external_inputs,
             timeout=self.config.input_timeout_seconds,
+            byte_limits=task.input_byte_limits(),
         )
         with self._lock:
             task.inputs = [entry.to_dict() for entry in fetched]

@@ -157,6 +157,17 @@ def test_both_tables_count_images_and_choose_formats_alike() -> None:
             assert entry.output_format(given) == rules.output_format(given), (model, fmt)
 
 
+def test_both_tables_take_input_files_of_the_same_size() -> None:
+    # the bundle refuses a larger upload or stored image before sending it; the platform, when it fetches
+    from devstack.emulator.market_validation import Url, Urls
+
+    for model, entry in MODELS.items():
+        rules = MARKET_MODELS[model].fields
+        ours = {name: spec.max_file_bytes for name, spec in entry.fields.items() if spec.holds_image_urls}
+        theirs = {name: rule.mb * 1_048_576 for name, rule in rules.items() if isinstance(rule, Url | Urls)}
+        assert ours == theirs, model
+
+
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_the_required_fields_alone_and_every_field_at_once_are_accepted_by_both(model: str) -> None:
     entry = MODELS[model]
