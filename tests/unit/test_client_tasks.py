@@ -419,3 +419,19 @@ def test_a_cursor_key_item_without_a_key_is_replaced_not_a_500(aws_stack: Any) -
             TableName=aws_stack.tasks_table, Key={"pk": {"S": "key#list-cursors"}}, ConsistentRead=True
         )["Item"]["key"]["S"]
         assert stored.encode() == made
+
+
+def test_a_container_picks_up_a_rotated_cursor_key_once_its_cache_runs_out(aws_stack: Any) -> None:
+    from image_pipeline.adapters.stack_keys import StackKeys
+
+    now = [1000.0]
+    keys = StackKeys(aws_stack.tasks_table, cache_seconds=300, monotonic=lambda: now[0])
+    first = keys.key("list-cursors")
+    boto3.client("dynamodb", region_name="us-east-1").delete_item(
+        TableName=aws_stack.tasks_table, Key={"pk": {"S": "key#list-cursors"}}
+    )
+    now[0] += 299
+    assert keys.key("list-cursors") == first  # within the cache: no read
+    now[0] += 2
+    rotated = keys.key("list-cursors")
+    assert rotated != first and StackKeys(aws_stack.tasks_table).key("list-cursors") == rotated
