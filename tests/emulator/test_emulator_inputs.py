@@ -128,3 +128,19 @@ def png_url(host) -> str:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def test_a_market_field_takes_inputs_up_to_its_own_size_and_no_larger(emulator):
+    # nano-banana-edit's image_urls take 10 MB each, nano-banana-pro's image_input 30 MB (its own table,
+    # written apart from the bundle's registry, which says the same)
+    server = emulator()
+    large = png_bytes(40, 30) + b"\0" * (10 * 1_048_576)  # a PNG that decodes, padded past 10 MB
+    with image_server() as host, api(server) as client:
+        url = host.serve("/large.png", Reply(200, large))
+        refused = submit_market(client, "google/nano-banana-edit", prompt="night", image_urls=[url])
+        taken = submit_market(client, "nano-banana-pro", prompt="night", image_input=[url])
+        failed, done = finished(server, refused), finished(server, taken)
+    assert (failed["status"], failed["errorCode"]) == ("FAILED", 500)
+    assert "input.image_urls[0]" in failed["errorMessage"] and "over 10485760 bytes" in failed["errorMessage"]
+    assert done["status"] == "SUCCESS", done
+    assert [(e["field"], e["bytes"]) for e in done["inputs"]] == [("input.image_input[0]", len(large))]
