@@ -138,3 +138,25 @@ def test_an_upload_that_is_not_an_image_is_422_and_nothing_is_generated(stack: L
         )
     assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "filesUrl[1]", answer.text
     assert len(stack.emulator.core.task_ids()) == before
+
+
+def test_an_edit_whose_source_task_is_deleted_meanwhile_ends_and_the_source_stays_gone(
+    stack: LocalStack,
+) -> None:
+    # The source's images are deleted, versions and all, while the upstream may not have fetched them
+    # yet: the edit still ends (stored if the fetch came first, else failed 451), and nothing of the
+    # deleted task comes back.
+    assert stack.resources is not None
+    with client(stack, "key-of-alice") as alice:
+        source = submit(alice, prompt="a harbour at noon", size="1:1")
+        assert wait_for_status(alice, source, {"stored", "failed"})["status"] == "stored"
+        edit = submit(alice, prompt="make it night", size="1:1", filesUrl=[f"task:{source}/0"])
+        assert alice.delete(f"/tasks/{source}").status_code == 204
+        ended = wait_for_status(alice, edit, {"stored", "failed"})
+        assert ended["status"] == "stored" or ended["error"]["code"] == 451, ended
+        assert alice.get(f"/tasks/{source}").status_code == 404
+        again = alice.post("/tasks", json={"size": "1:1", "prompt": "x", "filesUrl": [f"task:{source}/0"]})
+        assert again.status_code == 404, again.text
+    s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1")
+    left = s3.list_object_versions(Bucket=stack.resources.images_bucket, Prefix=f"images/{source}/")
+    assert not left.get("Versions") and not left.get("DeleteMarkers"), left
