@@ -76,3 +76,43 @@ def test_generate_image_refuses_a_file_that_is_not_an_image(run, api, tmp_path):
     result = run("generate", "--image", str(text), "x")
     assert result.code == ExitCode.USAGE and "not a PNG, JPEG or WebP" in result.err
     assert not api.posts()
+
+
+@pytest.mark.parametrize(
+    ("model", "images", "field", "expected"),
+    [
+        ("google/nano-banana-edit", 2, "image_urls", lambda refs: refs),  # an array: each --image an item
+        ("qwen/image-edit", 1, "image_url", lambda refs: refs[0]),  # one URL
+    ],
+)
+def test_generate_image_with_a_market_model_fills_its_first_image_field(
+    run, api, tmp_path, model, images, field, expected
+):
+    stored_task(api, (PNG, "image/png"))
+    paths = []
+    for number in range(images):
+        photo = tmp_path / f"photo{number}.png"
+        photo.write_bytes(PNG)
+        paths += ["--image", str(photo)]
+    result = run("generate", "--model", model, *paths, "night", "--no-download")
+    assert result.code == ExitCode.OK, result.err
+    keys = [r.url.path for r in api.requests if r.method == "PUT"]
+    references = ["upload:" + key.rsplit("/", 1)[1] for key in keys]
+    assert len(references) == images
+    assert submitted(api)["input"][field] == expected(references)
+
+
+def test_generate_image_refuses_more_images_than_a_single_image_field_takes(run, api, tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(PNG)
+    result = run("generate", "--model", "qwen/image-edit", "--image", str(photo), "--image", str(photo), "x")
+    assert result.code == ExitCode.USAGE and "image_url takes one image" in result.err, result.err
+    assert not [r for r in api.posts() if r.url.path == "/Prod/uploads"]
+
+
+def test_generate_image_refuses_a_market_model_without_image_fields(run, api, tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(PNG)
+    result = run("generate", "--model", "google/imagen4-fast", "--image", str(photo), "x")
+    assert result.code == ExitCode.USAGE and "takes no input image" in result.err, result.err
+    assert not [r for r in api.posts() if r.url.path == "/Prod/uploads"]

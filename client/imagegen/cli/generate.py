@@ -28,7 +28,7 @@ from imagegen.api import (
     TaskRequest,
 )
 from imagegen.cli.context import Runtime, open_client
-from imagegen.cli.market import build_input
+from imagegen.cli.market import build_input, json_types
 from imagegen.cli.output import ExitCode, UsageError, err, print_json
 from imagegen.progress import ProgressReporter
 
@@ -118,15 +118,12 @@ def cmd_edit(args: argparse.Namespace, runtime: Runtime) -> int:
 
 def _upload_images(args: argparse.Namespace, runtime: Runtime) -> None:
     """--image PATH: upload each local file (POST /uploads and its presigned PUT) and use its reference:
-    one of the 4o --files, or the Flux Kontext --input-image."""
+    one of the 4o --files, the Flux Kontext --input-image, or a Market model's first image field (as
+    --input FIELD=upload:<id>: one item each of an array field)."""
     paths: list[Path] = list(getattr(args, "uploads", None) or [])
     if not paths:
         return
     model = args.model or FOUR_O_MODEL
-    if model not in (FOUR_O_MODEL, *FLUX_MODELS):
-        raise UsageError(
-            "--image: for a Market model upload with --input FIELD=upload:<id> (see POST /uploads)"
-        )
     if model in FLUX_MODELS and (len(paths) > 1 or args.input_image):
         raise UsageError("--image: Flux Kontext edits one image: give one --image and no --input-image")
     for path in paths:
@@ -134,15 +131,34 @@ def _upload_images(args: argparse.Namespace, runtime: Runtime) -> None:
             raise UsageError(f"--image: no such file: {str(path)!r}")
     references = []
     with open_client(args, runtime, lambda _notice: None) as client:
+        market_field = None
+        if model not in (FOUR_O_MODEL, *FLUX_MODELS):
+            market_field = _market_image_field(client.list_models(), model, len(paths))
         for path in paths:
             try:
                 references.append(client.upload_image(path).reference)
             except ValueError as exc:
                 raise UsageError(f"--image: {exc}") from None
-    if model in FLUX_MODELS:
+    if market_field is not None:
+        args.inputs = [*args.inputs, *((market_field, reference) for reference in references)]
+    elif model in FLUX_MODELS:
         args.input_image = references[0]
     else:
         args.files = [*args.files, *references]
+
+
+def _market_image_field(catalogue: list[dict[str, Any]], model: str, count: int) -> str:
+    """The first image field of a Market model (GET /models), checked to take `count` images."""
+    described = next((entry for entry in catalogue if entry.get("model") == model), None)
+    if described is None:
+        raise UsageError(f"--model {model} is not a model this API takes: `imagegen models` lists them")
+    fields = described.get("imageUrlFields") or []
+    if not fields:
+        raise UsageError(f"--image: {model} takes no input image: `imagegen models` lists those that do")
+    schema = ((described.get("input") or {}).get("properties") or {}).get(fields[0]) or {}
+    if count > 1 and "array" not in json_types(schema):
+        raise UsageError(f"--image: {model}'s {fields[0]} takes one image: give one --image")
+    return str(fields[0])
 
 
 def cmd_generate(args: argparse.Namespace, runtime: Runtime) -> int:

@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="a local PNG, JPEG or WebP to upload (POST /uploads) and edit: one of the --files of "
-        f"{FOUR_O_MODEL}, or the --input-image of Flux Kontext (repeat it for several 4o images)",
+        f"{FOUR_O_MODEL}, the --input-image of Flux Kontext, or a Market model's first image field "
+        "(repeat it for several images where the model takes them)",
     )
     gen.set_defaults(handler=cmd_generate)
 
