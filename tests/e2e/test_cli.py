@@ -178,6 +178,16 @@ def test_a_local_photo_is_uploaded_and_its_result_edited_again_with_the_cli(
         assert edited["task"]["inputs"] == [{"field": field, "ref": f"task:{night['taskId']}/0"}]
         fetched = stack.emulator.inspect_task(stack.upstream_id(edited["taskId"]))["inputs"]
         assert [(i["field"], i["sha256"]) for i in fetched] == [(field, stored_sha)], fetched
+    # --image with a Market edit model goes in its first image field, and is fetched byte for byte
+    market = document(
+        imagegen(stack, "key-of-alice", "generate", "--model", "google/nano-banana-edit", "--image",
+                 str(photo), "watercolour", "--out", str(tmp_path / "market"), *wait, "--json")
+    )  # fmt: skip
+    assert market["status"] == "stored", market
+    fetched = stack.emulator.inspect_task(stack.upstream_id(market["taskId"]))["inputs"]
+    assert [(i["field"], i["sha256"]) for i in fetched] == [
+        ("input.image_urls[0]", sha256(photo.read_bytes()).hexdigest())
+    ]
     # another client cannot edit alice's image: the reference is unknown to bob, and nothing is sent
     refused = imagegen(stack, "key-of-bob", "edit", night["taskId"], "add stars", *wait)
     assert refused.returncode == 3 and f"{night['taskId']} not found" in refused.stderr, refused.stderr
