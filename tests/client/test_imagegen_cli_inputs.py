@@ -116,3 +116,22 @@ def test_generate_image_refuses_a_market_model_without_image_fields(run, api, tm
     result = run("generate", "--model", "google/imagen4-fast", "--image", str(photo), "x")
     assert result.code == ExitCode.USAGE and "takes no input image" in result.err, result.err
     assert not [r for r in api.posts() if r.url.path == "/Prod/uploads"]
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "limit"),
+    [
+        ("google/nano-banana-edit", 10 * 1_048_576 + 1, 10 * 1_048_576),
+        ("gpt-4o-image", 26_214_401, 26_214_400),
+    ],
+)
+def test_generate_image_refuses_a_file_over_the_models_limit_before_uploading_it(
+    run, api, tmp_path, model, size, limit
+):
+    # GET /models says how large an input the model takes: no upload of bytes the API would refuse
+    photo = tmp_path / "big.png"
+    photo.write_bytes(PNG + b"\0" * (size - len(PNG)))
+    result = run("generate", "--model", model, "--image", str(photo), "x")
+    assert result.code == ExitCode.USAGE, result.err
+    assert f"{size} bytes" in result.err and f"at most {limit}" in result.err, result.err
+    assert not [r for r in api.posts() if r.url.path == "/Prod/uploads"]

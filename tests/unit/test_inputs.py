@@ -494,3 +494,18 @@ def test_a_fault_remembering_a_check_does_not_fail_the_submit(
         lambda_context, {"size": "1:1", "prompt": "x", "filesUrl": [created["reference"]]}
     )
     assert status == 202, answer
+
+
+def test_get_models_states_the_input_size_limit_post_tasks_enforces() -> None:
+    # A client can check a file before uploading it: the catalogue's figure is the one the API applies.
+    from image_pipeline.client_requests import TaskRequest
+    from image_pipeline.model_catalog import model_catalog
+
+    for entry in model_catalog()["models"]:
+        request = TaskRequest.model_construct(model=entry["model"])  # the limits depend on the model alone
+        enforced = {name.removeprefix("input."): limit for name, limit in request.input_byte_limits().items()}
+        assert entry["maxInputBytes"] == enforced, entry["model"]
+        assert set(enforced) <= set(entry["imageUrlFields"]), entry["model"]
+    by_model = {entry["model"]: entry for entry in model_catalog()["models"]}
+    assert by_model["gpt-4o-image"]["maxInputBytes"] == {"filesUrl": 26_214_400, "maskUrl": 26_214_400}
+    assert by_model["nano-banana-pro"]["maxInputBytes"] == {"image_input": 30 * MIB}

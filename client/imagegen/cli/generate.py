@@ -131,9 +131,12 @@ def _upload_images(args: argparse.Namespace, runtime: Runtime) -> None:
             raise UsageError(f"--image: no such file: {str(path)!r}")
     references = []
     with open_client(args, runtime, lambda _notice: None) as client:
+        catalogue = client.list_models()
         market_field = None
         if model not in (FOUR_O_MODEL, *FLUX_MODELS):
-            market_field = _market_image_field(client.list_models(), model, len(paths))
+            market_field = _market_image_field(catalogue, model, len(paths))
+        field = market_field or ("inputImage" if model in FLUX_MODELS else "filesUrl")
+        _within_the_models_limit(catalogue, model, field, paths)
         for path in paths:
             try:
                 references.append(client.upload_image(path).reference)
@@ -145,6 +148,20 @@ def _upload_images(args: argparse.Namespace, runtime: Runtime) -> None:
         args.input_image = references[0]
     else:
         args.files = [*args.files, *references]
+
+
+def _within_the_models_limit(
+    catalogue: list[dict[str, Any]], model: str, field: str, paths: list[Path]
+) -> None:
+    """Refuse, before uploading it, a file larger than GET /models says the model takes in that field."""
+    described = next((entry for entry in catalogue if entry.get("model") == model), None) or {}
+    limit = (described.get("maxInputBytes") or {}).get(field)
+    for path in paths:
+        size = path.stat().st_size
+        if isinstance(limit, int) and size > limit:
+            raise UsageError(
+                f"--image: {str(path)!r} is {size} bytes: {model} takes at most {limit} in {field}"
+            )
 
 
 def _market_image_field(catalogue: list[dict[str, Any]], model: str, count: int) -> str:

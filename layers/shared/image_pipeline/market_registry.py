@@ -433,5 +433,10 @@ def describe(model_id: str) -> dict[str, Any]:
         "outputFormats": list(entry.output_formats),
         "outputFormatField": entry.format_field,
         "imageUrlFields": list(entry.image_url_fields),
+        "maxInputBytes": {
+            name: spec.max_file_bytes
+            for name, spec in entry.fields.items()
+            if spec.holds_image_urls and spec.max_file_bytes
+        },
         "input": input_json_schema(model_id),
     }

@@ -15,6 +15,7 @@ from image_pipeline.market_registry import MODELS as MARKET_MODELS
 from image_pipeline.pydantic_model import Model
 from image_pipeline.upstream_replies import FLUX_MODELS, FOUR_O_MODEL
 from image_pipeline.upstream_requests import (
+    FOUR_O_MAX_INPUT_BYTES,
     FluxKontextOptions,
     GenerationOptions,
 )
@@ -37,6 +38,10 @@ class ModelInfo(Model):
         description="the field choosing the format; null: the model decides"
     )
     imageUrlFields: list[str] = Field(description="fields that take input image URLs")
+    maxInputBytes: dict[str, int] = Field(
+        description="the largest input file each image field takes, in bytes, where the model documents "
+        "one: POST /tasks refuses a larger upload or stored image there (422)"
+    )
     input: dict[str, Any] = Field(description="the model's fields as JSON Schema")
 
 
@@ -55,6 +60,7 @@ class ModelCatalog(Model):
                             "outputFormats": ["png", "jpeg", "webp"],
                             "outputFormatField": None,
                             "imageUrlFields": [],
+                            "maxInputBytes": {},
                             "input": {"type": "object", "properties": {"prompt": {"type": "string"}}},
                         }
                     ]
@@ -94,6 +100,7 @@ def model_catalog() -> dict[str, Any]:
             "outputFormats": ["png"],
             "outputFormatField": None,
             "imageUrlFields": ["filesUrl", "maskUrl"],
+            "maxInputBytes": {"filesUrl": FOUR_O_MAX_INPUT_BYTES, "maskUrl": FOUR_O_MAX_INPUT_BYTES},
             "input": four_o,
         },
         *(
@@ -106,6 +113,7 @@ def model_catalog() -> dict[str, Any]:
                 "outputFormats": ["jpeg", "png"],
                 "outputFormatField": "outputFormat",
                 "imageUrlFields": ["inputImage"],
+                "maxInputBytes": {},
                 "input": flux,
             }
             for name in FLUX_MODELS
