@@ -509,3 +509,30 @@ def test_get_models_states_the_input_size_limit_post_tasks_enforces() -> None:
     by_model = {entry["model"]: entry for entry in model_catalog()["models"]}
     assert by_model["gpt-4o-image"]["maxInputBytes"] == {"filesUrl": 26_214_400, "maskUrl": 26_214_400}
     assert by_model["nano-banana-pro"]["maxInputBytes"] == {"image_input": 30 * MIB}
+
+
+def test_a_4o_task_records_its_references_beside_its_urls_never_the_links(
+    aws_stack: Any, upstream: Any, lambda_context: Any
+) -> None:
+    photo = png_bytes(40, 30)
+    created = create_upload(lambda_context, photo)
+    put_upload(aws_stack, created, photo)
+    ref = created["reference"]
+    url = "https://img.example.com/a.png"
+    status, answer = submit(
+        lambda_context, {"size": "1:1", "prompt": "x", "filesUrl": [url, ref], "maskUrl": ref}
+    )
+    assert status == 202, answer
+    sent = json.loads(upstream.calls[0].request.content)
+    assert (
+        sent["filesUrl"][0] == url
+        and sent["filesUrl"][1].startswith("https://")
+        and "versionId" in sent["maskUrl"]
+    )
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=aws_stack.tasks_table, Key={"pk": {"S": f"task#{answer['taskId']}"}}
+    )["Item"]
+    options = json.dumps(item["options"])
+    assert ref in options and url in options and "X-Amz-Signature" not in options
+    _, task, _ = get_task(answer["taskId"], lambda_context)
+    assert task["inputs"] == [{"field": "filesUrl[1]", "ref": ref}, {"field": "maskUrl", "ref": ref}]

@@ -17,7 +17,13 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from image_pipeline.input_records import REFERENCE_FORMS, REFERENCE_PATTERN, is_reference
+from image_pipeline.input_records import (
+    IMAGE_FIELDS,
+    REFERENCE_FORMS,
+    REFERENCE_PATTERN,
+    is_reference,
+    map_image_fields,
+)
 from image_pipeline.market_registry import MODELS as MARKET_MODELS
 from image_pipeline.market_registry import market_model, validate_input
 from image_pipeline.pydantic_model import Model
@@ -316,50 +322,32 @@ class TaskRequest(Model):
         checked as for any image URL; the links go in after. A link is ours, not the client's: a role's
         session token can make it longer than the 2,048 characters a client's URL may have."""
 
+        def linked(field: str, value: Any) -> Any:
+            return links[field] if links is not None and is_reference(value) else value
+
         if self.model in MARKET_MODELS:
-            given = dict(self.input or {})
-            for name in self.market_image_fields():
-                value = given.get(name)
-                if isinstance(value, list):
-                    given[name] = [_linked(f"input.{name}[{i}]", item, links) for i, item in enumerate(value)]
-                elif value is not None:
-                    given[name] = _linked(f"input.{name}", value, links)
-            return MarketOptions(model=self.model, input=given)
+            replace = linked if links is not None else _stand_in
+            given = map_image_fields({"input": dict(self.input or {})}, self.market_image_fields(), replace)
+            return MarketOptions(model=self.model, input=given["input"])
         fields: dict[str, Any] = {"prompt": self.prompt} if self.prompt is not None else {}
         options: GenerationOptions | FluxKontextOptions
         if self.model in FLUX_MODELS:
             given = self.given(FLUX_FIELDS)
             options = FluxKontextOptions.model_validate(
-                {"model": self.model, **fields, **_with_images(given, None)}
+                {"model": self.model, **fields, **map_image_fields(given, (), _stand_in)}
             )
         else:
             given = self.given(FOUR_O_FIELDS)
-            options = GenerationOptions.model_validate({**fields, **_with_images(given, None)})
-        return options.model_copy(update=_with_images(given, links, only=True)) if links else options
+            options = GenerationOptions.model_validate({**fields, **map_image_fields(given, (), _stand_in)})
+        if not links:
+            return options
+        with_links = map_image_fields(given, (), linked)
+        return options.model_copy(update={name: with_links[name] for name in IMAGE_FIELDS if name in given})
 
 
-def _linked(field: str, value: Any, links: Mapping[str, str] | None) -> Any:
-    """An image field's value for the upstream: a URL as given; a reference as its link, or as the
-    stand-in URL while the request is validated (``links`` None)."""
-    if not is_reference(value):
-        return value
-    return links[field] if links is not None else REFERENCE_STAND_IN
-
-
-def _with_images(
-    given: dict[str, Any], links: Mapping[str, str] | None, *, only: bool = False
-) -> dict[str, Any]:
-    """``given`` with its 4o and Flux Kontext image fields (filesUrl, maskUrl, inputImage) linked;
-    ``only``: just those fields."""
-    images: dict[str, Any] = {}
-    if "filesUrl" in given:
-        images["filesUrl"] = [
-            _linked(f"filesUrl[{i}]", item, links) for i, item in enumerate(given["filesUrl"])
-        ]
-    for name in ("maskUrl", "inputImage"):
-        if name in given:
-            images[name] = _linked(name, given[name], links)
-    return images if only else {**given, **images}
+def _stand_in(field: str, value: Any) -> Any:
+    """An image field's value while the request is validated: a URL as given, a reference as a URL."""
+    return REFERENCE_STAND_IN if is_reference(value) else value
 
 
 class UploadRequest(Model):

@@ -29,7 +29,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from image_pipeline.errors import AwsFault, InputRejected, ReferenceNotFound
-from image_pipeline.input_records import ObjectVersion, UploadRecord, is_reference
+from image_pipeline.input_records import (
+    ObjectVersion,
+    UploadRecord,
+    image_fields,
+    is_reference,
+    map_image_fields,
+)
 from image_pipeline.task_records import TaskRecord, TaskStatus, iso
 
 # The types an upload may have, and the extension its key ends in (the 4o API wants one on the path).
@@ -108,39 +114,13 @@ class ResolvedInputs:
 NO_INPUTS = ResolvedInputs()
 
 
-def with_references(fields: dict[str, Any], used: list[dict[str, str]]) -> dict[str, Any]:
+def with_references(
+    fields: dict[str, Any], used: list[dict[str, str]], market_fields: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The request's fields as recorded with the task: each link put back as the reference it stands
     for (a presigned link is a credential for an hour; the record keeps what the client wrote)."""
-    for entry in used:
-        path = re.findall(r"[A-Za-z_]+|\[\d+\]", entry["field"])
-        holder: Any = fields
-        for step in path[:-1]:
-            holder = holder[int(step[1:-1])] if step.startswith("[") else holder[step]
-        last = path[-1]
-        if last.startswith("["):
-            holder[int(last[1:-1])] = entry["ref"]
-        else:
-            holder[last] = entry["ref"]
-    return fields
-
-
-def image_fields(request: Mapping[str, Any], market_fields: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
-    """(field, value) of every input image a request names: ``filesUrl[1]``, ``maskUrl``,
-    ``inputImage``, ``input.image_urls[0]`` (a Market model's image fields, given by the caller)."""
-    found: list[tuple[str, Any]] = []
-    for index, value in enumerate(request.get("filesUrl") or ()):
-        found.append((f"filesUrl[{index}]", value))
-    for name in ("maskUrl", "inputImage"):
-        if request.get(name) is not None:
-            found.append((name, request[name]))
-    given = request.get("input") or {}
-    for name in market_fields:
-        value = given.get(name)
-        if isinstance(value, list):
-            found.extend((f"input.{name}[{index}]", item) for index, item in enumerate(value))
-        elif value is not None:
-            found.append((f"input.{name}", value))
-    return found
+    references = {entry["field"]: entry["ref"] for entry in used}
+    return map_image_fields(fields, market_fields, lambda field, value: references.get(field, value))
 
 
 def resolve_inputs(

@@ -167,7 +167,7 @@ def submit_task(
     recorded = store.create_task(
         task_id,
         owner=owner,
-        options=with_references(upstream_fields(generation), inputs.used),
+        options=with_references(upstream_fields(generation), inputs.used, options.market_image_fields()),
         token_hash=hash_token(token),
         now=now,
         next_check_at=now + times.unconfirmed_after,
