@@ -394,7 +394,10 @@ def validate_market(body: Any) -> MarketRequest:
         if isinstance(rules.fields[name], Url | Urls)
         for index, url in enumerate([value] if isinstance(value, str) else value)
     ]
-    limits = {label: _max_bytes(rules.fields[label[6:].split("[", 1)[0]]) for label, _url in labelled}
+    limits = {
+        label: _max_bytes(rules.fields[label.removeprefix("input.").split("[", 1)[0]])
+        for label, _url in labelled
+    }
     return MarketRequest(
         model=model,
         input={k: v for k, v in given.items() if v is not None},

@@ -29,7 +29,7 @@ from image_pipeline.market_registry import market_model, validate_input
 from image_pipeline.pydantic_model import Model
 from image_pipeline.upstream_replies import FLUX_MODELS, FOUR_O_MODEL
 from image_pipeline.upstream_requests import (
-    FOUR_O_MAX_INPUT_BYTES,
+    FOUR_O_INPUT_LIMITS,
     FOUR_O_RULES,
     MAX_EDIT_SAFETY_TOLERANCE,
     MAX_INPUT_IMAGES,
@@ -300,17 +300,10 @@ class TaskRequest(Model):
     def input_byte_limits(self) -> dict[str, int]:
         """The largest input file the chosen model takes, by image field (``filesUrl``,
         ``input.image_urls``), where its documentation gives one."""
-        if self.model in MARKET_MODELS:
-            entry = market_model(self.model)
-            assert entry is not None
-            return {
-                f"input.{name}": spec.max_file_bytes
-                for name, spec in entry.fields.items()
-                if spec.holds_image_urls and spec.max_file_bytes
-            }
-        if self.model in FLUX_MODELS:
-            return {}
-        return {"filesUrl": FOUR_O_MAX_INPUT_BYTES, "maskUrl": FOUR_O_MAX_INPUT_BYTES}
+        entry = market_model(self.model) if self.model in MARKET_MODELS else None
+        if entry is not None:
+            return {f"input.{name}": limit for name, limit in entry.max_input_bytes.items()}
+        return {} if self.model in FLUX_MODELS else dict(FOUR_O_INPUT_LIMITS)
 
     def generation(
         self, links: Mapping[str, str] | None = None

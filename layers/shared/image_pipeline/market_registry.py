@@ -57,6 +57,15 @@ class MarketModel:
         return tuple(name for name, spec in self.fields.items() if spec.holds_image_urls)
 
     @property
+    def max_input_bytes(self) -> dict[str, int]:
+        """The largest input file each image field takes, where the model documents one."""
+        return {
+            name: spec.max_file_bytes
+            for name, spec in self.fields.items()
+            if spec.holds_image_urls and spec.max_file_bytes
+        }
+
+    @property
     def required_fields(self) -> tuple[str, ...]:
         return tuple(name for name, spec in self.fields.items() if spec.required)
 
@@ -433,10 +442,6 @@ def describe(model_id: str) -> dict[str, Any]:
         "outputFormats": list(entry.output_formats),
         "outputFormatField": entry.format_field,
         "imageUrlFields": list(entry.image_url_fields),
-        "maxInputBytes": {
-            name: spec.max_file_bytes
-            for name, spec in entry.fields.items()
-            if spec.holds_image_urls and spec.max_file_bytes
-        },
+        "maxInputBytes": entry.max_input_bytes,
         "input": input_json_schema(model_id),
     }

@@ -15,7 +15,7 @@ from image_pipeline.market_registry import MODELS as MARKET_MODELS
 from image_pipeline.pydantic_model import Model
 from image_pipeline.upstream_replies import FLUX_MODELS, FOUR_O_MODEL
 from image_pipeline.upstream_requests import (
-    FOUR_O_MAX_INPUT_BYTES,
+    FOUR_O_INPUT_LIMITS,
     FluxKontextOptions,
     GenerationOptions,
 )
@@ -100,7 +100,7 @@ def model_catalog() -> dict[str, Any]:
             "outputFormats": ["png"],
             "outputFormatField": None,
             "imageUrlFields": ["filesUrl", "maskUrl"],
-            "maxInputBytes": {"filesUrl": FOUR_O_MAX_INPUT_BYTES, "maskUrl": FOUR_O_MAX_INPUT_BYTES},
+            "maxInputBytes": dict(FOUR_O_INPUT_LIMITS),
             "input": four_o,
         },
         *(

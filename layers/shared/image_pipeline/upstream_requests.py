@@ -25,6 +25,7 @@ INPUT_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".pjpeg", ".pjp", ".png", ".
 MAX_INPUT_IMAGES = 5
 # The 4o Image API refuses a larger input image, with callback code 400 (docs/upstream.md).
 FOUR_O_MAX_INPUT_BYTES = 26_214_400
+FOUR_O_INPUT_LIMITS = {"filesUrl": FOUR_O_MAX_INPUT_BYTES, "maskUrl": FOUR_O_MAX_INPUT_BYTES}
 MAX_PROMPT_CHARS = 5000  # the platform does not document a limit; ours keeps records and logs bounded
 # A prompt is blank when it has only these characters: what Python's str.isspace() or ECMAScript's \s
 # (JSON Schema's regex dialect) takes for space, listed one by one. `\S` in the published pattern meant
