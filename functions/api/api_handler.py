@@ -57,7 +57,7 @@ from image_pipeline.logic.submission import (
 )
 from image_pipeline.model_catalog import ModelCatalog, model_catalog
 from image_pipeline.observability import logger_for, metrics_for
-from image_pipeline.request_problems import request_problems
+from image_pipeline.request_problems import invalid_request_body, request_problems
 from image_pipeline.settings import ApiSettings, api_settings, parse_at_cold_start
 from image_pipeline.task_records import TaskStatus, utc_now
 
@@ -239,18 +239,18 @@ def _report(submitted: SubmittedTask, options: TaskRequest, owner: str) -> None:
 def create_upload(upload: UploadRequest) -> Response[Any]:
     if not isinstance(app.current_event.json_body, dict):
         raise UnreadableBody("the body must be one JSON object: contentType and bytes")
-    settings = api_settings()
+    settings, owner = api_settings(), caller()
     created = new_upload(
         upload.contentType,
         upload.bytes,
-        caller(),
+        owner,
         objects=_inputs(settings),
         max_bytes=settings.upload_max_bytes,
         link_seconds=settings.upload_link_seconds,
         retention=timedelta(days=settings.upload_retention_days),
         now=utc_now(),
     )
-    logger.info("upload issued", extra={"upload_id": created["uploadId"], "client": caller()})
+    logger.info("upload issued", extra={"upload_id": created["uploadId"], "client": owner})
     return _json(201, created)
 
 
@@ -406,13 +406,7 @@ def reference_not_found(error: ReferenceNotFound) -> Response[Any]:
 
 @app.exception_handler(InputRejected)
 def input_rejected(error: InputRejected) -> Response[Any]:
-    return _json(
-        422,
-        {
-            "message": f"invalid request: check {error.field}",
-            "errors": [{"field": error.field, "message": error.message}],
-        },
-    )
+    return _json(422, invalid_request_body([{"field": error.field, "message": error.message}]))
 
 
 @app.exception_handler(TaskStillRunning)

@@ -32,8 +32,13 @@ def request_problems(errors: Iterable[Mapping[str, Any]]) -> tuple[int, dict[str
         if named:
             location, message = named["field"], named["message"]
         problems.append({"field": location or "body", "message": message})
+    return 422, invalid_request_body(problems)
+
+
+def invalid_request_body(problems: list[dict[str, str]]) -> dict[str, Any]:
+    """The 422 ErrorBody naming each field at fault: a request's model's refusals, or the API's own."""
     fields = ", ".join(problem["field"] for problem in problems)
-    return 422, {"message": f"invalid request: check {fields}", "errors": problems}
+    return {"message": f"invalid request: check {fields}", "errors": problems}
 
 
 def field_name(location: Iterable[Any]) -> str:
