@@ -144,14 +144,16 @@ def resolve_inputs(
     for name, value in image_fields(request, market_fields):
         if not is_reference(value):
             continue
-        if value not in found:
+        if value in found:
+            item, link = found[value]
+            _within_limit(name, value, item, byte_limits)  # this field may take less than the first
+        else:
             item, upload = _locate(name, value, owner, objects)
-            _within_limit(name, value, item, byte_limits)
+            _within_limit(name, value, item, byte_limits)  # before reading an upload to check it
             if upload is not None:
                 _check_upload(name, value, upload, item, objects, check_image)
-            found[value] = (item, objects.presigned_input(item, link_seconds))
-        item, link = found[value]
-        _within_limit(name, value, item, byte_limits)  # another field may take less
+            link = objects.presigned_input(item, link_seconds)
+            found[value] = (item, link)
         resolved.links[name] = link
         resolved.used.append({"field": name, "ref": value})
     return resolved
