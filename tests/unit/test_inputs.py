@@ -275,15 +275,30 @@ def test_a_market_models_image_field_takes_a_reference(
     assert "X-Amz-Signature" not in json.dumps(item["options"])  # never the link
 
 
-def _count_upload_reads(aws_stack: Any) -> list[str]:
-    """The S3 GETs of uploads/ the API makes (a hook on the real client it uses, not a stand-in)."""
+def _api_input_store() -> Any:
+    """The InputStore the API handler uses (its real boto3 clients, which the tests below hook)."""
     from image_pipeline import wiring
     from image_pipeline.settings import api_settings
 
     settings = api_settings()
-    store = wiring.input_store(settings.tasks_table, settings.images_bucket, settings.record_ttl_days)
+    return wiring.input_store(settings.tasks_table, settings.images_bucket, settings.record_ttl_days)
+
+
+def _aws_answer(request: Any, status: int, body: bytes = b"") -> Any:
+    """An answer from AWS as botocore reads it off the wire, for a before-send hook to return."""
+    from botocore.awsrequest import AWSResponse
+
+    class _Raw:
+        def stream(self, **_: Any) -> Any:
+            return iter([body])
+
+    return AWSResponse(request.url, status, {"x-amzn-requestid": "test"}, _Raw())
+
+
+def _count_upload_reads(aws_stack: Any) -> list[str]:
+    """The S3 GETs of uploads/ the API makes (a hook on the real client it uses, not a stand-in)."""
     reads: list[str] = []
-    store._s3.meta.events.register(
+    _api_input_store()._s3.meta.events.register(
         "before-call.s3.GetObject", lambda params, **_: reads.append(params["url_path"]), unique_id="count"
     )
     return reads
@@ -356,23 +371,11 @@ def test_a_presigned_input_link_longer_than_a_client_url_may_be_still_goes_upstr
 def _as_real_s3_answers_a_missing_key_without_list_bucket(aws_stack: Any) -> None:
     """Real S3 answers a HEAD of a missing key with 403, not 404, to a role without s3:ListBucket (the
     API's has none); moto answers 404. This makes the API's own S3 client answer as real S3 does."""
-    from botocore.awsrequest import AWSResponse
-    from image_pipeline import wiring
-    from image_pipeline.settings import api_settings
-
-    settings = api_settings()
-    store = wiring.input_store(settings.tasks_table, settings.images_bucket, settings.record_ttl_days)
-
-    class _Raw:
-        def stream(self, **_: Any) -> Any:
-            return iter([b""])
 
     def forbidden(request: Any, **_: Any) -> Any:
-        if request.method == "HEAD":
-            return AWSResponse(request.url, 403, {"x-amz-request-id": "test"}, _Raw())
-        return None
+        return _aws_answer(request, 403) if request.method == "HEAD" else None
 
-    store._s3.meta.events.register_first("before-send.s3.HeadObject", forbidden)
+    _api_input_store()._s3.meta.events.register_first("before-send.s3.HeadObject", forbidden)
 
 
 def test_an_upload_never_put_is_422_also_where_s3_answers_403(
@@ -468,28 +471,15 @@ def test_a_fault_remembering_a_check_does_not_fail_the_submit(
     aws_stack: Any, upstream: Any, lambda_context: Any
 ) -> None:
     # Remembering the verdict saves a later read; DynamoDB refusing that write is no reason to refuse
-    from botocore.awsrequest import AWSResponse
-    from image_pipeline import wiring
-    from image_pipeline.settings import api_settings
-
     photo = png_bytes()
     created = create_upload(lambda_context, photo)
     put_upload(aws_stack, created, photo)
-    settings = api_settings()
-    store = wiring.input_store(settings.tasks_table, settings.images_bucket, settings.record_ttl_days)
-
-    class _Raw:
-        def stream(self, **_: Any) -> Any:
-            return iter(
-                [b'{"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":"no"}']
-            )
+    denied = b'{"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":"no"}'
 
     def refuse_the_mark(request: Any, **_: Any) -> Any:
-        if b"checkedObject" in (request.body or b""):
-            return AWSResponse(request.url, 400, {"x-amzn-requestid": "test"}, _Raw())
-        return None
+        return _aws_answer(request, 400, denied) if b"checkedObject" in (request.body or b"") else None
 
-    store._db.meta.events.register_first("before-send.dynamodb.UpdateItem", refuse_the_mark)
+    _api_input_store()._db.meta.events.register_first("before-send.dynamodb.UpdateItem", refuse_the_mark)
     status, answer = submit(
         lambda_context, {"size": "1:1", "prompt": "x", "filesUrl": [created["reference"]]}
     )
