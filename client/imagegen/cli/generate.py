@@ -107,8 +107,8 @@ def cmd_edit(args: argparse.Namespace, runtime: Runtime) -> int:
         args.files = [reference, *args.files]
     else:
         with open_client(args, runtime, lambda _notice: None) as client:
-            described = {entry.get("model"): entry for entry in client.list_models()}
-        fields = (described.get(model) or {}).get("imageUrlFields") or []
+            described = _described(client.list_models(), model)
+        fields = (described or {}).get("imageUrlFields") or []
         if not fields:
             raise UsageError(f"--model {model} takes no input image: `imagegen models` lists those that do")
         # the catalogue types it: a list field takes the reference as its one item (build_input)
@@ -150,12 +150,16 @@ def _upload_images(args: argparse.Namespace, runtime: Runtime) -> None:
         args.files = [*args.files, *references]
 
 
+def _described(catalogue: list[dict[str, Any]], model: str) -> dict[str, Any] | None:
+    """The model's entry in GET /models, if it has one."""
+    return next((entry for entry in catalogue if entry.get("model") == model), None)
+
+
 def _within_the_models_limit(
     catalogue: list[dict[str, Any]], model: str, field: str, paths: list[Path]
 ) -> None:
     """Refuse, before uploading it, a file larger than GET /models says the model takes in that field."""
-    described = next((entry for entry in catalogue if entry.get("model") == model), None) or {}
-    limit = (described.get("maxInputBytes") or {}).get(field)
+    limit = ((_described(catalogue, model) or {}).get("maxInputBytes") or {}).get(field)
     for path in paths:
         size = path.stat().st_size
         if isinstance(limit, int) and size > limit:
@@ -166,7 +170,7 @@ def _within_the_models_limit(
 
 def _market_image_field(catalogue: list[dict[str, Any]], model: str, count: int) -> str:
     """The first image field of a Market model (GET /models), checked to take `count` images."""
-    described = next((entry for entry in catalogue if entry.get("model") == model), None)
+    described = _described(catalogue, model)
     if described is None:
         raise UsageError(f"--model {model} is not a model this API takes: `imagegen models` lists them")
     fields = described.get("imageUrlFields") or []
