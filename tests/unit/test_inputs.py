@@ -71,6 +71,13 @@ def put_upload(aws_stack: Any, body: dict[str, Any], data: bytes) -> None:
     )
 
 
+def uploaded(aws_stack: Any, context: Any, data: bytes, content_type: str = "image/png") -> dict:
+    """POST /uploads, then its PUT made: an upload a client finished."""
+    created = create_upload(context, data, content_type=content_type)
+    put_upload(aws_stack, created, data)
+    return created
+
+
 def submit(context: Any, body: dict[str, Any], client: str | None = None) -> tuple[int, dict[str, Any]]:
     status, answer, _ = invoke(as_client(with_body(load_event("api_submit_task"), body), client), context)
     return status, answer
@@ -130,8 +137,7 @@ def test_an_uploaded_image_goes_upstream_as_a_presigned_get_of_its_version(
     aws_stack: Any, upstream: Any, lambda_context: Any
 ) -> None:
     photo = png_bytes(40, 30)
-    created = create_upload(lambda_context, photo)
-    put_upload(aws_stack, created, photo)
+    created = uploaded(aws_stack, lambda_context, photo)
     status, answer = submit(
         lambda_context, {"size": "1:1", "prompt": "night", "filesUrl": [created["reference"]]}
     )
@@ -254,8 +260,7 @@ def test_a_market_models_image_field_takes_a_reference(
     aws_stack: Any, lambda_context: Any, model: str, given: str, field: str, sent: Any
 ) -> None:
     photo = png_bytes()
-    created = create_upload(lambda_context, photo)
-    put_upload(aws_stack, created, photo)
+    created = uploaded(aws_stack, lambda_context, photo)
     value: Any = created["reference"] if given == "image_url" else [created["reference"]]
     with respx.mock(assert_all_called=False) as mock:
         create = mock.post(MARKET_CREATE).mock(
@@ -309,8 +314,7 @@ def test_an_uploads_bytes_are_read_and_checked_once_however_often_it_is_used(
 ) -> None:
     # An upload may be 30 MiB: reading it on every edit that names it would cost each submit that read.
     photo = png_bytes(40, 30)
-    created = create_upload(lambda_context, photo)
-    put_upload(aws_stack, created, photo)
+    created = uploaded(aws_stack, lambda_context, photo)
     reads = _count_upload_reads(aws_stack)
     twice = {"size": "1:1", "prompt": "night", "filesUrl": [created["reference"], created["reference"]]}
     assert submit(lambda_context, twice)[0] == 202
@@ -325,8 +329,7 @@ def test_an_upload_overwritten_after_its_check_is_checked_again(
 ) -> None:
     # The presigned PUT stays usable until it expires: a second PUT of the same length is a new object.
     photo = png_bytes(40, 30)
-    created = create_upload(lambda_context, photo)
-    put_upload(aws_stack, created, photo)
+    created = uploaded(aws_stack, lambda_context, photo)
     request = {"size": "1:1", "prompt": "night", "filesUrl": [created["reference"]]}
     assert submit(lambda_context, request)[0] == 202
     put_upload(aws_stack, created, b"\0" * len(photo))
@@ -344,8 +347,7 @@ def test_a_presigned_input_link_longer_than_a_client_url_may_be_still_goes_upstr
     from image_pipeline.adapters import aws
 
     photo = png_bytes(40, 30)
-    created = create_upload(lambda_context, photo)
-    put_upload(aws_stack, created, photo)
+    created = uploaded(aws_stack, lambda_context, photo)
     monkeypatch.setenv("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjE" + "A" * 1900)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # its credentials are read anew
     aws.reset_clients()
@@ -413,8 +415,7 @@ def test_an_input_over_the_models_own_size_limit_is_422_before_anything_is_sent(
 ) -> None:
     # The upstream refuses a larger input only when the task runs (4o: code 400, at most 26,214,400
     # bytes; the Market models: each field's documented limit): the client hears it at once instead.
-    created = create_upload(lambda_context, b"\0" * size)
-    put_upload(aws_stack, created, b"\0" * size)
+    created = uploaded(aws_stack, lambda_context, b"\0" * size)
     reads = _count_upload_reads(aws_stack)
     body = json.loads(json.dumps(request_body).replace('"REF"', json.dumps(created["reference"])))
     status, answer = submit(lambda_context, body)
@@ -427,8 +428,7 @@ def test_a_model_that_takes_larger_inputs_is_not_held_to_another_models_limit(
     aws_stack: Any, upstream: Any, lambda_context: Any
 ) -> None:
     # nano-banana-pro takes 30 MB inputs: an 11 MiB upload passes the size rule and meets the bytes check
-    created = create_upload(lambda_context, b"\0" * (11 * MIB))
-    put_upload(aws_stack, created, b"\0" * (11 * MIB))
+    created = uploaded(aws_stack, lambda_context, b"\0" * (11 * MIB))
     body = {"model": "nano-banana-pro", "input": {"prompt": "x", "image_input": [created["reference"]]}}
     status, answer = submit(lambda_context, body)
     assert status == 422 and "not a usable image" in answer["errors"][0]["message"], answer
@@ -445,8 +445,7 @@ def test_an_upload_whose_bytes_are_another_type_than_it_was_uploaded_as_is_422(
     buffer = io.BytesIO()
     Image.new("RGB", (32, 24), (200, 10, 10)).save(buffer, "JPEG")
     jpeg = buffer.getvalue()
-    created = create_upload(lambda_context, jpeg, content_type="image/png")
-    put_upload(aws_stack, created, jpeg)
+    created = uploaded(aws_stack, lambda_context, jpeg, content_type="image/png")
     status, body = submit(lambda_context, {"size": "1:1", "prompt": "x", "filesUrl": [created["reference"]]})
     assert status == 422 and body["errors"][0]["field"] == "filesUrl[0]", body
     assert "image/jpeg" in body["errors"][0]["message"] and "image/png" in body["errors"][0]["message"]
@@ -457,8 +456,7 @@ def test_a_refused_upload_is_refused_again_without_reading_it_again(
     aws_stack: Any, upstream: Any, lambda_context: Any
 ) -> None:
     bad = b"<html>not an image</html>" * 1000
-    created = create_upload(lambda_context, bad)
-    put_upload(aws_stack, created, bad)
+    created = uploaded(aws_stack, lambda_context, bad)
     reads = _count_upload_reads(aws_stack)
     request = {"size": "1:1", "prompt": "x", "filesUrl": [created["reference"]]}
     answers = [submit(lambda_context, request) for _ in range(3)]
@@ -472,8 +470,7 @@ def test_a_fault_remembering_a_check_does_not_fail_the_submit(
 ) -> None:
     # Remembering the verdict saves a later read; DynamoDB refusing that write is no reason to refuse
     photo = png_bytes()
-    created = create_upload(lambda_context, photo)
-    put_upload(aws_stack, created, photo)
+    created = uploaded(aws_stack, lambda_context, photo)
     denied = b'{"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException","message":"no"}'
 
     def refuse_the_mark(request: Any, **_: Any) -> Any:
@@ -505,8 +502,7 @@ def test_a_4o_task_records_its_references_beside_its_urls_never_the_links(
     aws_stack: Any, upstream: Any, lambda_context: Any
 ) -> None:
     photo = png_bytes(40, 30)
-    created = create_upload(lambda_context, photo)
-    put_upload(aws_stack, created, photo)
+    created = uploaded(aws_stack, lambda_context, photo)
     ref = created["reference"]
     url = "https://img.example.com/a.png"
     status, answer = submit(
